@@ -1,0 +1,137 @@
+//! A reconnecting consumer with manual acks that hands deliveries to a handler in batches.
+//!
+//! Batching is what makes the processor fast: one database transaction and one
+//! `ack(multiple)` per batch instead of per message, while keeping delivery order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use amiquip::{Channel, Connection, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
+use crossbeam_channel::select;
+
+use super::{connect, BusError, ConfirmedPublisher};
+use crate::lifecycle::ShutdownSignal;
+use crate::retry::Backoff;
+
+pub struct ConsumerSettings {
+    pub url: String,
+    pub queue: String,
+    /// Unacknowledged deliveries the broker may push ahead of us.
+    pub prefetch: u16,
+    /// Most deliveries handed to one `handle` call.
+    pub max_batch: usize,
+    pub who: &'static str,
+}
+
+/// What a handler gets with each batch: acks, and a confirmed publisher on the same connection.
+pub struct BatchContext<'a> {
+    pub consumer: &'a Consumer<'a>,
+    pub publisher: &'a mut ConfirmedPublisher,
+    pub shutdown: &'a ShutdownSignal,
+}
+
+impl BatchContext<'_> {
+    /// Acknowledges `last` and every earlier delivery on this channel.
+    pub fn ack_through(&self, last: Delivery) -> Result<(), BusError> {
+        Ok(self.consumer.ack_multiple(last)?)
+    }
+}
+
+pub trait BatchHandler {
+    /// Declares the topology the consumer needs (run on every (re)connect).
+    fn declare(&mut self, channel: &Channel) -> Result<(), BusError>;
+    /// Handles deliveries in order and acknowledges them. Returning an error reconnects; what
+    /// was not acknowledged is redelivered.
+    fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError>;
+}
+
+/// Consumes until shutdown, reconnecting whenever the broker or the handler fails.
+/// `connected` tracks whether a consumer is currently attached (for `/readyz`).
+pub fn run_batch_consumer(
+    settings: &ConsumerSettings,
+    handler: &mut dyn BatchHandler,
+    shutdown: &ShutdownSignal,
+    connected: &AtomicBool,
+) -> Result<(), String> {
+    let backoff = Backoff::reconnect();
+    let mut failures = 0;
+    loop {
+        let mut conn = match connect(&settings.url, shutdown, settings.who) {
+            Ok(c) => c,
+            Err(_) => return Ok(()), // only fails on shutdown
+        };
+        let result = consume_session(&mut conn, settings, handler, shutdown, connected);
+        connected.store(false, Ordering::SeqCst);
+        match result {
+            Ok(()) | Err(BusError::Shutdown) => {
+                let _ = conn.close();
+                return Ok(());
+            }
+            Err(e) => {
+                let delay = backoff.delay(failures);
+                log::warn!(who = settings.who; "consumer lost its broker session: {e}; reconnecting in {delay:?}");
+                failures = failures.saturating_add(1);
+                drop(conn);
+                if shutdown.wait(delay) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn consume_session(
+    conn: &mut Connection,
+    settings: &ConsumerSettings,
+    handler: &mut dyn BatchHandler,
+    shutdown: &ShutdownSignal,
+    connected: &AtomicBool,
+) -> Result<(), BusError> {
+    let channel = conn.open_channel(None)?;
+    handler.declare(&channel)?;
+    channel.qos(0, settings.prefetch, false)?;
+    let mut publisher = ConfirmedPublisher::new(conn.open_channel(None)?)?;
+    let consumer = channel.basic_consume(settings.queue.clone(), ConsumerOptions::default())?;
+    connected.store(true, Ordering::SeqCst);
+    log::info!(who = settings.who, queue = settings.queue.as_str(); "consuming");
+    loop {
+        let first = select! {
+            recv(consumer.receiver()) -> msg => msg.map_err(|_| BusError::Other("consumer channel closed".into()))?,
+            recv(shutdown.receiver()) -> _ => return Ok(()),
+            default(Duration::from_secs(1)) => continue,
+        };
+        let mut batch = Vec::new();
+        let mut ended = into_delivery(first, &mut batch);
+        while ended.is_none() && batch.len() < settings.max_batch {
+            match consumer.receiver().try_recv() {
+                Ok(msg) => ended = into_delivery(msg, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            let mut ctx = BatchContext {
+                consumer: &consumer,
+                publisher: &mut publisher,
+                shutdown,
+            };
+            handler.handle(&mut ctx, batch)?;
+        }
+        if let Some(end) = ended {
+            return Err(end);
+        }
+    }
+}
+
+/// Pushes a delivery; returns why the stream ended for anything else.
+fn into_delivery(msg: ConsumerMessage, batch: &mut Vec<Delivery>) -> Option<BusError> {
+    match msg {
+        ConsumerMessage::Delivery(d) => {
+            batch.push(d);
+            None
+        }
+        ConsumerMessage::ServerClosedChannel(e) | ConsumerMessage::ServerClosedConnection(e) => {
+            Some(BusError::Amqp(e))
+        }
+        other => Some(BusError::Other(format!("consumer ended: {other:?}"))),
+    }
+}

@@ -1,0 +1,28 @@
+//! RabbitMQ plumbing on amiquip: connect with retry, topology, batch consumer, confirmed
+//! publisher, and the topic matcher. Every daemon uses these; none talks to amiquip directly.
+
+pub mod connection;
+pub mod consumer;
+pub mod publisher;
+pub mod topic;
+pub mod topology;
+
+pub use connection::connect;
+pub use consumer::{run_batch_consumer, BatchContext, BatchHandler, ConsumerSettings};
+pub use publisher::{ConfirmedPublisher, OutgoingMessage};
+pub use topic::topic_matches;
+
+/// A failure talking to the broker. The caller reconnects; unacknowledged deliveries come back.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("broker error: {0}")]
+    Amqp(#[from] amiquip::Error),
+    #[error("broker did not confirm publishes within {0:?}")]
+    ConfirmTimeout(std::time::Duration),
+    #[error("broker rejected (nacked) a publish")]
+    Nacked,
+    #[error("shutting down")]
+    Shutdown,
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,143 @@
+//! Publishing with publisher confirms: a batch counts as sent only once the broker confirms it.
+
+use std::time::{Duration, Instant};
+
+use amiquip::{AmqpProperties, AmqpValue, Channel, Confirm, ConfirmSmoother, FieldTable, Publish};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::BusError;
+
+/// One message to publish: JSON, persistent, with optional headers and request/reply fields.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub headers: FieldTable,
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub persistent: bool,
+}
+
+impl OutgoingMessage {
+    pub fn json(exchange: &str, routing_key: &str, body: &serde_json::Value) -> Self {
+        OutgoingMessage::raw(exchange, routing_key, body.to_string().into_bytes())
+    }
+
+    pub fn raw(exchange: &str, routing_key: &str, body: Vec<u8>) -> Self {
+        OutgoingMessage {
+            exchange: exchange.to_string(),
+            routing_key: routing_key.to_string(),
+            body,
+            headers: FieldTable::new(),
+            message_id: None,
+            correlation_id: None,
+            reply_to: None,
+            persistent: true,
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers
+            .insert(name.to_string(), AmqpValue::LongString(value.into()));
+        self
+    }
+
+    pub fn with_message_id(mut self, id: impl Into<String>) -> Self {
+        self.message_id = Some(id.into());
+        self
+    }
+
+    pub fn transient(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+
+    fn properties(&self) -> AmqpProperties {
+        let mut props = AmqpProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(if self.persistent { 2 } else { 1 });
+        if !self.headers.is_empty() {
+            props = props.with_headers(self.headers.clone());
+        }
+        if let Some(id) = &self.message_id {
+            props = props.with_message_id(id.clone());
+        }
+        if let Some(id) = &self.correlation_id {
+            props = props.with_correlation_id(id.clone());
+        }
+        if let Some(to) = &self.reply_to {
+            props = props.with_reply_to(to.clone());
+        }
+        props
+    }
+}
+
+/// A channel in confirm mode.
+pub struct ConfirmedPublisher {
+    channel: Channel,
+    confirms: Receiver<Confirm>,
+    smoother: ConfirmSmoother,
+    published: u64,
+    confirmed: u64,
+}
+
+impl ConfirmedPublisher {
+    pub fn new(channel: Channel) -> Result<Self, BusError> {
+        let confirms = channel.listen_for_publisher_confirms()?;
+        channel.enable_publisher_confirms()?;
+        Ok(ConfirmedPublisher {
+            channel,
+            confirms,
+            smoother: ConfirmSmoother::new(),
+            published: 0,
+            confirmed: 0,
+        })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes every message and waits until the broker has confirmed all of them.
+    /// Any nack or timeout fails the whole call; the caller retries (at-least-once).
+    pub fn publish_all(
+        &mut self,
+        messages: &[OutgoingMessage],
+        timeout: Duration,
+    ) -> Result<(), BusError> {
+        for m in messages {
+            self.channel.basic_publish(
+                m.exchange.clone(),
+                Publish::with_properties(&m.body, m.routing_key.clone(), m.properties()),
+            )?;
+            self.published += 1;
+        }
+        self.wait_for_confirms(timeout)
+    }
+
+    fn wait_for_confirms(&mut self, timeout: Duration) -> Result<(), BusError> {
+        let deadline = Instant::now() + timeout;
+        let mut nacked = false;
+        while self.confirmed < self.published {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let raw = match self.confirms.recv_timeout(left) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => return Err(BusError::ConfirmTimeout(timeout)),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(BusError::Other("broker channel closed".into()))
+                }
+            };
+            for confirm in self.smoother.process(raw) {
+                self.confirmed += 1;
+                nacked |= matches!(confirm, Confirm::Nack(_));
+            }
+        }
+        if nacked {
+            Err(BusError::Nacked)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The `manman` operator CLI: argument definitions and subcommand implementations.
+
+pub mod migrate;
+pub mod output;

@@ -1,0 +1,87 @@
+//! Prepared-statement caching on a long-lived pooled connection, so hot paths pay one round
+//! trip per statement instead of two (parse + execute).
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{Row, Statement, Transaction};
+
+use super::PooledConnection;
+
+/// A pooled connection kept by one thread, with the statements it has prepared.
+pub struct CachedConnection {
+    conn: PooledConnection,
+    cache: HashMap<&'static str, Statement>,
+}
+
+impl CachedConnection {
+    pub fn new(conn: PooledConnection) -> Self {
+        CachedConnection {
+            conn,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    pub fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
+        Ok(Tx {
+            inner: self.conn.transaction()?,
+            cache: &mut self.cache,
+        })
+    }
+}
+
+/// A transaction whose queries are prepared once per connection.
+pub struct Tx<'a> {
+    inner: Transaction<'a>,
+    cache: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl Tx<'_> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.cache.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.inner.prepare(sql)?;
+        self.cache.insert(sql, st.clone());
+        Ok(st)
+    }
+
+    pub fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.inner.query(&st, params)
+    }
+
+    pub fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.inner.query_opt(&st, params)
+    }
+
+    pub fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.inner.execute(&st, params)
+    }
+
+    pub fn commit(self) -> Result<(), postgres::Error> {
+        self.inner.commit()
+    }
+
+    pub fn rollback(self) -> Result<(), postgres::Error> {
+        self.inner.rollback()
+    }
+}

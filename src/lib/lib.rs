@@ -1,0 +1,27 @@
+//! ManMan: a self-hosted game-server manager for bare-metal Linux. One crate, several daemons;
+//! this is the module map. Imports flow one way: daemon folders → bus/db/wire → config.
+
+/// RabbitMQ: connect, topology, consumer, confirmed publisher, topic matching.
+pub mod bus;
+/// The `manman` operator CLI.
+pub mod cli;
+/// Typed environment configuration.
+pub mod config;
+/// PostgreSQL: pool, migrations, repositories.
+pub mod db;
+/// `/healthz`, `/readyz`, `/metrics`.
+pub mod health;
+/// tiny_http JSON helpers and the JSON error shape.
+pub mod http;
+/// Signals, supervised threads, drain deadline.
+pub mod lifecycle;
+/// Prometheus counters, gauges, histograms.
+pub mod metrics;
+/// `manman-processor`: host events → session state machine → PostgreSQL → external events.
+pub mod processor;
+/// The one exponential backoff.
+pub mod retry;
+/// JSON log lines on stderr.
+pub mod telemetry;
+/// Message payloads, statuses, routing keys.
+pub mod wire;

@@ -1,0 +1,283 @@
+//! Daemon lifecycle: SIGTERM/SIGINT as a channel, supervised named threads, a drain deadline.
+//!
+//! The main thread calls [`Supervisor::run`]: it waits for a signal, a stop request, or the
+//! death of any worker, then tells every worker to drain and joins them within the deadline.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
+
+/// How long workers get to drain after shutdown starts (systemd's TimeoutStopSec matches).
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Seen by every worker. Never carries a value: the channel disconnects when shutdown starts,
+/// so `select!` on [`ShutdownSignal::receiver`] wakes every waiting thread at once.
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal {
+    rx: Receiver<()>,
+}
+
+impl ShutdownSignal {
+    /// A signal with its trigger: dropping the trigger (or calling `trigger`) starts shutdown.
+    pub fn new() -> (ShutdownTrigger, ShutdownSignal) {
+        let (tx, rx) = bounded(0);
+        (ShutdownTrigger { tx: Some(tx) }, ShutdownSignal { rx })
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        matches!(
+            self.rx.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    }
+
+    /// Sleeps up to `timeout`; returns true as soon as shutdown has started.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        matches!(
+            self.rx.recv_timeout(timeout),
+            Err(RecvTimeoutError::Disconnected)
+        )
+    }
+
+    /// For `select!`: a receive on it completes (with an error) once shutdown starts.
+    pub fn receiver(&self) -> &Receiver<()> {
+        &self.rx
+    }
+}
+
+/// Starts shutdown when triggered or dropped.
+#[derive(Debug)]
+pub struct ShutdownTrigger {
+    tx: Option<Sender<()>>,
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&mut self) {
+        self.tx.take();
+    }
+}
+
+/// Why a worker thread ended.
+#[derive(Debug)]
+enum WorkerExit {
+    Finished,
+    Failed(String),
+    Panicked,
+}
+
+/// Why [`Supervisor::run`] returned, and the exit code it maps to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM/SIGINT or a stop request, and every worker drained in time.
+    Requested,
+    /// A worker died on its own; the others were drained.
+    WorkerDied(String),
+    /// Some worker did not finish within the drain deadline.
+    DeadlineExceeded(Vec<String>),
+}
+
+impl StopReason {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StopReason::Requested => 0,
+            StopReason::WorkerDied(_) => 1,
+            StopReason::DeadlineExceeded(_) => 2,
+        }
+    }
+}
+
+/// Owns a daemon's worker threads.
+pub struct Supervisor {
+    trigger: ShutdownTrigger,
+    signal: ShutdownSignal,
+    stop_tx: Sender<()>,
+    stop_rx: Receiver<()>,
+    exits_tx: Sender<(String, WorkerExit)>,
+    exits_rx: Receiver<(String, WorkerExit)>,
+    workers: Vec<(String, JoinHandle<()>)>,
+}
+
+/// Asks a running [`Supervisor`] to shut down (used by tests and embedding code).
+#[derive(Clone)]
+pub struct StopHandle(Sender<()>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Supervisor {
+    pub fn new() -> Self {
+        let (trigger, signal) = ShutdownSignal::new();
+        let (stop_tx, stop_rx) = bounded(1);
+        let (exits_tx, exits_rx) = unbounded();
+        Supervisor {
+            trigger,
+            signal,
+            stop_tx,
+            stop_rx,
+            exits_tx,
+            exits_rx,
+            workers: Vec::new(),
+        }
+    }
+
+    pub fn signal(&self) -> ShutdownSignal {
+        self.signal.clone()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop_tx.clone())
+    }
+
+    /// Spawns a named worker. It should return when `ShutdownSignal` fires; returning earlier
+    /// (or panicking) counts as the worker dying and shuts the daemon down.
+    pub fn spawn<F>(&mut self, name: &str, work: F) -> std::io::Result<()>
+    where
+        F: FnOnce(ShutdownSignal) -> Result<(), String> + Send + 'static,
+    {
+        let signal = self.signal.clone();
+        let exits = self.exits_tx.clone();
+        let thread_name = name.to_string();
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(signal)));
+                let exit = match result {
+                    Ok(Ok(())) => WorkerExit::Finished,
+                    Ok(Err(e)) => WorkerExit::Failed(e),
+                    Err(_) => WorkerExit::Panicked,
+                };
+                let _ = exits.send((thread_name, exit));
+            })?;
+        self.workers.push((name.to_string(), handle));
+        Ok(())
+    }
+
+    /// Blocks until SIGTERM/SIGINT, a stop request or a worker's death; then drains.
+    pub fn run(mut self, deadline: Duration) -> StopReason {
+        let (signal_tx, signal_rx) = bounded(1);
+        if let Err(e) = forward_os_signals(signal_tx) {
+            log::error!("cannot install signal handlers: {e}");
+        }
+        let died = select! {
+            recv(signal_rx) -> _ => { log::info!("shutdown signal received; draining"); None }
+            recv(self.stop_rx) -> _ => { log::info!("stop requested; draining"); None }
+            recv(self.exits_rx) -> exit => {
+                let (name, how) = exit.expect("supervisor holds a sender");
+                log::error!(worker = name.as_str(); "worker thread ended unexpectedly: {how:?}; shutting down");
+                Some(name)
+            }
+        };
+        self.trigger.trigger();
+        let late = self.join_all(deadline, died.as_deref());
+        match (died, late.is_empty()) {
+            (_, false) => {
+                log::error!("workers still running after the drain deadline: {late:?}");
+                StopReason::DeadlineExceeded(late)
+            }
+            (Some(name), true) => StopReason::WorkerDied(name),
+            (None, true) => {
+                log::info!("all workers drained; bye");
+                StopReason::Requested
+            }
+        }
+    }
+
+    /// Joins workers until the deadline; returns the names of those still running.
+    fn join_all(&mut self, deadline: Duration, already_exited: Option<&str>) -> Vec<String> {
+        let until = Instant::now() + deadline;
+        let mut pending: Vec<String> = self.workers.iter().map(|(n, _)| n.clone()).collect();
+        pending.retain(|n| Some(n.as_str()) != already_exited);
+        // Exits already reported before shutdown (e.g. the worker that died).
+        while let Ok((name, _)) = self.exits_rx.try_recv() {
+            pending.retain(|n| n != &name);
+        }
+        while !pending.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.exits_rx.recv_timeout(left) {
+                Ok((name, exit)) => {
+                    if let WorkerExit::Failed(e) = &exit {
+                        log::warn!(worker = name.as_str(); "worker ended with error while draining: {e}");
+                    }
+                    pending.retain(|n| n != &name);
+                }
+                Err(_) => return pending,
+            }
+        }
+        for (_, handle) in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        Vec::new()
+    }
+}
+
+fn forward_os_signals(tx: Sender<()>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.try_send(());
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_request_drains_workers() {
+        let mut sup = Supervisor::new();
+        sup.spawn("waiter", |s| {
+            while !s.wait(Duration::from_secs(5)) {}
+            Ok(())
+        })
+        .unwrap();
+        let stop = sup.stop_handle();
+        stop.stop();
+        assert_eq!(sup.run(Duration::from_secs(5)), StopReason::Requested);
+    }
+
+    #[test]
+    fn a_dying_worker_stops_the_others() {
+        let mut sup = Supervisor::new();
+        sup.spawn("waiter", |s| {
+            while !s.wait(Duration::from_secs(5)) {}
+            Ok(())
+        })
+        .unwrap();
+        sup.spawn("crasher", |_| Err("boom".into())).unwrap();
+        assert_eq!(
+            sup.run(Duration::from_secs(5)),
+            StopReason::WorkerDied("crasher".into())
+        );
+    }
+
+    #[test]
+    fn a_stuck_worker_is_reported_after_the_deadline() {
+        let mut sup = Supervisor::new();
+        let (_keep, never) = bounded::<()>(0);
+        sup.spawn("stuck", move |_| {
+            let _ = never.recv_timeout(Duration::from_secs(3));
+            Ok(())
+        })
+        .unwrap();
+        sup.stop_handle().stop();
+        let reason = sup.run(Duration::from_millis(50));
+        assert_eq!(reason, StopReason::DeadlineExceeded(vec!["stuck".into()]));
+        assert_eq!(reason.exit_code(), 2);
+    }
+}

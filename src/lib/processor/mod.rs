@@ -1,0 +1,144 @@
+//! `manman-processor`: consumes host events, keeps PostgreSQL true to the session and host
+//! state machines, publishes external events through an outbox, and detects stale hosts.
+//!
+//! Threads: `consumer` (batches → one transaction each → ack), `outbox-relay` (outbox →
+//! external exchange with confirms), `stale-checker`, `health`.
+
+pub mod handlers;
+pub mod metrics;
+pub mod pipeline;
+pub mod relay;
+pub mod stale;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::{run_batch_consumer, ConsumerSettings};
+use crate::config::{self, ConfigError, Env};
+use crate::db::{self, PoolSettings};
+use crate::health::{HealthServer, ReadinessCheck};
+use crate::lifecycle::Supervisor;
+use crate::wire::routing;
+
+pub use metrics::ProcessorMetrics;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub rabbitmq_url: String,
+    pub database: postgres::Config,
+    pub external_exchange: String,
+    pub stale_threshold: Duration,
+    pub stale_interval: Duration,
+    /// Address of the health server (`0.0.0.0:{HEALTH_PORT}`).
+    pub health_addr: String,
+    pub prefetch: u16,
+    pub max_batch: usize,
+    pub pool: PoolSettings,
+}
+
+impl ProcessorConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(ProcessorConfig {
+            rabbitmq_url: config::rabbitmq_url(env)?,
+            database: config::database_config(env)?,
+            external_exchange: env.string("EXTERNAL_EXCHANGE", routing::DEFAULT_EXTERNAL_EXCHANGE),
+            stale_threshold: env.seconds("STALE_HOST_THRESHOLD_SECONDS", 10)?,
+            stale_interval: env.seconds("STALE_CHECK_INTERVAL_SECONDS", 60)?,
+            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8080)?),
+            prefetch: env.parse("PROCESSOR_PREFETCH", 500)?,
+            max_batch: env.parse("PROCESSOR_MAX_BATCH", 200)?,
+            pool: PoolSettings::default(),
+        })
+    }
+}
+
+/// What a running processor exposes to its embedder (the binary, or a test).
+pub struct RunningProcessor {
+    pub metrics: Arc<ProcessorMetrics>,
+    pub health_port: u16,
+    pub consumer_connected: Arc<AtomicBool>,
+}
+
+/// Connects to the database (failing fast if it is unreachable), binds the health port, and
+/// spawns the processor's threads under `supervisor`.
+pub fn start(
+    config: ProcessorConfig,
+    supervisor: &mut Supervisor,
+) -> Result<RunningProcessor, String> {
+    log::info!(database = config::describe_database(&config.database).as_str(),
+        broker = config::redact_url(&config.rabbitmq_url).as_str(); "starting processor");
+    let pool = db::pool(config.database.clone(), &config.pool)?;
+    let metrics = Arc::new(ProcessorMetrics::default());
+    let connected = Arc::new(AtomicBool::new(false));
+    let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+
+    let health = {
+        let pool = pool.clone();
+        let connected = connected.clone();
+        let m = metrics.clone();
+        HealthServer::bind(
+            &config.health_addr,
+            vec![
+                ReadinessCheck::new("database", move || db::ping(&pool)),
+                ReadinessCheck::new("broker", move || {
+                    if connected.load(Ordering::SeqCst) {
+                        Ok(())
+                    } else {
+                        Err("consumer is not connected".into())
+                    }
+                }),
+            ],
+            Some(Arc::new(move || m.render())),
+        )?
+    };
+    let health_port = health.port();
+    let spawn_err = |e: std::io::Error| format!("cannot spawn thread: {e}");
+
+    supervisor
+        .spawn("health", move |s| health.serve(s))
+        .map_err(spawn_err)?;
+
+    let settings = ConsumerSettings {
+        url: config.rabbitmq_url.clone(),
+        queue: routing::PROCESSOR_QUEUE.into(),
+        prefetch: config.prefetch,
+        max_batch: config.max_batch.max(1),
+        who: "processor-consumer",
+    };
+    let mut pipeline = pipeline::EventPipeline::new(pool.clone(), metrics.clone(), wake_tx.clone());
+    let consumer_connected = connected.clone();
+    supervisor
+        .spawn("consumer", move |s| {
+            run_batch_consumer(&settings, &mut pipeline, &s, &consumer_connected)
+        })
+        .map_err(spawn_err)?;
+
+    let relay = relay::OutboxRelay {
+        rabbitmq_url: config.rabbitmq_url.clone(),
+        exchange: config.external_exchange.clone(),
+        pool: pool.clone(),
+        wakeup: wake_rx,
+        metrics: metrics.clone(),
+    };
+    supervisor
+        .spawn("outbox-relay", move |s| relay.run(&s))
+        .map_err(spawn_err)?;
+
+    let checker = stale::StaleHostChecker {
+        pool,
+        threshold: config.stale_threshold,
+        interval: config.stale_interval,
+        relay_wakeup: wake_tx,
+        metrics: metrics.clone(),
+    };
+    supervisor
+        .spawn("stale-checker", move |s| checker.run(&s))
+        .map_err(spawn_err)?;
+
+    Ok(RunningProcessor {
+        metrics,
+        health_port,
+        consumer_connected: connected,
+    })
+}

@@ -1,0 +1,119 @@
+//! Message payloads on the `manman` exchange. Unknown fields are ignored; a missing required
+//! field fails deserialisation, which the processor treats as a permanent error.
+
+use serde::{Deserialize, Serialize};
+
+use super::{HostStatus, SessionStatus};
+
+/// `status.host.{server_id}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStatusUpdate {
+    pub server_id: i64,
+    pub status: HostStatus,
+}
+
+/// `status.session.{session_id}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatusUpdate {
+    pub session_id: i64,
+    #[serde(default)]
+    pub sgc_id: Option<i64>,
+    pub status: SessionStatus,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// Counts of a host's sessions by state, as reported in its heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionStats {
+    #[serde(default)]
+    pub total: u32,
+    #[serde(default)]
+    pub running: u32,
+    /// Any further per-state counts the host reports.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `health.host.{server_id}`, every 5 s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthUpdate {
+    pub server_id: i64,
+    #[serde(default)]
+    pub session_stats: SessionStats,
+}
+
+/// `logs.session.{session_id}`: one line of a game server's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub session_id: i64,
+    /// Unix milliseconds.
+    pub timestamp: i64,
+    pub source: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(v: T) {
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<T>(&json).unwrap(), v);
+    }
+
+    #[test]
+    fn every_message_type_round_trips() {
+        round_trip(HostStatusUpdate {
+            server_id: 1,
+            status: HostStatus::Online,
+        });
+        round_trip(SessionStatusUpdate {
+            session_id: 7,
+            sgc_id: Some(3),
+            status: SessionStatus::Crashed,
+            exit_code: Some(137),
+        });
+        let mut other = serde_json::Map::new();
+        other.insert("crashed".into(), 1.into());
+        round_trip(HealthUpdate {
+            server_id: 1,
+            session_stats: SessionStats {
+                total: 2,
+                running: 1,
+                other,
+            },
+        });
+        round_trip(LogLine {
+            session_id: 7,
+            timestamp: 1_732_300_000_123,
+            source: "stdout".into(),
+            message: "Done (3.2s)!".into(),
+        });
+    }
+
+    #[test]
+    fn contract_examples_parse_and_unknown_fields_are_ignored() {
+        let s: SessionStatusUpdate = serde_json::from_str(
+            r#"{"session_id":7,"sgc_id":3,"status":"starting","exit_code":null,"extra":true}"#,
+        )
+        .unwrap();
+        assert_eq!(s.status, SessionStatus::Starting);
+        let h: HealthUpdate = serde_json::from_str(
+            r#"{"server_id":1,"session_stats":{"total":2,"running":1,"stopped":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(h.session_stats.other["stopped"], 1);
+    }
+
+    #[test]
+    fn missing_required_fields_are_errors() {
+        let err = serde_json::from_str::<HostStatusUpdate>(r#"{"status":"online"}"#).unwrap_err();
+        assert!(err.to_string().contains("server_id"));
+        assert!(serde_json::from_str::<SessionStatusUpdate>(r#"{"session_id":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<HostStatusUpdate>(r#"{"server_id":1,"status":"sleeping"}"#)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Wire contracts shared by every daemon: message payloads, statuses and routing keys (serde).
+
+pub mod host_status;
+pub mod messages;
+pub mod routing;
+pub mod session_status;
+
+pub use host_status::HostStatus;
+pub use messages::{HealthUpdate, HostStatusUpdate, LogLine, SessionStats, SessionStatusUpdate};
+pub use session_status::SessionStatus;
