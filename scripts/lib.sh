@@ -1,0 +1,81 @@
+# Shared helpers for ManMan's scripts: progress lines and "use it if running, else install and
+# start it" for PostgreSQL, RabbitMQ and the S3-compatible server. Sourced, not run.
+
+set -euo pipefail
+
+MANMAN_HOME="${MANMAN_HOME:-$HOME/.cache/manman}"
+mkdir -p "$MANMAN_HOME"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $* (install sudo or run as root)"; fi
+}
+
+port_open() { (echo >"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
+
+wait_port() { # port seconds what
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  die "$3 did not open port $1 within $2 s"
+}
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    info "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  info "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if port_open 5432; then info "PostgreSQL: already running on 127.0.0.1:5432"; return; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -1)
+    # A development box: trust loopback, as on the project's machines.
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  info "PostgreSQL: starting"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  wait_port 5432 60 PostgreSQL
+}
+
+ensure_rabbitmq() {
+  if port_open 5672; then info "RabbitMQ: already running on 127.0.0.1:5672"; return; fi
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  info "RabbitMQ: starting"
+  as_root rabbitmq-server -detached || true
+  wait_port 5672 120 RabbitMQ
+  as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
+}
+
+S3_PORT="${S3_PORT:-9000}"
+ensure_s3() {
+  if port_open "$S3_PORT"; then info "S3 (moto): already running on 127.0.0.1:$S3_PORT"; return; fi
+  local venv="$MANMAN_HOME/venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    info "S3: installing moto[server] from PyPI into $venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/pip" install -q 'moto[server]'
+  fi
+  info "S3 (moto): starting on 127.0.0.1:$S3_PORT"
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$MANMAN_HOME/moto.log" 2>&1 &
+  wait_port "$S3_PORT" 60 "S3 server"
+}
+
+ensure_rust_build_deps() {
+  command -v cc >/dev/null || apt_install build-essential
+}
+
+ensure_demo_tools() {
+  command -v curl >/dev/null || apt_install curl
+  command -v psql >/dev/null || apt_install postgresql-client
+}

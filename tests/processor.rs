@@ -1,0 +1,792 @@
+//! manman-processor against a real RabbitMQ and PostgreSQL: the eight scenarios of seed 001
+//! and the fault cases. Each test has its own database and vhost.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use manman::db::PoolSettings;
+use manman::lifecycle::{StopHandle, StopReason, Supervisor};
+use manman::processor::{self, ProcessorConfig, RunningProcessor};
+use manman::wire::{self, HostStatus, SessionStatus};
+use serde_json::json;
+use support::*;
+
+const T: Duration = Duration::from_secs(20);
+
+struct Harness {
+    db: TestDb,
+    vhost: TestVhost,
+    running: RunningProcessor,
+    stop: StopHandle,
+    thread: Option<JoinHandle<StopReason>>,
+    events: Collector,
+    dlq: Collector,
+    publisher: TestPublisher,
+}
+
+fn test_config(db: &TestDb, vhost: &TestVhost) -> ProcessorConfig {
+    ProcessorConfig {
+        rabbitmq_url: vhost.url(),
+        database: db.config.clone(),
+        external_exchange: "external".into(),
+        stale_threshold: Duration::from_secs(3600),
+        stale_interval: Duration::from_secs(3600),
+        health_addr: "127.0.0.1:0".into(),
+        prefetch: 500,
+        max_batch: 200,
+        pool: PoolSettings {
+            max_size: 5,
+            min_idle: 1,
+            idle_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(2),
+        },
+    }
+}
+
+impl Harness {
+    fn start() -> Harness {
+        Self::start_with(|_, _| {})
+    }
+
+    fn start_with(tweak: impl FnOnce(&mut ProcessorConfig, &TestDb)) -> Harness {
+        let db = TestDb::new();
+        let vhost = TestVhost::new();
+        let mut config = test_config(&db, &vhost);
+        tweak(&mut config, &db);
+        // Subscribers first, so no event is published before they listen.
+        let events = Collector::bind(&vhost, "external", "manman.#");
+        let dlq = Collector::queue(&vhost, "processor-events-dlq");
+        let mut sup = Supervisor::new();
+        let running = processor::start(config, &mut sup).expect("processor starts");
+        let stop = sup.stop_handle();
+        let thread = std::thread::spawn(move || sup.run(Duration::from_secs(10)));
+        wait_for("consumer connected", T, || {
+            running
+                .consumer_connected
+                .load(Ordering::SeqCst)
+                .then_some(())
+        });
+        let publisher = TestPublisher::new(&vhost);
+        Harness {
+            db,
+            vhost,
+            running,
+            stop,
+            thread: Some(thread),
+            events,
+            dlq,
+            publisher,
+        }
+    }
+
+    fn client(&self) -> postgres::Client {
+        self.db.client()
+    }
+
+    fn host_status(&self, server_id: i64, status: &str) {
+        self.publisher.publish_json(
+            &wire::routing::host_status(server_id),
+            json!({"server_id": server_id, "status": status}),
+        );
+    }
+
+    fn session_status(&self, session_id: i64, status: &str, exit_code: Option<i32>) {
+        self.publisher.publish_json(
+            &wire::routing::session_status(session_id),
+            json!({"session_id": session_id, "status": status, "exit_code": exit_code}),
+        );
+    }
+
+    fn heartbeat(&self, server_id: i64) {
+        self.publisher.publish_json(
+            &wire::routing::host_health(server_id),
+            json!({"server_id": server_id, "session_stats": {"total": 1, "running": 1}}),
+        );
+    }
+
+    fn expect_event(&self, key: &str) -> Received {
+        let e = self.events.expect(key);
+        assert_eq!(e.routing_key, key, "unexpected event {:?}", e.body);
+        e
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---- fixtures -------------------------------------------------------------------------------
+
+fn add_host(c: &mut postgres::Client, status: HostStatus) -> i64 {
+    c.query_one(
+        "INSERT INTO servers (name, status, last_seen) VALUES ($1, $2, CASE WHEN $2 = 'online' THEN now() END)
+         RETURNING server_id",
+        &[&unique_name("host"), &status.as_str()],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A session on `server_id` in `status`, holding `ports`. Returns (sgc_id, session_id).
+fn add_session(
+    c: &mut postgres::Client,
+    server_id: i64,
+    status: SessionStatus,
+    ports: &[i32],
+) -> (i64, i64) {
+    let game: i64 = c
+        .query_one(
+            "INSERT INTO games (name) VALUES ($1) RETURNING game_id",
+            &[&unique_name("game")],
+        )
+        .unwrap()
+        .get(0);
+    let config: i64 = c
+        .query_one(
+            "INSERT INTO game_configs (game_id, name, command) VALUES ($1, 'default', '/bin/true')
+             RETURNING config_id",
+            &[&game],
+        )
+        .unwrap()
+        .get(0);
+    let sgc: i64 = c
+        .query_one(
+            "INSERT INTO server_game_configs (server_id, game_config_id) VALUES ($1, $2) RETURNING sgc_id",
+            &[&server_id, &config],
+        )
+        .unwrap()
+        .get(0);
+    let session: i64 = c
+        .query_one(
+            "INSERT INTO sessions (sgc_id, status) VALUES ($1, $2) RETURNING session_id",
+            &[&sgc, &status.as_str()],
+        )
+        .unwrap()
+        .get(0);
+    for port in ports {
+        c.execute(
+            "INSERT INTO server_ports (server_id, port, session_id) VALUES ($1, $2, $3)",
+            &[&server_id, port, &session],
+        )
+        .unwrap();
+    }
+    (sgc, session)
+}
+
+#[derive(Debug)]
+struct SessionRow {
+    status: String,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    exit_code: Option<i32>,
+    ports: i64,
+}
+
+fn session_row(c: &mut postgres::Client, id: i64) -> SessionRow {
+    let r = c
+        .query_one(
+            "SELECT status, started_at, ended_at, exit_code,
+                    (SELECT count(*) FROM server_ports p WHERE p.session_id = s.session_id)
+               FROM sessions s WHERE session_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    SessionRow {
+        status: r.get(0),
+        started_at: r.get(1),
+        ended_at: r.get(2),
+        exit_code: r.get(3),
+        ports: r.get(4),
+    }
+}
+
+fn host_row(c: &mut postgres::Client, id: i64) -> (String, Option<chrono::DateTime<chrono::Utc>>) {
+    let r = c
+        .query_one(
+            "SELECT status, last_seen FROM servers WHERE server_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+fn wait_session_status(h: &Harness, id: i64, status: &str) -> SessionRow {
+    let mut c = h.client();
+    wait_for(&format!("session {id} to be {status}"), T, || {
+        let row = session_row(&mut c, id);
+        (row.status == status).then_some(row)
+    })
+}
+
+// ---- seed 001 scenarios ---------------------------------------------------------------------
+
+#[test]
+fn host_status_flow_updates_db_and_publishes_on_change_only() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+
+    h.host_status(host, "online");
+    let e = h.expect_event("manman.host.online");
+    assert_eq!(e.body["server_id"], host);
+    assert_eq!(e.body["previous_status"], "offline");
+    let (status, last_seen) = host_row(&mut c, host);
+    assert_eq!(status, "online");
+    assert!(last_seen.is_some());
+
+    // A repeat changes nothing and announces nothing: the next event is the offline one.
+    h.host_status(host, "online");
+    h.host_status(host, "offline");
+    let e = h.expect_event("manman.host.offline");
+    assert_eq!(e.body["previous_status"], "online");
+    assert_eq!(host_row(&mut c, host).0, "offline");
+}
+
+#[test]
+fn full_session_lifecycle_sets_timestamps_and_frees_ports() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let (sgc, session) = add_session(&mut c, host, SessionStatus::Pending, &[25565, 25575]);
+
+    h.session_status(session, "starting", None);
+    h.session_status(session, "running", None);
+    let running = h.expect_event("manman.session.running");
+    assert_eq!(running.body["session_id"], session);
+    assert_eq!(running.body["sgc_id"], sgc);
+    assert_eq!(running.body["server_id"], host);
+    assert_eq!(running.body["previous_status"], "starting");
+    let row = session_row(&mut c, session);
+    assert_eq!(row.status, "running");
+    assert!(row.started_at.is_some() && row.ended_at.is_none());
+    assert_eq!(row.ports, 2, "a running session keeps its ports");
+
+    h.session_status(session, "stopping", None);
+    h.session_status(session, "stopped", Some(0));
+    let stopped = h.expect_event("manman.session.stopped");
+    assert_eq!(stopped.body["previous_status"], "stopping");
+    assert_eq!(stopped.body["ports_freed"], 2);
+    let row = session_row(&mut c, session);
+    assert_eq!(row.status, "stopped");
+    assert_eq!(row.exit_code, Some(0));
+    assert!(row.ended_at.unwrap() >= row.started_at.unwrap());
+    assert_eq!(row.ports, 0, "a terminal session frees its ports");
+}
+
+#[test]
+fn crash_records_exit_code_and_is_terminal() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let (_, session) = add_session(&mut c, host, SessionStatus::Running, &[27015]);
+
+    h.session_status(session, "crashed", Some(137));
+    let e = h.expect_event("manman.session.crashed");
+    assert_eq!(e.body["exit_code"], 137);
+    let row = session_row(&mut c, session);
+    assert_eq!(
+        (row.status.as_str(), row.exit_code, row.ports),
+        ("crashed", Some(137), 0)
+    );
+    assert!(row.ended_at.is_some());
+
+    // Terminal means terminal: a later "running" is an invalid transition, dead-lettered.
+    h.session_status(session, "running", None);
+    let dead = h.dlq.expect("dead-lettered running after crash");
+    let reason = header(&dead, "x-manman-dead-letter-reason").unwrap();
+    assert!(reason.contains("invalid transition"), "{reason}");
+    assert!(reason.contains("crashed -> running"), "{reason}");
+    assert_eq!(session_row(&mut c, session).status, "crashed");
+}
+
+#[test]
+fn stale_hosts_are_marked_offline_in_one_batch_with_events() {
+    let h = Harness::start_with(|config, _| {
+        config.stale_threshold = Duration::from_secs(10);
+        config.stale_interval = Duration::from_secs(1);
+    });
+    let mut c = h.client();
+    let fresh = add_host(&mut c, HostStatus::Online);
+    let silent_a = add_host(&mut c, HostStatus::Online);
+    let silent_b = add_host(&mut c, HostStatus::Online);
+    // Time is the one thing we fake: these two were last seen an hour ago.
+    c.execute(
+        "UPDATE servers SET last_seen = now() - interval '1 hour' WHERE server_id = ANY($1)",
+        &[&vec![silent_a, silent_b]],
+    )
+    .unwrap();
+
+    let mut stale_ids: Vec<i64> = (0..2)
+        .map(|_| {
+            h.expect_event("manman.host.stale").body["server_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    stale_ids.sort();
+    assert_eq!(stale_ids, vec![silent_a, silent_b]);
+    assert_eq!(host_row(&mut c, silent_a).0, "offline");
+    assert_eq!(host_row(&mut c, silent_b).0, "offline");
+    assert_eq!(host_row(&mut c, fresh).0, "online");
+    // Both flipped in the same statement, hence the same transaction timestamp.
+    let stamps: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT updated_at) FROM servers WHERE server_id = ANY($1)",
+            &[&vec![silent_a, silent_b]],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stamps, 1);
+}
+
+#[test]
+fn heartbeats_refresh_last_seen_and_revive_offline_hosts() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+    c.execute(
+        "UPDATE servers SET last_seen = now() - interval '1 day' WHERE server_id = $1",
+        &[&host],
+    )
+    .unwrap();
+    let (_, before) = host_row(&mut c, host);
+
+    h.heartbeat(host);
+    let e = h.expect_event("manman.host.online");
+    assert_eq!(e.body["session_stats"]["running"], 1);
+    let (status, after) = host_row(&mut c, host);
+    assert_eq!(status, "online");
+    assert!(after.unwrap() > before.unwrap());
+
+    // A heartbeat from an online host only refreshes last_seen: no event.
+    h.heartbeat(host);
+    h.host_status(host, "offline");
+    h.expect_event("manman.host.offline");
+}
+
+#[test]
+fn every_message_type_round_trips_through_the_broker() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+    let (sgc, session) = add_session(&mut c, host, SessionStatus::Pending, &[]);
+
+    let host_msg = wire::HostStatusUpdate {
+        server_id: host,
+        status: HostStatus::Online,
+    };
+    h.publisher.publish_json(
+        &wire::routing::host_status(host),
+        serde_json::to_value(&host_msg).unwrap(),
+    );
+    let e = h.expect_event("manman.host.online");
+    let back: wire::HostStatusUpdate = serde_json::from_value(e.body.clone()).unwrap();
+    assert_eq!(back, host_msg);
+
+    for status in [SessionStatus::Starting, SessionStatus::Running] {
+        let msg = wire::SessionStatusUpdate {
+            session_id: session,
+            sgc_id: Some(sgc),
+            status,
+            exit_code: None,
+        };
+        h.publisher.publish_json(
+            &wire::routing::session_status(session),
+            serde_json::to_value(&msg).unwrap(),
+        );
+    }
+    let e = h.expect_event("manman.session.running");
+    let back: wire::SessionStatusUpdate = serde_json::from_value(e.body.clone()).unwrap();
+    assert_eq!(back.status, SessionStatus::Running);
+    assert_eq!(back.sgc_id, Some(sgc));
+
+    let beat = wire::HealthUpdate {
+        server_id: host,
+        session_stats: wire::SessionStats {
+            total: 1,
+            running: 1,
+            other: Default::default(),
+        },
+    };
+    c.execute(
+        "UPDATE servers SET status = 'offline' WHERE server_id = $1",
+        &[&host],
+    )
+    .unwrap();
+    h.publisher.publish_json(
+        &wire::routing::host_health(host),
+        serde_json::to_value(&beat).unwrap(),
+    );
+    let e = h.expect_event("manman.host.online");
+    let back: wire::HealthUpdate = serde_json::from_value(e.body.clone()).unwrap();
+    assert_eq!(back, beat);
+}
+
+#[test]
+fn nonexistent_entities_are_dead_lettered_and_the_rest_flows() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+
+    h.host_status(987_654, "online");
+    h.session_status(987_655, "running", None);
+    h.heartbeat(987_656);
+    h.host_status(host, "online");
+
+    let mut reasons: Vec<String> = (0..3)
+        .map(|_| header(&h.dlq.expect("dead letter"), "x-manman-dead-letter-reason").unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            "unknown host 987654",
+            "unknown host 987656",
+            "unknown session 987655"
+        ]
+    );
+    h.expect_event("manman.host.online");
+}
+
+#[test]
+fn multi_step_workflow_with_interleaved_sessions() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+    let (_, a) = add_session(&mut c, host, SessionStatus::Pending, &[7777]);
+    let (_, b) = add_session(&mut c, host, SessionStatus::Pending, &[7778]);
+
+    h.heartbeat(host);
+    for status in ["starting", "running"] {
+        h.session_status(a, status, None);
+        h.session_status(b, status, None);
+    }
+    h.session_status(a, "crashed", Some(1));
+    h.session_status(b, "stopping", None);
+    h.session_status(b, "stopped", Some(0));
+    h.host_status(host, "offline");
+
+    let keys: Vec<(String, i64)> = (0..6)
+        .map(|_| {
+            let e = h.events.expect("workflow event");
+            let id = e.body["session_id"]
+                .as_i64()
+                .unwrap_or(e.body["server_id"].as_i64().unwrap());
+            (e.routing_key, id)
+        })
+        .collect();
+    let expected = vec![
+        ("manman.host.online".to_string(), host),
+        ("manman.session.running".to_string(), a),
+        ("manman.session.running".to_string(), b),
+        ("manman.session.crashed".to_string(), a),
+        ("manman.session.stopped".to_string(), b),
+        ("manman.host.offline".to_string(), host),
+    ];
+    assert_eq!(
+        keys, expected,
+        "events arrive in the order their changes committed"
+    );
+    assert_eq!(session_row(&mut c, a).exit_code, Some(1));
+    assert_eq!(session_row(&mut c, b).status, "stopped");
+    let ports: i64 = c
+        .query_one(
+            "SELECT count(*) FROM server_ports WHERE server_id = $1",
+            &[&host],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ports, 0);
+}
+
+// ---- faults ---------------------------------------------------------------------------------
+
+#[test]
+fn poison_messages_go_to_the_dlq_with_reasons_while_the_rest_flows() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+
+    h.publisher
+        .publish("status.host.1", "{not json", Some("poison-1"));
+    h.publisher
+        .publish("status.session.5", r#"{"session_id":5}"#, Some("poison-2"));
+    h.publisher.publish(
+        &format!("status.host.{}", host + 1),
+        &json!({"server_id": host, "status": "online"}).to_string(),
+        Some("poison-3"),
+    );
+    h.host_status(host, "online");
+
+    let dead: Vec<Received> = (0..3).map(|_| h.dlq.expect("poison message")).collect();
+    let reason = |i: usize| header(&dead[i], "x-manman-dead-letter-reason").unwrap();
+    assert!(reason(0).starts_with("malformed message"), "{}", reason(0));
+    assert!(
+        reason(1).contains("missing field `status`"),
+        "{}",
+        reason(1)
+    );
+    assert!(
+        reason(2).contains("does not match payload id"),
+        "{}",
+        reason(2)
+    );
+    assert_eq!(dead[0].raw, b"{not json", "the original body is kept");
+    assert_eq!(
+        header(&dead[0], "x-original-routing-key").as_deref(),
+        Some("status.host.1")
+    );
+    h.expect_event("manman.host.online");
+    assert_eq!(h.running.metrics.dead_lettered.get(), 3);
+}
+
+#[test]
+fn redelivered_messages_are_not_applied_twice() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let (_, session) = add_session(&mut c, host, SessionStatus::Pending, &[]);
+    let body = |s: &str| json!({"session_id": session, "status": s}).to_string();
+    let key = wire::routing::session_status(session);
+
+    h.publisher.publish(&key, &body("starting"), Some("m-1"));
+    h.publisher.publish(&key, &body("running"), Some("m-2"));
+    h.expect_event("manman.session.running");
+    // The same messages again, as a broker would redeliver them after a crash.
+    h.publisher.publish(&key, &body("starting"), Some("m-1"));
+    h.publisher.publish(&key, &body("running"), Some("m-2"));
+    h.publisher.publish(&key, &body("crashed"), Some("m-3"));
+    h.expect_event("manman.session.crashed");
+    assert_eq!(h.running.metrics.duplicates.get(), 2);
+    assert_eq!(h.running.metrics.dead_lettered.get(), 0);
+}
+
+#[test]
+fn broker_connections_closed_under_it_reconnects_and_carries_on() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Offline);
+    h.host_status(host, "online");
+    h.expect_event("manman.host.online");
+
+    h.vhost.close_all_connections();
+    wait_for("consumer to notice the drop", T, || {
+        (!h.running.consumer_connected.load(Ordering::SeqCst)).then_some(())
+    });
+    wait_for("consumer to reconnect", T, || {
+        h.running
+            .consumer_connected
+            .load(Ordering::SeqCst)
+            .then_some(())
+    });
+    // Our own test connections were closed too: open new ones.
+    let events = Collector::bind(&h.vhost, "external", "manman.#");
+    let publisher = TestPublisher::new(&h.vhost);
+    publisher.publish_json(
+        &wire::routing::host_status(host),
+        json!({"server_id": host, "status": "offline"}),
+    );
+    let e = events.expect("offline after reconnect");
+    assert_eq!(e.routing_key, "manman.host.offline");
+    assert_eq!(host_row(&mut c, host).0, "offline");
+}
+
+#[test]
+fn postgres_outage_holds_messages_and_applies_them_after_recovery() {
+    let proxy = proxy::TcpProxy::start("127.0.0.1:5432");
+    let port = proxy.port;
+    let h = Harness::start_with(|config, db| {
+        let mut through_proxy = postgres::Config::new();
+        through_proxy
+            .host("127.0.0.1")
+            .port(port)
+            .user("postgres")
+            .dbname(&db.name);
+        config.database = through_proxy;
+    });
+    let mut c = h.client(); // direct, not through the proxy
+    let host = add_host(&mut c, HostStatus::Offline);
+    let sessions: Vec<i64> = (0..20)
+        .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
+        .collect();
+
+    proxy.disable();
+    for &s in &sessions {
+        h.session_status(s, "starting", None);
+        h.session_status(s, "running", None);
+    }
+    wait_for("the processor to hit the outage", T, || {
+        (h.running.metrics.db_outage_retries.get() > 0).then_some(())
+    });
+    let ready = http_status(h.running.health_port, "/readyz");
+    assert_eq!(ready, 503, "not ready while the database is unreachable");
+    let applied: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE status <> 'pending'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 0);
+
+    proxy.enable();
+    for &s in &sessions {
+        wait_session_status(&h, s, "running");
+    }
+    let running_events = (0..sessions.len())
+        .filter(|_| h.events.expect("running event").routing_key == "manman.session.running")
+        .count();
+    assert_eq!(running_events, sessions.len());
+    assert_eq!(
+        h.running.metrics.dead_lettered.get(),
+        0,
+        "nothing was dead-lettered"
+    );
+    assert_eq!(http_status(h.running.health_port, "/readyz"), 200);
+}
+
+fn http_status(port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn sigkill_mid_stream_loses_nothing_and_double_applies_nothing() {
+    let db = TestDb::new();
+    let vhost = TestVhost::new();
+    let events = Collector::bind(&vhost, "external", "manman.#");
+    let dlq = Collector::queue(&vhost, "processor-events-dlq");
+    let mut c = db.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let sessions: Vec<i64> = (0..400)
+        .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
+        .collect();
+
+    let spawn = || {
+        let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = health.local_addr().unwrap().port();
+        drop(health);
+        std::process::Command::new(env!("CARGO_BIN_EXE_manman-processor"))
+            .env("RABBITMQ_URL", vhost.url())
+            .env("DATABASE_URL", db.url())
+            .env("HEALTH_PORT", port.to_string())
+            .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
+            .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
+            .env("PROCESSOR_MAX_BATCH", "50")
+            .env("LOG_LEVEL", "error")
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    // Wait for the topology before publishing (the processor declares it).
+    wait_for("processor queue", T, || {
+        let mut conn = vhost.connect();
+        let ch = conn.open_channel(None).unwrap();
+        let ok = ch.queue_declare_passive("processor-events").is_ok();
+        let _ = conn.close();
+        ok.then_some(())
+    });
+    let publisher = TestPublisher::new(&vhost);
+    for status in ["starting", "running", "stopping", "stopped"] {
+        for &s in &sessions {
+            publisher.publish_json(
+                &wire::routing::session_status(s),
+                json!({"session_id": s, "status": status, "exit_code": 0}),
+            );
+        }
+    }
+    wait_for("some progress before the kill", T, || {
+        let moved: i64 = c
+            .query_one(
+                "SELECT count(*) FROM sessions WHERE status <> 'pending'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (moved > 0).then_some(())
+    });
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let stopped_before: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE status = 'stopped'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        stopped_before < sessions.len() as i64,
+        "the kill must land mid-stream"
+    );
+
+    let mut second = spawn();
+    wait_for("every session stopped", Duration::from_secs(60), || {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM sessions WHERE status = 'stopped'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (n == sessions.len() as i64).then_some(())
+    });
+    wait_for("outbox drained", T, || {
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM event_outbox", &[])
+            .unwrap()
+            .get(0);
+        (n == 0).then_some(())
+    });
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let mut running = std::collections::HashSet::new();
+    let mut stopped = std::collections::HashSet::new();
+    for e in events.drain(Duration::from_millis(500)) {
+        let id = e.body["session_id"].as_i64().unwrap();
+        match e.routing_key.as_str() {
+            "manman.session.running" => running.insert(id),
+            "manman.session.stopped" => stopped.insert(id),
+            other => panic!("unexpected event {other}"),
+        };
+    }
+    assert_eq!(
+        running.len(),
+        sessions.len(),
+        "every running event, at least once"
+    );
+    assert_eq!(
+        stopped.len(),
+        sessions.len(),
+        "every stopped event, at least once"
+    );
+    assert!(
+        dlq.next(Duration::from_millis(300)).is_none(),
+        "a double application would have dead-lettered an invalid transition"
+    );
+    let bad: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE started_at IS NULL OR ended_at IS NULL OR ended_at < started_at",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+}

@@ -1,0 +1,319 @@
+//! Test support: a private database and RabbitMQ vhost per test, polling, and a cuttable TCP
+//! proxy for simulating an unreachable PostgreSQL. Everything is cleaned up on drop.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use amiquip::{
+    AmqpProperties, Connection, ConsumerMessage, ConsumerOptions, Exchange, ExchangeDeclareOptions,
+    ExchangeType, FieldTable, Publish, QueueDeclareOptions,
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test run and call: `prefix_<pid>_<n>_<nanos>`.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn admin_db_url() -> String {
+    std::env::var("MANMAN_TEST_ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, migrated database, dropped at the end of the test.
+pub struct TestDb {
+    pub name: String,
+    pub config: postgres::Config,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let name = unique_name("mmtest");
+        let mut admin = postgres::Client::connect(&admin_db_url(), postgres::NoTls)
+            .expect("PostgreSQL must be running for integration tests (scripts/services)");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut config: postgres::Config = admin_db_url().parse().unwrap();
+        config.dbname(&name);
+        let mut client = config.connect(postgres::NoTls).unwrap();
+        manman::db::migrate::run(&mut client).unwrap();
+        TestDb { name, config }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        self.config.connect(postgres::NoTls).unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&admin_db_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed for integration tests (scripts/services)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private RabbitMQ vhost, deleted (with everything in it) at the end of the test.
+pub struct TestVhost {
+    pub name: String,
+}
+
+impl TestVhost {
+    pub fn new() -> TestVhost {
+        let name = unique_name("mmtest");
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        TestVhost { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Forcibly closes every client connection in this vhost (a broker-side drop).
+    pub fn close_all_connections(&self) {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "--vhost",
+            &self.name,
+            "--limit",
+            "1000",
+            "test: simulated broker drop",
+        ]);
+    }
+
+    pub fn connect(&self) -> Connection {
+        Connection::insecure_open(&self.url()).unwrap()
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+pub fn declare_topic<'a>(channel: &'a amiquip::Channel, name: &str) -> Exchange<'a> {
+    channel
+        .exchange_declare(
+            ExchangeType::Topic,
+            name,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+}
+
+/// Publishes JSON to an exchange, like a host would.
+pub struct TestPublisher {
+    _conn: Connection,
+    channel: amiquip::Channel,
+}
+
+impl TestPublisher {
+    pub fn new(vhost: &TestVhost) -> TestPublisher {
+        let mut conn = vhost.connect();
+        let channel = conn.open_channel(None).unwrap();
+        declare_topic(&channel, "manman");
+        TestPublisher {
+            _conn: conn,
+            channel,
+        }
+    }
+
+    pub fn publish(&self, key: &str, body: &str, message_id: Option<&str>) {
+        let mut props = AmqpProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        if let Some(id) = message_id {
+            props = props.with_message_id(id.to_string());
+        }
+        self.channel
+            .basic_publish(
+                "manman",
+                Publish::with_properties(body.as_bytes(), key, props),
+            )
+            .unwrap();
+    }
+
+    pub fn publish_json(&self, key: &str, body: serde_json::Value) {
+        self.publish(key, &body.to_string(), Some(&unique_name("msg")));
+    }
+}
+
+/// A received message: routing key, JSON body, headers.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub routing_key: String,
+    pub body: serde_json::Value,
+    pub raw: Vec<u8>,
+    pub headers: FieldTable,
+}
+
+/// Collects messages from a queue on a background thread.
+pub struct Collector {
+    rx: crossbeam_channel::Receiver<Received>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Collector {
+    /// An exclusive queue bound to `exchange` with `pattern`.
+    pub fn bind(vhost: &TestVhost, exchange: &str, pattern: &str) -> Collector {
+        Self::start(
+            vhost,
+            Some((exchange.to_string(), pattern.to_string())),
+            None,
+        )
+    }
+
+    /// Reads an existing queue by name (e.g. the DLQ).
+    pub fn queue(vhost: &TestVhost, queue: &str) -> Collector {
+        Self::start(vhost, None, Some(queue.to_string()))
+    }
+
+    fn start(
+        vhost: &TestVhost,
+        bind: Option<(String, String)>,
+        queue: Option<String>,
+    ) -> Collector {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let url = vhost.url();
+        let thread = std::thread::spawn(move || {
+            let mut conn = Connection::insecure_open(&url).unwrap();
+            let channel = conn.open_channel(None).unwrap();
+            let q = match (&bind, &queue) {
+                (Some((exchange, pattern)), _) => {
+                    let ex = declare_topic(&channel, exchange);
+                    let q = channel
+                        .queue_declare(
+                            "",
+                            QueueDeclareOptions {
+                                exclusive: true,
+                                ..Default::default()
+                            },
+                        )
+                        .unwrap();
+                    q.bind(&ex, pattern.clone(), FieldTable::new()).unwrap();
+                    q
+                }
+                (None, Some(name)) => channel
+                    .queue_declare(
+                        name.clone(),
+                        QueueDeclareOptions {
+                            durable: true,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap(),
+                _ => unreachable!(),
+            };
+            let consumer = q
+                .consume(ConsumerOptions {
+                    no_ack: true,
+                    ..Default::default()
+                })
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            for msg in consumer.receiver().iter() {
+                match msg {
+                    ConsumerMessage::Delivery(d) => {
+                        let received = Received {
+                            routing_key: d.routing_key.clone(),
+                            body: serde_json::from_slice(&d.body)
+                                .unwrap_or(serde_json::Value::Null),
+                            raw: d.body.clone(),
+                            headers: d.properties.headers().clone().unwrap_or_default(),
+                        };
+                        if tx.send(received).is_err() {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("collector ready");
+        Collector {
+            rx,
+            _thread: thread,
+        }
+    }
+
+    pub fn next(&self, timeout: Duration) -> Option<Received> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Waits for the next message or panics.
+    pub fn expect(&self, what: &str) -> Received {
+        self.next(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("no message arrived: expected {what}"))
+    }
+
+    /// Everything that arrives within `quiet` of the previous message.
+    pub fn drain(&self, quiet: Duration) -> Vec<Received> {
+        let mut all = Vec::new();
+        while let Some(m) = self.next(quiet) {
+            all.push(m);
+        }
+        all
+    }
+}
+
+/// The header's string value, if present.
+pub fn header(received: &Received, name: &str) -> Option<String> {
+    match received.headers.get(name)? {
+        amiquip::AmqpValue::LongString(s) => Some(s.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
