@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(0);
     println!("demo host {server_id}, deployment {sgc_id}, new session {session_id}");
 
-    let mut conn = amiquip::Connection::insecure_open(&config::rabbitmq_url(&env)?)?;
+    let mut conn = manman::bus::connection::open(&config::rabbitmq_url(&env)?)?;
     let channel = conn.open_channel(None)?;
     let external = topology::declare_external_exchange(
         &channel,

@@ -5,6 +5,8 @@
 pub mod bus;
 /// The `manman` operator CLI.
 pub mod cli;
+/// Scratch databases and vhosts for tests and benchmarks.
+pub mod testkit;
 /// Typed environment configuration.
 pub mod config;
 /// PostgreSQL: pool, migrations, repositories.

@@ -4,119 +4,42 @@
 
 pub mod proxy;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amiquip::{
     AmqpProperties, Connection, ConsumerMessage, ConsumerOptions, Exchange, ExchangeDeclareOptions,
     ExchangeType, FieldTable, Publish, QueueDeclareOptions,
 };
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub use manman::testkit::{unique_name, wait_for};
 
-/// A name unique to this test run and call: `prefix_<pid>_<n>_<nanos>`.
-pub fn unique_name(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn admin_db_url() -> String {
-    std::env::var("MANMAN_TEST_ADMIN_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh, migrated database, dropped at the end of the test.
-pub struct TestDb {
-    pub name: String,
-    pub config: postgres::Config,
-}
+/// A fresh, migrated database for one test.
+pub struct TestDb(manman::testkit::ScratchDb);
 
 impl TestDb {
     pub fn new() -> TestDb {
-        let name = unique_name("mmtest");
-        let mut admin = postgres::Client::connect(&admin_db_url(), postgres::NoTls)
-            .expect("PostgreSQL must be running for integration tests (scripts/services)");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let mut config: postgres::Config = admin_db_url().parse().unwrap();
-        config.dbname(&name);
-        let mut client = config.connect(postgres::NoTls).unwrap();
-        manman::db::migrate::run(&mut client).unwrap();
-        TestDb { name, config }
-    }
-
-    pub fn client(&self) -> postgres::Client {
-        self.config.connect(postgres::NoTls).unwrap()
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+        TestDb(manman::testkit::ScratchDb::new("mmtest"))
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&admin_db_url(), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+impl std::ops::Deref for TestDb {
+    type Target = manman::testkit::ScratchDb;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed for integration tests (scripts/services)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private RabbitMQ vhost, deleted (with everything in it) at the end of the test.
-pub struct TestVhost {
-    pub name: String,
-}
+/// A private vhost for one test.
+pub struct TestVhost(manman::testkit::ScratchVhost);
 
 impl TestVhost {
     pub fn new() -> TestVhost {
-        let name = unique_name("mmtest");
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        TestVhost { name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+        TestVhost(manman::testkit::ScratchVhost::new("mmtest"))
     }
 
     /// Forcibly closes every client connection in this vhost (a broker-side drop).
     pub fn close_all_connections(&self) {
-        rabbitmqctl(&[
+        manman::testkit::rabbitmqctl(&[
             "close_all_connections",
             "--vhost",
             &self.name,
@@ -125,17 +48,12 @@ impl TestVhost {
             "test: simulated broker drop",
         ]);
     }
-
-    pub fn connect(&self) -> Connection {
-        Connection::insecure_open(&self.url()).unwrap()
-    }
 }
 
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
+impl std::ops::Deref for TestVhost {
+    type Target = manman::testkit::ScratchVhost;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -228,7 +146,7 @@ impl Collector {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let url = vhost.url();
         let thread = std::thread::spawn(move || {
-            let mut conn = Connection::insecure_open(&url).unwrap();
+            let mut conn = manman::bus::connection::open(&url).unwrap();
             let channel = conn.open_channel(None).unwrap();
             let q = match (&bind, &queue) {
                 (Some((exchange, pattern)), _) => {

@@ -1,0 +1,130 @@
+//! Scratch resources for tests and benchmarks: a private PostgreSQL database and RabbitMQ vhost
+//! (removed on drop), unique names, and condition polling. Not used by the daemons.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call: `prefix_<pid>_<n>_<nanos>`.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The maintenance database used to create and drop scratch databases
+/// (`MANMAN_TEST_ADMIN_DATABASE_URL`, default the local `postgres` database).
+pub fn admin_db_url() -> String {
+    std::env::var("MANMAN_TEST_ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, migrated database, dropped on drop.
+pub struct ScratchDb {
+    pub name: String,
+    pub config: postgres::Config,
+}
+
+impl ScratchDb {
+    pub fn new(prefix: &str) -> ScratchDb {
+        let name = unique_name(prefix);
+        let mut admin = postgres::Client::connect(&admin_db_url(), postgres::NoTls)
+            .expect("PostgreSQL must be running (scripts/services)");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create scratch database");
+        let mut config: postgres::Config = admin_db_url().parse().expect("admin URL parses");
+        config.dbname(&name);
+        let mut client = config.connect(postgres::NoTls).expect("connect scratch database");
+        crate::db::migrate::run(&mut client).expect("migrations apply");
+        ScratchDb { name, config }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        self.config
+            .connect(postgres::NoTls)
+            .expect("connect scratch database")
+    }
+
+    /// A URL for child processes (`DATABASE_URL`).
+    pub fn url(&self) -> String {
+        let mut url: String = admin_db_url();
+        if let Some(slash) = url.rfind('/') {
+            url.truncate(slash + 1);
+        }
+        url + &self.name
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&admin_db_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Runs `rabbitmqctl` and panics with its stderr if it fails.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed (scripts/services)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private RabbitMQ vhost for `guest`, deleted with everything in it on drop.
+pub struct ScratchVhost {
+    pub name: String,
+}
+
+impl ScratchVhost {
+    pub fn new(prefix: &str) -> ScratchVhost {
+        let name = unique_name(prefix);
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        ScratchVhost { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    pub fn connect(&self) -> amiquip::Connection {
+        crate::bus::connection::open(&self.url()).expect("connect scratch vhost")
+    }
+}
+
+impl Drop for ScratchVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
