@@ -675,7 +675,7 @@ fn sigkill_mid_stream_loses_nothing_and_double_applies_nothing() {
     let dlq = Collector::queue(&vhost, "processor-events-dlq");
     let mut c = db.client();
     let host = add_host(&mut c, HostStatus::Online);
-    let sessions: Vec<i64> = (0..400)
+    let sessions: Vec<i64> = (0..1500)
         .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
         .collect();
 
@@ -689,7 +689,7 @@ fn sigkill_mid_stream_loses_nothing_and_double_applies_nothing() {
             .env("HEALTH_PORT", port.to_string())
             .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
             .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
-            .env("PROCESSOR_MAX_BATCH", "50")
+            .env("PROCESSOR_MAX_BATCH", "20")
             .env("LOG_LEVEL", "error")
             .spawn()
             .unwrap()

@@ -5,8 +5,6 @@
 pub mod bus;
 /// The `manman` operator CLI.
 pub mod cli;
-/// Scratch databases and vhosts for tests and benchmarks.
-pub mod testkit;
 /// Typed environment configuration.
 pub mod config;
 /// PostgreSQL: pool, migrations, repositories.
@@ -25,5 +23,7 @@ pub mod processor;
 pub mod retry;
 /// JSON log lines on stderr.
 pub mod telemetry;
+/// Scratch databases and vhosts for tests and benchmarks.
+pub mod testkit;
 /// Message payloads, statuses, routing keys.
 pub mod wire;

@@ -54,7 +54,9 @@ impl ScratchDb {
             .expect("create scratch database");
         let mut config: postgres::Config = admin_db_url().parse().expect("admin URL parses");
         config.dbname(&name);
-        let mut client = config.connect(postgres::NoTls).expect("connect scratch database");
+        let mut client = config
+            .connect(postgres::NoTls)
+            .expect("connect scratch database");
         crate::db::migrate::run(&mut client).expect("migrations apply");
         ScratchDb { name, config }
     }

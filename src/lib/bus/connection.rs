@@ -50,7 +50,10 @@ pub fn open(url: &str) -> Result<Connection, BusError> {
         return Err(bad("scheme must be amqp"));
     }
     let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost");
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost");
     let port = parsed.port().unwrap_or(5672);
     let mut options = ConnectionOptions::<Auth>::default()
         .heartbeat(30)
@@ -83,8 +86,8 @@ pub fn open(url: &str) -> Result<Connection, BusError> {
     stream
         .set_nodelay(true)
         .map_err(|e| BusError::Other(e.to_string()))?;
-    let stream = mio::net::TcpStream::from_stream(stream)
-        .map_err(|e| BusError::Other(e.to_string()))?;
+    let stream =
+        mio::net::TcpStream::from_stream(stream).map_err(|e| BusError::Other(e.to_string()))?;
     Ok(Connection::insecure_open_stream(
         stream,
         options,

@@ -1,4 +1,6 @@
-//! Queries on `servers` (hosts): status changes, heartbeats, stale detection.
+//! Queries on `servers` (hosts): batch status changes and heartbeats, stale detection.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
@@ -6,33 +8,58 @@ use postgres::GenericClient;
 use super::Tx;
 use crate::wire::HostStatus;
 
-/// A host's status before an update, and its name (for events).
+/// A host as locked for an update.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HostBefore {
-    pub previous: HostStatus,
+pub struct LockedHost {
+    pub status: HostStatus,
     pub name: String,
 }
 
-/// Sets `status` and `last_seen = now()` in one statement. `None` if the host does not exist.
-pub fn set_status_and_touch(
+/// Locks the given hosts (in id order, so concurrent lockers cannot deadlock) until the
+/// transaction ends. Hosts that do not exist are absent from the map.
+pub fn lock_many(
     tx: &mut Tx<'_>,
-    server_id: i64,
-    status: HostStatus,
-) -> Result<Option<HostBefore>, postgres::Error> {
-    let row = tx.query_opt(
-        "WITH prev AS (SELECT server_id, status FROM servers WHERE server_id = $1 FOR UPDATE)
-         UPDATE servers s
-            SET status = $2, last_seen = now(),
-                updated_at = CASE WHEN s.status <> $2 THEN now() ELSE s.updated_at END
-           FROM prev
-          WHERE s.server_id = prev.server_id
-      RETURNING prev.status, s.name",
-        &[&server_id, &status.as_str()],
+    ids: &[i64],
+) -> Result<HashMap<i64, LockedHost>, postgres::Error> {
+    let rows = tx.query(
+        "SELECT server_id, status, name FROM servers WHERE server_id = ANY($1)
+          ORDER BY server_id FOR UPDATE",
+        &[&ids],
     )?;
-    Ok(row.map(|r| HostBefore {
-        previous: r.get::<_, String>(0).parse().unwrap_or(HostStatus::Offline),
-        name: r.get(1),
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let status = r.get::<_, String>(1).parse().unwrap_or(HostStatus::Offline);
+            (
+                r.get(0),
+                LockedHost {
+                    status,
+                    name: r.get(2),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Sets each host's final status and `last_seen = now()`, in one statement.
+pub fn apply_statuses(
+    tx: &mut Tx<'_>,
+    updates: &[(i64, HostStatus)],
+) -> Result<(), postgres::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = updates.iter().map(|u| u.0).collect();
+    let statuses: Vec<&str> = updates.iter().map(|u| u.1.as_str()).collect();
+    tx.execute(
+        "UPDATE servers s
+            SET status = u.status, last_seen = now(),
+                updated_at = CASE WHEN s.status <> u.status THEN now() ELSE s.updated_at END
+           FROM unnest($1::bigint[], $2::text[]) AS u(server_id, status)
+          WHERE s.server_id = u.server_id AND s.server_id = ANY($1)",
+        &[&ids, &statuses],
+    )?;
+    Ok(())
 }
 
 /// A host marked offline by the stale checker.

@@ -1,4 +1,6 @@
-//! Queries on `sessions`: reading a session's state under lock and applying a transition.
+//! Queries on `sessions`: locking a batch of sessions and applying their transitions.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -12,64 +14,110 @@ pub struct LockedSession {
     pub server_id: i64,
 }
 
-/// Reads a session and locks its row until the transaction ends. `None` if it does not exist.
-pub fn lock(tx: &mut Tx<'_>, session_id: i64) -> Result<Option<LockedSession>, postgres::Error> {
-    let row = tx.query_opt(
-        "SELECT s.status, s.sgc_id, g.server_id
+/// Locks the given sessions (in id order) until the transaction ends. Sessions that do not
+/// exist are absent from the map.
+pub fn lock_many(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+) -> Result<HashMap<i64, LockedSession>, postgres::Error> {
+    let rows = tx.query(
+        "SELECT s.session_id, s.status, s.sgc_id, g.server_id
            FROM sessions s JOIN server_game_configs g ON g.sgc_id = s.sgc_id
-          WHERE s.session_id = $1
+          WHERE s.session_id = ANY($1)
+          ORDER BY s.session_id
             FOR UPDATE OF s",
-        &[&session_id],
+        &[&ids],
     )?;
-    Ok(row.map(|r| LockedSession {
-        // The CHECK constraint keeps this column to the known statuses.
-        status: r
-            .get::<_, String>(0)
-            .parse()
-            .expect("sessions.status holds a known status"),
-        sgc_id: r.get(1),
-        server_id: r.get(2),
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let session = LockedSession {
+                // The CHECK constraint keeps this column to the known statuses.
+                status: r
+                    .get::<_, String>(1)
+                    .parse()
+                    .expect("sessions.status holds a known status"),
+                sgc_id: r.get(2),
+                server_id: r.get(3),
+            };
+            (r.get(0), session)
+        })
+        .collect())
 }
 
+/// A session's net change within one transaction.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AppliedTransition {
+pub struct SessionChange {
+    pub session_id: i64,
+    /// The status it ends in.
+    pub status: SessionStatus,
+    /// It entered `running` (sets `started_at` if unset).
+    pub started: bool,
+    /// It entered a terminal state (sets `ended_at`, `exit_code`, frees its ports).
+    pub ended: bool,
+    pub exit_code: Option<i32>,
+}
+
+/// What the database recorded for a changed session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppliedChange {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub ports_freed: i64,
 }
 
-/// Moves a session to `to`: `running` sets `started_at`; a terminal state sets `ended_at` and
-/// `exit_code` and frees the session's ports, all in one statement.
-pub fn apply_transition(
+/// Applies every change in two statements: the session rows, then the freed ports.
+pub fn apply_changes(
     tx: &mut Tx<'_>,
-    session_id: i64,
-    to: SessionStatus,
-    exit_code: Option<i32>,
-) -> Result<AppliedTransition, postgres::Error> {
-    let terminal = to.is_terminal();
-    let row = tx.query_opt(
-        "WITH upd AS (
-             UPDATE sessions
-                SET status = $2, updated_at = now(),
-                    started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now())
-                                      ELSE started_at END,
-                    ended_at   = CASE WHEN $4 THEN now() ELSE ended_at END,
-                    exit_code  = CASE WHEN $4 THEN $3 ELSE exit_code END
-              WHERE session_id = $1
-          RETURNING session_id, started_at, ended_at
-         ), freed AS (
-             DELETE FROM server_ports p USING upd
-              WHERE p.session_id = upd.session_id AND $4
-          RETURNING p.port
-         )
-         SELECT started_at, ended_at, (SELECT count(*) FROM freed) FROM upd",
-        &[&session_id, &to.as_str(), &exit_code, &terminal],
+    changes: &[SessionChange],
+) -> Result<HashMap<i64, AppliedChange>, postgres::Error> {
+    if changes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<i64> = changes.iter().map(|c| c.session_id).collect();
+    let statuses: Vec<&str> = changes.iter().map(|c| c.status.as_str()).collect();
+    let started: Vec<bool> = changes.iter().map(|c| c.started).collect();
+    let ended: Vec<bool> = changes.iter().map(|c| c.ended).collect();
+    let exit_codes: Vec<Option<i32>> = changes.iter().map(|c| c.exit_code).collect();
+    let rows = tx.query(
+        "UPDATE sessions s
+            SET status = u.status, updated_at = now(),
+                started_at = CASE WHEN u.started THEN coalesce(s.started_at, now()) ELSE s.started_at END,
+                ended_at   = CASE WHEN u.ended THEN now() ELSE s.ended_at END,
+                exit_code  = CASE WHEN u.ended THEN u.exit_code ELSE s.exit_code END
+           FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::bool[], $5::int4[])
+                AS u(session_id, status, started, ended, exit_code)
+          WHERE s.session_id = u.session_id AND s.session_id = ANY($1)
+      RETURNING s.session_id, s.started_at, s.ended_at",
+        &[&ids, &statuses, &started, &ended, &exit_codes],
     )?;
-    let row = row.expect("session row is locked by this transaction");
-    Ok(AppliedTransition {
-        started_at: row.get(0),
-        ended_at: row.get(1),
-        ports_freed: row.get(2),
-    })
+    let mut applied: HashMap<i64, AppliedChange> = rows
+        .into_iter()
+        .map(|r| {
+            let change = AppliedChange {
+                started_at: r.get(1),
+                ended_at: r.get(2),
+                ports_freed: 0,
+            };
+            (r.get(0), change)
+        })
+        .collect();
+    let ended_ids: Vec<i64> = changes
+        .iter()
+        .filter(|c| c.ended)
+        .map(|c| c.session_id)
+        .collect();
+    if !ended_ids.is_empty() {
+        let freed = tx.query(
+            "WITH freed AS (DELETE FROM server_ports WHERE session_id = ANY($1) RETURNING session_id)
+             SELECT session_id, count(*) FROM freed GROUP BY session_id",
+            &[&ended_ids],
+        )?;
+        for r in freed {
+            if let Some(a) = applied.get_mut(&r.get::<_, i64>(0)) {
+                a.ports_freed = r.get(1);
+            }
+        }
+    }
+    Ok(applied)
 }

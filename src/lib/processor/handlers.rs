@@ -1,15 +1,22 @@
-//! Event handlers, registered by routing pattern: host status, session status, heartbeats.
-//! A handler validates, writes through the caller's transaction, and returns the external
-//! events its change must announce; it never publishes itself (the outbox does).
+//! Event handlers, registered by routing pattern: host events (status reports and heartbeats)
+//! and session status. A handler gets every event of its kind from one batch, in delivery order,
+//! validates them against the state machines, writes the net result with a constant number of
+//! statements, and returns per event either the external events it must announce or why it can
+//! never apply. It never publishes itself: the pipeline puts the events in the outbox.
+
+use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::bus::topic_matches;
 use crate::db::outbox::OutboxEvent;
-use crate::db::{servers, sessions, FailureKind, Tx};
+use crate::db::sessions::SessionChange;
+use crate::db::{servers, sessions, Tx};
 use crate::wire::session_status::Transition;
-use crate::wire::{routing, HealthUpdate, HostStatus, HostStatusUpdate, SessionStatusUpdate};
+use crate::wire::{
+    routing, HealthUpdate, HostStatus, HostStatusUpdate, SessionStatus, SessionStatusUpdate,
+};
 
 /// One delivery as the handlers see it.
 #[derive(Debug, Clone)]
@@ -21,71 +28,74 @@ pub struct Envelope<'a> {
     pub redelivered: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    /// The message can never be applied: dead-letter it with this reason.
-    #[error("{0}")]
-    Permanent(String),
-    #[error("database error: {0}")]
-    Db(#[from] postgres::Error),
+/// The fate of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handled {
+    /// Applied (or a harmless repeat); these external events announce the change.
+    Applied(Vec<OutboxEvent>),
+    /// Can never apply: dead-letter it with this reason.
+    Rejected(String),
 }
-
-impl HandleError {
-    pub fn kind(&self) -> FailureKind {
-        match self {
-            HandleError::Permanent(_) => FailureKind::Permanent,
-            HandleError::Db(e) => crate::db::classify(e),
-        }
-    }
-}
-
-pub type Handled = Result<Vec<OutboxEvent>, HandleError>;
 
 pub trait EventHandler: Send {
-    fn handle(&self, tx: &mut Tx<'_>, event: &Envelope<'_>) -> Handled;
+    /// Applies `events` in order through the caller's transaction; one result per event.
+    /// A database error aborts the whole call (the caller rolls back).
+    fn handle_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[&Envelope<'_>],
+    ) -> Result<Vec<Handled>, postgres::Error>;
 }
 
 /// Handlers by routing pattern; the first matching pattern wins.
 #[derive(Default)]
 pub struct HandlerRegistry {
-    routes: Vec<(String, Box<dyn EventHandler>)>,
+    patterns: Vec<(String, usize)>,
+    handlers: Vec<Box<dyn EventHandler>>,
 }
 
 impl HandlerRegistry {
-    pub fn register(&mut self, pattern: &str, handler: impl EventHandler + 'static) {
-        self.routes.push((pattern.to_string(), Box::new(handler)));
+    /// Registers one handler for several patterns (events it gets keep their relative order).
+    pub fn register(&mut self, patterns: &[&str], handler: impl EventHandler + 'static) {
+        let index = self.handlers.len();
+        self.handlers.push(Box::new(handler));
+        self.patterns
+            .extend(patterns.iter().map(|p| (p.to_string(), index)));
     }
 
-    pub fn find(&self, routing_key: &str) -> Option<&dyn EventHandler> {
-        self.routes
+    /// The index of the handler for `routing_key`.
+    pub fn route(&self, routing_key: &str) -> Option<usize> {
+        self.patterns
             .iter()
             .find(|(pattern, _)| topic_matches(pattern, routing_key))
-            .map(|(_, h)| h.as_ref())
+            .map(|(_, i)| *i)
+    }
+
+    pub fn handler(&self, index: usize) -> &dyn EventHandler {
+        self.handlers[index].as_ref()
     }
 
     /// The processor's handlers for the contract's routing keys.
     pub fn standard() -> Self {
         let mut registry = HandlerRegistry::default();
-        registry.register("status.host.*", HostStatusHandler);
-        registry.register("status.session.*", SessionStatusHandler);
-        registry.register("health.host.*", HeartbeatHandler);
+        registry.register(&["status.host.*", "health.host.*"], HostEventsHandler);
+        registry.register(&["status.session.*"], SessionStatusHandler);
         registry
     }
 }
 
-fn parse<T: DeserializeOwned>(event: &Envelope<'_>) -> Result<T, HandleError> {
-    serde_json::from_slice(event.body)
-        .map_err(|e| HandleError::Permanent(format!("malformed message: {e}")))
+fn parse<T: DeserializeOwned>(event: &Envelope<'_>) -> Result<T, String> {
+    serde_json::from_slice(event.body).map_err(|e| format!("malformed message: {e}"))
 }
 
 /// The routing key's id must agree with the payload's, or someone is confused.
-fn check_key_id(event: &Envelope<'_>, payload_id: i64) -> Result<(), HandleError> {
+fn check_key_id(event: &Envelope<'_>, payload_id: i64) -> Result<(), String> {
     match routing::trailing_id(event.routing_key) {
         Some(id) if id == payload_id => Ok(()),
-        _ => Err(HandleError::Permanent(format!(
+        _ => Err(format!(
             "routing key {} does not match payload id {payload_id}",
             event.routing_key
-        ))),
+        )),
     }
 }
 
@@ -101,48 +111,82 @@ fn announce(routing_key: &str, event: &Envelope<'_>, changes: Value) -> OutboxEv
     }
 }
 
-/// Sets a host's status (and `last_seen`); announces it when the status changed.
-fn set_host_status(
-    tx: &mut Tx<'_>,
-    event: &Envelope<'_>,
-    server_id: i64,
-    status: HostStatus,
-) -> Handled {
-    let before = servers::set_status_and_touch(tx, server_id, status)?
-        .ok_or_else(|| HandleError::Permanent(format!("unknown host {server_id}")))?;
-    if before.previous == status {
-        return Ok(Vec::new());
+/// Parses every event; the ones that parse are returned with their position.
+fn parse_all<T: DeserializeOwned>(
+    events: &[&Envelope<'_>],
+    id_of: impl Fn(&T) -> i64,
+    results: &mut [Option<Handled>],
+) -> Vec<(usize, T)> {
+    let mut parsed = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        match parse::<T>(event).and_then(|msg| check_key_id(event, id_of(&msg)).map(|_| msg)) {
+            Ok(msg) => parsed.push((i, msg)),
+            Err(reason) => results[i] = Some(Handled::Rejected(reason)),
+        }
     }
-    log::info!(server_id = server_id, name = before.name.as_str();
-        "host {} -> {}", before.previous.as_str(), status.as_str());
-    Ok(vec![announce(
-        status.external_event(),
-        event,
-        json!({"status": status.as_str(), "previous_status": before.previous.as_str(), "name": before.name}),
-    )])
+    parsed
 }
 
-/// `status.host.{id}`: online/offline reported by the host itself.
-pub struct HostStatusHandler;
+/// `status.host.{id}` (online/offline reported by the host) and `health.host.{id}` (heartbeats:
+/// refresh `last_seen`, bring an offline host back online). Announces status changes only.
+pub struct HostEventsHandler;
 
-impl EventHandler for HostStatusHandler {
-    fn handle(&self, tx: &mut Tx<'_>, event: &Envelope<'_>) -> Handled {
-        let msg: HostStatusUpdate = parse(event)?;
-        check_key_id(event, msg.server_id)?;
-        set_host_status(tx, event, msg.server_id, msg.status)
-    }
-}
-
-/// `health.host.{id}`: a heartbeat. Refreshes `last_seen` and brings an offline host back.
-pub struct HeartbeatHandler;
-
-impl EventHandler for HeartbeatHandler {
-    fn handle(&self, tx: &mut Tx<'_>, event: &Envelope<'_>) -> Handled {
-        let msg: HealthUpdate = parse(event)?;
-        check_key_id(event, msg.server_id)?;
-        log::debug!(server_id = msg.server_id, total = msg.session_stats.total,
-            running = msg.session_stats.running; "heartbeat");
-        set_host_status(tx, event, msg.server_id, HostStatus::Online)
+impl EventHandler for HostEventsHandler {
+    fn handle_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[&Envelope<'_>],
+    ) -> Result<Vec<Handled>, postgres::Error> {
+        let mut results: Vec<Option<Handled>> = vec![None; events.len()];
+        let mut reports: Vec<(usize, i64, HostStatus)> = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let report = if event.routing_key.starts_with("health.") {
+                parse::<HealthUpdate>(event).and_then(|m| {
+                    log::debug!(server_id = m.server_id, total = m.session_stats.total,
+                        running = m.session_stats.running; "heartbeat");
+                    check_key_id(event, m.server_id).map(|_| (m.server_id, HostStatus::Online))
+                })
+            } else {
+                parse::<HostStatusUpdate>(event)
+                    .and_then(|m| check_key_id(event, m.server_id).map(|_| (m.server_id, m.status)))
+            };
+            match report {
+                Ok((id, status)) => reports.push((i, id, status)),
+                Err(reason) => results[i] = Some(Handled::Rejected(reason)),
+            }
+        }
+        let ids: Vec<i64> = reports.iter().map(|r| r.1).collect();
+        let mut hosts = servers::lock_many(tx, &ids)?;
+        let mut touched: Vec<i64> = Vec::new();
+        for (i, server_id, status) in reports {
+            let Some(host) = hosts.get_mut(&server_id) else {
+                results[i] = Some(Handled::Rejected(format!("unknown host {server_id}")));
+                continue;
+            };
+            if !touched.contains(&server_id) {
+                touched.push(server_id);
+            }
+            if host.status == status {
+                results[i] = Some(Handled::Applied(Vec::new()));
+                continue;
+            }
+            log::info!(server_id = server_id, name = host.name.as_str();
+                "host {} -> {}", host.status.as_str(), status.as_str());
+            let event = announce(
+                status.external_event(),
+                events[i],
+                json!({"status": status.as_str(), "previous_status": host.status.as_str(), "name": host.name}),
+            );
+            host.status = status;
+            results[i] = Some(Handled::Applied(vec![event]));
+        }
+        let updates: Vec<(i64, HostStatus)> =
+            touched.iter().map(|id| (*id, hosts[id].status)).collect();
+        servers::apply_statuses(tx, &updates)?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every event decided"))
+            .collect())
     }
 }
 
@@ -150,54 +194,107 @@ impl EventHandler for HeartbeatHandler {
 pub struct SessionStatusHandler;
 
 impl EventHandler for SessionStatusHandler {
-    fn handle(&self, tx: &mut Tx<'_>, event: &Envelope<'_>) -> Handled {
-        let msg: SessionStatusUpdate = parse(event)?;
-        check_key_id(event, msg.session_id)?;
-        let current = sessions::lock(tx, msg.session_id)?
-            .ok_or_else(|| HandleError::Permanent(format!("unknown session {}", msg.session_id)))?;
-        if let Some(sgc) = msg.sgc_id.filter(|sgc| *sgc != current.sgc_id) {
-            return Err(HandleError::Permanent(format!(
-                "session {} belongs to deployment {}, not {sgc}",
-                msg.session_id, current.sgc_id
-            )));
-        }
-        match current.status.transition_to(msg.status) {
-            Transition::Repeat => return Ok(Vec::new()),
-            Transition::Invalid
-                if event.redelivered
-                    && msg.status.lifecycle_rank() < current.status.lifecycle_rank() =>
-            {
-                // A redelivery of a report the session has already moved past: applied before.
-                log::info!(session_id = msg.session_id;
-                    "ignoring redelivered {} (session is {})", msg.status, current.status);
-                return Ok(Vec::new());
+    fn handle_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[&Envelope<'_>],
+    ) -> Result<Vec<Handled>, postgres::Error> {
+        let mut results: Vec<Option<Handled>> = vec![None; events.len()];
+        let reports = parse_all::<SessionStatusUpdate>(events, |m| m.session_id, &mut results);
+        let ids: Vec<i64> = reports.iter().map(|(_, m)| m.session_id).collect();
+        let mut current = sessions::lock_many(tx, &ids)?;
+        let mut changes: HashMap<i64, SessionChange> = HashMap::new();
+        let mut order: Vec<i64> = Vec::new();
+        // (event index, session id, from, to) for each move, to announce once applied.
+        let mut moves: Vec<(usize, i64, SessionStatus, SessionStatus)> = Vec::new();
+        for (i, msg) in reports {
+            let Some(session) = current.get_mut(&msg.session_id) else {
+                results[i] = Some(Handled::Rejected(format!(
+                    "unknown session {}",
+                    msg.session_id
+                )));
+                continue;
+            };
+            if let Some(sgc) = msg.sgc_id.filter(|sgc| *sgc != session.sgc_id) {
+                results[i] = Some(Handled::Rejected(format!(
+                    "session {} belongs to deployment {}, not {sgc}",
+                    msg.session_id, session.sgc_id
+                )));
+                continue;
             }
-            Transition::Invalid => {
-                return Err(HandleError::Permanent(format!(
-                    "invalid transition for session {}: {} -> {}",
-                    msg.session_id, current.status, msg.status
-                )))
+            match session.status.transition_to(msg.status) {
+                Transition::Repeat => {
+                    results[i] = Some(Handled::Applied(Vec::new()));
+                    continue;
+                }
+                Transition::Invalid
+                    if events[i].redelivered
+                        && msg.status.lifecycle_rank() < session.status.lifecycle_rank() =>
+                {
+                    // A redelivered report of a state the session has already left: applied before.
+                    log::info!(session_id = msg.session_id;
+                        "ignoring redelivered {} (session is {})", msg.status, session.status);
+                    results[i] = Some(Handled::Applied(Vec::new()));
+                    continue;
+                }
+                Transition::Invalid => {
+                    results[i] = Some(Handled::Rejected(format!(
+                        "invalid transition for session {}: {} -> {}",
+                        msg.session_id, session.status, msg.status
+                    )));
+                    continue;
+                }
+                Transition::Move => {}
             }
-            Transition::Move => {}
+            log::info!(session_id = msg.session_id, server_id = session.server_id;
+                "session {} -> {}", session.status, msg.status);
+            let change = changes.entry(msg.session_id).or_insert_with(|| {
+                order.push(msg.session_id);
+                SessionChange {
+                    session_id: msg.session_id,
+                    status: msg.status,
+                    started: false,
+                    ended: false,
+                    exit_code: None,
+                }
+            });
+            change.status = msg.status;
+            change.started |= msg.status == SessionStatus::Running;
+            if msg.status.is_terminal() {
+                change.ended = true;
+                change.exit_code = msg.exit_code;
+            }
+            moves.push((i, msg.session_id, session.status, msg.status));
+            session.status = msg.status;
+            results[i] = Some(Handled::Applied(Vec::new()));
         }
-        let applied = sessions::apply_transition(tx, msg.session_id, msg.status, msg.exit_code)?;
-        log::info!(session_id = msg.session_id, server_id = current.server_id;
-            "session {} -> {}", current.status, msg.status);
-        let Some(key) = msg.status.external_event() else {
-            return Ok(Vec::new());
-        };
-        Ok(vec![announce(
-            key,
-            event,
-            json!({
-                "previous_status": current.status.as_str(),
-                "sgc_id": current.sgc_id,
-                "server_id": current.server_id,
-                "started_at": applied.started_at,
-                "ended_at": applied.ended_at,
-                "ports_freed": applied.ports_freed,
-            }),
-        )])
+        let ordered: Vec<SessionChange> = order.iter().map(|id| changes[id].clone()).collect();
+        let applied = sessions::apply_changes(tx, &ordered)?;
+        for (i, session_id, previous, to) in moves {
+            let Some(key) = to.external_event() else {
+                continue;
+            };
+            let session = &current[&session_id];
+            let recorded = applied.get(&session_id).cloned().unwrap_or_default();
+            let terminal = to.is_terminal();
+            let event = announce(
+                key,
+                events[i],
+                json!({
+                    "previous_status": previous.as_str(),
+                    "sgc_id": session.sgc_id,
+                    "server_id": session.server_id,
+                    "started_at": recorded.started_at,
+                    "ended_at": if terminal { recorded.ended_at } else { None },
+                    "ports_freed": if terminal { recorded.ports_freed } else { 0 },
+                }),
+            );
+            results[i] = Some(Handled::Applied(vec![event]));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every event decided"))
+            .collect())
     }
 }
 
@@ -208,19 +305,20 @@ mod tests {
     #[test]
     fn registry_routes_by_pattern() {
         let registry = HandlerRegistry::standard();
-        assert!(registry.find("status.host.1").is_some());
-        assert!(registry.find("status.session.7").is_some());
-        assert!(registry.find("health.host.1").is_some());
-        assert!(registry.find("health.other.1").is_none());
-        assert!(registry.find("logs.session.7").is_none());
+        let host = registry.route("status.host.1").unwrap();
+        assert_eq!(
+            registry.route("health.host.1"),
+            Some(host),
+            "one handler keeps host order"
+        );
+        let session = registry.route("status.session.7").unwrap();
+        assert_ne!(host, session);
+        assert!(registry.route("health.other.1").is_none());
+        assert!(registry.route("logs.session.7").is_none());
     }
 
     #[test]
-    fn error_classification() {
-        assert_eq!(
-            HandleError::Permanent("x".into()).kind(),
-            FailureKind::Permanent
-        );
+    fn permanent_errors_are_recognised_before_the_database() {
         let ev = Envelope {
             routing_key: "status.host.2",
             body: br#"{"server_id":3,"status":"online"}"#,
@@ -228,14 +326,23 @@ mod tests {
             redelivered: false,
         };
         let err = check_key_id(&ev, 3).unwrap_err();
-        assert!(matches!(err, HandleError::Permanent(ref m) if m.contains("does not match")));
+        assert!(err.contains("does not match"));
         let bad = Envelope {
             body: b"{not json",
             ..ev.clone()
         };
-        let err = parse::<HostStatusUpdate>(&bad).unwrap_err();
-        assert!(err.to_string().starts_with("malformed message"));
-        assert_eq!(err.kind(), FailureKind::Permanent);
+        assert!(parse::<HostStatusUpdate>(&bad)
+            .unwrap_err()
+            .starts_with("malformed message"));
+        let mut results = vec![None, None];
+        let good = Envelope {
+            routing_key: "status.host.3",
+            ..ev.clone()
+        };
+        let parsed = parse_all::<HostStatusUpdate>(&[&bad, &good], |m| m.server_id, &mut results);
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].0, 1);
+        assert!(matches!(&results[0], Some(Handled::Rejected(r)) if r.starts_with("malformed")));
     }
 
     #[test]

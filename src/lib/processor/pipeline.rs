@@ -9,16 +9,16 @@
 //! - database outage: the batch waits (unacked) and is retried until the database is back or the
 //!   processor stops; nothing is counted against the messages, nothing is lost.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amiquip::{Channel, Delivery};
 use crossbeam_channel::Sender;
 
-use super::handlers::{Envelope, HandleError, HandlerRegistry};
+use super::handlers::{Envelope, Handled, HandlerRegistry};
 use super::metrics::ProcessorMetrics;
 use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
+use crate::db::outbox::OutboxEvent;
 use crate::db::{inbox, outbox, CachedConnection, DbPool, FailureKind};
 use crate::lifecycle::ShutdownSignal;
 use crate::retry::Backoff;
@@ -160,43 +160,64 @@ impl EventPipeline {
         };
         let mut tx = conn.transaction()?;
         let ids: Vec<&str> = envelopes.iter().filter_map(|e| e.message_id).collect();
-        let seen = inbox::already_processed(&mut tx, &ids)?;
-        let mut seen_in_batch = HashSet::new();
-        let mut events = Vec::new();
-        let mut applied_ids = Vec::new();
-        let mut verdicts = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
+        let mut new_ids = inbox::claim(&mut tx, &ids)?;
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; envelopes.len()];
+        // Each handler gets its events in delivery order.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, envelope) in envelopes.iter().enumerate() {
             if let Some(id) = envelope.message_id {
-                if seen.contains(id) || !seen_in_batch.insert(id) {
-                    verdicts.push(Verdict::Duplicate);
+                // `remove`: a second copy of the same id within the batch is a duplicate too.
+                if !new_ids.remove(id) {
+                    verdicts[i] = Some(Verdict::Duplicate);
                     continue;
                 }
             }
-            let Some(handler) = registry.find(envelope.routing_key) else {
-                verdicts.push(Verdict::DeadLetter(format!(
-                    "no handler for routing key {}",
-                    envelope.routing_key
-                )));
-                continue;
-            };
-            match handler.handle(&mut tx, envelope) {
-                Ok(announced) => {
-                    events.extend(announced);
-                    applied_ids.extend(envelope.message_id);
-                    verdicts.push(Verdict::Applied);
+            match registry.route(envelope.routing_key) {
+                Some(h) => {
+                    if groups.len() <= h {
+                        groups.resize(h + 1, Vec::new());
+                    }
+                    groups[h].push(i);
                 }
-                Err(HandleError::Permanent(reason)) => verdicts.push(Verdict::DeadLetter(reason)),
-                // The transaction is now unusable: drop it (rollback) and let the caller decide.
-                Err(HandleError::Db(e)) => return Err(e.into()),
+                None => {
+                    verdicts[i] = Some(Verdict::DeadLetter(format!(
+                        "no handler for routing key {}",
+                        envelope.routing_key
+                    )))
+                }
             }
         }
+        // Events from every handler, re-ordered by delivery so subscribers see commit order.
+        let mut announced: Vec<(usize, OutboxEvent)> = Vec::new();
+        let mut rejected_ids = Vec::new();
+        for (h, members) in groups.iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+            let batch: Vec<&Envelope<'_>> = members.iter().map(|&i| &envelopes[i]).collect();
+            let results = registry.handler(h).handle_batch(&mut tx, &batch)?;
+            for (&i, result) in members.iter().zip(results) {
+                verdicts[i] = Some(match result {
+                    Handled::Applied(events) => {
+                        announced.extend(events.into_iter().map(|e| (i, e)));
+                        Verdict::Applied
+                    }
+                    Handled::Rejected(reason) => {
+                        rejected_ids.extend(envelopes[i].message_id);
+                        Verdict::DeadLetter(reason)
+                    }
+                });
+            }
+        }
+        announced.sort_by_key(|(i, _)| *i);
+        let events: Vec<OutboxEvent> = announced.into_iter().map(|(_, e)| e).collect();
         outbox::enqueue(&mut tx, &events)?;
-        inbox::record_processed(&mut tx, &applied_ids)?;
+        inbox::release(&mut tx, &rejected_ids)?;
         tx.commit()?;
         if !events.is_empty() {
             let _ = self.relay_wakeup.try_send(());
         }
-        Ok(verdicts)
+        Ok(verdicts
+            .into_iter()
+            .map(|v| v.expect("every delivery decided"))
+            .collect())
     }
 }
 
