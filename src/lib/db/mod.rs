@@ -42,6 +42,11 @@ impl Default for PoolSettings {
 pub fn pool(config: postgres::Config, settings: &PoolSettings) -> Result<DbPool, String> {
     let mut config = config;
     config.connect_timeout(settings.connect_timeout.min(Duration::from_secs(10)));
+    // One direct connection first: a refused or misconfigured database fails now, with the
+    // server's own error, rather than after the pool's 30 s checkout timeout.
+    config
+        .connect(NoTls)
+        .map_err(|e| format!("database is not reachable: {e}"))?;
     let manager = PostgresConnectionManager::new(config, NoTls);
     let pool = r2d2::Pool::builder()
         .max_size(settings.max_size)
