@@ -11,6 +11,7 @@ use amiquip::{
     ExchangeType, FieldTable, Publish, QueueDeclareOptions,
 };
 
+#[allow(unused_imports)]
 pub use manman::testkit::{unique_name, wait_for};
 
 /// A fresh, migrated database for one test.
