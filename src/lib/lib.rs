@@ -19,6 +19,8 @@ pub mod lifecycle;
 pub mod metrics;
 /// `manman-processor`: host events → session state machine → PostgreSQL → external events.
 pub mod processor;
+/// Process manager: a thread per managed OS process (seed 004).
+pub mod procman;
 /// The one exponential backoff.
 pub mod retry;
 /// JSON log lines on stderr.

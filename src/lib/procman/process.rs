@@ -1,0 +1,613 @@
+//! One managed process: its status snapshot, and the supervisor thread that runs it.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::history::{HistoryEvent, HistorySink};
+use super::output::{LineSplitter, OutputSink, Source};
+use super::sys::{self, Waker};
+use super::{ExitInfo, ProcessState, RestartPolicy, Spec, Status};
+
+/// Supervisor threads do little on their own stack (buffers live on the heap).
+const SUPERVISOR_STACK: usize = 64 * 1024;
+/// How long to keep reading a dead process's pipes for its last words.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// What a supervisor thread needs from its manager.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub output: Arc<dyn OutputSink>,
+    pub history: Arc<[Arc<dyn HistorySink>]>,
+    pub global_env: Vec<(String, String)>,
+    /// Wakes the manager's reconciler to persist the store.
+    pub changed: Sender<()>,
+}
+
+impl Context {
+    fn record(&self, event: HistoryEvent) {
+        for sink in self.history.iter() {
+            sink.record(&event);
+        }
+    }
+}
+
+enum Cmd {
+    Stop {
+        timeout: Option<Duration>,
+        done: Sender<()>,
+    },
+    Input(Vec<u8>),
+}
+
+pub(crate) struct Snapshot {
+    pub status: Status,
+    pub spec: Spec,
+    pub desired_running: bool,
+    pub pid_start_time: Option<u64>,
+}
+
+struct Control {
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+    thread: JoinHandle<()>,
+}
+
+/// A process under supervision. Cheap to share; all methods are thread-safe.
+pub struct ManagedProcess {
+    name: String,
+    state: Arc<Mutex<Snapshot>>,
+    control: Mutex<Option<Control>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ManagedProcess {
+    pub(crate) fn new(spec: Spec, desired_running: bool) -> Self {
+        ManagedProcess {
+            name: spec.name.clone(),
+            state: Arc::new(Mutex::new(Snapshot {
+                status: Status {
+                    name: spec.name.clone(),
+                    state: ProcessState::Stopped,
+                    pid: None,
+                    started_at: None,
+                    stopped_at: None,
+                    last_exit: None,
+                    restarts: 0,
+                },
+                spec,
+                desired_running,
+                pid_start_time: None,
+            })),
+            control: Mutex::new(None),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.state).status.clone()
+    }
+
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
+        f(&lock(&self.state))
+    }
+
+    /// Starts a supervisor thread for `spec`. Fails if one is already running.
+    pub(crate) fn start(&self, spec: Spec, ctx: Context) -> std::io::Result<bool> {
+        let mut control = lock(&self.control);
+        // A supervisor that has published a final state is on its way out: wait for it.
+        let live = lock(&self.state).status.state.is_live();
+        if live && control.as_ref().is_some_and(|c| !c.thread.is_finished()) {
+            return Ok(false);
+        }
+        if let Some(old) = control.take() {
+            let _ = old.thread.join();
+        }
+        {
+            let mut s = lock(&self.state);
+            s.spec = spec.clone();
+            s.desired_running = true;
+            s.status.state = ProcessState::Starting;
+            s.status.restarts = 0;
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let waker = Arc::new(Waker::new()?);
+        let runner = Runner {
+            spec,
+            state: self.state.clone(),
+            rx,
+            waker: waker.clone(),
+            ctx,
+            stop_waiters: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("proc:{}", self.name))
+            .stack_size(SUPERVISOR_STACK)
+            .spawn(move || runner.run())?;
+        *control = Some(Control { tx, waker, thread });
+        Ok(true)
+    }
+
+    /// Asks the process to stop; returns a receiver that fires once it has. `None` if no
+    /// supervisor is running (it is already stopped).
+    pub(crate) fn request_stop(&self, timeout: Option<Duration>) -> Option<Receiver<()>> {
+        lock(&self.state).desired_running = false;
+        let control = lock(&self.control);
+        let c = control.as_ref().filter(|c| !c.thread.is_finished())?;
+        let (done, rx) = crossbeam_channel::bounded(1);
+        c.tx.send(Cmd::Stop { timeout, done }).ok()?;
+        c.waker.wake();
+        Some(rx)
+    }
+
+    /// Queues bytes for the process's stdin. `false` if it is not running.
+    pub(crate) fn send_input(&self, bytes: Vec<u8>) -> bool {
+        let control = lock(&self.control);
+        match control.as_ref().filter(|c| !c.thread.is_finished()) {
+            Some(c) => {
+                let sent = c.tx.send(Cmd::Input(bytes)).is_ok();
+                c.waker.wake();
+                sent
+            }
+            None => false,
+        }
+    }
+
+    /// Reaps the supervisor thread if it has ended (a later `start` may already have replaced
+    /// it with a new one, which must not be waited for).
+    pub(crate) fn join_if_finished(&self) {
+        let mut control = lock(&self.control);
+        if control.as_ref().is_some_and(|c| c.thread.is_finished()) {
+            if let Some(c) = control.take() {
+                let _ = c.thread.join();
+            }
+        }
+    }
+
+    /// Waits for the supervisor thread to end (at shutdown, once nothing can start it again).
+    pub(crate) fn join(&self) {
+        let taken = lock(&self.control).take();
+        if let Some(c) = taken {
+            let _ = c.thread.join();
+        }
+    }
+}
+
+/// How one run of the child ended.
+enum RunEnd {
+    Requested,
+    Exited {
+        exit: ExitInfo,
+        reached_running: bool,
+    },
+    SpawnFailed,
+}
+
+struct Runner {
+    spec: Spec,
+    state: Arc<Mutex<Snapshot>>,
+    rx: Receiver<Cmd>,
+    waker: Arc<Waker>,
+    ctx: Context,
+    stop_waiters: Vec<Sender<()>>,
+}
+
+struct Pipes {
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    stdin: Option<ChildStdin>,
+    out_lines: LineSplitter,
+    err_lines: LineSplitter,
+    pending_input: Vec<u8>,
+}
+
+impl Runner {
+    fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        f(&mut lock(&self.state));
+        let _ = self.ctx.changed.try_send(());
+    }
+
+    fn set_state(&self, state: ProcessState) {
+        self.update(|s| s.status.state = state);
+    }
+
+    fn run(mut self) {
+        let mut failures = 0u32;
+        loop {
+            let end = self.run_once();
+            let (failed, last_exit) = match end {
+                RunEnd::Requested => {
+                    self.finish(ProcessState::Stopped);
+                    return;
+                }
+                RunEnd::Exited {
+                    exit,
+                    reached_running,
+                } => (!exit.success() || !reached_running, Some(exit)),
+                RunEnd::SpawnFailed => (true, None),
+            };
+            failures = if failed { failures + 1 } else { 0 };
+            let restart = match self.spec.restart {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => failed,
+                RestartPolicy::Always => true,
+            };
+            if !restart {
+                self.finish(if failed {
+                    ProcessState::Failed
+                } else {
+                    ProcessState::Stopped
+                });
+                return;
+            }
+            if failures > self.spec.retry_limit {
+                self.ctx.record(HistoryEvent::GaveUp {
+                    name: self.spec.name.clone(),
+                    failures,
+                    last_exit,
+                    at: Utc::now(),
+                });
+                log::warn!(process = self.spec.name.as_str(); "giving up after {failures} failed runs");
+                self.finish(ProcessState::Failed);
+                return;
+            }
+            let delay = if failed {
+                self.spec.backoff().delay(failures - 1)
+            } else {
+                Duration::ZERO
+            };
+            let attempt = lock(&self.state).status.restarts + 1;
+            self.ctx.record(HistoryEvent::Restarting {
+                name: self.spec.name.clone(),
+                attempt,
+                delay_ms: delay.as_millis() as u64,
+                at: Utc::now(),
+            });
+            self.set_state(ProcessState::Backoff);
+            if self.wait_out_backoff(delay) {
+                self.finish(ProcessState::Stopped);
+                return;
+            }
+            self.update(|s| s.status.restarts += 1);
+        }
+    }
+
+    /// Final state; desired becomes "stopped" unless the process failed for good (an operator
+    /// should see that it wanted to run).
+    fn finish(&mut self, state: ProcessState) {
+        self.update(|s| {
+            s.status.state = state;
+            s.status.pid = None;
+            s.desired_running &= state == ProcessState::Failed;
+        });
+        for w in self.stop_waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    /// Waits `delay`, still answering commands. Returns true if a stop was requested.
+    fn wait_out_backoff(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            if self.take_commands(None) {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut fds = [pollfd(self.waker.raw(), libc::POLLIN)];
+            let _ = sys::poll(&mut fds, Some(left));
+            self.waker.clear();
+        }
+    }
+
+    /// Drains queued commands. With `pipes` (a live child) input is queued and a stop is
+    /// returned for the caller to act on; without, input is dropped. Returns whether a stop
+    /// was requested, recording its waiter and timeout.
+    fn take_commands(&mut self, mut pipes: Option<&mut Pipes>) -> bool {
+        let mut stop = false;
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Stop { timeout, done } => {
+                    self.stop_waiters.push(done);
+                    if let Some(t) = timeout {
+                        self.spec.stop_timeout = t;
+                    }
+                    stop = true;
+                }
+                Cmd::Input(bytes) => match pipes.as_deref_mut() {
+                    Some(p) if p.stdin.is_some() => p.pending_input.extend_from_slice(&bytes),
+                    _ => log::warn!(process = self.spec.name.as_str();
+                        "input dropped: the process is not running"),
+                },
+            }
+        }
+        stop
+    }
+
+    fn spawn(&self) -> std::io::Result<Child> {
+        let spec = &self.spec;
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .envs(self.ctx.global_env.iter().map(|(k, v)| (k, v)))
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so signals reach the whole tree.
+            .process_group(0);
+        if let Some(dir) = &spec.working_dir {
+            cmd.current_dir(dir);
+        }
+        cmd.spawn()
+    }
+
+    fn run_once(&mut self) -> RunEnd {
+        let name = self.spec.name.clone();
+        self.set_state(ProcessState::Starting);
+        let mut child = match self.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!(process = name.as_str(); "cannot start {}: {e}", self.spec.program);
+                self.ctx.record(HistoryEvent::SpawnFailed {
+                    name,
+                    error: e.to_string(),
+                    at: Utc::now(),
+                });
+                return RunEnd::SpawnFailed;
+            }
+        };
+        let pid = child.id();
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::error!(process = name.as_str(); "pidfd_open failed: {e}; killing the child");
+                sys::signal_group(pid, libc::SIGKILL);
+                let _ = child.wait();
+                return RunEnd::SpawnFailed;
+            }
+        };
+        let mut pipes = Pipes {
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            stdin: child.stdin.take(),
+            out_lines: LineSplitter::default(),
+            err_lines: LineSplitter::default(),
+            pending_input: Vec::new(),
+        };
+        for fd in [
+            pipes.stdout.as_ref().map(|p| p.as_raw_fd()),
+            pipes.stderr.as_ref().map(|p| p.as_raw_fd()),
+            pipes.stdin.as_ref().map(|p| p.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = sys::set_nonblocking(fd);
+        }
+        let started = Instant::now();
+        let start_time = sys::process_start_time(pid);
+        let reached_running_now = self.spec.start_duration.is_zero();
+        self.update(|s| {
+            s.status.pid = Some(pid);
+            s.status.started_at = Some(Utc::now());
+            s.pid_start_time = start_time;
+            if reached_running_now {
+                s.status.state = ProcessState::Running;
+            }
+        });
+        self.ctx.record(HistoryEvent::Started {
+            name: name.clone(),
+            pid,
+            at: Utc::now(),
+        });
+
+        let mut reached_running = reached_running_now;
+        let start_deadline = started + self.spec.start_duration;
+        let mut kill_deadline: Option<Instant> = None;
+        let mut stopping = false;
+        loop {
+            let now = Instant::now();
+            let mut timeout: Option<Duration> = None;
+            if !reached_running {
+                timeout = Some(start_deadline.saturating_duration_since(now));
+            }
+            if let Some(k) = kill_deadline {
+                let left = k.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            let mut fds = vec![
+                pollfd(pidfd.as_raw_fd(), libc::POLLIN),
+                pollfd(self.waker.raw(), libc::POLLIN),
+            ];
+            if let Some(p) = &pipes.stdout {
+                fds.push(pollfd(p.as_raw_fd(), libc::POLLIN));
+            }
+            if let Some(p) = &pipes.stderr {
+                fds.push(pollfd(p.as_raw_fd(), libc::POLLIN));
+            }
+            if let (Some(p), false) = (&pipes.stdin, pipes.pending_input.is_empty()) {
+                fds.push(pollfd(p.as_raw_fd(), libc::POLLOUT));
+            }
+            if let Err(e) = sys::poll(&mut fds, timeout) {
+                log::error!(process = name.as_str(); "poll failed: {e}");
+            }
+            self.read_output(&mut pipes);
+            self.write_input(&mut pipes);
+            if fds[1].revents != 0 {
+                self.waker.clear();
+            }
+            if self.take_commands(Some(&mut pipes)) && !stopping {
+                stopping = true;
+                self.set_state(ProcessState::Stopping);
+                sys::signal_group(pid, self.spec.stop_signal);
+                kill_deadline = Some(Instant::now() + self.spec.stop_timeout);
+            }
+            let now = Instant::now();
+            if !reached_running && now >= start_deadline && !stopping {
+                reached_running = true;
+                self.set_state(ProcessState::Running);
+            }
+            if kill_deadline.is_some_and(|k| now >= k) {
+                log::warn!(process = name.as_str(); "did not stop within {:?}; sending SIGKILL",
+                    self.spec.stop_timeout);
+                sys::signal_group(pid, libc::SIGKILL);
+                kill_deadline = None;
+            }
+            if fds[0].revents != 0 {
+                break;
+            }
+        }
+        // The leader has exited (a zombie until reaped, so its group id cannot be reused yet):
+        // end whatever else is left in its group, then reap it.
+        sys::signal_group(pid, libc::SIGKILL);
+        let status = child.wait();
+        self.drain_output(&mut pipes);
+        let exit = match status {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        };
+        let uptime = started.elapsed();
+        self.ctx.record(HistoryEvent::Exited {
+            name: name.clone(),
+            pid,
+            exit,
+            uptime_ms: uptime.as_millis() as u64,
+            requested: stopping,
+            at: Utc::now(),
+        });
+        self.update(|s| {
+            s.status.pid = None;
+            s.status.stopped_at = Some(Utc::now());
+            s.status.last_exit = Some(exit);
+            s.pid_start_time = None;
+        });
+        if stopping {
+            RunEnd::Requested
+        } else {
+            RunEnd::Exited {
+                exit,
+                reached_running,
+            }
+        }
+    }
+
+    /// Reads whatever the pipes hold now; closes a pipe at EOF.
+    fn read_output(&self, pipes: &mut Pipes) {
+        let name = &self.spec.name;
+        let sink = &self.ctx.output;
+        read_stream(&mut pipes.stdout, &mut pipes.out_lines, &mut |l| {
+            sink.line(name, Source::Stdout, l)
+        });
+        read_stream(&mut pipes.stderr, &mut pipes.err_lines, &mut |l| {
+            sink.line(name, Source::Stderr, l)
+        });
+    }
+
+    /// After exit: read until both pipes close (or briefly, if something escaped the group and
+    /// holds them open), then flush partial lines.
+    fn drain_output(&self, pipes: &mut Pipes) {
+        let until = Instant::now() + DRAIN_AFTER_EXIT;
+        while pipes.stdout.is_some() || pipes.stderr.is_some() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds: Vec<libc::pollfd> = [
+                pipes.stdout.as_ref().map(|p| p.as_raw_fd()),
+                pipes.stderr.as_ref().map(|p| p.as_raw_fd()),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|fd| pollfd(fd, libc::POLLIN))
+            .collect();
+            let _ = sys::poll(&mut fds, Some(left));
+            self.read_output(pipes);
+        }
+        let name = &self.spec.name;
+        let sink = &self.ctx.output;
+        pipes
+            .out_lines
+            .finish(&mut |l| sink.line(name, Source::Stdout, l));
+        pipes
+            .err_lines
+            .finish(&mut |l| sink.line(name, Source::Stderr, l));
+        pipes.stdout = None;
+        pipes.stderr = None;
+    }
+
+    fn write_input(&self, pipes: &mut Pipes) {
+        let Some(stdin) = pipes.stdin.as_mut() else {
+            pipes.pending_input.clear();
+            return;
+        };
+        while !pipes.pending_input.is_empty() {
+            match stdin.write(&pipes.pending_input) {
+                Ok(n) => {
+                    pipes.pending_input.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!(process = self.spec.name.as_str(); "stdin closed: {e}");
+                    pipes.stdin = None;
+                    pipes.pending_input.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn read_stream<R: Read>(
+    stream: &mut Option<R>,
+    lines: &mut LineSplitter,
+    emit: &mut dyn FnMut(&str),
+) {
+    let Some(reader) = stream.as_mut() else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                *stream = None;
+                return;
+            }
+            Ok(n) => lines.feed(&buf[..n], emit),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                *stream = None;
+                return;
+            }
+        }
+    }
+}
+
+fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}

@@ -1,0 +1,189 @@
+//! What to run and how to supervise it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::retry::Backoff;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "never" => Ok(RestartPolicy::Never),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            "always" => Ok(RestartPolicy::Always),
+            other => Err(format!(
+                "unknown restart policy {other:?} (never, on-failure, always)"
+            )),
+        }
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// A process to supervise. `program` is executed directly with `args` (no shell); to use a
+/// shell, say so: `program: "/bin/sh", args: ["-c", "..."]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub name: String,
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Added to the manager's global environment (which is added to the manager's own).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// For `start_n`: how many instances (`name-1..name-N`).
+    #[serde(default = "one")]
+    pub instances: u32,
+    pub restart: RestartPolicy,
+    #[serde(with = "millis")]
+    pub backoff_initial: Duration,
+    #[serde(with = "millis")]
+    pub backoff_max: Duration,
+    pub backoff_multiplier: f64,
+    /// Consecutive failed runs tolerated before giving up (`Failed`).
+    pub retry_limit: u32,
+    /// How long a process must stay up to count as started (supervisord's `startsecs`).
+    /// An exit sooner, even with code 0, is a failed start.
+    #[serde(with = "millis")]
+    pub start_duration: Duration,
+    /// Signal number sent to the process group to stop it (default SIGTERM).
+    pub stop_signal: i32,
+    /// How long after the stop signal before SIGKILL.
+    #[serde(with = "millis")]
+    pub stop_timeout: Duration,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Spec {
+    /// A spec with sensible defaults: no restart, 1 s start duration, SIGTERM then SIGKILL
+    /// after 10 s, backoff 1 s doubling to 60 s, 5 retries.
+    pub fn new(name: &str, program: &str, args: &[&str]) -> Spec {
+        Spec {
+            name: name.to_string(),
+            program: program.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            working_dir: None,
+            instances: 1,
+            restart: RestartPolicy::Never,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_multiplier: 2.0,
+            retry_limit: 5,
+            start_duration: Duration::from_secs(1),
+            stop_signal: libc::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(
+            self.backoff_initial,
+            self.backoff_max,
+            self.backoff_multiplier,
+        )
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.contains(['*', '/', '\0']) {
+            return Err(format!("invalid process name {:?}", self.name));
+        }
+        if self.program.is_empty() {
+            return Err("program must not be empty".into());
+        }
+        if self.instances == 0 {
+            return Err("instances must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.stop_signal) {
+            return Err(format!("invalid stop signal {}", self.stop_signal));
+        }
+        Ok(())
+    }
+
+    /// The spec for instance `i` (1-based) of `start_n`.
+    pub fn instance(&self, i: u32) -> Spec {
+        Spec {
+            name: format!("{}-{i}", self.name),
+            instances: 1,
+            ..self.clone()
+        }
+    }
+}
+
+/// Parses a signal name (`SIGTERM`, `TERM`, `15`).
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        other => other.parse().map_err(|_| format!("unknown signal {s:?}"))?,
+    };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_and_instances() {
+        let spec = Spec::new("web", "/bin/true", &[]);
+        assert!(spec.validate().is_ok());
+        assert_eq!(spec.instance(3).name, "web-3");
+        assert!(Spec::new("a*b", "/bin/true", &[]).validate().is_err());
+        assert!(Spec::new("ok", "", &[]).validate().is_err());
+    }
+
+    #[test]
+    fn signals_and_policies_parse() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("int").unwrap(), libc::SIGINT);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert_eq!(
+            "on-failure".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure
+        );
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn specs_serialise_durations_as_millis() {
+        let spec = Spec::new("x", "/bin/true", &["a"]);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["stop_timeout"], 10_000);
+        assert_eq!(serde_json::from_value::<Spec>(json).unwrap(), spec);
+    }
+}

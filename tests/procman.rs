@@ -1,0 +1,487 @@
+//! The process manager with real processes: restarts and backoff, retry limits, SIGKILL after
+//! the stop timeout, whole-tree stops, stdin, output sources, 200 instances, patterns, a
+//! concurrency stress test, and a manager restarted (after SIGKILL) over its stored state.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use manman::procman::{
+    ChannelHistory, ChannelOutput, FileStore, HistoryEvent, Manager, OutputLine, ProcError,
+    ProcessState, RestartPolicy, Source, Spec,
+};
+use manman::testkit::{unique_name, wait_for};
+
+const T: Duration = Duration::from_secs(20);
+
+struct Fixture {
+    manager: Manager,
+    output: Receiver<OutputLine>,
+    history: Receiver<HistoryEvent>,
+}
+
+fn manager() -> Fixture {
+    let (out_tx, output) = crossbeam_channel::unbounded();
+    let (hist_tx, history) = crossbeam_channel::unbounded();
+    let (manager, _) = Manager::builder()
+        .output(ChannelOutput(out_tx))
+        .history(ChannelHistory(hist_tx))
+        .reconcile_every(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    Fixture {
+        manager,
+        output,
+        history,
+    }
+}
+
+fn sh(name: &str, script: &str) -> Spec {
+    let mut spec = Spec::new(name, "/bin/sh", &["-c", script]);
+    spec.start_duration = Duration::ZERO;
+    spec.stop_timeout = Duration::from_secs(2);
+    spec
+}
+
+fn next_line(f: &Fixture, process: &str) -> OutputLine {
+    loop {
+        let line = f
+            .output
+            .recv_timeout(T)
+            .unwrap_or_else(|_| panic!("no output from {process}"));
+        if line.process == process {
+            return line;
+        }
+    }
+}
+
+fn next_event(f: &Fixture, what: impl Fn(&HistoryEvent) -> bool) -> HistoryEvent {
+    loop {
+        let e = f.history.recv_timeout(T).expect("history event");
+        if what(&e) {
+            return e;
+        }
+    }
+}
+
+/// Whether a PID is gone (or only a zombie nobody has reaped yet).
+fn pid_is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+    }
+}
+
+#[test]
+fn crash_restarts_with_growing_backoff_then_gives_up() {
+    let f = manager();
+    let mut spec = sh("crasher", "exit 3");
+    spec.restart = RestartPolicy::OnFailure;
+    spec.backoff_initial = Duration::from_millis(50);
+    spec.backoff_multiplier = 2.0;
+    spec.backoff_max = Duration::from_secs(5);
+    spec.retry_limit = 4;
+    f.manager.start(spec).unwrap();
+
+    let mut exits = Vec::new();
+    let mut starts = Vec::new();
+    let gave_up = loop {
+        match f.history.recv_timeout(T).expect("history") {
+            HistoryEvent::Exited { at, exit, .. } => {
+                assert_eq!(exit.code, Some(3));
+                exits.push(at);
+            }
+            HistoryEvent::Started { at, .. } => starts.push(at),
+            e @ HistoryEvent::GaveUp { .. } => break e,
+            _ => {}
+        }
+    };
+    assert_eq!(starts.len(), 5, "one run plus retry_limit restarts");
+    let gaps: Vec<i64> = (1..starts.len())
+        .map(|i| (starts[i] - exits[i - 1]).num_milliseconds())
+        .collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        let expected = 50 * (1 << i);
+        assert!(
+            *gap >= expected,
+            "gap {i} was {gap} ms, backoff is {expected} ms"
+        );
+    }
+    assert!(gaps[3] > gaps[0] * 4, "backoff grows: {gaps:?}");
+    match gave_up {
+        HistoryEvent::GaveUp {
+            failures,
+            last_exit,
+            ..
+        } => {
+            assert_eq!(failures, 5);
+            assert_eq!(last_exit.unwrap().code, Some(3));
+        }
+        _ => unreachable!(),
+    }
+    let status = f.manager.status("crasher").unwrap();
+    assert_eq!(status.state, ProcessState::Failed);
+    assert_eq!(status.restarts, 4);
+    // The reconciler leaves a failed process alone.
+    assert!(
+        f.history.recv_timeout(Duration::from_millis(300)).is_err(),
+        "nothing restarts a failed process by itself"
+    );
+    assert_eq!(
+        f.manager.status("crasher").unwrap().state,
+        ProcessState::Failed
+    );
+}
+
+#[test]
+fn an_exit_before_the_start_duration_is_a_failed_start() {
+    let f = manager();
+    let mut spec = sh("quick", "exit 0");
+    spec.start_duration = Duration::from_secs(5);
+    f.manager.start(spec).unwrap();
+    next_event(&f, |e| matches!(e, HistoryEvent::Exited { .. }));
+    wait_for("failed state", T, || {
+        (f.manager.status("quick").unwrap().state == ProcessState::Failed).then_some(())
+    });
+}
+
+#[test]
+fn a_process_ignoring_sigterm_is_killed_after_the_timeout() {
+    let f = manager();
+    let spec = sh(
+        "stubborn",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    f.manager.start(spec).unwrap();
+    assert_eq!(next_line(&f, "stubborn").line, "ready");
+    let began = Instant::now();
+    let status = f
+        .manager
+        .stop("stubborn", Duration::from_millis(300))
+        .unwrap();
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    assert_eq!(status.state, ProcessState::Stopped);
+    assert_eq!(status.last_exit.unwrap().signal, Some(libc::SIGKILL));
+}
+
+#[test]
+fn stop_reaches_grandchildren() {
+    let f = manager();
+    f.manager
+        .start(sh("tree", "sleep 1000 & echo $!; wait"))
+        .unwrap();
+    let grandchild: u32 = next_line(&f, "tree").line.parse().unwrap();
+    assert!(!pid_is_dead(grandchild));
+    let status = f.manager.stop("tree", Duration::from_secs(2)).unwrap();
+    assert_eq!(status.last_exit.unwrap().signal, Some(libc::SIGTERM));
+    wait_for("grandchild gone", T, || {
+        pid_is_dead(grandchild).then_some(())
+    });
+}
+
+#[test]
+fn a_leader_exiting_on_its_own_takes_its_group_with_it() {
+    let f = manager();
+    f.manager
+        .start(sh("leaver", "sleep 1000 & echo $!"))
+        .unwrap();
+    let grandchild: u32 = next_line(&f, "leaver").line.parse().unwrap();
+    next_event(&f, |e| matches!(e, HistoryEvent::Exited { .. }));
+    wait_for("grandchild gone", T, || {
+        pid_is_dead(grandchild).then_some(())
+    });
+    wait_for("stopped", T, || {
+        (f.manager.status("leaver").unwrap().state == ProcessState::Stopped).then_some(())
+    });
+}
+
+#[test]
+fn stdin_round_trip() {
+    let f = manager();
+    let mut spec = Spec::new("echo", "/bin/cat", &[]);
+    spec.start_duration = Duration::ZERO;
+    f.manager.start(spec).unwrap();
+    f.manager.send_input("echo", b"hello\n").unwrap();
+    f.manager.send_input("echo", b"say ").unwrap();
+    f.manager.send_input("echo", b"stop\n").unwrap();
+    let first = next_line(&f, "echo");
+    assert_eq!(
+        (first.source, first.line.as_str()),
+        (Source::Stdout, "hello")
+    );
+    assert_eq!(next_line(&f, "echo").line, "say stop");
+    f.manager.stop("echo", Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        f.manager.send_input("echo", b"late\n"),
+        Err(ProcError::NotRunning("echo".into()))
+    );
+}
+
+#[test]
+fn stdout_and_stderr_are_kept_apart() {
+    let f = manager();
+    f.manager
+        .start(sh("both", "echo to-out; echo to-err >&2; echo more-out"))
+        .unwrap();
+    let mut lines: Vec<(Source, String)> = (0..3)
+        .map(|_| {
+            let l = next_line(&f, "both");
+            (l.source, l.line)
+        })
+        .collect();
+    lines.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        lines,
+        vec![
+            (Source::Stdout, "more-out".to_string()),
+            (Source::Stderr, "to-err".to_string()),
+            (Source::Stdout, "to-out".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn start_n_runs_200_instances() {
+    let f = manager();
+    let mut spec = Spec::new("worker", "/bin/sleep", &["1000"]);
+    spec.instances = 200;
+    spec.start_duration = Duration::ZERO;
+    let names = f.manager.start_n(spec).unwrap();
+    assert_eq!(names.len(), 200);
+    assert_eq!(names[199], "worker-200");
+    wait_for("200 running", T, || {
+        (f.manager.count("worker") == 200).then_some(())
+    });
+    let pids: Vec<u32> = f
+        .manager
+        .status_all("worker")
+        .iter()
+        .map(|s| s.pid.unwrap())
+        .collect();
+    assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 200);
+    let stopped = f
+        .manager
+        .stop_all("worker", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(stopped.len(), 200);
+    assert!(stopped.iter().all(|s| s.state == ProcessState::Stopped));
+    assert!(pids.iter().all(|p| pid_is_dead(*p)));
+}
+
+#[test]
+fn pattern_operations() {
+    let f = manager();
+    for name in ["web-1", "web-2", "web-3", "db-1", "db-2", "cache"] {
+        let mut spec = Spec::new(name, "/bin/sleep", &["1000"]);
+        spec.start_duration = Duration::ZERO;
+        f.manager.start(spec).unwrap();
+    }
+    wait_for("all running", T, || {
+        (f.manager.count("*") == 6).then_some(())
+    });
+    assert_eq!(f.manager.count("web"), 3);
+    assert_eq!(f.manager.count("web*"), 3);
+    assert_eq!(f.manager.count("*-1"), 2);
+    assert_eq!(f.manager.count("*b-*"), 5);
+    assert_eq!(f.manager.status_all("cache").len(), 1);
+    let stopped = f.manager.stop_all("db*", Duration::from_secs(2)).unwrap();
+    assert_eq!(stopped.len(), 2);
+    assert_eq!(f.manager.count("*"), 4);
+    assert_eq!(
+        f.manager.start(Spec::new("web-1", "/bin/sleep", &["1"])),
+        Err(ProcError::AlreadyRunning("web-1".into()))
+    );
+    assert!(matches!(
+        f.manager.stop("nope", Duration::from_secs(1)),
+        Err(ProcError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.manager.start(Spec::new("bad*name", "/bin/true", &[])),
+        Err(ProcError::InvalidSpec(_))
+    ));
+}
+
+#[test]
+fn global_env_and_spec_env_reach_the_process() {
+    let f = manager();
+    f.manager.set_global_env(vec![
+        ("MM_A".into(), "global".into()),
+        ("MM_B".into(), "global".into()),
+    ]);
+    let mut spec = sh("env", "echo $MM_A-$MM_B");
+    spec.env = vec![("MM_B".into(), "own".into())];
+    f.manager.start(spec).unwrap();
+    assert_eq!(next_line(&f, "env").line, "global-own");
+}
+
+#[test]
+fn stress_random_starts_and_stops_leave_nothing_behind() {
+    let f = manager();
+    let marker = format!("{}", 1000.0 + (std::process::id() % 1000) as f64 / 1000.0);
+    let started_pids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let manager = &f.manager;
+            let marker = marker.as_str();
+            scope.spawn(move || {
+                let mut seed = t * 7919 + 1;
+                for _ in 0..40 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let name = format!("s-{}", (seed >> 33) % 12);
+                    match (seed >> 20) % 4 {
+                        0 | 1 => {
+                            let mut spec = Spec::new(&name, "/bin/sleep", &[marker]);
+                            spec.start_duration = Duration::ZERO;
+                            let _ = manager.start(spec);
+                        }
+                        2 => {
+                            let _ = manager.stop(&name, Duration::from_secs(2));
+                        }
+                        _ => {
+                            let _ = manager.status_all("s-*");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    while let Ok(e) = f.history.try_recv() {
+        if let HistoryEvent::Started { pid, .. } = e {
+            started_pids.lock().unwrap().push(pid);
+        }
+    }
+    f.manager.shutdown().unwrap();
+    while let Ok(e) = f.history.try_recv() {
+        if let HistoryEvent::Started { pid, .. } = e {
+            started_pids.lock().unwrap().push(pid);
+        }
+    }
+    let pids = started_pids.into_inner().unwrap();
+    assert!(!pids.is_empty());
+    // No process, and no zombie: every PID we started is gone from /proc entirely.
+    for pid in &pids {
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_err()
+                || !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .contains(&marker),
+            "process {pid} survived"
+        );
+    }
+    // No supervisor thread left.
+    let threads = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("proc:s-"))
+        .count();
+    assert_eq!(threads, 0);
+    assert!(f.manager.status_all("*").iter().all(|s| !s.state.is_live()));
+}
+
+/// Runs in a child copy of this test binary (see the next test): a manager that starts two
+/// processes, prints their PIDs and waits to be killed.
+#[test]
+fn child_manager_for_restart_test() {
+    let Ok(store) = std::env::var("MANMAN_PROCMAN_CHILD_STORE") else {
+        return; // only meaningful when spawned by the restart test
+    };
+    let (manager, _) = Manager::builder()
+        .store(FileStore::new(store))
+        .reconcile_every(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    for name in ["game-a", "game-b"] {
+        let mut spec = Spec::new(name, "/bin/sh", &["-c", "sleep 1000 & wait"]);
+        spec.start_duration = Duration::ZERO;
+        spec.stop_timeout = Duration::from_secs(2);
+        manager.start(spec).unwrap();
+    }
+    manager.stop("game-b", Duration::from_secs(2)).unwrap();
+    let mut spec = Spec::new("game-b", "/bin/sh", &["-c", "sleep 1000 & wait"]);
+    spec.start_duration = Duration::ZERO;
+    manager.start(spec).unwrap();
+    wait_for("both running", T, || {
+        (manager.count("game-*") == 2).then_some(())
+    });
+    // Wait for the store to hold both PIDs, then announce them.
+    let pids: Vec<u32> = manager
+        .status_all("game-*")
+        .iter()
+        .map(|s| s.pid.unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // let the reconciler persist (debounced)
+    println!("\nPIDS {} {}", pids[0], pids[1]);
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_restarted_manager_finds_and_handles_the_processes_it_had() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(unique_name("procman-store"));
+    let store = dir.join("processes.json");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_manager_for_restart_test",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MANMAN_PROCMAN_CHILD_STORE", &store)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let line = stdout
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("PIDS "))
+        .expect("child manager reports its PIDs");
+    let old: Vec<u32> = line[line.find("PIDS ").unwrap() + 5..]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    child.kill().unwrap(); // SIGKILL: the manager dies, its processes live on
+    child.wait().unwrap();
+    assert!(
+        old.iter().all(|p| !pid_is_dead(*p)),
+        "orphans survive the manager"
+    );
+
+    let (hist_tx, history) = crossbeam_channel::unbounded();
+    let (manager, recovered) = Manager::builder()
+        .store(FileStore::new(&store))
+        .history(ChannelHistory(hist_tx))
+        .reconcile_every(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut found: Vec<u32> = recovered.iter().map(|r| r.pid).collect();
+    found.sort();
+    let mut expected = old.clone();
+    expected.sort();
+    assert_eq!(found, expected, "both old processes are found");
+    assert!(recovered.iter().all(|r| r.restarting));
+    assert!(
+        old.iter().all(|p| pid_is_dead(*p)),
+        "old processes were ended"
+    );
+    let reaped = history
+        .try_iter()
+        .filter(|e| matches!(e, HistoryEvent::Reaped { .. }))
+        .count();
+    assert_eq!(reaped, 2);
+    // The reconciler brings back what was meant to run, as fresh processes.
+    wait_for("both restarted", T, || {
+        (manager.count("game-*") == 2).then_some(())
+    });
+    let new: Vec<u32> = manager
+        .status_all("game-*")
+        .iter()
+        .map(|s| s.pid.unwrap())
+        .collect();
+    assert!(new.iter().all(|p| !old.contains(p)));
+    manager.shutdown().unwrap();
+    assert!(new.iter().all(|p| pid_is_dead(*p)));
+    std::fs::remove_dir_all(dir).unwrap();
+}
