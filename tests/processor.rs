@@ -654,17 +654,7 @@ fn postgres_outage_holds_messages_and_applies_them_after_recovery() {
 }
 
 fn http_status(port: u16, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    buf.split_whitespace().nth(1).unwrap().parse().unwrap()
+    http_request(port, "GET", path).0
 }
 
 #[test]

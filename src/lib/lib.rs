@@ -23,6 +23,8 @@ pub mod processor;
 pub mod procman;
 /// The one exponential backoff.
 pub mod retry;
+/// `manman-status-api`: read-only HTTP status.
+pub mod status;
 /// JSON log lines on stderr.
 pub mod telemetry;
 /// Scratch databases and vhosts for tests and benchmarks.

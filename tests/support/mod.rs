@@ -236,3 +236,31 @@ pub fn header(received: &Received, name: &str) -> Option<String> {
         other => Some(format!("{other:?}")),
     }
 }
+
+/// One HTTP/1.1 request on a fresh connection: (status code, body).
+pub fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// GET, expecting JSON: (status, parsed body).
+pub fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http_request(port, "GET", path);
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {body}"));
+    (status, json)
+}

@@ -27,6 +27,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_core_schema.sql"),
     migration!(2, "0002_processor_outbox.sql"),
+    migration!(3, "0003_status_indexes.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

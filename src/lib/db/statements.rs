@@ -26,6 +26,43 @@ impl CachedConnection {
         self.conn.is_closed()
     }
 
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.cache.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.conn.prepare(sql)?;
+        self.cache.insert(sql, st.clone());
+        Ok(st)
+    }
+
+    /// A query outside any explicit transaction (a read).
+    pub fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.conn.query(&st, params)
+    }
+
+    pub fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.conn.query_one(&st, params)
+    }
+
+    pub fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.conn.query_opt(&st, params)
+    }
+
     pub fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
         Ok(Tx {
             inner: self.conn.transaction()?,

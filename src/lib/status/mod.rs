@@ -1,0 +1,97 @@
+//! `manman-status-api`: the read side (CQRS). Read-only JSON over HTTP on tiny_http, served by a
+//! fixed pool of worker threads sharing one r2d2 pool. It never writes; the processor does.
+
+mod queries;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tiny_http::Server;
+
+use crate::config::{self, ConfigError, Env};
+use crate::db::{self, PoolSettings};
+use crate::lifecycle::Supervisor;
+
+pub use queries::{SessionFilter, RECENT_FAILURE_MINUTES};
+pub use routes::{route, Route, StatusApi};
+
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub database: postgres::Config,
+    /// `0.0.0.0:{STATUS_PORT}`.
+    pub listen: String,
+    pub workers: usize,
+    pub stale_threshold: Duration,
+    /// How long `/status/system` may serve a cached answer.
+    pub system_cache: Duration,
+    pub pool: PoolSettings,
+}
+
+impl StatusConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let workers: usize = env.parse("STATUS_WORKERS", 4)?;
+        if workers == 0 {
+            return Err(ConfigError::new("STATUS_WORKERS", "must be at least 1"));
+        }
+        Ok(StatusConfig {
+            database: config::database_config(env)?,
+            listen: format!("0.0.0.0:{}", env.port("STATUS_PORT", 8000)?),
+            workers,
+            stale_threshold: env.seconds("STALE_HOST_THRESHOLD_SECONDS", 10)?,
+            system_cache: Duration::from_millis(env.parse("STATUS_CACHE_MS", 1000)?),
+            pool: PoolSettings {
+                // One connection kept by each worker, one for /readyz.
+                max_size: workers as u32 + 1,
+                min_idle: 1,
+                // A request must not hang while the database is away: answer 503 quickly.
+                connect_timeout: Duration::from_secs(2),
+                ..PoolSettings::default()
+            },
+        })
+    }
+}
+
+/// A started status API: its port (useful when configured with port 0).
+pub struct RunningStatusApi {
+    pub port: u16,
+    pub api: Arc<StatusApi>,
+}
+
+/// Binds the port, connects the pool (failing fast if the database is unreachable) and spawns
+/// the worker threads under `supervisor`.
+pub fn start(
+    config: StatusConfig,
+    supervisor: &mut Supervisor,
+) -> Result<RunningStatusApi, String> {
+    log::info!(database = config::describe_database(&config.database).as_str(),
+        listen = config.listen.as_str(); "starting status API");
+    let pool = db::pool(config.database.clone(), &config.pool)?;
+    let server = Arc::new(
+        Server::http(&config.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?,
+    );
+    let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
+    let api = Arc::new(StatusApi::new(
+        pool,
+        config.stale_threshold,
+        config.system_cache,
+    ));
+    for i in 0..config.workers {
+        let (server, api) = (server.clone(), api.clone());
+        supervisor
+            .spawn(&format!("http-{i}"), move |shutdown| {
+                let mut conn = None;
+                while !shutdown.is_triggered() {
+                    match server.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Some(request)) => api.serve(request, &mut conn),
+                        Ok(None) => {}
+                        Err(e) => return Err(format!("HTTP server failed: {e}")),
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("cannot spawn thread: {e}"))?;
+    }
+    Ok(RunningStatusApi { port, api })
+}

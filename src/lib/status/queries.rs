@@ -1,0 +1,241 @@
+//! The read model: SQL → JSON for each status endpoint. Every query is bounded (paging, a
+//! partial index on live sessions, aggregates over hosts only) so it stays fast with 1,000 hosts
+//! and 100,000 sessions.
+
+use crate::db::CachedConnection;
+use serde_json::{json, Value};
+
+use crate::wire::SessionStatus;
+
+/// The columns of a session row, joined with its host, game and config; a macro so every
+/// statement built from it is a `&'static str` (prepared once per connection).
+macro_rules! session_select {
+    () => {
+        "SELECT x.session_id, x.sgc_id, x.status, x.started_at, x.ended_at, x.exit_code, x.created_at,
+           h.server_id, h.name, gm.name, gc.config_id, gc.name,
+           coalesce((SELECT json_agg(json_build_object('port', p.port, 'protocol', p.protocol)
+                                     ORDER BY p.port)
+                       FROM server_ports p WHERE p.session_id = x.session_id), '[]'::json)
+      FROM sessions x
+      JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+      JOIN servers h ON h.server_id = g.server_id
+      JOIN game_configs gc ON gc.config_id = g.game_config_id
+      JOIN games gm ON gm.game_id = gc.game_id "
+    };
+}
+
+/// `pending, starting, running, stopping` as an SQL array literal's elements.
+fn live_statuses() -> Vec<&'static str> {
+    SessionStatus::LIVE.iter().map(|s| s.as_str()).collect()
+}
+
+pub fn workers(c: &mut CachedConnection, stale_secs: f64) -> Result<Value, postgres::Error> {
+    let rows = c.query(
+        "SELECT s.server_id, s.name, s.status, s.last_seen,
+                extract(epoch FROM now() - s.last_seen)::float8,
+                coalesce(l.live, 0)
+           FROM servers s
+           LEFT JOIN (SELECT g.server_id, count(*) AS live
+                        FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+                       WHERE x.status = ANY($1)
+                       GROUP BY g.server_id) l ON l.server_id = s.server_id
+          ORDER BY s.server_id",
+        &[&live_statuses()],
+    )?;
+    let workers: Vec<Value> = rows.iter().map(|r| worker_json(r, stale_secs)).collect();
+    Ok(json!({ "count": workers.len(), "workers": workers }))
+}
+
+fn worker_json(r: &postgres::Row, stale_secs: f64) -> Value {
+    let status: String = r.get(2);
+    let since: Option<f64> = r.get(4);
+    json!({
+        "server_id": r.get::<_, i64>(0),
+        "name": r.get::<_, String>(1),
+        "status": status,
+        "last_seen": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3),
+        "seconds_since_heartbeat": since.map(|s| (s * 10.0).round() / 10.0),
+        "is_healthy": status == "online" && since.is_some_and(|s| s <= stale_secs),
+        "live_sessions": r.get::<_, i64>(5),
+    })
+}
+
+/// One host with its live sessions and its 20 most recent ended ones; `None` if unknown.
+pub fn worker(
+    c: &mut CachedConnection,
+    server_id: i64,
+    stale_secs: f64,
+) -> Result<Option<Value>, postgres::Error> {
+    let Some(host) = c.query_opt(
+        "SELECT s.server_id, s.name, s.status, s.last_seen,
+                extract(epoch FROM now() - s.last_seen)::float8,
+                (SELECT count(*) FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+                  WHERE g.server_id = s.server_id AND x.status = ANY($2))
+           FROM servers s WHERE s.server_id = $1",
+        &[&server_id, &live_statuses()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let mut out = worker_json(&host, stale_secs);
+    let rows = c.query(
+        concat!(
+            session_select!(),
+            "WHERE g.server_id = $1
+               AND (x.status = ANY($2) OR x.session_id IN (
+                    SELECT y.session_id FROM sessions y JOIN server_game_configs z ON z.sgc_id = y.sgc_id
+                     WHERE z.server_id = $1 AND NOT (y.status = ANY($2))
+                     ORDER BY y.session_id DESC LIMIT 20))
+             ORDER BY x.session_id DESC"
+        ),
+        &[&server_id, &live_statuses()],
+    )?;
+    out["sessions"] = Value::Array(rows.iter().map(session_json).collect());
+    Ok(Some(out))
+}
+
+fn session_json(r: &postgres::Row) -> Value {
+    json!({
+        "session_id": r.get::<_, i64>(0),
+        "sgc_id": r.get::<_, i64>(1),
+        "status": r.get::<_, String>(2),
+        "started_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3),
+        "ended_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4),
+        "exit_code": r.get::<_, Option<i32>>(5),
+        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>(6),
+        "server_id": r.get::<_, i64>(7),
+        "host": r.get::<_, String>(8),
+        "game": r.get::<_, String>(9),
+        "config_id": r.get::<_, i64>(10),
+        "config": r.get::<_, String>(11),
+        "ports": r.get::<_, Value>(12),
+    })
+}
+
+/// Filters for `/status/servers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFilter {
+    pub statuses: Vec<SessionStatus>,
+    /// A host id (all digits) or name.
+    pub host: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub fn sessions(c: &mut CachedConnection, f: &SessionFilter) -> Result<Value, postgres::Error> {
+    let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+    let host_id: Option<i64> = f.host.as_deref().and_then(|h| h.parse().ok());
+    let host_name: Option<&str> = f.host.as_deref().filter(|_| host_id.is_none());
+    // One plain statement per filter shape: a generic plan over `$x IS NULL OR …` conditions
+    // cannot use the indexes, these can.
+    let statuses: Vec<&str> = if statuses.is_empty() {
+        SessionStatus::ALL.iter().map(|s| s.as_str()).collect()
+    } else {
+        statuses
+    };
+    let (rows, total) = match (host_id, host_name) {
+        (None, None) => (
+            c.query(
+                concat!(
+                    session_select!(),
+                    "WHERE x.status = ANY($1) ORDER BY x.session_id DESC LIMIT $2 OFFSET $3"
+                ),
+                &[&statuses, &f.limit, &f.offset],
+            )?,
+            c.query_one(
+                "SELECT count(*) FROM sessions WHERE status = ANY($1)",
+                &[&statuses],
+            )?,
+        ),
+        (Some(id), _) => (
+            c.query(
+                concat!(
+                    session_select!(),
+                    "WHERE x.status = ANY($1) AND g.server_id = $2
+                     ORDER BY x.session_id DESC LIMIT $3 OFFSET $4"
+                ),
+                &[&statuses, &id, &f.limit, &f.offset],
+            )?,
+            c.query_one(
+                "SELECT count(*) FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+                  WHERE x.status = ANY($1) AND g.server_id = $2",
+                &[&statuses, &id],
+            )?,
+        ),
+        (None, Some(name)) => (
+            c.query(
+                concat!(
+                    session_select!(),
+                    "WHERE x.status = ANY($1) AND h.name = $2
+                     ORDER BY x.session_id DESC LIMIT $3 OFFSET $4"
+                ),
+                &[&statuses, &name, &f.limit, &f.offset],
+            )?,
+            c.query_one(
+                "SELECT count(*) FROM sessions x
+                   JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+                   JOIN servers h ON h.server_id = g.server_id
+                  WHERE x.status = ANY($1) AND h.name = $2",
+                &[&statuses, &name],
+            )?,
+        ),
+    };
+    let total: i64 = total.get(0);
+    Ok(json!({
+        "total": total,
+        "limit": f.limit,
+        "offset": f.offset,
+        "servers": rows.iter().map(session_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// How far back a crashed or lost session makes the system `degraded`.
+pub const RECENT_FAILURE_MINUTES: i32 = 15;
+
+/// The overall summary. The rule for `overall`:
+/// - `down`: no host is online with a heartbeat within the stale threshold (or no hosts);
+/// - `degraded`: some host is online but silent past the threshold (stale), or a session
+///   crashed or was lost in the last 15 minutes;
+/// - `healthy`: otherwise.
+pub fn system(c: &mut CachedConnection, stale_secs: f64) -> Result<Value, postgres::Error> {
+    let hosts = c.query_one(
+        "SELECT count(*) FILTER (WHERE status = 'online' AND last_seen >= now() - make_interval(secs => $1)),
+                count(*) FILTER (WHERE status = 'online' AND (last_seen IS NULL OR last_seen < now() - make_interval(secs => $1))),
+                count(*) FILTER (WHERE status = 'offline'),
+                count(*),
+                min(last_seen) FILTER (WHERE status = 'online')
+           FROM servers",
+        &[&stale_secs],
+    )?;
+    let (fresh, stale, offline, total): (i64, i64, i64, i64) =
+        (hosts.get(0), hosts.get(1), hosts.get(2), hosts.get(3));
+    let mut by_status = serde_json::Map::new();
+    for s in SessionStatus::ALL {
+        by_status.insert(s.as_str().into(), json!(0));
+    }
+    for r in c.query("SELECT status, count(*) FROM sessions GROUP BY status", &[])? {
+        by_status.insert(r.get::<_, String>(0), json!(r.get::<_, i64>(1)));
+    }
+    let recent_failures: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE status IN ('crashed', 'lost')
+                AND ended_at >= now() - make_interval(mins => $1)",
+            &[&RECENT_FAILURE_MINUTES],
+        )?
+        .get(0);
+    let overall = if fresh == 0 {
+        "down"
+    } else if stale > 0 || recent_failures > 0 {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    Ok(json!({
+        "overall": overall,
+        "hosts": {"total": total, "online": fresh + stale, "offline": offline, "stale": stale},
+        "sessions": by_status,
+        "recent_failures": recent_failures,
+        "oldest_heartbeat": hosts.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4),
+        "stale_threshold_seconds": stale_secs,
+    }))
+}

@@ -1,0 +1,376 @@
+//! Routing, argument checking and error mapping for the status API.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tiny_http::{Method, Request};
+
+use super::queries::{self, SessionFilter};
+use crate::db::{CachedConnection, DbPool};
+use crate::http;
+use crate::metrics::{render_sample, Histogram};
+use crate::wire::SessionStatus;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Workers,
+    Worker(String),
+    Servers,
+    ActiveServers,
+    System,
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Route {
+    /// A fixed label for metrics (never the raw path: ids would explode the cardinality).
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Workers => "/status/workers",
+            Route::Worker(_) => "/status/workers/{id}",
+            Route::Servers => "/status/servers",
+            Route::ActiveServers => "/status/servers/active",
+            Route::System => "/status/system",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+        }
+    }
+}
+
+pub fn route(path: &str) -> Option<Route> {
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    Some(match parts.as_slice() {
+        ["status", "workers"] => Route::Workers,
+        ["status", "workers", id] => Route::Worker(id.to_string()),
+        ["status", "servers"] => Route::Servers,
+        ["status", "servers", "active"] => Route::ActiveServers,
+        ["status", "system"] => Route::System,
+        ["healthz"] => Route::Healthz,
+        ["readyz"] => Route::Readyz,
+        ["metrics"] => Route::Metrics,
+        _ => return None,
+    })
+}
+
+/// A request that went wrong, and the status it maps to.
+enum Failure {
+    BadRequest(String),
+    NotFound(String),
+    Unavailable(String),
+}
+
+impl From<r2d2::Error> for Failure {
+    fn from(e: r2d2::Error) -> Self {
+        Failure::Unavailable(format!("database unavailable: {e}"))
+    }
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Self {
+        log::warn!("status query failed: {e}");
+        Failure::Unavailable("database unavailable".into())
+    }
+}
+
+fn query_params(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
+    let mut filter = SessionFilter {
+        statuses: if live_only {
+            SessionStatus::LIVE.to_vec()
+        } else {
+            Vec::new()
+        },
+        host: None,
+        limit: DEFAULT_LIMIT,
+        offset: 0,
+    };
+    for (key, value) in query_params(url) {
+        match key.as_str() {
+            "status" if !live_only => {
+                for s in value.split(',').filter(|s| !s.is_empty()) {
+                    filter
+                        .statuses
+                        .push(s.parse().map_err(Failure::BadRequest)?);
+                }
+            }
+            "host" if !value.is_empty() => filter.host = Some(value),
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| {
+                        Failure::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
+                    })?
+            }
+            "offset" => {
+                filter.offset = value.parse().ok().filter(|o| *o >= 0).ok_or_else(|| {
+                    Failure::BadRequest("offset must be a non-negative integer".into())
+                })?
+            }
+            other => {
+                return Err(Failure::BadRequest(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(filter)
+}
+
+pub struct StatusApi {
+    pool: DbPool,
+    stale_secs: f64,
+    system_cache_ttl: Duration,
+    system_cache: Mutex<Option<(Instant, Value)>>,
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    latency: Histogram,
+}
+
+impl StatusApi {
+    pub fn new(pool: DbPool, stale_threshold: Duration, system_cache_ttl: Duration) -> Self {
+        StatusApi {
+            pool,
+            stale_secs: stale_threshold.as_secs_f64(),
+            system_cache_ttl,
+            system_cache: Mutex::new(None),
+            requests: Mutex::new(BTreeMap::new()),
+            latency: Histogram::default(),
+        }
+    }
+
+    /// Answers one request (never panics on bad input; every failure is a JSON error).
+    /// `conn` is the calling worker's own connection, kept between requests so statements
+    /// are prepared once.
+    pub fn serve(&self, request: Request, conn: &mut Option<CachedConnection>) {
+        let started = Instant::now();
+        let (label, response) = self.respond(request.method(), request.url(), conn);
+        let status = response.status_code().0;
+        if let Err(e) = request.respond(response) {
+            log::debug!("client went away: {e}");
+        }
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((label, status))
+            .or_insert(0) += 1;
+        self.latency.observe(started.elapsed());
+    }
+
+    pub fn respond(
+        &self,
+        method: &Method,
+        url: &str,
+        conn: &mut Option<CachedConnection>,
+    ) -> (&'static str, http::JsonResponse) {
+        let Some(route) = route(http::path_of(url)) else {
+            return (
+                "unknown",
+                http::error(404, format!("no such path: {}", http::path_of(url))),
+            );
+        };
+        let label = route.label();
+        if !matches!(method, Method::Get | Method::Head) {
+            return (
+                label,
+                http::error(405, "read-only API: only GET and HEAD are allowed"),
+            );
+        }
+        let response = match self.answer(&route, url, conn) {
+            Ok(Value::String(text)) => http::text(200, "text/plain; version=0.0.4", text),
+            Ok(body) => http::json(200, &body),
+            Err(Failure::BadRequest(m)) => http::error(400, m),
+            Err(Failure::NotFound(m)) => http::error(404, m),
+            Err(Failure::Unavailable(m)) => http::error(503, m),
+        };
+        (label, response)
+    }
+
+    /// Runs `f` on the worker's connection, (re)connecting as needed; a failed connection is
+    /// dropped so the next request gets a fresh one.
+    fn with_db<T>(
+        &self,
+        conn: &mut Option<CachedConnection>,
+        f: impl FnOnce(&mut CachedConnection) -> Result<T, postgres::Error>,
+    ) -> Result<T, Failure> {
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = Some(CachedConnection::new(self.pool.get()?));
+        }
+        let result = f(conn.as_mut().expect("just set"));
+        if result.is_err() {
+            *conn = None;
+        }
+        Ok(result?)
+    }
+
+    fn answer(
+        &self,
+        route: &Route,
+        url: &str,
+        conn: &mut Option<CachedConnection>,
+    ) -> Result<Value, Failure> {
+        match route {
+            Route::Healthz => Ok(json!({"status": "ok"})),
+            Route::Metrics => Ok(Value::String(self.render_metrics())),
+            Route::Readyz => {
+                crate::db::ping(&self.pool)
+                    .map_err(|e| Failure::Unavailable(format!("database unavailable: {e}")))?;
+                Ok(json!({"status": "ready"}))
+            }
+            Route::Workers => self.with_db(conn, |c| queries::workers(c, self.stale_secs)),
+            Route::Worker(raw) => {
+                let id: i64 = raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+                    Failure::BadRequest(format!(
+                        "invalid worker id {raw:?}: expected a positive integer"
+                    ))
+                })?;
+                self.with_db(conn, |c| queries::worker(c, id, self.stale_secs))?
+                    .ok_or_else(|| Failure::NotFound(format!("no worker with id {id}")))
+            }
+            Route::Servers | Route::ActiveServers => {
+                let filter = parse_filter(url, *route == Route::ActiveServers)?;
+                self.with_db(conn, |c| queries::sessions(c, &filter))
+            }
+            Route::System => self.system(conn),
+        }
+    }
+
+    /// `/status/system`, recomputed at most once per cache period.
+    fn system(&self, conn: &mut Option<CachedConnection>) -> Result<Value, Failure> {
+        if let Some((at, value)) = &*self.system_cache.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < self.system_cache_ttl {
+                return Ok(value.clone());
+            }
+        }
+        let value = self.with_db(conn, |c| queries::system(c, self.stale_secs))?;
+        *self.system_cache.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        let counts = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let labels: Vec<(String, u64)> = counts
+            .iter()
+            .map(|((route, code), n)| (format!("route=\"{route}\",code=\"{code}\""), *n))
+            .collect();
+        let samples: Vec<(&str, u64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        render_sample(
+            &mut out,
+            "manman_status_requests_total",
+            "counter",
+            "HTTP requests answered, by route and status code.",
+            &samples,
+        );
+        self.latency.render(
+            &mut out,
+            "manman_status_request_seconds",
+            "Time to answer one request.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/status/workers"), Some(Route::Workers));
+        assert_eq!(route("/status/workers/"), Some(Route::Workers));
+        assert_eq!(
+            route("/status/workers/12"),
+            Some(Route::Worker("12".into()))
+        );
+        assert_eq!(route("/status/servers/active"), Some(Route::ActiveServers));
+        assert_eq!(route("/status/system"), Some(Route::System));
+        assert_eq!(route("/status"), None);
+        assert_eq!(route("/status/workers/1/extra"), None);
+        assert_eq!(route("/"), None);
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let f = parse_filter(
+            "/status/servers?status=running,crashed&host=alpha&limit=10&offset=20",
+            false,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            f.statuses,
+            vec![SessionStatus::Running, SessionStatus::Crashed]
+        );
+        assert_eq!(f.host.as_deref(), Some("alpha"));
+        assert_eq!((f.limit, f.offset), (10, 20));
+        let defaults = parse_filter("/status/servers", false).ok().unwrap();
+        assert_eq!((defaults.limit, defaults.offset), (DEFAULT_LIMIT, 0));
+        for bad in [
+            "?status=exploded",
+            "?limit=0",
+            "?limit=501",
+            "?limit=x",
+            "?offset=-1",
+            "?color=red",
+        ] {
+            assert!(
+                matches!(
+                    parse_filter(&format!("/status/servers{bad}"), false),
+                    Err(Failure::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_filter("/status/servers/active", true)
+                .ok()
+                .unwrap()
+                .statuses,
+            SessionStatus::LIVE.to_vec()
+        );
+    }
+
+    #[test]
+    fn query_strings_decode() {
+        assert_eq!(
+            query_params("/x?host=my%20host&a=b+c&flag"),
+            vec![
+                ("host".into(), "my host".into()),
+                ("a".into(), "b c".into()),
+                ("flag".into(), String::new())
+            ]
+        );
+    }
+}
