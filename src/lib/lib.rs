@@ -17,6 +17,8 @@ pub mod http;
 pub mod lifecycle;
 /// Prometheus counters, gauges, histograms.
 pub mod metrics;
+/// `manman-notify`: external events → webhook notifications.
+pub mod notify;
 /// `manman-processor`: host events → session state machine → PostgreSQL → external events.
 pub mod processor;
 /// Process manager: a thread per managed OS process (seed 004).
