@@ -72,7 +72,12 @@ ensure_s3() {
 }
 
 ensure_rust_build_deps() {
-  command -v cc >/dev/null || apt_install build-essential
+  local missing=()
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v c++ >/dev/null || missing+=(g++)
+  command -v cmake >/dev/null || missing+=(cmake)          # gRPC's C core (grpcio-sys)
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
 ensure_demo_tools() {

@@ -119,6 +119,12 @@ fn crash_restarts_with_growing_backoff_then_gives_up() {
         }
         _ => unreachable!(),
     }
+    match f.history.recv_timeout(T).expect("finished event") {
+        HistoryEvent::Finished {
+            state, requested, ..
+        } => assert_eq!((state, requested), (ProcessState::Failed, false)),
+        other => panic!("expected Finished, got {other:?}"),
+    }
     let status = f.manager.status("crasher").unwrap();
     assert_eq!(status.state, ProcessState::Failed);
     assert_eq!(status.restarts, 4);

@@ -1,22 +1,44 @@
 //! manman: the operator CLI.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use manman::cli::control::{self, Ctx};
+use manman::proto::v1 as pb;
 
 #[derive(Parser)]
 #[command(
     name = "manman",
     version,
     about = "Operate ManMan game servers",
-    long_about = "Operate ManMan: migrate the database, and (with manman-api) manage hosts, \
-                  games, deployments and sessions.\n\nConfiguration comes from the environment: \
-                  DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME), API_ADDRESS.\n\n\
-                  Exit codes: 0 ok, 1 failed, 2 usage, 3 migrations pending (--status), \
-                  69 service unavailable, 78 bad configuration."
+    long_about = "Operate ManMan: migrate the database; define games and configs; deploy them to \
+                  hosts; start, watch, talk to and stop sessions.\n\n\
+                  A typical first run:\n  \
+                  manman migrate\n  \
+                  manman game create minecraft\n  \
+                  manman config create --game 1 --name vanilla --program java --arg -jar --arg server.jar --port 25565 --stop-command stop\n  \
+                  manman host list\n  \
+                  manman deploy --server 1 --config 1 --port 25565\n  \
+                  manman session start 1\n  \
+                  manman session input 1 'say hello'\n  \
+                  manman session stop 1\n\n\
+                  Configuration comes from the environment: API_ADDRESS (default 127.0.0.1:50051) \
+                  for everything but migrate; DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME) \
+                  for migrate.\n\n\
+                  Exit codes: 0 ok, 1 failed, 2 usage, 3 migrations pending (migrate --status), \
+                  4 not found, 5 conflict (exists already, port taken, session live), \
+                  65 invalid argument, 69 service unavailable, 78 bad configuration."
 )]
 struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// The API to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "API_ADDRESS",
+        default_value = "127.0.0.1:50051"
+    )]
+    api: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,19 +46,203 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending database migrations (safe to run twice).
-    ///
-    /// Example: DATABASE_URL=postgres://postgres@127.0.0.1/manman manman migrate
     Migrate {
         /// Only show which migrations are applied; exit 3 if any is pending.
         #[arg(long)]
         status: bool,
     },
+    /// Hosts (machines running manman-host).
+    #[command(subcommand)]
+    Host(HostCmd),
+    /// Games (kinds of game server).
+    #[command(subcommand)]
+    Game(GameCmd),
+    /// Game configs: how to run a game.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Place a config on a host with its port bindings (a deployment).
+    Deploy {
+        /// Host id (see `manman host list`).
+        #[arg(long)]
+        server: i64,
+        /// Config id (see `manman config list`).
+        #[arg(long)]
+        config: i64,
+        /// HOST[:CONTAINER][/PROTOCOL], repeatable, e.g. --port 25565 --port 19132/udp.
+        #[arg(long = "port")]
+        ports: Vec<String>,
+    },
+    /// Sessions: runs of a deployment.
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Hosts and live sessions at a glance.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// List hosts with their status and last heartbeat.
+    List,
+}
+
+#[derive(Subcommand)]
+enum GameCmd {
+    /// Create a game.
+    Create { name: String },
+    /// List games.
+    List,
+}
+
+#[derive(Args)]
+struct ConfigCreate {
+    #[arg(long)]
+    game: i64,
+    #[arg(long)]
+    name: String,
+    /// The program to run (no shell; use --program /bin/sh --arg -c --arg '...' for one).
+    #[arg(long)]
+    program: String,
+    /// An argument, repeatable, in order.
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// KEY=VALUE, repeatable.
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Working directory, relative to the deployment's directory on the host.
+    #[arg(long)]
+    workdir: Option<String>,
+    #[arg(long, default_value = "SIGTERM")]
+    stop_signal: String,
+    /// Console command that stops the game cleanly (e.g. `stop`), sent before the signal.
+    #[arg(long)]
+    stop_command: Option<String>,
+    /// Seconds to wait for a clean stop before SIGKILL.
+    #[arg(long, default_value_t = 30)]
+    stop_timeout: i32,
+    /// never, on-failure or always.
+    #[arg(long, default_value = "never")]
+    restart: String,
+    /// How long the process must stay up to count as running.
+    #[arg(long, default_value_t = 1000)]
+    start_duration_ms: i32,
+    /// PORT[/PROTOCOL] the game listens on, repeatable.
+    #[arg(long = "port")]
+    ports: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Create a config for a game.
+    Create(Box<ConfigCreate>),
+    /// List configs (of one game with --game).
+    List {
+        #[arg(long)]
+        game: Option<i64>,
+    },
+    /// Show one config.
+    Show { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// Start a session of a deployment (refused if it already has a live one, unless --force).
+    Start {
+        deployment: i64,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop a session (console stop command, then its stop signal, then SIGKILL).
+    Stop {
+        id: i64,
+        /// SIGKILL at once.
+        #[arg(long)]
+        kill: bool,
+    },
+    /// List sessions, newest first.
+    List {
+        #[arg(long)]
+        server: Option<i64>,
+        #[arg(long)]
+        deployment: Option<i64>,
+        /// Comma-separated statuses, e.g. running,crashed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only pending, starting, running and stopping sessions.
+        #[arg(long)]
+        live: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+        #[arg(long, default_value_t = 0)]
+        offset: i32,
+    },
+    /// Show one session.
+    Show { id: i64 },
+    /// Send a line to the game server's console (stdin).
+    Input { id: i64, text: String },
 }
 
 fn main() {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Migrate { status } => manman::cli::migrate::run(status, cli.json),
+    if let Command::Migrate { status } = cli.command {
+        std::process::exit(manman::cli::migrate::run(status, cli.json));
+    }
+    let ctx = Ctx::new(&cli.api, cli.json);
+    let result = match cli.command {
+        Command::Migrate { .. } => unreachable!(),
+        Command::Host(HostCmd::List) => control::host_list(&ctx),
+        Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
+        Command::Game(GameCmd::List) => control::game_list(&ctx),
+        Command::Config(ConfigCmd::Create(c)) => {
+            let config = pb::GameConfig {
+                game_id: c.game,
+                name: c.name,
+                program: c.program,
+                args: c.args,
+                working_dir: c.workdir.unwrap_or_default(),
+                stop_signal: c.stop_signal,
+                stop_command: c.stop_command.unwrap_or_default(),
+                stop_timeout_seconds: c.stop_timeout,
+                restart_policy: c.restart,
+                start_duration_ms: c.start_duration_ms,
+                ..Default::default()
+            };
+            control::config_create(&ctx, config, &c.env, &c.ports)
+        }
+        Command::Config(ConfigCmd::List { game }) => control::config_list(&ctx, game),
+        Command::Config(ConfigCmd::Show { id }) => control::config_show(&ctx, id),
+        Command::Deploy {
+            server,
+            config,
+            ports,
+        } => control::deploy(&ctx, server, config, &ports),
+        Command::Session(SessionCmd::Start { deployment, force }) => {
+            control::session_start(&ctx, deployment, force)
+        }
+        Command::Session(SessionCmd::Stop { id, kill }) => control::session_stop(&ctx, id, kill),
+        Command::Session(SessionCmd::List {
+            server,
+            deployment,
+            status,
+            live,
+            limit,
+            offset,
+        }) => control::session_list(
+            &ctx,
+            pb::ListSessionsRequest {
+                server_id: server.unwrap_or(0),
+                sgc_id: deployment.unwrap_or(0),
+                status: status.unwrap_or_default(),
+                live_only: live,
+                limit,
+                offset,
+            },
+        ),
+        Command::Session(SessionCmd::Show { id }) => control::session_show(&ctx, id),
+        Command::Session(SessionCmd::Input { id, text }) => control::session_input(&ctx, id, &text),
+        Command::Status => control::status(&ctx),
     };
-    std::process::exit(code);
+    if let Err(f) = result {
+        eprintln!("error: {}", f.message);
+        std::process::exit(f.code);
+    }
 }

@@ -1,6 +1,8 @@
 //! ManMan: a self-hosted game-server manager for bare-metal Linux. One crate, several daemons;
 //! this is the module map. Imports flow one way: daemon folders → bus/db/wire → config.
 
+/// `manman-api`: the control-plane gRPC API.
+pub mod api;
 /// RabbitMQ: connect, topology, consumer, confirmed publisher, topic matching.
 pub mod bus;
 /// The `manman` operator CLI.
@@ -11,6 +13,8 @@ pub mod config;
 pub mod db;
 /// `/healthz`, `/readyz`, `/metrics`.
 pub mod health;
+/// `manman-host`: the agent running game servers on each host.
+pub mod host;
 /// tiny_http JSON helpers and the JSON error shape.
 pub mod http;
 /// Signals, supervised threads, drain deadline.
@@ -23,6 +27,8 @@ pub mod notify;
 pub mod processor;
 /// Process manager: a thread per managed OS process (seed 004).
 pub mod procman;
+/// Generated gRPC code (`proto/`).
+pub mod proto;
 /// The one exponential backoff.
 pub mod retry;
 /// `manman-status-api`: read-only HTTP status.

@@ -4,12 +4,14 @@
 pub mod connection;
 pub mod consumer;
 pub mod publisher;
+pub mod rpc;
 pub mod topic;
 pub mod topology;
 
 pub use connection::connect;
 pub use consumer::{run_batch_consumer, BatchContext, BatchHandler, ConsumerSettings};
 pub use publisher::{ConfirmedPublisher, OutgoingMessage};
+pub use rpc::{RpcClient, RpcError};
 pub use topic::topic_matches;
 
 /// A failure talking to the broker. The caller reconnects; unacknowledged deliveries come back.

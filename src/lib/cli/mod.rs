@@ -1,4 +1,5 @@
 //! The `manman` operator CLI: argument definitions and subcommand implementations.
 
+pub mod control;
 pub mod migrate;
 pub mod output;

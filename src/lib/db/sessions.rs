@@ -121,3 +121,176 @@ pub fn apply_changes(
     }
     Ok(applied)
 }
+
+/// Why a session could not be created.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartConflict {
+    /// The deployment already has a live session.
+    LiveSession(i64),
+    /// Another live session on the host holds this port.
+    PortTaken { port: i32, protocol: String },
+}
+
+/// Creates a `pending` session for a deployment and allocates its host ports, atomically: the
+/// `server_ports` primary key guarantees two live sessions never share a port.
+pub fn create_pending(
+    c: &mut impl postgres::GenericClient,
+    sgc_id: i64,
+    server_id: i64,
+    ports: &[crate::wire::commands::PortBinding],
+    force: bool,
+) -> Result<Result<i64, StartConflict>, postgres::Error> {
+    let mut tx = c.transaction()?;
+    // Serialise starts of one deployment.
+    tx.execute(
+        "SELECT 1 FROM server_game_configs WHERE sgc_id = $1 FOR UPDATE",
+        &[&sgc_id],
+    )?;
+    let live: Vec<&str> = SessionStatus::LIVE.iter().map(|s| s.as_str()).collect();
+    if !force {
+        if let Some(r) = tx.query_opt(
+            "SELECT session_id FROM sessions WHERE sgc_id = $1 AND status = ANY($2) LIMIT 1",
+            &[&sgc_id, &live],
+        )? {
+            return Ok(Err(StartConflict::LiveSession(r.get(0))));
+        }
+    }
+    let session_id: i64 = tx
+        .query_one(
+            "INSERT INTO sessions (sgc_id) VALUES ($1) RETURNING session_id",
+            &[&sgc_id],
+        )?
+        .get(0);
+    for p in ports {
+        let inserted = tx.execute(
+            "INSERT INTO server_ports (server_id, port, protocol, session_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[&server_id, &p.host_port, &p.protocol, &session_id],
+        )?;
+        if inserted == 0 {
+            return Ok(Err(StartConflict::PortTaken {
+                port: p.host_port,
+                protocol: p.protocol.clone(),
+            }));
+        }
+    }
+    tx.commit()?;
+    Ok(Ok(session_id))
+}
+
+/// A session as the API and CLI show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionView {
+    pub session_id: i64,
+    pub sgc_id: i64,
+    pub server_id: i64,
+    pub status: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub host: String,
+    pub game: String,
+    pub config: String,
+}
+
+const VIEW: &str = "SELECT x.session_id, x.sgc_id, g.server_id, x.status, x.started_at, x.ended_at,
+            x.exit_code, x.created_at, h.name, gm.name, gc.name
+       FROM sessions x
+       JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+       JOIN servers h ON h.server_id = g.server_id
+       JOIN game_configs gc ON gc.config_id = g.game_config_id
+       JOIN games gm ON gm.game_id = gc.game_id";
+
+fn view(r: &postgres::Row) -> SessionView {
+    SessionView {
+        session_id: r.get(0),
+        sgc_id: r.get(1),
+        server_id: r.get(2),
+        status: r.get(3),
+        started_at: r.get(4),
+        ended_at: r.get(5),
+        exit_code: r.get(6),
+        created_at: r.get(7),
+        host: r.get(8),
+        game: r.get(9),
+        config: r.get(10),
+    }
+}
+
+pub fn get_view(
+    c: &mut impl postgres::GenericClient,
+    session_id: i64,
+) -> Result<Option<SessionView>, postgres::Error> {
+    Ok(
+        c.query_opt(&format!("{VIEW} WHERE x.session_id = $1"), &[&session_id])?
+            .map(|r| view(&r)),
+    )
+}
+
+/// Filters for listing sessions; zero / empty means "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub server_id: Option<i64>,
+    pub sgc_id: Option<i64>,
+    pub statuses: Vec<SessionStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub fn list_views(
+    c: &mut impl postgres::GenericClient,
+    f: &ListFilter,
+) -> Result<(Vec<SessionView>, i64), postgres::Error> {
+    let statuses: Vec<&str> = if f.statuses.is_empty() {
+        SessionStatus::ALL.iter().map(|s| s.as_str()).collect()
+    } else {
+        f.statuses.iter().map(|s| s.as_str()).collect()
+    };
+    let filter = "WHERE x.status = ANY($1) AND ($2::bigint IS NULL OR g.server_id = $2)
+                    AND ($3::bigint IS NULL OR x.sgc_id = $3)";
+    let rows = c.query(
+        &format!("{VIEW} {filter} ORDER BY x.session_id DESC LIMIT $4 OFFSET $5"),
+        &[&statuses, &f.server_id, &f.sgc_id, &f.limit, &f.offset],
+    )?;
+    let total: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id {filter}"
+            ),
+            &[&statuses, &f.server_id, &f.sgc_id],
+        )?
+        .get(0);
+    Ok((rows.iter().map(view).collect(), total))
+}
+
+/// Ends a session that never left `pending` (its host did not answer) as `lost`, frees its
+/// ports and queues `manman.session.lost`, in one statement. Returns whether it did.
+pub fn mark_lost_if_pending(
+    c: &mut impl postgres::GenericClient,
+    session_id: i64,
+    reason: &str,
+) -> Result<bool, postgres::Error> {
+    let n: i64 = c
+        .query_one(
+            "WITH upd AS (
+                 UPDATE sessions SET status = 'lost', ended_at = now(), updated_at = now()
+                  WHERE session_id = $1 AND status = 'pending'
+              RETURNING session_id, sgc_id, ended_at
+             ), freed AS (
+                 DELETE FROM server_ports p USING upd WHERE p.session_id = upd.session_id
+             ), queued AS (
+                 INSERT INTO event_outbox (routing_key, payload)
+                 SELECT 'manman.session.lost',
+                        jsonb_build_object('session_id', session_id, 'sgc_id', sgc_id, 'status', 'lost',
+                                           'previous_status', 'pending', 'ended_at', ended_at,
+                                           'reason', $2::text)
+                   FROM upd
+                 RETURNING event_id
+             )
+             SELECT count(*) FROM upd",
+            &[&session_id, &reason],
+        )?
+        .get(0);
+    Ok(n > 0)
+}

@@ -31,6 +31,21 @@ pub enum HistoryEvent {
         requested: bool,
         at: DateTime<Utc>,
     },
+    /// Stayed up for the start duration (or the start duration is zero).
+    Running {
+        name: String,
+        pid: u32,
+        at: DateTime<Utc>,
+    },
+    /// The supervisor is done: `stopped` (asked to, or a clean exit that is not restarted) or
+    /// `failed` (no more restarts).
+    Finished {
+        name: String,
+        state: super::ProcessState,
+        last_exit: Option<ExitInfo>,
+        requested: bool,
+        at: DateTime<Utc>,
+    },
     Restarting {
         name: String,
         attempt: u32,
@@ -57,6 +72,8 @@ impl HistoryEvent {
             HistoryEvent::Started { name, .. }
             | HistoryEvent::SpawnFailed { name, .. }
             | HistoryEvent::Exited { name, .. }
+            | HistoryEvent::Running { name, .. }
+            | HistoryEvent::Finished { name, .. }
             | HistoryEvent::Restarting { name, .. }
             | HistoryEvent::GaveUp { name, .. }
             | HistoryEvent::Reaped { name, .. } => name,

@@ -50,9 +50,17 @@ pub struct ManagerBuilder {
     history: Vec<Arc<dyn HistorySink>>,
     store: Option<Arc<dyn Store>>,
     reconcile_every: Duration,
+    restart_recovered: bool,
 }
 
 impl ManagerBuilder {
+    /// Whether processes found alive from a previous run are started again after being ended
+    /// (default yes). The host agent says no: a session whose process was lost is over.
+    pub fn restart_recovered(mut self, restart: bool) -> Self {
+        self.restart_recovered = restart;
+        self
+    }
+
     pub fn output(mut self, sink: impl OutputSink + 'static) -> Self {
         self.output = Arc::new(sink);
         self
@@ -88,7 +96,7 @@ impl ManagerBuilder {
             changed: changed_tx,
             shutting_down: AtomicBool::new(false),
         });
-        let recovered = inner.recover()?;
+        let recovered = inner.recover(self.restart_recovered)?;
         let (trigger, signal) = ShutdownSignal::new();
         let reconciler = {
             let inner = inner.clone();
@@ -210,7 +218,7 @@ impl Inner {
     }
 
     /// Ends processes a previous run left behind; keeps their records for the reconciler.
-    fn recover(&self) -> Result<Vec<Recovered>, ProcError> {
+    fn recover(&self, restart: bool) -> Result<Vec<Recovered>, ProcError> {
         let Some(store) = &self.store else {
             return Ok(Vec::new());
         };
@@ -266,14 +274,15 @@ impl Inner {
             recovered.push(Recovered {
                 name: record.spec.name.clone(),
                 pid,
-                restarting: record.desired_running,
+                restarting: record.desired_running && restart,
             });
         }
         let mut map = lock(&self.processes);
         for record in records {
+            let desired = record.desired_running && restart;
             map.insert(
                 record.spec.name.clone(),
-                Arc::new(ManagedProcess::new(record.spec, record.desired_running)),
+                Arc::new(ManagedProcess::new(record.spec, desired)),
             );
         }
         Ok(recovered)
@@ -347,6 +356,7 @@ impl Manager {
             history: Vec::new(),
             store: None,
             reconcile_every: Duration::from_secs(1),
+            restart_recovered: true,
         }
     }
 

@@ -230,7 +230,7 @@ impl Runner {
             let end = self.run_once();
             let (failed, last_exit) = match end {
                 RunEnd::Requested => {
-                    self.finish(ProcessState::Stopped);
+                    self.finish(ProcessState::Stopped, true);
                     return;
                 }
                 RunEnd::Exited {
@@ -246,11 +246,12 @@ impl Runner {
                 RestartPolicy::Always => true,
             };
             if !restart {
-                self.finish(if failed {
+                let state = if failed {
                     ProcessState::Failed
                 } else {
                     ProcessState::Stopped
-                });
+                };
+                self.finish(state, false);
                 return;
             }
             if failures > self.spec.retry_limit {
@@ -261,7 +262,7 @@ impl Runner {
                     at: Utc::now(),
                 });
                 log::warn!(process = self.spec.name.as_str(); "giving up after {failures} failed runs");
-                self.finish(ProcessState::Failed);
+                self.finish(ProcessState::Failed, false);
                 return;
             }
             let delay = if failed {
@@ -278,7 +279,7 @@ impl Runner {
             });
             self.set_state(ProcessState::Backoff);
             if self.wait_out_backoff(delay) {
-                self.finish(ProcessState::Stopped);
+                self.finish(ProcessState::Stopped, true);
                 return;
             }
             self.update(|s| s.status.restarts += 1);
@@ -287,11 +288,20 @@ impl Runner {
 
     /// Final state; desired becomes "stopped" unless the process failed for good (an operator
     /// should see that it wanted to run).
-    fn finish(&mut self, state: ProcessState) {
+    fn finish(&mut self, state: ProcessState, requested: bool) {
+        let mut last_exit = None;
         self.update(|s| {
             s.status.state = state;
             s.status.pid = None;
             s.desired_running &= state == ProcessState::Failed;
+            last_exit = s.status.last_exit;
+        });
+        self.ctx.record(HistoryEvent::Finished {
+            name: self.spec.name.clone(),
+            state,
+            last_exit,
+            requested,
+            at: Utc::now(),
         });
         for w in self.stop_waiters.drain(..) {
             let _ = w.send(());
@@ -415,6 +425,13 @@ impl Runner {
             pid,
             at: Utc::now(),
         });
+        if reached_running_now {
+            self.ctx.record(HistoryEvent::Running {
+                name: name.clone(),
+                pid,
+                at: Utc::now(),
+            });
+        }
 
         let mut reached_running = reached_running_now;
         let start_deadline = started + self.spec.start_duration;
@@ -461,6 +478,11 @@ impl Runner {
             if !reached_running && now >= start_deadline && !stopping {
                 reached_running = true;
                 self.set_state(ProcessState::Running);
+                self.ctx.record(HistoryEvent::Running {
+                    name: name.clone(),
+                    pid,
+                    at: Utc::now(),
+                });
             }
             if kill_deadline.is_some_and(|k| now >= k) {
                 log::warn!(process = name.as_str(); "did not stop within {:?}; sending SIGKILL",

@@ -1,5 +1,6 @@
 //! Wire contracts shared by every daemon: message payloads, statuses and routing keys (serde).
 
+pub mod commands;
 pub mod host_status;
 pub mod messages;
 pub mod routing;

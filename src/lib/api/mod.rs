@@ -1,0 +1,92 @@
+//! `manman-api`: the control-plane gRPC API (`manman.v1.ManManAPI`). Handlers run on grpcio's
+//! completion-queue threads and do blocking database work there; host commands go out by
+//! request/reply over RabbitMQ with a timeout.
+
+mod error;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::{self, topology, RpcClient};
+use crate::config::{self, ConfigError, Env};
+use crate::db::{self, PoolSettings};
+use crate::lifecycle::{ShutdownSignal, Supervisor};
+
+pub use error::ApiError;
+pub use service::ApiService;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub rabbitmq_url: String,
+    pub database: postgres::Config,
+    /// `0.0.0.0:{GRPC_PORT}`.
+    pub listen: String,
+    pub command_timeout: Duration,
+    pub threads: usize,
+    pub pool: PoolSettings,
+}
+
+impl ApiConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(ApiConfig {
+            rabbitmq_url: config::rabbitmq_url(env)?,
+            database: config::database_config(env)?,
+            listen: format!("0.0.0.0:{}", env.port("GRPC_PORT", 50051)?),
+            command_timeout: env.seconds("COMMAND_TIMEOUT_SECONDS", 10)?,
+            threads: env.parse("GRPC_THREADS", 4)?,
+            pool: PoolSettings {
+                max_size: 8,
+                ..PoolSettings::default()
+            },
+        })
+    }
+}
+
+pub struct RunningApi {
+    pub port: u16,
+}
+
+/// Connects the database and the broker, binds the port, and keeps the server in a supervised
+/// thread until shutdown.
+pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningApi, String> {
+    log::info!(database = config::describe_database(&config.database).as_str(),
+        broker = config::redact_url(&config.rabbitmq_url).as_str(), listen = config.listen.as_str();
+        "starting API");
+    let pool = db::pool(config.database.clone(), &config.pool)?;
+    // Commands are published to the `manman` exchange: make sure it exists.
+    {
+        let (_keep, signal) = ShutdownSignal::new();
+        let mut conn =
+            bus::connect(&config.rabbitmq_url, &signal, "api").map_err(|e| e.to_string())?;
+        let ch = conn.open_channel(None).map_err(|e| e.to_string())?;
+        topology::declare_manman_exchange(&ch).map_err(|e| e.to_string())?;
+        let _ = conn.close();
+    }
+    let rpc = RpcClient::start(&config.rabbitmq_url).map_err(|e| e.to_string())?;
+    let service = ApiService::new(pool, rpc, config.command_timeout);
+    let env = Arc::new(grpcio::Environment::new(config.threads.max(1)));
+    let mut server = grpcio::ServerBuilder::new(env)
+        .register_service(crate::proto::v1::create_man_man_api(service))
+        .build()
+        .map_err(|e| format!("cannot build gRPC server: {e}"))?;
+    let port = server
+        .add_listening_port(config.listen.clone(), grpcio::ServerCredentials::insecure())
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    server.start();
+    supervisor
+        .spawn("grpc", move |shutdown| {
+            while !shutdown.wait(Duration::from_secs(3600)) {}
+            let _ = futures::executor::block_on(server.shutdown());
+            Ok(())
+        })
+        .map_err(|e| format!("cannot spawn thread: {e}"))?;
+    Ok(RunningApi { port })
+}
+
+/// A blocking client for `API_ADDRESS` (the CLI and the host agent use it).
+pub fn client(address: &str) -> crate::proto::v1::ManManApiClient {
+    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let channel = grpcio::ChannelBuilder::new(env).connect(address);
+    crate::proto::v1::ManManApiClient::new(channel)
+}

@@ -1,0 +1,143 @@
+//! Request/reply over RabbitMQ: publish with `reply_to` + `correlation_id`, wait for the answer
+//! on an exclusive reply queue. One thread owns the connection; callers wait on their own
+//! channel with their own timeout.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use amiquip::{ConsumerMessage, ConsumerOptions, QueueDeclareOptions};
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::{connection, BusError, ConfirmedPublisher, OutgoingMessage};
+use crate::retry::Backoff;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RpcError {
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+type ReplySender = Sender<Result<Vec<u8>, RpcError>>;
+
+struct Call {
+    message: OutgoingMessage,
+    reply: ReplySender,
+}
+
+/// A cheap handle; the thread behind it ends when every handle is dropped.
+#[derive(Clone)]
+pub struct RpcClient {
+    calls: Sender<Call>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl RpcClient {
+    pub fn start(url: &str) -> std::io::Result<RpcClient> {
+        let (calls, rx) = crossbeam_channel::unbounded();
+        let url = url.to_string();
+        std::thread::Builder::new()
+            .name("rpc-client".into())
+            .spawn(move || run(&url, &rx))?;
+        Ok(RpcClient { calls })
+    }
+
+    /// Publishes `message` and waits for the reply body.
+    pub fn call(
+        &self,
+        mut message: OutgoingMessage,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
+        let id = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            chrono::Utc::now().timestamp_micros()
+        );
+        message.correlation_id = Some(id);
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.calls
+            .send(Call { message, reply })
+            .map_err(|_| RpcError::Unavailable("rpc client stopped".into()))?;
+        rx.recv_timeout(timeout)
+            .unwrap_or(Err(RpcError::Timeout(timeout)))
+    }
+}
+
+fn run(url: &str, calls: &Receiver<Call>) {
+    let backoff = Backoff::reconnect();
+    let mut failures = 0;
+    loop {
+        match session(url, calls) {
+            Ok(()) => return, // every client handle dropped
+            Err(e) => {
+                log::warn!("rpc client lost the broker: {e}");
+                let until = Instant::now() + backoff.delay(failures);
+                failures += 1;
+                // While disconnected, fail calls at once rather than let them time out.
+                while let Some(left) = until.checked_duration_since(Instant::now()) {
+                    match calls.recv_timeout(left) {
+                        Ok(call) => {
+                            let _ = call.reply.send(Err(RpcError::Unavailable(e.to_string())));
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
+    let mut conn = connection::open(url)?;
+    let channel = conn.open_channel(None)?;
+    let queue = channel.queue_declare(
+        "",
+        QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        },
+    )?;
+    let reply_to = queue.name().to_string();
+    let consumer = queue.consume(ConsumerOptions {
+        no_ack: true,
+        ..ConsumerOptions::default()
+    })?;
+    let mut publisher = ConfirmedPublisher::new(conn.open_channel(None)?)?;
+    let mut pending: HashMap<String, (ReplySender, Instant)> = HashMap::new();
+    loop {
+        select! {
+            recv(calls) -> call => {
+                let Ok(mut call) = call else {
+                    let _ = conn.close();
+                    return Ok(());
+                };
+                call.message.reply_to = Some(reply_to.clone());
+                let id = call.message.correlation_id.clone().unwrap_or_default();
+                if let Err(e) = publisher.publish_all(std::slice::from_ref(&call.message), Duration::from_secs(5)) {
+                    let _ = call.reply.send(Err(RpcError::Unavailable(e.to_string())));
+                    return Err(e);
+                }
+                pending.insert(id, (call.reply, Instant::now()));
+            }
+            recv(consumer.receiver()) -> msg => match msg {
+                Ok(ConsumerMessage::Delivery(d)) => {
+                    let id = d.properties.correlation_id().clone().unwrap_or_default();
+                    if let Some((reply, _)) = pending.remove(&id) {
+                        let _ = reply.send(Ok(d.body));
+                    }
+                }
+                Ok(other) => return Err(BusError::Other(format!("reply consumer ended: {other:?}"))),
+                Err(_) => return Err(BusError::Other("reply consumer closed".into())),
+            },
+            default(Duration::from_secs(30)) => {}
+        }
+        // Callers that gave up long ago will not read their reply.
+        pending.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,481 @@
+//! The CLI's control-plane subcommands: each calls `manman.v1.ManManAPI` at `API_ADDRESS` and
+//! prints a table (or JSON with `--json`). Exit codes: 0 ok, 1 failed, 4 not found,
+//! 5 conflict (already exists / precondition), 65 invalid argument, 69 API unavailable.
+
+use std::time::Duration;
+
+use grpcio::{CallOption, RpcStatusCode};
+use serde_json::{json, Value};
+
+use super::output::table;
+use crate::proto::v1 as pb;
+
+pub struct Ctx {
+    pub client: pb::ManManApiClient,
+    pub json: bool,
+}
+
+impl Ctx {
+    pub fn new(address: &str, json: bool) -> Ctx {
+        Ctx {
+            client: crate::api::client(address),
+            json,
+        }
+    }
+
+    fn opt(&self) -> CallOption {
+        CallOption::default().timeout(Duration::from_secs(30))
+    }
+}
+
+/// A failed call: the message for stderr and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl From<grpcio::Error> for Failure {
+    fn from(e: grpcio::Error) -> Self {
+        match e {
+            grpcio::Error::RpcFailure(s) => {
+                let code = match s.code() {
+                    RpcStatusCode::INVALID_ARGUMENT => 65,
+                    RpcStatusCode::NOT_FOUND => 4,
+                    RpcStatusCode::ALREADY_EXISTS | RpcStatusCode::FAILED_PRECONDITION => 5,
+                    RpcStatusCode::UNAVAILABLE | RpcStatusCode::DEADLINE_EXCEEDED => 69,
+                    _ => 1,
+                };
+                Failure {
+                    message: s.message().to_string(),
+                    code,
+                }
+            }
+            other => Failure {
+                message: other.to_string(),
+                code: 69,
+            },
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, code: 65 }
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+fn when(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print(ctx: &Ctx, value: Value, headers: &[&str], rows: Vec<Vec<String>>) {
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("serialisable")
+        );
+    } else if rows.is_empty() {
+        println!("(none)");
+    } else {
+        print!("{}", table(headers, &rows));
+    }
+}
+
+fn host_json(s: &pb::Server) -> Value {
+    json!({"server_id": s.server_id, "name": s.name, "status": s.status, "last_seen_ms": s.last_seen_ms})
+}
+
+fn session_json(s: &pb::Session) -> Value {
+    json!({
+        "session_id": s.session_id, "sgc_id": s.sgc_id, "server_id": s.server_id, "status": s.status,
+        "host": s.host, "game": s.game, "config": s.config,
+        "started_at_ms": s.started_at_ms, "ended_at_ms": s.ended_at_ms,
+        "exit_code": if s.has_exit_code { json!(s.exit_code) } else { Value::Null },
+    })
+}
+
+fn session_row(s: &pb::Session) -> Vec<String> {
+    vec![
+        s.session_id.to_string(),
+        s.status.clone(),
+        s.host.clone(),
+        format!("{}/{}", s.game, s.config),
+        s.sgc_id.to_string(),
+        when(s.started_at_ms),
+        when(s.ended_at_ms),
+        if s.has_exit_code {
+            s.exit_code.to_string()
+        } else {
+            "-".into()
+        },
+    ]
+}
+
+const SESSION_HEADERS: [&str; 8] = [
+    "SESSION",
+    "STATUS",
+    "HOST",
+    "GAME/CONFIG",
+    "DEPLOYMENT",
+    "STARTED",
+    "ENDED",
+    "EXIT",
+];
+
+fn config_json(c: &pb::GameConfig) -> Value {
+    json!({
+        "config_id": c.config_id, "game_id": c.game_id, "name": c.name, "program": c.program,
+        "args": c.args, "env": c.env, "working_dir": c.working_dir, "stop_signal": c.stop_signal,
+        "stop_command": c.stop_command, "stop_timeout_seconds": c.stop_timeout_seconds,
+        "restart_policy": c.restart_policy, "start_duration_ms": c.start_duration_ms,
+        "ports": c.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect::<Vec<_>>(),
+    })
+}
+
+pub fn host_list(ctx: &Ctx) -> Outcome {
+    let r = ctx
+        .client
+        .list_servers_opt(&pb::ListServersRequest {}, ctx.opt())?;
+    let rows = r
+        .servers
+        .iter()
+        .map(|s| {
+            vec![
+                s.server_id.to_string(),
+                s.name.clone(),
+                s.status.clone(),
+                when(s.last_seen_ms),
+            ]
+        })
+        .collect();
+    print(
+        ctx,
+        json!(r.servers.iter().map(host_json).collect::<Vec<_>>()),
+        &["ID", "NAME", "STATUS", "LAST SEEN"],
+        rows,
+    );
+    Ok(())
+}
+
+pub fn game_create(ctx: &Ctx, name: &str) -> Outcome {
+    let r = ctx
+        .client
+        .create_game_opt(&pb::CreateGameRequest { name: name.into() }, ctx.opt())?;
+    let g = r.game.unwrap_or_default();
+    if ctx.json {
+        println!("{}", json!({"game_id": g.game_id, "name": g.name}));
+    } else {
+        println!("created game {} ({})", g.game_id, g.name);
+    }
+    Ok(())
+}
+
+pub fn game_list(ctx: &Ctx) -> Outcome {
+    let r = ctx
+        .client
+        .list_games_opt(&pb::ListGamesRequest {}, ctx.opt())?;
+    let rows = r
+        .games
+        .iter()
+        .map(|g| vec![g.game_id.to_string(), g.name.clone()])
+        .collect();
+    print(
+        ctx,
+        json!(r
+            .games
+            .iter()
+            .map(|g| json!({"game_id": g.game_id, "name": g.name}))
+            .collect::<Vec<_>>()),
+        &["ID", "NAME"],
+        rows,
+    );
+    Ok(())
+}
+
+/// `25565`, `25565/udp`.
+pub fn parse_port(s: &str) -> Result<(i32, String), String> {
+    let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    let port = port
+        .parse()
+        .map_err(|_| format!("invalid port {s:?} (expected PORT or PORT/PROTOCOL)"))?;
+    Ok((port, proto.to_string()))
+}
+
+pub fn config_create(
+    ctx: &Ctx,
+    mut config: pb::GameConfig,
+    env: &[String],
+    ports: &[String],
+) -> Outcome {
+    for kv in env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("invalid --env {kv:?} (expected KEY=VALUE)"))?;
+        config.env.insert(k.into(), v.into());
+    }
+    for p in ports {
+        let (port, protocol) = parse_port(p)?;
+        config.ports.push(pb::PortDefinition { port, protocol });
+    }
+    let r = ctx.client.create_game_config_opt(
+        &pb::CreateGameConfigRequest {
+            config: Some(config),
+        },
+        ctx.opt(),
+    )?;
+    let c = r.config.unwrap_or_default();
+    if ctx.json {
+        println!("{}", config_json(&c));
+    } else {
+        println!(
+            "created config {} ({}) for game {}",
+            c.config_id, c.name, c.game_id
+        );
+    }
+    Ok(())
+}
+
+pub fn config_list(ctx: &Ctx, game: Option<i64>) -> Outcome {
+    let r = ctx.client.list_game_configs_opt(
+        &pb::ListGameConfigsRequest {
+            game_id: game.unwrap_or(0),
+        },
+        ctx.opt(),
+    )?;
+    let rows = r
+        .configs
+        .iter()
+        .map(|c| {
+            vec![
+                c.config_id.to_string(),
+                c.game_id.to_string(),
+                c.name.clone(),
+                format!("{} {}", c.program, c.args.join(" "))
+                    .trim()
+                    .to_string(),
+                c.restart_policy.clone(),
+            ]
+        })
+        .collect();
+    print(
+        ctx,
+        json!(r.configs.iter().map(config_json).collect::<Vec<_>>()),
+        &["ID", "GAME", "NAME", "COMMAND", "RESTART"],
+        rows,
+    );
+    Ok(())
+}
+
+pub fn config_show(ctx: &Ctx, id: i64) -> Outcome {
+    let r = ctx
+        .client
+        .get_game_config_opt(&pb::GetGameConfigRequest { config_id: id }, ctx.opt())?;
+    let c = config_json(&r.config.unwrap_or_default());
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&c).expect("serialisable")
+        );
+    } else if let Value::Object(fields) = c {
+        let rows: Vec<Vec<String>> = fields
+            .into_iter()
+            .map(|(k, v)| {
+                vec![
+                    k,
+                    match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    },
+                ]
+            })
+            .collect();
+        print!("{}", table(&["FIELD", "VALUE"], &rows));
+    }
+    Ok(())
+}
+
+/// `--port HOST[:CONTAINER][/PROTOCOL]`.
+pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome {
+    let mut bindings = Vec::new();
+    for p in ports {
+        let (spec, protocol) = p.split_once('/').unwrap_or((p, "tcp"));
+        let (host, container) = spec.split_once(':').unwrap_or((spec, spec));
+        let parse = |s: &str| {
+            s.parse::<i32>()
+                .map_err(|_| format!("invalid --port {p:?} (expected HOST[:CONTAINER][/PROTOCOL])"))
+        };
+        bindings.push(pb::PortBinding {
+            host_port: parse(host)?,
+            container_port: parse(container)?,
+            protocol: protocol.into(),
+        });
+    }
+    let r = ctx.client.deploy_game_config_opt(
+        &pb::DeployGameConfigRequest {
+            server_id: server,
+            config_id: config,
+            ports: bindings,
+        },
+        ctx.opt(),
+    )?;
+    let d = r.deployment.unwrap_or_default();
+    if ctx.json {
+        println!(
+            "{}",
+            json!({"sgc_id": d.sgc_id, "server_id": d.server_id, "config_id": d.config_id, "status": d.status,
+            "ports": d.ports.iter().map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol)).collect::<Vec<_>>()})
+        );
+    } else {
+        println!(
+            "deployment {} (config {} on server {})",
+            d.sgc_id, d.config_id, d.server_id
+        );
+    }
+    Ok(())
+}
+
+fn show_session(ctx: &Ctx, verb: &str, s: &pb::Session) {
+    if ctx.json {
+        println!("{}", session_json(s));
+    } else {
+        println!(
+            "{verb} session {} ({} on {}): {}",
+            s.session_id, s.game, s.host, s.status
+        );
+    }
+}
+
+pub fn session_start(ctx: &Ctx, sgc: i64, force: bool) -> Outcome {
+    let r = ctx
+        .client
+        .start_session_opt(&pb::StartSessionRequest { sgc_id: sgc, force }, ctx.opt())?;
+    show_session(ctx, "started", &r.session.unwrap_or_default());
+    Ok(())
+}
+
+pub fn session_stop(ctx: &Ctx, id: i64, kill: bool) -> Outcome {
+    let r = ctx.client.stop_session_opt(
+        &pb::StopSessionRequest {
+            session_id: id,
+            kill,
+        },
+        ctx.opt(),
+    )?;
+    show_session(
+        ctx,
+        if kill { "killing" } else { "stopping" },
+        &r.session.unwrap_or_default(),
+    );
+    Ok(())
+}
+
+pub fn session_input(ctx: &Ctx, id: i64, input: &str) -> Outcome {
+    ctx.client.send_input_opt(
+        &pb::SendInputRequest {
+            session_id: id,
+            input: input.into(),
+        },
+        ctx.opt(),
+    )?;
+    if !ctx.json {
+        println!("sent to session {id}");
+    }
+    Ok(())
+}
+
+pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
+    let r = ctx
+        .client
+        .get_session_opt(&pb::GetSessionRequest { session_id: id }, ctx.opt())?;
+    let s = r.session.unwrap_or_default();
+    print(
+        ctx,
+        session_json(&s),
+        &SESSION_HEADERS,
+        vec![session_row(&s)],
+    );
+    Ok(())
+}
+
+pub fn session_list(ctx: &Ctx, req: pb::ListSessionsRequest) -> Outcome {
+    let r = ctx.client.list_sessions_opt(&req, ctx.opt())?;
+    let rows = r.sessions.iter().map(session_row).collect();
+    print(
+        ctx,
+        json!({"total": r.total, "sessions": r.sessions.iter().map(session_json).collect::<Vec<_>>()}),
+        &SESSION_HEADERS,
+        rows,
+    );
+    if !ctx.json && r.total > r.sessions.len() as i64 {
+        println!(
+            "({} of {} shown; use --limit/--offset)",
+            r.sessions.len(),
+            r.total
+        );
+    }
+    Ok(())
+}
+
+/// Hosts and live sessions at a glance.
+pub fn status(ctx: &Ctx) -> Outcome {
+    let hosts = ctx
+        .client
+        .list_servers_opt(&pb::ListServersRequest {}, ctx.opt())?;
+    let live = ctx.client.list_sessions_opt(
+        &pb::ListSessionsRequest {
+            live_only: true,
+            limit: 500,
+            ..Default::default()
+        },
+        ctx.opt(),
+    )?;
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "hosts": hosts.servers.iter().map(host_json).collect::<Vec<_>>(),
+                "live_sessions": live.sessions.iter().map(session_json).collect::<Vec<_>>(),
+            }))
+            .expect("serialisable")
+        );
+        return Ok(());
+    }
+    let online = hosts
+        .servers
+        .iter()
+        .filter(|h| h.status == "online")
+        .count();
+    println!(
+        "hosts: {} ({} online)   live sessions: {}",
+        hosts.servers.len(),
+        online,
+        live.total
+    );
+    if !hosts.servers.is_empty() {
+        let rows: Vec<Vec<String>> = hosts
+            .servers
+            .iter()
+            .map(|s| {
+                vec![
+                    s.server_id.to_string(),
+                    s.name.clone(),
+                    s.status.clone(),
+                    when(s.last_seen_ms),
+                ]
+            })
+            .collect();
+        print!("\n{}", table(&["ID", "NAME", "STATUS", "LAST SEEN"], &rows));
+    }
+    if !live.sessions.is_empty() {
+        let rows: Vec<Vec<String>> = live.sessions.iter().map(session_row).collect();
+        print!("\n{}", table(&SESSION_HEADERS, &rows));
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The control plane's catalog: hosts, games, game configs, deployments, and creating sessions
+//! with their ports. Used by manman-api.
+
+use postgres::{GenericClient, Row};
+use serde_json::Value;
+
+use crate::wire::commands::PortBinding;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRow {
+    pub server_id: i64,
+    pub name: String,
+    pub status: String,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn host(r: &Row) -> HostRow {
+    HostRow {
+        server_id: r.get(0),
+        name: r.get(1),
+        status: r.get(2),
+        last_seen: r.get(3),
+    }
+}
+
+/// Registers a host by name; returns it and whether it was created now.
+pub fn register_host(
+    c: &mut impl GenericClient,
+    name: &str,
+) -> Result<(HostRow, bool), postgres::Error> {
+    let r = c.query_one(
+        "WITH ins AS (INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
+                      RETURNING server_id, name, status, last_seen)
+         SELECT server_id, name, status, last_seen, true FROM ins
+         UNION ALL
+         SELECT server_id, name, status, last_seen, false FROM servers WHERE name = $1
+         LIMIT 1",
+        &[&name],
+    )?;
+    Ok((host(&r), r.get(4)))
+}
+
+pub fn list_hosts(c: &mut impl GenericClient) -> Result<Vec<HostRow>, postgres::Error> {
+    Ok(c.query(
+        "SELECT server_id, name, status, last_seen FROM servers ORDER BY server_id",
+        &[],
+    )?
+    .iter()
+    .map(host)
+    .collect())
+}
+
+pub fn get_host(c: &mut impl GenericClient, id: i64) -> Result<Option<HostRow>, postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT server_id, name, status, last_seen FROM servers WHERE server_id = $1",
+        &[&id],
+    )?
+    .map(|r| host(&r)))
+}
+
+/// Creates a game; `None` if the name is taken.
+pub fn create_game(c: &mut impl GenericClient, name: &str) -> Result<Option<i64>, postgres::Error> {
+    Ok(c.query_opt(
+        "INSERT INTO games (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING game_id",
+        &[&name],
+    )?
+    .map(|r| r.get(0)))
+}
+
+pub fn list_games(c: &mut impl GenericClient) -> Result<Vec<(i64, String)>, postgres::Error> {
+    Ok(
+        c.query("SELECT game_id, name FROM games ORDER BY game_id", &[])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+    )
+}
+
+pub fn game_exists(c: &mut impl GenericClient, id: i64) -> Result<bool, postgres::Error> {
+    Ok(
+        c.query_opt("SELECT 1 FROM games WHERE game_id = $1", &[&id])?
+            .is_some(),
+    )
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRow {
+    pub config_id: i64,
+    pub game_id: i64,
+    pub name: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub stop_signal: String,
+    pub stop_command: Option<String>,
+    pub stop_timeout_seconds: i32,
+    pub restart_policy: String,
+    pub start_duration_ms: i32,
+    /// `[{"port": 25565, "protocol": "tcp"}]`
+    pub port_definitions: Value,
+}
+
+const CONFIG_COLUMNS: &str =
+    "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
+     stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions";
+
+fn config(r: &Row) -> ConfigRow {
+    ConfigRow {
+        config_id: r.get(0),
+        game_id: r.get(1),
+        name: r.get(2),
+        command: r.get(3),
+        args: serde_json::from_value(r.get(4)).unwrap_or_default(),
+        env: serde_json::from_value(r.get(5)).unwrap_or_default(),
+        working_dir: r.get(6),
+        stop_signal: r.get(7),
+        stop_command: r.get(8),
+        stop_timeout_seconds: r.get(9),
+        restart_policy: r.get(10),
+        start_duration_ms: r.get(11),
+        port_definitions: r.get(12),
+    }
+}
+
+/// Creates a config; `None` if the game already has one with that name.
+pub fn create_config(
+    c: &mut impl GenericClient,
+    cfg: &ConfigRow,
+) -> Result<Option<ConfigRow>, postgres::Error> {
+    let args = serde_json::to_value(&cfg.args).expect("serialisable");
+    let env = serde_json::to_value(&cfg.env).expect("serialisable");
+    Ok(c.query_opt(
+        &format!(
+            "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
+                 stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (game_id, name) DO NOTHING RETURNING {CONFIG_COLUMNS}"
+        ),
+        &[
+            &cfg.game_id,
+            &cfg.name,
+            &cfg.command,
+            &args,
+            &env,
+            &cfg.working_dir,
+            &cfg.stop_signal,
+            &cfg.stop_command,
+            &cfg.stop_timeout_seconds,
+            &cfg.restart_policy,
+            &cfg.start_duration_ms,
+            &cfg.port_definitions,
+        ],
+    )?
+    .map(|r| config(&r)))
+}
+
+pub fn list_configs(
+    c: &mut impl GenericClient,
+    game_id: Option<i64>,
+) -> Result<Vec<ConfigRow>, postgres::Error> {
+    Ok(c.query(
+        &format!("SELECT {CONFIG_COLUMNS} FROM game_configs WHERE $1::bigint IS NULL OR game_id = $1 ORDER BY config_id"),
+        &[&game_id],
+    )?
+    .iter()
+    .map(config)
+    .collect())
+}
+
+pub fn get_config(
+    c: &mut impl GenericClient,
+    id: i64,
+) -> Result<Option<ConfigRow>, postgres::Error> {
+    Ok(c.query_opt(
+        &format!("SELECT {CONFIG_COLUMNS} FROM game_configs WHERE config_id = $1"),
+        &[&id],
+    )?
+    .map(|r| config(&r)))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRow {
+    pub sgc_id: i64,
+    pub server_id: i64,
+    pub config_id: i64,
+    pub ports: Vec<PortBinding>,
+    pub status: String,
+}
+
+fn deployment(r: &Row) -> DeploymentRow {
+    DeploymentRow {
+        sgc_id: r.get(0),
+        server_id: r.get(1),
+        config_id: r.get(2),
+        ports: serde_json::from_value(r.get(3)).unwrap_or_default(),
+        status: r.get(4),
+    }
+}
+
+/// Deploys a config on a host (or updates the port bindings of the existing deployment).
+pub fn deploy(
+    c: &mut impl GenericClient,
+    server_id: i64,
+    config_id: i64,
+    ports: &[PortBinding],
+) -> Result<DeploymentRow, postgres::Error> {
+    let bindings = serde_json::to_value(ports).expect("serialisable");
+    let r = c.query_one(
+        "INSERT INTO server_game_configs (server_id, game_config_id, port_bindings) VALUES ($1, $2, $3)
+         ON CONFLICT (server_id, game_config_id)
+            DO UPDATE SET port_bindings = excluded.port_bindings, status = 'active', updated_at = now()
+         RETURNING sgc_id, server_id, game_config_id, port_bindings, status",
+        &[&server_id, &config_id, &bindings],
+    )?;
+    Ok(deployment(&r))
+}
+
+pub fn get_deployment(
+    c: &mut impl GenericClient,
+    sgc_id: i64,
+) -> Result<Option<DeploymentRow>, postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT sgc_id, server_id, game_config_id, port_bindings, status FROM server_game_configs WHERE sgc_id = $1",
+        &[&sgc_id],
+    )?
+    .map(|r| deployment(&r)))
+}

@@ -1,0 +1,590 @@
+//! End to end: API + processor + host agent + CLI, with real RabbitMQ, PostgreSQL and
+//! processes (the game is `scripts/test-game`). Each test has its own database and vhost.
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use manman::api::{self, ApiConfig};
+use manman::db::PoolSettings;
+use manman::host::{self, HostConfig, RunningHost};
+use manman::lifecycle::{StopHandle, Supervisor};
+use manman::processor::{self, ProcessorConfig};
+use manman::proto::v1 as pb;
+use support::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn game_script() -> String {
+    format!("{}/scripts/test-game", env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Daemon {
+    stop: StopHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn run(sup: Supervisor) -> Daemon {
+        let stop = sup.stop_handle();
+        let thread = std::thread::spawn(move || {
+            sup.run(Duration::from_secs(30));
+        });
+        Daemon {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Stack {
+    db: TestDb,
+    vhost: TestVhost,
+    api_port: u16,
+    server_id: i64,
+    data_dir: std::path::PathBuf,
+    // Dropped in reverse order of start: host first, then API and processor.
+    host: Option<(RunningHost, Daemon)>,
+    _api: Daemon,
+    _processor: Daemon,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let db = TestDb::new();
+        let vhost = TestVhost::new();
+        let mut sup = Supervisor::new();
+        let running = processor::start(
+            ProcessorConfig {
+                rabbitmq_url: vhost.url(),
+                database: db.config.clone(),
+                external_exchange: "external".into(),
+                stale_threshold: Duration::from_secs(3600),
+                stale_interval: Duration::from_secs(3600),
+                health_addr: "127.0.0.1:0".into(),
+                prefetch: 100,
+                max_batch: 50,
+                pool: PoolSettings::default(),
+            },
+            &mut sup,
+        )
+        .unwrap();
+        wait_for("processor connected", T, || {
+            running
+                .consumer_connected
+                .load(Ordering::SeqCst)
+                .then_some(())
+        });
+        let processor = Daemon::run(sup);
+        let mut sup = Supervisor::new();
+        let api = api::start(
+            ApiConfig {
+                rabbitmq_url: vhost.url(),
+                database: db.config.clone(),
+                listen: "127.0.0.1:0".into(),
+                command_timeout: Duration::from_secs(5),
+                threads: 2,
+                pool: PoolSettings::default(),
+            },
+            &mut sup,
+        )
+        .unwrap();
+        let api_port = api.port;
+        let api_daemon = Daemon::run(sup);
+        let data_dir = std::env::temp_dir().join(unique_name("mmhost"));
+        let mut stack = Stack {
+            db,
+            vhost,
+            api_port,
+            server_id: 0,
+            data_dir,
+            host: None,
+            _api: api_daemon,
+            _processor: processor,
+        };
+        stack.start_host();
+        stack
+    }
+
+    fn host_config(&self) -> HostConfig {
+        HostConfig {
+            rabbitmq_url: self.vhost.url(),
+            api_address: format!("127.0.0.1:{}", self.api_port),
+            server_name: "test-host".into(),
+            data_dir: self.data_dir.clone(),
+            health_addr: "127.0.0.1:0".into(),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+
+    fn start_host(&mut self) {
+        let mut sup = Supervisor::new();
+        let running = host::start(self.host_config(), &mut sup).unwrap();
+        wait_for("host consuming commands", T, || {
+            running
+                .commands_connected
+                .load(Ordering::SeqCst)
+                .then_some(())
+        });
+        self.server_id = running.server_id;
+        self.host = Some((running, Daemon::run(sup)));
+    }
+
+    fn server_id(&self) -> i64 {
+        self.server_id
+    }
+
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+            .args(args)
+            .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = self.cli(&all);
+        assert_eq!(code, 0, "manman {args:?} failed: {err}");
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("manman {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// A game, a config running the test game, and a deployment with `port`. Returns sgc_id.
+    fn deploy_test_game(&self, name: &str, port: u16) -> i64 {
+        let game = self.cli_json(&["game", "create", name]);
+        let game_id = game["game_id"].as_i64().unwrap().to_string();
+        let config = self.cli_json(&[
+            "config",
+            "create",
+            "--game",
+            &game_id,
+            "--name",
+            "default",
+            "--program",
+            &game_script(),
+            "--stop-command",
+            "stop",
+            "--stop-timeout",
+            "5",
+            "--start-duration-ms",
+            "200",
+            "--port",
+            &port.to_string(),
+        ]);
+        let config_id = config["config_id"].as_i64().unwrap().to_string();
+        let d = self.cli_json(&[
+            "deploy",
+            "--server",
+            &self.server_id().to_string(),
+            "--config",
+            &config_id,
+            "--port",
+            &port.to_string(),
+        ]);
+        d["sgc_id"].as_i64().unwrap()
+    }
+
+    fn status(&self, session: i64) -> (String, Option<i32>) {
+        let r = self
+            .db
+            .client()
+            .query_one(
+                "SELECT status, exit_code FROM sessions WHERE session_id = $1",
+                &[&session],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    }
+
+    fn wait_status(&self, session: i64, want: &str) -> Option<i32> {
+        wait_for(&format!("session {session} {want}"), T, || {
+            let (s, code) = self.status(session);
+            (s == want).then_some(code)
+        })
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some((_, mut d)) = self.host.take() {
+            d.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+#[test]
+fn a_session_runs_end_to_end_from_the_cli() {
+    let s = Stack::start();
+    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let sgc = s.deploy_test_game("lifecycle", 25565);
+
+    let started = s.cli_json(&["session", "start", &sgc.to_string()]);
+    let session = started["session_id"].as_i64().unwrap();
+    s.wait_status(session, "running");
+    let row = s.db.client().query_one(
+        "SELECT started_at IS NOT NULL, (SELECT count(*) FROM server_ports WHERE session_id = $1) FROM sessions WHERE session_id = $1",
+        &[&session],
+    ).unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i64>(1), 1, "the port is held while it runs");
+
+    // Lines with their real sources.
+    let mut seen_stderr = false;
+    let mut seen_ready = false;
+    while !(seen_stderr && seen_ready) {
+        let l = logs.expect("game output");
+        assert_eq!(l.body["session_id"], session);
+        seen_stderr |=
+            l.body["source"] == "stderr" && l.body["message"].as_str().unwrap().contains("stderr");
+        seen_ready |=
+            l.body["source"] == "stdout" && l.body["message"] == "Done! Ready for players";
+    }
+    let (code, _, err) = s.cli(&["session", "input", &session.to_string(), "hello world"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("echo", T, || {
+        let l = logs.next(T)?;
+        (l.body["message"] == "echo: hello world").then_some(())
+    });
+
+    let (code, _, err) = s.cli(&["session", "stop", &session.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.wait_status(session, "stopped"), Some(0));
+    let ports: i64 =
+        s.db.client()
+            .query_one("SELECT count(*) FROM server_ports", &[])
+            .unwrap()
+            .get(0);
+    assert_eq!(ports, 0, "ports freed");
+    let listed = s.cli_json(&["session", "list", "--deployment", &sgc.to_string()]);
+    assert_eq!(listed["sessions"][0]["status"], "stopped");
+}
+
+#[test]
+fn a_crash_is_reported_with_its_exit_code() {
+    let s = Stack::start();
+    let sgc = s.deploy_test_game("crashy", 27015);
+    let session = s.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
+        .as_i64()
+        .unwrap();
+    s.wait_status(session, "running");
+    assert_eq!(
+        s.cli(&["session", "input", &session.to_string(), "crash 7"])
+            .0,
+        0
+    );
+    assert_eq!(s.wait_status(session, "crashed"), Some(7));
+}
+
+#[test]
+fn port_conflicts_and_live_sessions_are_refused_clearly() {
+    let s = Stack::start();
+    let a = s.deploy_test_game("first", 7777);
+    let b = s.deploy_test_game("second", 7777);
+    let session = s.cli_json(&["session", "start", &a.to_string()])["session_id"]
+        .as_i64()
+        .unwrap();
+    let (code, _, err) = s.cli(&["session", "start", &b.to_string()]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("port 7777/tcp"), "{err}");
+    let (code, _, err) = s.cli(&["session", "start", &a.to_string()]);
+    assert_eq!(code, 5);
+    assert!(err.contains("already has live session"), "{err}");
+    s.wait_status(session, "running");
+    s.cli(&["session", "stop", &session.to_string(), "--kill"]);
+    s.wait_status(session, "stopped");
+    // Freed: the other deployment may use the port now.
+    let other = s.cli_json(&["session", "start", &b.to_string()])["session_id"]
+        .as_i64()
+        .unwrap();
+    s.wait_status(other, "running");
+}
+
+#[test]
+fn bad_requests_get_the_right_status_codes() {
+    use grpcio::RpcStatusCode as C;
+    let s = Stack::start();
+    let c = manman::api::client(&format!("127.0.0.1:{}", s.api_port));
+    fn code<T: std::fmt::Debug>(r: grpcio::Result<T>) -> C {
+        match r {
+            Err(grpcio::Error::RpcFailure(st)) => st.code(),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        code(c.register_server(&pb::RegisterServerRequest { name: "".into() })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.register_server(&pb::RegisterServerRequest {
+            name: "bad name!".into()
+        })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.get_server(&pb::GetServerRequest { server_id: 0 })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.get_server(&pb::GetServerRequest { server_id: 999_999 })),
+        C::NOT_FOUND
+    );
+    assert_eq!(
+        code(c.create_game(&pb::CreateGameRequest { name: "".into() })),
+        C::INVALID_ARGUMENT
+    );
+    c.create_game(&pb::CreateGameRequest { name: "dup".into() })
+        .unwrap();
+    assert_eq!(
+        code(c.create_game(&pb::CreateGameRequest { name: "dup".into() })),
+        C::ALREADY_EXISTS
+    );
+    assert_eq!(
+        code(c.create_game_config(&pb::CreateGameConfigRequest { config: None })),
+        C::INVALID_ARGUMENT
+    );
+    let cfg = |f: &dyn Fn(&mut pb::GameConfig)| {
+        let mut g = pb::GameConfig {
+            game_id: 1,
+            name: "x".into(),
+            program: "/bin/true".into(),
+            ..Default::default()
+        };
+        f(&mut g);
+        c.create_game_config(&pb::CreateGameConfigRequest { config: Some(g) })
+    };
+    assert_eq!(code(cfg(&|g| g.program.clear())), C::INVALID_ARGUMENT);
+    assert_eq!(
+        code(cfg(&|g| g.restart_policy = "sometimes".into())),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(cfg(&|g| g.stop_signal = "SIGNOPE".into())),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(cfg(&|g| g.ports.push(pb::PortDefinition {
+            port: 70000,
+            protocol: "tcp".into()
+        }))),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(cfg(&|g| g.ports.push(pb::PortDefinition {
+            port: 80,
+            protocol: "sctp".into()
+        }))),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(code(cfg(&|g| g.game_id = 424_242)), C::NOT_FOUND);
+    assert_eq!(
+        code(c.list_game_configs(&pb::ListGameConfigsRequest { game_id: -1 })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.get_game_config(&pb::GetGameConfigRequest { config_id: 424_242 })),
+        C::NOT_FOUND
+    );
+    assert_eq!(
+        code(c.deploy_game_config(&pb::DeployGameConfigRequest {
+            server_id: 0,
+            config_id: 1,
+            ports: vec![]
+        })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.deploy_game_config(&pb::DeployGameConfigRequest {
+            server_id: 424_242,
+            config_id: 1,
+            ports: vec![]
+        })),
+        C::NOT_FOUND
+    );
+    assert_eq!(
+        code(c.list_sessions(&pb::ListSessionsRequest {
+            status: "exploded".into(),
+            ..Default::default()
+        })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.list_sessions(&pb::ListSessionsRequest {
+            limit: 10_000,
+            ..Default::default()
+        })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.get_session(&pb::GetSessionRequest { session_id: -5 })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.get_session(&pb::GetSessionRequest {
+            session_id: 424_242
+        })),
+        C::NOT_FOUND
+    );
+    assert_eq!(
+        code(c.start_session(&pb::StartSessionRequest {
+            sgc_id: 0,
+            force: false
+        })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.start_session(&pb::StartSessionRequest {
+            sgc_id: 424_242,
+            force: false
+        })),
+        C::NOT_FOUND
+    );
+    assert_eq!(
+        code(c.stop_session(&pb::StopSessionRequest {
+            session_id: 424_242,
+            kill: false
+        })),
+        C::NOT_FOUND
+    );
+    assert_eq!(
+        code(c.send_input(&pb::SendInputRequest {
+            session_id: 1,
+            input: "".into()
+        })),
+        C::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(c.send_input(&pb::SendInputRequest {
+            session_id: 424_242,
+            input: "x".into()
+        })),
+        C::NOT_FOUND
+    );
+}
+
+#[test]
+fn a_host_that_does_not_answer_leaves_no_pending_session() {
+    let mut s = Stack::start();
+    let sgc = s.deploy_test_game("silent", 26000);
+    // The host goes away (gracefully, so it reports itself offline).
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown();
+    }
+    let (code, _, err) = s.cli(&["session", "start", &sgc.to_string()]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("did not answer"), "{err}");
+    let (status, _): (String, Option<i32>) = {
+        let r =
+            s.db.client()
+                .query_one(
+                    "SELECT status, exit_code FROM sessions ORDER BY session_id DESC LIMIT 1",
+                    &[],
+                )
+                .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(status, "lost");
+    let ports: i64 =
+        s.db.client()
+            .query_one("SELECT count(*) FROM server_ports", &[])
+            .unwrap()
+            .get(0);
+    assert_eq!(ports, 0);
+}
+
+#[test]
+fn a_killed_host_leaves_no_orphan_and_its_session_ends_lost() {
+    let mut s = Stack::start();
+    // Two consumers would share the command queue; stop the in-process host first.
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown();
+    }
+    let s = s;
+    let sgc = s.deploy_test_game("orphan", 28000);
+    // Replace the in-process host by a real agent process we can SIGKILL.
+    let data_dir = std::env::temp_dir().join(unique_name("mmhost-proc"));
+    let health = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let spawn_host = || {
+        Command::new(env!("CARGO_BIN_EXE_manman-host"))
+            .env("RABBITMQ_URL", s.vhost.url())
+            .env("API_ADDRESS", format!("127.0.0.1:{}", s.api_port))
+            .env("SERVER_NAME", "test-host")
+            .env("HOST_DATA_DIR", &data_dir)
+            .env("HEALTH_PORT", health().to_string())
+            .env("LOG_LEVEL", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let mut agent = spawn_host();
+    let session = wait_for("agent takes commands", T, || {
+        let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string(), "--force"]);
+        (code == 0).then(|| {
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
+                .as_i64()
+                .unwrap()
+        })
+    });
+    s.wait_status(session, "running");
+    let game_pid: u32 = {
+        let store = std::fs::read_to_string(data_dir.join("processes.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&store).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find_map(|p| p["pid"].as_u64())
+            .unwrap() as u32
+    };
+    agent.kill().unwrap(); // SIGKILL: the game keeps running, unsupervised
+    agent.wait().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{game_pid}")).exists());
+
+    let mut agent = spawn_host();
+    s.wait_status(session, "lost");
+    wait_for("orphan ended", T, || {
+        let stat = std::fs::read_to_string(format!("/proc/{game_pid}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat[stat.rfind(')').unwrap() + 2..].starts_with('Z')).then_some(())
+    });
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let status = agent.wait().unwrap();
+    assert!(
+        status.success(),
+        "agent exits cleanly on SIGTERM: {status:?}"
+    );
+    wait_for("host offline", T, || {
+        let st: String =
+            s.db.client()
+                .query_one("SELECT status FROM servers WHERE name = 'test-host'", &[])
+                .unwrap()
+                .get(0);
+        (st == "offline").then_some(())
+    });
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
