@@ -1,0 +1,228 @@
+//! Benchmark for issue 4 (`scripts/bench-sessions`): session start → `running` in the database,
+//! through the whole stack (API → command → host agent → process → status → processor → DB),
+//! in-process daemons on a scratch database and vhost, start duration 0.
+//! 1. 100 sequential starts (each stopped before the next): p50/p99.
+//! 2. 100 sessions started concurrently on one host: time until all run, p50/p99 each.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use manman::api::{self, ApiConfig};
+use manman::db::PoolSettings;
+use manman::host::{self, HostConfig};
+use manman::lifecycle::Supervisor;
+use manman::processor::{self, ProcessorConfig};
+use manman::proto::v1 as pb;
+use manman::testkit::{unique_name, wait_for, ScratchDb, ScratchVhost};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn wait_running(db: &mut postgres::Client, session: i64) {
+    loop {
+        let s: String = db
+            .query_one(
+                "SELECT status FROM sessions WHERE session_id = $1",
+                &[&session],
+            )
+            .unwrap()
+            .get(0);
+        if s == "running" {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn main() {
+    let db = ScratchDb::new("mmbench");
+    let vhost = ScratchVhost::new("mmbench");
+    let mut sups = Vec::new();
+
+    let mut sup = Supervisor::new();
+    let p = processor::start(
+        ProcessorConfig {
+            rabbitmq_url: vhost.url(),
+            database: db.config.clone(),
+            external_exchange: "external".into(),
+            stale_threshold: Duration::from_secs(3600),
+            stale_interval: Duration::from_secs(3600),
+            health_addr: "127.0.0.1:0".into(),
+            prefetch: 500,
+            max_batch: 200,
+            pool: PoolSettings::default(),
+        },
+        &mut sup,
+    )
+    .unwrap();
+    wait_for("processor", Duration::from_secs(30), || {
+        p.consumer_connected.load(Ordering::SeqCst).then_some(())
+    });
+    sups.push(sup);
+    let mut sup = Supervisor::new();
+    let a = api::start(
+        ApiConfig {
+            rabbitmq_url: vhost.url(),
+            database: db.config.clone(),
+            listen: "127.0.0.1:0".into(),
+            command_timeout: Duration::from_secs(10),
+            threads: 4,
+            pool: PoolSettings {
+                max_size: 16,
+                ..PoolSettings::default()
+            },
+        },
+        &mut sup,
+    )
+    .unwrap();
+    sups.push(sup);
+    let address = format!("127.0.0.1:{}", a.port);
+    let data_dir = std::env::temp_dir().join(unique_name("mmbench-host"));
+    let mut sup = Supervisor::new();
+    let h = host::start(
+        HostConfig {
+            rabbitmq_url: vhost.url(),
+            api_address: address.clone(),
+            server_name: "bench-host".into(),
+            data_dir: data_dir.clone(),
+            health_addr: "127.0.0.1:0".into(),
+            heartbeat: Duration::from_secs(5),
+        },
+        &mut sup,
+    )
+    .unwrap();
+    wait_for("host", Duration::from_secs(30), || {
+        h.commands_connected.load(Ordering::SeqCst).then_some(())
+    });
+    sups.push(sup);
+
+    let client = api::client(&address);
+    let game = client
+        .create_game(&pb::CreateGameRequest {
+            name: "bench".into(),
+        })
+        .unwrap()
+        .game
+        .unwrap();
+    let deploy = |i: i32| -> i64 {
+        let config = client
+            .create_game_config(&pb::CreateGameConfigRequest {
+                config: Some(pb::GameConfig {
+                    game_id: game.game_id,
+                    name: format!("cfg-{i}"),
+                    program: "/bin/sleep".into(),
+                    args: vec!["3600".into()],
+                    start_duration_ms: 0,
+                    stop_timeout_seconds: 5,
+                    ..Default::default()
+                }),
+            })
+            .unwrap()
+            .config
+            .unwrap();
+        client
+            .deploy_game_config(&pb::DeployGameConfigRequest {
+                server_id: h.server_id,
+                config_id: config.config_id,
+                ports: vec![pb::PortBinding {
+                    container_port: 20000 + i,
+                    host_port: 20000 + i,
+                    protocol: "tcp".into(),
+                }],
+            })
+            .unwrap()
+            .deployment
+            .unwrap()
+            .sgc_id
+    };
+
+    // 1. Sequential starts.
+    let sgc = deploy(0);
+    let mut conn = db.client();
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let s = client
+            .start_session(&pb::StartSessionRequest {
+                sgc_id: sgc,
+                force: false,
+            })
+            .unwrap()
+            .session
+            .unwrap();
+        wait_running(&mut conn, s.session_id);
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        client
+            .stop_session(&pb::StopSessionRequest {
+                session_id: s.session_id,
+                kill: true,
+            })
+            .unwrap();
+        wait_for("stopped", Duration::from_secs(30), || {
+            let st: String = conn
+                .query_one(
+                    "SELECT status FROM sessions WHERE session_id = $1",
+                    &[&s.session_id],
+                )
+                .unwrap()
+                .get(0);
+            (st == "stopped").then_some(())
+        });
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "session start → running in DB, 100 sequential: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+
+    // 2. 100 concurrent sessions on one host.
+    let sgcs: Vec<i64> = (1..=100).map(deploy).collect();
+    let t0 = Instant::now();
+    let mut each: Vec<f64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sgcs
+            .chunks(10)
+            .map(|chunk| {
+                let client = &client;
+                let db = &db;
+                scope.spawn(move || {
+                    let mut conn = db.client();
+                    chunk
+                        .iter()
+                        .map(|sgc| {
+                            let t = Instant::now();
+                            let s = client
+                                .start_session(&pb::StartSessionRequest {
+                                    sgc_id: *sgc,
+                                    force: false,
+                                })
+                                .unwrap()
+                                .session
+                                .unwrap();
+                            wait_running(&mut conn, s.session_id);
+                            t.elapsed().as_secs_f64() * 1000.0
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let all = t0.elapsed();
+    each.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "100 concurrent sessions on one host: all running after {:.0} ms; each p50 {:.1} ms, p99 {:.1} ms",
+        all.as_secs_f64() * 1000.0,
+        percentile(&each, 0.5),
+        percentile(&each, 0.99)
+    );
+    for s in sups.into_iter().rev() {
+        s.stop_handle().stop();
+        s.run(Duration::from_secs(30));
+    }
+    let _ = std::fs::remove_dir_all(data_dir);
+}
