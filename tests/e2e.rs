@@ -588,3 +588,24 @@ fn a_killed_host_leaves_no_orphan_and_its_session_ends_lost() {
     });
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[test]
+fn a_restarted_host_reports_sessions_it_has_no_process_for_as_lost() {
+    let mut s = Stack::start();
+    let sgc = s.deploy_test_game("ghost", 29000);
+    // A session the database believes is running here (say, the machine rebooted meanwhile).
+    let ghost: i64 = s
+        .db
+        .client()
+        .query_one(
+            "INSERT INTO sessions (sgc_id, status, started_at) VALUES ($1, 'running', now()) RETURNING session_id",
+            &[&sgc],
+        )
+        .unwrap()
+        .get(0);
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown();
+    }
+    s.start_host();
+    s.wait_status(ghost, "lost");
+}

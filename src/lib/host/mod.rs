@@ -407,8 +407,10 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         .map_err(|e| e.to_string())?;
     let manager = Arc::new(manager);
     // Sessions whose processes outlived a crash of the agent were just ended: they are lost.
+    let mut reported_lost = std::collections::BTreeSet::new();
     for r in recovered {
         if let Some(session_id) = session_of(&r.name) {
+            reported_lost.insert(session_id);
             log::warn!(session_id = session_id, pid = r.pid; "session's process survived an agent crash; ended it, reporting lost");
             out.send(status_message(
                 server_id,
@@ -424,6 +426,33 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         if !s.state.is_live() {
             let _ = manager.remove(&s.name);
         }
+    }
+    // Sessions the database still thinks are alive here, but that no process of ours backs
+    // (e.g. the machine rebooted while the agent was down): they are lost. Pending ones are
+    // left alone: their start command may still be on its way to us.
+    match client.list_sessions(&crate::proto::v1::ListSessionsRequest {
+        server_id,
+        status: "starting,running,stopping".into(),
+        limit: 500,
+        ..Default::default()
+    }) {
+        Ok(live) => {
+            for s in live.sessions {
+                let known = manager
+                    .status(&process_name(s.session_id))
+                    .is_ok_and(|p| p.state.is_live());
+                if !known && reported_lost.insert(s.session_id) {
+                    log::warn!(session_id = s.session_id; "session is {} in the database but has no process here; reporting lost", s.status);
+                    out.send(status_message(
+                        server_id,
+                        s.session_id,
+                        SessionStatus::Lost,
+                        None,
+                    ));
+                }
+            }
+        }
+        Err(e) => log::warn!("cannot list this host's sessions to reconcile them: {e}"),
     }
     out.send(host_message(server_id, HostStatus::Online));
 
