@@ -609,3 +609,65 @@ fn a_restarted_host_reports_sessions_it_has_no_process_for_as_lost() {
     s.start_host();
     s.wait_status(ghost, "lost");
 }
+
+#[test]
+fn a_host_shutting_down_stops_its_sessions_and_reports_before_going_offline() {
+    let mut s = Stack::start();
+    let sgc = s.deploy_test_game("graceful", 29100);
+    let session = s.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
+        .as_i64()
+        .unwrap();
+    s.wait_status(session, "running");
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown(); // what SIGTERM does in the binary
+    }
+    let (status, _) = s.status(session);
+    assert!(
+        ["stopped", "stopping"].contains(&status.as_str()),
+        "{status}"
+    );
+    s.wait_status(session, "stopped");
+    wait_for("host offline", T, || {
+        let st: String =
+            s.db.client()
+                .query_one(
+                    "SELECT status FROM servers WHERE server_id = $1",
+                    &[&s.server_id],
+                )
+                .unwrap()
+                .get(0);
+        (st == "offline").then_some(())
+    });
+}
+
+#[test]
+fn the_host_rides_out_a_broker_drop_and_keeps_its_game_running() {
+    let s = Stack::start();
+    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let sgc = s.deploy_test_game("resilient", 29200);
+    let session = s.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
+        .as_i64()
+        .unwrap();
+    s.wait_status(session, "running");
+    let (host, _) = s.host.as_ref().unwrap();
+    s.vhost.close_all_connections();
+    wait_for("host reconnected", T, || {
+        host.commands_connected.load(Ordering::SeqCst).then_some(())
+    });
+    // The game kept running: the same process answers its console after the drop.
+    let logs = {
+        drop(logs);
+        Collector::bind(&s.vhost, "manman", "logs.session.#")
+    };
+    wait_for("console works after the drop", T, || {
+        let (code, _, _) = s.cli(&["session", "input", &session.to_string(), "still here"]);
+        if code != 0 {
+            return None;
+        }
+        let l = logs.next(Duration::from_secs(2))?;
+        (l.body["message"] == "echo: still here").then_some(())
+    });
+    assert_eq!(s.status(session).0, "running");
+    assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
+    assert_eq!(s.wait_status(session, "stopped"), Some(0));
+}

@@ -569,6 +569,11 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             .spawn("sessions", move |shutdown| {
                 while !shutdown.wait(Duration::from_secs(3600)) {}
                 log::info!("stopping sessions before going offline");
+                for p in manager.status_all("session-*") {
+                    if let (Some(id), true) = (session_of(&p.name), p.state.is_live()) {
+                        out.send(status_message(server_id, id, SessionStatus::Stopping, None));
+                    }
+                }
                 if let Err(e) = manager.shutdown() {
                     log::error!("sessions did not all stop cleanly: {e}");
                 }
