@@ -28,6 +28,23 @@ impl ReadinessCheck {
     }
 }
 
+impl ReadinessCheck {
+    /// Ready while `flag` is set (e.g. a consumer is attached to its queue).
+    pub fn flag(
+        name: &'static str,
+        flag: Arc<std::sync::atomic::AtomicBool>,
+        not_ready: &'static str,
+    ) -> Self {
+        ReadinessCheck::new(name, move || {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(not_ready.into())
+            }
+        })
+    }
+}
+
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub struct HealthServer {

@@ -221,6 +221,29 @@ impl Supervisor {
     }
 }
 
+/// The whole `main` of a daemon: JSON logs; configuration from the environment (a bad value
+/// exits 78 with one line naming the variable); its threads started (a failure exits 1 with
+/// the reason); then wait for a signal, drain, and exit with the supervisor's code.
+pub fn run_daemon<C>(
+    from_env: impl FnOnce(&crate::config::Env) -> Result<C, crate::config::ConfigError>,
+    start: impl FnOnce(C, &mut Supervisor) -> Result<(), String>,
+) -> ! {
+    crate::telemetry::init();
+    let config = match from_env(&crate::config::Env::from_process()) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(78); // EX_CONFIG
+        }
+    };
+    let mut supervisor = Supervisor::new();
+    if let Err(e) = start(config, &mut supervisor) {
+        log::error!("cannot start: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(supervisor.run(DRAIN_DEADLINE).exit_code());
+}
+
 fn forward_os_signals(tx: Sender<()>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;

@@ -1,7 +1,7 @@
 //! Declaring the exchanges and queues of the RabbitMQ contract (idempotent).
 
 use amiquip::{
-    AmqpValue, Channel, Exchange, ExchangeDeclareOptions, ExchangeType, FieldTable,
+    AmqpValue, Channel, Exchange, ExchangeDeclareOptions, ExchangeType, FieldTable, Queue,
     QueueDeclareOptions,
 };
 
@@ -31,17 +31,18 @@ pub fn declare_external_exchange<'a>(
     durable_topic(channel, name)
 }
 
-/// `processor-events` (bound to the host event keys) and its dead-letter queue. The broker's own
-/// dead-lettering also points at the DLQ, as a safety net for anything rejected without a reason.
-pub fn declare_processor_queues(channel: &Channel) -> amiquip::Result<()> {
-    let exchange = declare_manman_exchange(channel)?;
-    channel.queue_declare(
-        routing::PROCESSOR_DLQ,
-        QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        },
-    )?;
+/// A durable queue and its durable dead-letter queue: the broker's own dead-lettering points
+/// at the DLQ too, as a safety net for anything rejected without our reason header.
+pub fn declare_queue_with_dlq<'a>(
+    channel: &'a Channel,
+    queue: &str,
+    dlq: &str,
+) -> amiquip::Result<Queue<'a>> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel.queue_declare(dlq, durable.clone())?;
     let mut args = FieldTable::new();
     args.insert(
         "x-dead-letter-exchange".into(),
@@ -49,16 +50,21 @@ pub fn declare_processor_queues(channel: &Channel) -> amiquip::Result<()> {
     );
     args.insert(
         "x-dead-letter-routing-key".into(),
-        AmqpValue::LongString(routing::PROCESSOR_DLQ.into()),
+        AmqpValue::LongString(dlq.into()),
     );
-    let queue = channel.queue_declare(
-        routing::PROCESSOR_QUEUE,
+    channel.queue_declare(
+        queue,
         QueueDeclareOptions {
-            durable: true,
             arguments: args,
-            ..QueueDeclareOptions::default()
+            ..durable
         },
-    )?;
+    )
+}
+
+/// `processor-events` (bound to the host event keys) and its dead-letter queue.
+pub fn declare_processor_queues(channel: &Channel) -> amiquip::Result<()> {
+    let exchange = declare_manman_exchange(channel)?;
+    let queue = declare_queue_with_dlq(channel, routing::PROCESSOR_QUEUE, routing::PROCESSOR_DLQ)?;
     for key in routing::PROCESSOR_BINDINGS {
         queue.bind(&exchange, key, FieldTable::new())?;
     }

@@ -461,13 +461,11 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         let connected = connected.clone();
         HealthServer::bind(
             &config.health_addr,
-            vec![ReadinessCheck::new("broker", move || {
-                if connected.load(Ordering::SeqCst) {
-                    Ok(())
-                } else {
-                    Err("command consumer is not connected".into())
-                }
-            })],
+            vec![ReadinessCheck::flag(
+                "broker",
+                connected,
+                "command consumer is not connected",
+            )],
             None,
         )?
     };

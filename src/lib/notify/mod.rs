@@ -4,11 +4,11 @@
 //! retried with backoff a bounded number of times; then the event goes to `notify-events-dlq`
 //! with the reason. Nothing is acknowledged before it is delivered or dead-lettered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amiquip::{AmqpValue, Channel, Delivery, FieldTable, QueueDeclareOptions};
+use amiquip::{Channel, Delivery, FieldTable};
 use serde_json::{json, Value};
 
 use crate::bus::{
@@ -174,27 +174,7 @@ impl BatchHandler for Notifier {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
         let exchange =
             topology::declare_external_exchange(channel, &self.config.external_exchange)?;
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel.queue_declare(DLQ, durable.clone())?;
-        let mut args = FieldTable::new();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AmqpValue::LongString(String::new()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AmqpValue::LongString(DLQ.into()),
-        );
-        let queue = channel.queue_declare(
-            QUEUE,
-            QueueDeclareOptions {
-                arguments: args,
-                ..durable
-            },
-        )?;
+        let queue = topology::declare_queue_with_dlq(channel, QUEUE, DLQ)?;
         queue.bind(&exchange, "manman.#", FieldTable::new())?;
         Ok(())
     }
@@ -249,13 +229,11 @@ pub fn start(config: NotifyConfig, supervisor: &mut Supervisor) -> Result<Runnin
         let m = metrics.clone();
         HealthServer::bind(
             &config.health_addr,
-            vec![ReadinessCheck::new("broker", move || {
-                if connected.load(Ordering::SeqCst) {
-                    Ok(())
-                } else {
-                    Err("consumer is not connected".into())
-                }
-            })],
+            vec![ReadinessCheck::flag(
+                "broker",
+                connected,
+                "consumer is not connected",
+            )],
             Some(Arc::new(move || {
                 let mut out = String::new();
                 render_sample(

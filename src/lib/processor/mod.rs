@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod relay;
 pub mod stale;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,13 +81,7 @@ pub fn start(
             &config.health_addr,
             vec![
                 ReadinessCheck::new("database", move || db::ping(&pool)),
-                ReadinessCheck::new("broker", move || {
-                    if connected.load(Ordering::SeqCst) {
-                        Ok(())
-                    } else {
-                        Err("consumer is not connected".into())
-                    }
-                }),
+                ReadinessCheck::flag("broker", connected, "consumer is not connected"),
             ],
             Some(Arc::new(move || m.render())),
         )?
