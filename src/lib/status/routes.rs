@@ -212,19 +212,28 @@ impl StatusApi {
         (label, response)
     }
 
-    /// Runs `f` on the worker's connection, (re)connecting as needed; a failed connection is
-    /// dropped so the next request gets a fresh one.
+    /// Runs `f` on the worker's connection, (re)connecting as needed. A kept connection may
+    /// have died while idle (a database restart): that failure is retried once on a fresh
+    /// connection instead of being answered with 503.
     fn with_db<T>(
         &self,
         conn: &mut Option<CachedConnection>,
-        f: impl FnOnce(&mut CachedConnection) -> Result<T, postgres::Error>,
+        f: impl Fn(&mut CachedConnection) -> Result<T, postgres::Error>,
     ) -> Result<T, Failure> {
-        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        let kept = conn.as_ref().is_some_and(|c| !c.is_closed());
+        if !kept {
             *conn = Some(CachedConnection::new(self.pool.get()?));
         }
-        let result = f(conn.as_mut().expect("just set"));
-        if result.is_err() {
+        let mut result = f(conn.as_mut().expect("just set"));
+        if let Err(e) = &result {
             *conn = None;
+            if kept && crate::db::classify(e) == crate::db::FailureKind::Outage {
+                *conn = Some(CachedConnection::new(self.pool.get()?));
+                result = f(conn.as_mut().expect("just set"));
+                if result.is_err() {
+                    *conn = None;
+                }
+            }
         }
         Ok(result?)
     }
