@@ -42,17 +42,7 @@ fn main() {
 
     let mut sup = Supervisor::new();
     let p = processor::start(
-        ProcessorConfig {
-            rabbitmq_url: vhost.url(),
-            database: db.config.clone(),
-            external_exchange: "external".into(),
-            stale_threshold: Duration::from_secs(3600),
-            stale_interval: Duration::from_secs(3600),
-            health_addr: "127.0.0.1:0".into(),
-            prefetch: 500,
-            max_batch: 200,
-            pool: PoolSettings::default(),
-        },
+        ProcessorConfig::embedded(vhost.url(), db.config.clone()),
         &mut sup,
     )
     .unwrap();

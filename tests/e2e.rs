@@ -70,17 +70,7 @@ impl Stack {
         let vhost = TestVhost::new();
         let mut sup = Supervisor::new();
         let running = processor::start(
-            ProcessorConfig {
-                rabbitmq_url: vhost.url(),
-                database: db.config.clone(),
-                external_exchange: "external".into(),
-                stale_threshold: Duration::from_secs(3600),
-                stale_interval: Duration::from_secs(3600),
-                health_addr: "127.0.0.1:0".into(),
-                prefetch: 100,
-                max_batch: 50,
-                pool: PoolSettings::default(),
-            },
+            ProcessorConfig::embedded(vhost.url(), db.config.clone()),
             &mut sup,
         )
         .unwrap();

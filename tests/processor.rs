@@ -29,20 +29,13 @@ struct Harness {
 
 fn test_config(db: &TestDb, vhost: &TestVhost) -> ProcessorConfig {
     ProcessorConfig {
-        rabbitmq_url: vhost.url(),
-        database: db.config.clone(),
-        external_exchange: "external".into(),
-        stale_threshold: Duration::from_secs(3600),
-        stale_interval: Duration::from_secs(3600),
-        health_addr: "127.0.0.1:0".into(),
-        prefetch: 500,
-        max_batch: 200,
         pool: PoolSettings {
             max_size: 5,
             min_idle: 1,
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(2),
         },
+        ..ProcessorConfig::embedded(vhost.url(), db.config.clone())
     }
 }
 

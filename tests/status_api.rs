@@ -378,17 +378,7 @@ fn sessions_moved_by_the_processor_show_up() {
 
     let mut sup = Supervisor::new();
     let running = processor::start(
-        ProcessorConfig {
-            rabbitmq_url: vhost.url(),
-            database: db.config.clone(),
-            external_exchange: "external".into(),
-            stale_threshold: Duration::from_secs(3600),
-            stale_interval: Duration::from_secs(3600),
-            health_addr: "127.0.0.1:0".into(),
-            prefetch: 100,
-            max_batch: 50,
-            pool: PoolSettings::default(),
-        },
+        ProcessorConfig::embedded(vhost.url(), db.config.clone()),
         &mut sup,
     )
     .unwrap();

@@ -92,6 +92,17 @@ fn host_json(s: &pb::Server) -> Value {
     json!({"server_id": s.server_id, "name": s.name, "status": s.status, "last_seen_ms": s.last_seen_ms})
 }
 
+const HOST_HEADERS: [&str; 4] = ["ID", "NAME", "STATUS", "LAST SEEN"];
+
+fn host_row(s: &pb::Server) -> Vec<String> {
+    vec![
+        s.server_id.to_string(),
+        s.name.clone(),
+        s.status.clone(),
+        when(s.last_seen_ms),
+    ]
+}
+
 fn session_json(s: &pb::Session) -> Value {
     json!({
         "session_id": s.session_id, "sgc_id": s.sgc_id, "server_id": s.server_id, "status": s.status,
@@ -143,22 +154,11 @@ pub fn host_list(ctx: &Ctx) -> Outcome {
     let r = ctx
         .client
         .list_servers_opt(&pb::ListServersRequest {}, ctx.opt())?;
-    let rows = r
-        .servers
-        .iter()
-        .map(|s| {
-            vec![
-                s.server_id.to_string(),
-                s.name.clone(),
-                s.status.clone(),
-                when(s.last_seen_ms),
-            ]
-        })
-        .collect();
+    let rows = r.servers.iter().map(host_row).collect();
     print(
         ctx,
         json!(r.servers.iter().map(host_json).collect::<Vec<_>>()),
-        &["ID", "NAME", "STATUS", "LAST SEEN"],
+        &HOST_HEADERS,
         rows,
     );
     Ok(())
@@ -459,19 +459,8 @@ pub fn status(ctx: &Ctx) -> Outcome {
         live.total
     );
     if !hosts.servers.is_empty() {
-        let rows: Vec<Vec<String>> = hosts
-            .servers
-            .iter()
-            .map(|s| {
-                vec![
-                    s.server_id.to_string(),
-                    s.name.clone(),
-                    s.status.clone(),
-                    when(s.last_seen_ms),
-                ]
-            })
-            .collect();
-        print!("\n{}", table(&["ID", "NAME", "STATUS", "LAST SEEN"], &rows));
+        let rows: Vec<Vec<String>> = hosts.servers.iter().map(host_row).collect();
+        print!("\n{}", table(&HOST_HEADERS, &rows));
     }
     if !live.sessions.is_empty() {
         let rows: Vec<Vec<String>> = live.sessions.iter().map(session_row).collect();

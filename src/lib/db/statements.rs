@@ -4,9 +4,23 @@
 use std::collections::HashMap;
 
 use postgres::types::ToSql;
-use postgres::{Row, Statement, Transaction};
+use postgres::{GenericClient, Row, Statement, Transaction};
 
 use super::PooledConnection;
+
+/// The statement for `sql`, prepared on `client` the first time and taken from `cache` after.
+fn prepare_cached(
+    client: &mut impl GenericClient,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(st) = cache.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = client.prepare(sql)?;
+    cache.insert(sql, st.clone());
+    Ok(st)
+}
 
 /// A pooled connection kept by one thread, with the statements it has prepared.
 pub struct CachedConnection {
@@ -27,12 +41,7 @@ impl CachedConnection {
     }
 
     fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
-        if let Some(st) = self.cache.get(sql) {
-            return Ok(st.clone());
-        }
-        let st = self.conn.prepare(sql)?;
-        self.cache.insert(sql, st.clone());
-        Ok(st)
+        prepare_cached(&mut *self.conn, &mut self.cache, sql)
     }
 
     /// A query outside any explicit transaction (a read).
@@ -79,12 +88,7 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
-        if let Some(st) = self.cache.get(sql) {
-            return Ok(st.clone());
-        }
-        let st = self.inner.prepare(sql)?;
-        self.cache.insert(sql, st.clone());
-        Ok(st)
+        prepare_cached(&mut self.inner, self.cache, sql)
     }
 
     pub fn query(

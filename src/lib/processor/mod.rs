@@ -38,6 +38,23 @@ pub struct ProcessorConfig {
 }
 
 impl ProcessorConfig {
+    /// For running the processor inside another program (tests, benchmarks): the contract's
+    /// external exchange, an ephemeral loopback health port, stale-host checks effectively
+    /// off (hourly, one-hour threshold), default batching and pool.
+    pub fn embedded(rabbitmq_url: String, database: postgres::Config) -> Self {
+        ProcessorConfig {
+            rabbitmq_url,
+            database,
+            external_exchange: routing::DEFAULT_EXTERNAL_EXCHANGE.into(),
+            stale_threshold: Duration::from_secs(3600),
+            stale_interval: Duration::from_secs(3600),
+            health_addr: "127.0.0.1:0".into(),
+            prefetch: 500,
+            max_batch: 200,
+            pool: PoolSettings::default(),
+        }
+    }
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(ProcessorConfig {
             rabbitmq_url: config::rabbitmq_url(env)?,
