@@ -163,7 +163,9 @@ impl Inner {
         }
         let process = lock(&self.processes)
             .entry(spec.name.clone())
-            .or_insert_with(|| Arc::new(ManagedProcess::new(spec.clone(), true)))
+            // Not desired until `start` says so under the process lock: otherwise the
+            // reconciler could see "desired, stopped" in between and start it too.
+            .or_insert_with(|| Arc::new(ManagedProcess::new(spec.clone(), false)))
             .clone();
         let name = spec.name.clone();
         match process.start(spec, self.context()) {
