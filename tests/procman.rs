@@ -77,8 +77,10 @@ fn crash_restarts_with_growing_backoff_then_gives_up() {
     let f = manager();
     let mut spec = sh("crasher", "exit 3");
     spec.restart = RestartPolicy::OnFailure;
-    spec.backoff_initial = Duration::from_millis(50);
-    spec.backoff_multiplier = 2.0;
+    // Delays far apart (100, 300, 900, 2700 ms) so that spawn time on a loaded machine, which
+    // adds to every measured gap, cannot hide the growth.
+    spec.backoff_initial = Duration::from_millis(100);
+    spec.backoff_multiplier = 3.0;
     spec.backoff_max = Duration::from_secs(5);
     spec.retry_limit = 4;
     f.manager.start(spec).unwrap();
@@ -101,7 +103,7 @@ fn crash_restarts_with_growing_backoff_then_gives_up() {
         .map(|i| (starts[i] - exits[i - 1]).num_milliseconds())
         .collect();
     for (i, gap) in gaps.iter().enumerate() {
-        let expected = 50 * (1 << i);
+        let expected = 100 * 3i64.pow(i as u32);
         assert!(
             *gap >= expected,
             "gap {i} was {gap} ms, backoff is {expected} ms"
