@@ -1,7 +1,7 @@
 //! Generates the gRPC messages and services from `proto/` (prost + grpcio; needs `protoc`).
 
 fn main() {
-    let protos = ["proto/manman/v1/api.proto"];
+    let protos = ["proto/manman/v1/api.proto", "proto/manman/v1/logs.proto"];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

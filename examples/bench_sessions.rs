@@ -62,6 +62,7 @@ fn main() {
                 max_size: 16,
                 ..PoolSettings::default()
             },
+            archive: None,
         },
         &mut sup,
     )

@@ -77,6 +77,8 @@ ensure_rust_build_deps() {
   command -v c++ >/dev/null || missing+=(g++)
   command -v cmake >/dev/null || missing+=(cmake)          # gRPC's C core (grpcio-sys)
   command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)   # openssl-sys (rust-s3's TLS)
+  [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use manman::api::{self, ApiConfig};
 use manman::db::PoolSettings;
 use manman::host::{self, HostConfig, RunningHost};
-use manman::lifecycle::{StopHandle, Supervisor};
+use manman::lifecycle::Supervisor;
 use manman::processor::{self, ProcessorConfig};
 use manman::proto::v1 as pb;
 use support::*;
@@ -19,37 +19,6 @@ const T: Duration = Duration::from_secs(30);
 
 fn game_script() -> String {
     format!("{}/scripts/test-game", env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Daemon {
-    stop: StopHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn run(sup: Supervisor) -> Daemon {
-        let stop = sup.stop_handle();
-        let thread = std::thread::spawn(move || {
-            sup.run(Duration::from_secs(30));
-        });
-        Daemon {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 struct Stack {
@@ -90,6 +59,7 @@ impl Stack {
                 command_timeout: Duration::from_secs(5),
                 threads: 2,
                 pool: PoolSettings::default(),
+                archive: None,
             },
             &mut sup,
         )

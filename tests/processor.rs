@@ -118,62 +118,6 @@ impl Drop for Harness {
 
 // ---- fixtures -------------------------------------------------------------------------------
 
-fn add_host(c: &mut postgres::Client, status: HostStatus) -> i64 {
-    c.query_one(
-        "INSERT INTO servers (name, status, last_seen) VALUES ($1, $2, CASE WHEN $2 = 'online' THEN now() END)
-         RETURNING server_id",
-        &[&unique_name("host"), &status.as_str()],
-    )
-    .unwrap()
-    .get(0)
-}
-
-/// A session on `server_id` in `status`, holding `ports`. Returns (sgc_id, session_id).
-fn add_session(
-    c: &mut postgres::Client,
-    server_id: i64,
-    status: SessionStatus,
-    ports: &[i32],
-) -> (i64, i64) {
-    let game: i64 = c
-        .query_one(
-            "INSERT INTO games (name) VALUES ($1) RETURNING game_id",
-            &[&unique_name("game")],
-        )
-        .unwrap()
-        .get(0);
-    let config: i64 = c
-        .query_one(
-            "INSERT INTO game_configs (game_id, name, command) VALUES ($1, 'default', '/bin/true')
-             RETURNING config_id",
-            &[&game],
-        )
-        .unwrap()
-        .get(0);
-    let sgc: i64 = c
-        .query_one(
-            "INSERT INTO server_game_configs (server_id, game_config_id) VALUES ($1, $2) RETURNING sgc_id",
-            &[&server_id, &config],
-        )
-        .unwrap()
-        .get(0);
-    let session: i64 = c
-        .query_one(
-            "INSERT INTO sessions (sgc_id, status) VALUES ($1, $2) RETURNING session_id",
-            &[&sgc, &status.as_str()],
-        )
-        .unwrap()
-        .get(0);
-    for port in ports {
-        c.execute(
-            "INSERT INTO server_ports (server_id, port, session_id) VALUES ($1, $2, $3)",
-            &[&server_id, port, &session],
-        )
-        .unwrap();
-    }
-    (sgc, session)
-}
-
 #[derive(Debug)]
 struct SessionRow {
     status: String,

@@ -19,6 +19,7 @@ use manman::proto::v1 as pb;
                   manman deploy --server 1 --config 1 --port 25565\n  \
                   manman session start 1\n  \
                   manman session input 1 'say hello'\n  \
+                  manman logs 1 -f\n  \
                   manman session stop 1\n\n\
                   Configuration comes from the environment: API_ADDRESS (default 127.0.0.1:50051) \
                   for everything but migrate; DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME) \
@@ -75,6 +76,26 @@ enum Command {
     /// Sessions: runs of a deployment.
     #[command(subcommand)]
     Session(SessionCmd),
+    /// A session's console: the lines still buffered live, `-f` to follow, or archived
+    /// lines with --since/--until.
+    Logs {
+        session: i64,
+        /// Keep streaming new lines (resumes after a reconnect without repeats).
+        #[arg(short, long, conflicts_with_all = ["since", "until"])]
+        follow: bool,
+        /// Archived lines from this time: RFC 3339 (2026-11-23T18:00:00Z) or an age (10m, 2h, 1d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Archived lines before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Most archived lines to print.
+        #[arg(long, default_value_t = 10_000)]
+        limit: i64,
+        /// The log processor serving live lines.
+        #[arg(long, env = "LOG_PROCESSOR_ADDRESS", default_value = "127.0.0.1:50053")]
+        log_processor: String,
+    },
     /// Hosts and live sessions at a glance.
     Status,
 }
@@ -239,6 +260,25 @@ fn main() {
         ),
         Command::Session(SessionCmd::Show { id }) => control::session_show(&ctx, id),
         Command::Session(SessionCmd::Input { id, text }) => control::session_input(&ctx, id, &text),
+        Command::Logs {
+            session,
+            follow,
+            since,
+            until,
+            limit,
+            log_processor,
+        } => manman::cli::logs::run(
+            &ctx.client,
+            &log_processor,
+            &manman::cli::logs::LogsRequest {
+                session_id: session,
+                follow,
+                since,
+                until,
+                limit,
+                json: cli.json,
+            },
+        ),
         Command::Status => control::status(&ctx),
     };
     if let Err(f) = result {

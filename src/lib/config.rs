@@ -102,6 +102,13 @@ pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/manman";
 
 /// `RABBITMQ_URL`, checked for an amqp scheme. The vhost inside it isolates environments.
+/// This machine's name (a default for names that must differ between machines).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 pub fn rabbitmq_url(env: &Env) -> Result<String, ConfigError> {
     let url = env.string("RABBITMQ_URL", DEFAULT_RABBITMQ_URL);
     if !url.starts_with("amqp://") {

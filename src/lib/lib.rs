@@ -19,6 +19,10 @@ pub mod host;
 pub mod http;
 /// Signals, supervised threads, drain deadline.
 pub mod lifecycle;
+/// `manman-log-processor`: live log fan-out over gRPC and per-minute archival to S3.
+pub mod logs;
+/// Archived session logs: S3 objects and their line format.
+pub mod logstore;
 /// Prometheus counters, gauges, histograms.
 pub mod metrics;
 /// `manman-notify`: external events → webhook notifications.

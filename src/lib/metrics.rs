@@ -24,6 +24,17 @@ impl Counter {
 pub struct Gauge(AtomicU64);
 
 impl Gauge {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Never below zero.
+    pub fn sub(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
     pub fn set(&self, v: u64) {
         self.0.store(v, Ordering::Relaxed);
     }

@@ -88,8 +88,8 @@ impl Drop for ScratchDb {
     }
 }
 
-/// Runs `rabbitmqctl` and panics with its stderr if it fails.
-pub fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl` and panics with its stderr if it fails; returns its stdout.
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl")
         .args(args)
         .output()
@@ -99,6 +99,7 @@ pub fn rabbitmqctl(args: &[&str]) {
         "rabbitmqctl {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A private RabbitMQ vhost for `guest`, deleted with everything in it on drop.
@@ -128,5 +129,43 @@ impl Drop for ScratchVhost {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_vhost", &self.name])
             .output();
+    }
+}
+
+/// The loopback S3 server tests use (`MANMAN_TEST_S3_ENDPOINT`, default moto on port 9000,
+/// started by `scripts/services s3`).
+pub fn s3_endpoint() -> String {
+    std::env::var("MANMAN_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
+}
+
+/// A private S3 bucket, emptied and deleted on drop.
+pub struct ScratchBucket {
+    pub config: crate::logstore::S3Config,
+    pub store: crate::logstore::ObjectStore,
+}
+
+impl ScratchBucket {
+    pub fn new() -> ScratchBucket {
+        // Bucket names: lowercase letters, digits and dashes.
+        let name = unique_name("mmtest").replace('_', "-");
+        let config = crate::logstore::S3Config::local(&s3_endpoint(), &name);
+        let store = crate::logstore::ObjectStore::new(&config).expect("S3 client");
+        store
+            .ensure_bucket()
+            .expect("create a scratch bucket (is the S3 server running? scripts/services s3)");
+        ScratchBucket { config, store }
+    }
+}
+
+impl Default for ScratchBucket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ScratchBucket {
+    fn drop(&mut self) {
+        let _ = self.store.delete_all("");
+        let _ = self.store.delete_bucket();
     }
 }

@@ -6,6 +6,9 @@ pub mod proxy;
 
 use std::time::Duration;
 
+use manman::lifecycle::{StopHandle, Supervisor};
+use manman::wire::{HostStatus, SessionStatus};
+
 use amiquip::{
     AmqpProperties, Connection, ConsumerMessage, ConsumerOptions, Exchange, ExchangeDeclareOptions,
     ExchangeType, FieldTable, Publish, QueueDeclareOptions,
@@ -133,7 +136,7 @@ impl Collector {
         )
     }
 
-    /// Reads an existing queue by name (e.g. the DLQ).
+    /// Reads an existing queue by name (e.g. the DLQ); it must exist already.
     pub fn queue(vhost: &TestVhost, queue: &str) -> Collector {
         Self::start(vhost, None, Some(queue.to_string()))
     }
@@ -164,15 +167,8 @@ impl Collector {
                     q.bind(&ex, pattern.clone(), FieldTable::new()).unwrap();
                     q
                 }
-                (None, Some(name)) => channel
-                    .queue_declare(
-                        name.clone(),
-                        QueueDeclareOptions {
-                            durable: true,
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap(),
+                // Passive: the daemon under test declared it, with its own arguments.
+                (None, Some(name)) => channel.queue_declare_passive(name.clone()).unwrap(),
                 _ => unreachable!(),
             };
             let consumer = q
@@ -263,4 +259,93 @@ pub fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
     let json = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {body}"));
     (status, json)
+}
+
+/// A host row in `status`.
+pub fn add_host(c: &mut postgres::Client, status: HostStatus) -> i64 {
+    c.query_one(
+        "INSERT INTO servers (name, status, last_seen) VALUES ($1, $2, CASE WHEN $2 = 'online' THEN now() END)
+         RETURNING server_id",
+        &[&unique_name("host"), &status.as_str()],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A session on `server_id` in `status`, holding `ports`. Returns (sgc_id, session_id).
+pub fn add_session(
+    c: &mut postgres::Client,
+    server_id: i64,
+    status: SessionStatus,
+    ports: &[i32],
+) -> (i64, i64) {
+    let game: i64 = c
+        .query_one(
+            "INSERT INTO games (name) VALUES ($1) RETURNING game_id",
+            &[&unique_name("game")],
+        )
+        .unwrap()
+        .get(0);
+    let config: i64 = c
+        .query_one(
+            "INSERT INTO game_configs (game_id, name, command) VALUES ($1, 'default', '/bin/true')
+             RETURNING config_id",
+            &[&game],
+        )
+        .unwrap()
+        .get(0);
+    let sgc: i64 = c
+        .query_one(
+            "INSERT INTO server_game_configs (server_id, game_config_id) VALUES ($1, $2) RETURNING sgc_id",
+            &[&server_id, &config],
+        )
+        .unwrap()
+        .get(0);
+    let session: i64 = c
+        .query_one(
+            "INSERT INTO sessions (sgc_id, status) VALUES ($1, $2) RETURNING session_id",
+            &[&sgc, &status.as_str()],
+        )
+        .unwrap()
+        .get(0);
+    for port in ports {
+        c.execute(
+            "INSERT INTO server_ports (server_id, port, session_id) VALUES ($1, $2, $3)",
+            &[&server_id, port, &session],
+        )
+        .unwrap();
+    }
+    (sgc, session)
+}
+
+/// A supervisor running on its own thread, stopped (and drained) on drop.
+pub struct Daemon {
+    stop: StopHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub fn run(sup: Supervisor) -> Daemon {
+        let stop = sup.stop_handle();
+        let thread = std::thread::spawn(move || {
+            sup.run(Duration::from_secs(30));
+        });
+        Daemon {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }

@@ -3,6 +3,7 @@
 //! request/reply over RabbitMQ with a timeout.
 
 mod error;
+pub mod history;
 mod service;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::bus::{self, topology, RpcClient};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
 use crate::lifecycle::{ShutdownSignal, Supervisor};
+use crate::logstore::{ObjectStore, S3Config};
 
 pub use error::ApiError;
 pub use service::ApiService;
@@ -25,6 +27,8 @@ pub struct ApiConfig {
     pub command_timeout: Duration,
     pub threads: usize,
     pub pool: PoolSettings,
+    /// Where archived logs are read from (`GetHistoricalLogs`); `None` without `S3_BUCKET`.
+    pub archive: Option<S3Config>,
 }
 
 impl ApiConfig {
@@ -38,6 +42,10 @@ impl ApiConfig {
             pool: PoolSettings {
                 max_size: 8,
                 ..PoolSettings::default()
+            },
+            archive: match env.get("S3_BUCKET") {
+                Some(_) => Some(S3Config::from_env(env)?),
+                None => None,
             },
         })
     }
@@ -64,7 +72,11 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
         let _ = conn.close();
     }
     let rpc = RpcClient::start(&config.rabbitmq_url).map_err(|e| e.to_string())?;
-    let service = ApiService::new(pool, rpc, config.command_timeout);
+    let archive = match &config.archive {
+        Some(s3) => Some(ObjectStore::new(s3).map_err(|e| format!("S3 configuration: {e}"))?),
+        None => None,
+    };
+    let service = ApiService::new(pool, rpc, config.command_timeout, archive);
     let env = Arc::new(grpcio::Environment::new(config.threads.max(1)));
     let mut server = grpcio::ServerBuilder::new(env)
         .register_service(crate::proto::v1::create_man_man_api(service))

@@ -13,6 +13,7 @@ use crate::bus::{OutgoingMessage, RpcClient, RpcError};
 use crate::db::catalog::{self, ConfigRow, HostRow};
 use crate::db::sessions::{self, ListFilter, SessionView, StartConflict};
 use crate::db::DbPool;
+use crate::logstore::ObjectStore;
 use crate::procman::parse_signal;
 use crate::proto::v1 as pb;
 use crate::wire::commands::{
@@ -31,6 +32,7 @@ struct Inner {
     pool: DbPool,
     rpc: RpcClient,
     command_timeout: Duration,
+    archive: Option<ObjectStore>,
 }
 
 fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> i64 {
@@ -159,12 +161,18 @@ pub(crate) fn respond<T: Send + 'static>(
 }
 
 impl ApiService {
-    pub fn new(pool: DbPool, rpc: RpcClient, command_timeout: Duration) -> Self {
+    pub fn new(
+        pool: DbPool,
+        rpc: RpcClient,
+        command_timeout: Duration,
+        archive: Option<ObjectStore>,
+    ) -> Self {
         ApiService {
             inner: Arc::new(Inner {
                 pool,
                 rpc,
                 command_timeout,
+                archive,
             }),
         }
     }
@@ -628,4 +636,6 @@ rpc! {
     start_session(pb::StartSessionRequest) -> pb::StartSessionResponse => |s, r| s.start_session(r);
     stop_session(pb::StopSessionRequest) -> pb::StopSessionResponse => |s, r| s.stop_session(r);
     send_input(pb::SendInputRequest) -> pb::SendInputResponse => |s, r| s.send_input(r);
+    get_historical_logs(pb::GetHistoricalLogsRequest) -> pb::GetHistoricalLogsResponse => |s, r|
+        super::history::historical_logs(&s.inner.pool, s.inner.archive.as_ref(), r);
 }

@@ -54,6 +54,16 @@ impl OutgoingMessage {
         self
     }
 
+    /// Publishes without waiting for a confirm (for dead letters of fire-and-forget streams,
+    /// where the channel's ordering before the ack is enough).
+    pub fn publish_unconfirmed(&self, channel: &Channel) -> Result<(), BusError> {
+        channel.basic_publish(
+            self.exchange.clone(),
+            Publish::with_properties(&self.body, self.routing_key.clone(), self.properties()),
+        )?;
+        Ok(())
+    }
+
     fn properties(&self) -> AmqpProperties {
         let mut props = AmqpProperties::default()
             .with_content_type("application/json".into())

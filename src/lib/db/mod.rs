@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod inbox;
+pub mod log_references;
 pub mod migrate;
 pub mod outbox;
 pub mod servers;

@@ -44,15 +44,9 @@ pub struct HostConfig {
     pub heartbeat: Duration,
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 impl HostConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let server_name = env.string("SERVER_NAME", &hostname());
+        let server_name = env.string("SERVER_NAME", &config::hostname());
         if server_name.is_empty() {
             return Err(ConfigError::new("SERVER_NAME", "must not be empty"));
         }

@@ -9,6 +9,8 @@ pub const PROCESSOR_QUEUE: &str = "processor-events";
 pub const PROCESSOR_DLQ: &str = "processor-events-dlq";
 pub const PROCESSOR_BINDINGS: [&str; 3] = ["status.host.#", "status.session.#", "health.#"];
 
+/// Unreadable `logs.session.*` messages, with the reason header.
+pub const LOG_DLQ: &str = "log-processor-dlq";
 /// Header carrying why a message was dead-lettered.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-manman-dead-letter-reason";
 
@@ -26,6 +28,12 @@ pub fn host_health(server_id: i64) -> String {
 
 pub fn session_logs(session_id: i64) -> String {
     format!("logs.session.{session_id}")
+}
+
+/// One log processor's own queue for a session's lines. Each instance consumes its own copy,
+/// so replicas never split one queue's messages between them.
+pub fn session_log_queue(session_id: i64, instance: &str) -> String {
+    format!("logs.session.{session_id}.{instance}")
 }
 
 pub fn host_commands_queue(server_id: i64) -> String {

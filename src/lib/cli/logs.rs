@@ -1,0 +1,187 @@
+//! `manman logs`: a session's console, live from the log processor (`-f` follows and resumes
+//! after reconnects) or archived from the API (`--since` / `--until`).
+
+use std::time::Duration;
+
+use grpcio::{CallOption, RpcStatusCode};
+use serde_json::json;
+
+use super::control::{Failure, Outcome};
+use crate::proto::v1 as pb;
+use crate::retry::Backoff;
+
+pub struct LogsRequest {
+    pub session_id: i64,
+    pub follow: bool,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: i64,
+    pub json: bool,
+}
+
+/// `2026-11-23T18:00:00Z`, or a time ago: `90s`, `10m`, `2h`, `1d`. Unix milliseconds.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = number.parse().map_err(|_| {
+        format!("bad time {text:?}: use RFC 3339 (2026-11-23T18:00:00Z) or an age like 10m")
+    })?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("bad time {text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(now_ms - n * unit_ms)
+}
+
+fn print_line(m: &pb::LogMessage, as_json: bool) {
+    if m.source == "gap" {
+        eprintln!("-- {} --", m.message);
+        return;
+    }
+    if as_json {
+        println!(
+            "{}",
+            json!({"session_id": m.session_id, "timestamp": m.timestamp, "source": m.source,
+                   "message": m.message, "sequence_number": m.sequence_number})
+        );
+    } else {
+        let time = chrono::DateTime::from_timestamp_millis(m.timestamp)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+            .unwrap_or_default();
+        println!("{time} [{}] {}", m.source, m.message);
+    }
+}
+
+pub fn run(api: &pb::ManManApiClient, log_processor: &str, req: &LogsRequest) -> Outcome {
+    if req.since.is_some() || req.until.is_some() {
+        history(api, req)
+    } else {
+        live(log_processor, req)
+    }
+}
+
+fn history(api: &pb::ManManApiClient, req: &LogsRequest) -> Outcome {
+    let now = chrono::Utc::now().timestamp_millis();
+    let since_ms = req
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()?
+        .unwrap_or(0);
+    let until_ms = req
+        .until
+        .as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()?
+        .unwrap_or(0);
+    let mut offset = 0;
+    loop {
+        let page = (req.limit - offset).clamp(0, 1000);
+        if page == 0 {
+            return Ok(());
+        }
+        let reply = api.get_historical_logs_opt(
+            &pb::GetHistoricalLogsRequest {
+                session_id: req.session_id,
+                since_ms,
+                until_ms,
+                offset,
+                limit: page,
+            },
+            CallOption::default().timeout(Duration::from_secs(60)),
+        )?;
+        for line in &reply.lines {
+            print_line(line, req.json);
+        }
+        offset += reply.lines.len() as i64;
+        if !reply.has_more || reply.lines.is_empty() {
+            if offset == 0 && !req.json {
+                eprintln!("(no archived lines in that range)");
+            }
+            return Ok(());
+        }
+    }
+}
+
+fn live(address: &str, req: &LogsRequest) -> Outcome {
+    let client = crate::logs::client(address);
+    let backoff = Backoff::reconnect();
+    let mut after = 0;
+    let mut failures = 0;
+    loop {
+        let request = pb::StreamSessionLogsRequest {
+            session_id: req.session_id,
+            after_sequence_number: after,
+            backlog_only: !req.follow,
+        };
+        let failure = match client.stream_session_logs(&request) {
+            Ok(stream) => {
+                let mut failure = None;
+                for item in futures::executor::block_on_stream(stream) {
+                    match item {
+                        Ok(m) => {
+                            failures = 0;
+                            after = m.sequence_number;
+                            print_line(&m, req.json);
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match failure {
+                    None if req.follow => {
+                        eprintln!("-- session {} ended --", req.session_id);
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                    Some(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let retryable = match &failure {
+            grpcio::Error::RpcFailure(s) => matches!(
+                s.code(),
+                RpcStatusCode::UNAVAILABLE
+                    | RpcStatusCode::DEADLINE_EXCEEDED
+                    | RpcStatusCode::CANCELLED
+            ),
+            _ => true,
+        };
+        if !req.follow || !retryable {
+            return Err(Failure::from(failure));
+        }
+        let delay = backoff.delay(failures);
+        failures += 1;
+        eprintln!("-- log stream interrupted ({failure}); reconnecting in {delay:?} --");
+        std::thread::sleep(delay);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_ages() {
+        let now = 1_000_000_000;
+        assert_eq!(parse_time("10m", now).unwrap(), now - 600_000);
+        assert_eq!(parse_time("2h", now).unwrap(), now - 7_200_000);
+        assert_eq!(
+            parse_time("2024-11-22T18:26:40Z", now).unwrap(),
+            1_732_300_000_000
+        );
+        assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("10w", now).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Who a session is: the log processor asks PostgreSQL when it has `DATABASE_URL`, else the
+//! control-plane API (`API_ADDRESS`), so it can answer `NOT_FOUND` for unknown sessions.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::db::{sessions, DbPool};
+use crate::proto::v1 as pb;
+use crate::wire::SessionStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session_id: i64,
+    pub sgc_id: i64,
+    pub status: SessionStatus,
+}
+
+pub enum SessionDirectory {
+    Database(DbPool),
+    Api(pb::ManManApiClient),
+}
+
+impl SessionDirectory {
+    pub fn api(address: &str) -> Self {
+        SessionDirectory::Api(crate::api::client(address))
+    }
+
+    /// `Ok(None)` for an unknown session; `Err` when the directory cannot be asked.
+    pub fn lookup(&self, session_id: i64) -> Result<Option<SessionInfo>, String> {
+        match self {
+            SessionDirectory::Database(pool) => {
+                let mut conn = pool
+                    .get()
+                    .map_err(|e| format!("database unavailable: {e}"))?;
+                let view = sessions::get_view(&mut *conn, session_id)
+                    .map_err(|e| format!("database error: {e}"))?;
+                Ok(view.and_then(|v| {
+                    Some(SessionInfo {
+                        session_id,
+                        sgc_id: v.sgc_id,
+                        status: SessionStatus::from_str(&v.status).ok()?,
+                    })
+                }))
+            }
+            SessionDirectory::Api(client) => {
+                let options = grpcio::CallOption::default().timeout(Duration::from_secs(5));
+                match client.get_session_opt(&pb::GetSessionRequest { session_id }, options) {
+                    Ok(reply) => Ok(reply.session.and_then(|s| {
+                        Some(SessionInfo {
+                            session_id,
+                            sgc_id: s.sgc_id,
+                            status: SessionStatus::from_str(&s.status).ok()?,
+                        })
+                    })),
+                    Err(grpcio::Error::RpcFailure(s))
+                        if s.code() == grpcio::RpcStatusCode::NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(format!("API unavailable: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Sessions that may still produce lines (for feeds after a restart); empty without a
+    /// database.
+    pub fn live_sessions(&self) -> Result<Vec<i64>, String> {
+        match self {
+            SessionDirectory::Database(pool) => {
+                let mut conn = pool
+                    .get()
+                    .map_err(|e| format!("database unavailable: {e}"))?;
+                let rows = conn
+                    .query(
+                        "SELECT session_id FROM sessions
+                          WHERE status IN ('pending', 'starting', 'running', 'stopping')",
+                        &[],
+                    )
+                    .map_err(|e| format!("database error: {e}"))?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            }
+            SessionDirectory::Api(_) => Ok(Vec::new()),
+        }
+    }
+}

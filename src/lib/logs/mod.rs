@@ -1,0 +1,333 @@
+//! `manman-log-processor`: live console lines per session, fanned out over gRPC to any number
+//! of clients, and archived per minute to S3 with references in PostgreSQL (seed 002).
+//!
+//! Threads: one feed per buffered session (its own queue copy → its ring), one per streaming
+//! client, the session-events consumer, the archiver, housekeeping, gRPC and health.
+
+mod archiver;
+mod directory;
+mod events;
+mod feed;
+mod metrics;
+mod registry;
+mod ring;
+mod stream;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use archiver::{ArchiveItem, Archiver, ArchiverSettings, ARCHIVER_LOCK_KEY};
+pub use directory::{SessionDirectory, SessionInfo};
+pub use events::session_event;
+pub use metrics::LogMetrics;
+pub use registry::{Registry, RegistrySettings};
+pub use ring::{ReadResult, SessionLog, StoredLine};
+pub use stream::LogStreamService;
+
+use crate::bus::topology::LogQueueArgs;
+use crate::bus::{run_batch_consumer, ConsumerSettings};
+use crate::config::{self, ConfigError, Env};
+use crate::db::{self, PoolSettings};
+use crate::health::{HealthServer, ReadinessCheck};
+use crate::lifecycle::Supervisor;
+use crate::logstore::{ObjectStore, S3Config};
+use crate::wire::routing;
+
+#[derive(Debug, Clone)]
+pub struct LogsConfig {
+    pub rabbitmq_url: String,
+    pub external_exchange: String,
+    /// `0.0.0.0:{GRPC_PORT}`.
+    pub listen: String,
+    pub health_addr: String,
+    /// Names this instance's queues; unique per running instance (default `{hostname}-{GRPC_PORT}`).
+    pub instance: String,
+    pub buffer_ttl: Duration,
+    pub buffer_max_messages: u32,
+    pub debug_output: bool,
+    pub max_clients: u64,
+    /// Where sessions are looked up: PostgreSQL when configured, else the API.
+    pub database: Option<postgres::Config>,
+    pub api_address: String,
+    /// Archival: on when both a database and `S3_BUCKET` are configured.
+    pub archive: Option<S3Config>,
+    pub archiver: ArchiverSettings,
+    /// After a session ends, how long its feed waits for trailing lines.
+    pub end_grace: Duration,
+    pub grpc_threads: usize,
+}
+
+impl LogsConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let grpc_port = env.port("GRPC_PORT", 50053)?;
+        let instance = env.string(
+            "LOG_PROCESSOR_INSTANCE",
+            &format!("{}-{grpc_port}", config::hostname()),
+        );
+        if instance.is_empty()
+            || !instance
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(ConfigError::new(
+                "LOG_PROCESSOR_INSTANCE",
+                "must be letters, digits, - or _",
+            ));
+        }
+        let buffer_ttl = env.seconds("LOG_BUFFER_TTL", 180)?;
+        if buffer_ttl.is_zero() || buffer_ttl.as_millis() > u32::MAX as u128 / 2 {
+            return Err(ConfigError::new(
+                "LOG_BUFFER_TTL",
+                "must be 1 .. 2000000 seconds",
+            ));
+        }
+        let buffer_max_messages: u32 = env.parse("LOG_BUFFER_MAX_MESSAGES", 500)?;
+        if !(1..=1_000_000).contains(&buffer_max_messages) {
+            return Err(ConfigError::new(
+                "LOG_BUFFER_MAX_MESSAGES",
+                "must be 1 .. 1000000",
+            ));
+        }
+        let has_database = ["DATABASE_URL", "DB_HOST", "DB_NAME"]
+            .iter()
+            .any(|v| env.get(v).is_some());
+        let database = if has_database {
+            Some(config::database_config(env)?)
+        } else {
+            None
+        };
+        let archive = match (&database, env.get("S3_BUCKET")) {
+            (Some(_), Some(_)) => Some(S3Config::from_env(env)?),
+            _ => None,
+        };
+        Ok(LogsConfig {
+            rabbitmq_url: config::rabbitmq_url(env)?,
+            external_exchange: env.string("EXTERNAL_EXCHANGE", routing::DEFAULT_EXTERNAL_EXCHANGE),
+            listen: format!("0.0.0.0:{grpc_port}"),
+            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8083)?),
+            instance,
+            buffer_ttl,
+            buffer_max_messages,
+            debug_output: env.flag("DEBUG_LOG_OUTPUT", false)?,
+            max_clients: env.parse("LOG_MAX_CLIENTS", 1000)?,
+            database,
+            api_address: env.string("API_ADDRESS", "127.0.0.1:50051"),
+            archive,
+            archiver: ArchiverSettings {
+                grace: env.seconds("LOG_ARCHIVE_GRACE_SECONDS", 10)?,
+                ..ArchiverSettings::default()
+            },
+            end_grace: Duration::from_secs(3),
+            grpc_threads: env.parse("GRPC_THREADS", 2)?,
+        })
+    }
+
+    fn queue_args(&self) -> LogQueueArgs {
+        let ttl_ms = self.buffer_ttl.as_millis() as u32;
+        LogQueueArgs {
+            message_ttl_ms: ttl_ms,
+            max_length: self.buffer_max_messages,
+            // Unused queues go after the TTL (their lines would have expired by then anyway),
+            // but never sooner than a minute, so a restart finds its queues still there.
+            expires_ms: ttl_ms.max(60_000),
+        }
+    }
+}
+
+pub struct RunningLogProcessor {
+    pub grpc_port: u16,
+    pub health_port: u16,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<LogMetrics>,
+}
+
+/// Wires every thread of the log processor into `supervisor`.
+pub fn start(
+    config: LogsConfig,
+    supervisor: &mut Supervisor,
+) -> Result<RunningLogProcessor, String> {
+    log::info!(broker = config::redact_url(&config.rabbitmq_url).as_str(),
+        instance = config.instance.as_str(), listen = config.listen.as_str(),
+        archival = config.archive.is_some();
+        "starting log processor");
+    let spawn_err = |e: std::io::Error| format!("cannot spawn thread: {e}");
+    let metrics = Arc::new(LogMetrics::default());
+    let pool = match &config.database {
+        Some(db) => Some(db::pool(
+            db.clone(),
+            &PoolSettings {
+                max_size: 4,
+                min_idle: 1,
+                ..PoolSettings::default()
+            },
+        )?),
+        None => None,
+    };
+
+    let archive_tx = match (&config.archive, &pool, &config.database) {
+        (Some(s3), Some(pool), Some(database)) => {
+            let store = ObjectStore::new(s3).map_err(|e| format!("S3 configuration: {e}"))?;
+            let (tx, rx) = crossbeam_channel::bounded(65_536);
+            let archiver = Archiver::new(
+                config.archiver.clone(),
+                store,
+                pool.clone(),
+                database.clone(),
+                metrics.clone(),
+            );
+            supervisor
+                .spawn("archiver", move |s| archiver.run(rx, s))
+                .map_err(spawn_err)?;
+            Some(tx)
+        }
+        _ => None,
+    };
+
+    let shutdown = supervisor.signal();
+    let link = Arc::new(feed::BrokerLink::new(
+        &config.rabbitmq_url,
+        shutdown.clone(),
+    ));
+    let feeds = Arc::new(feed::FeedContext {
+        link: link.clone(),
+        instance: config.instance.clone(),
+        queue_args: config.queue_args(),
+        prefetch: 512,
+        archive: archive_tx.clone(),
+        debug_echo: config.debug_output,
+        metrics: metrics.clone(),
+    });
+    let registry = Arc::new(Registry::new(
+        feeds,
+        RegistrySettings {
+            capacity: config.buffer_max_messages as usize,
+            end_grace: config.end_grace,
+            keep_after_end: config.buffer_ttl,
+        },
+        archive_tx,
+        shutdown.clone(),
+    ));
+    let directory = || match &pool {
+        Some(pool) => SessionDirectory::Database(pool.clone()),
+        None => SessionDirectory::api(&config.api_address),
+    };
+
+    // Sessions already live (after a restart) get their feeds back at once.
+    match directory().live_sessions() {
+        Ok(ids) => {
+            for id in ids {
+                registry.session_started(id).map_err(spawn_err)?;
+            }
+        }
+        Err(e) => log::warn!("cannot list live sessions: {e}"),
+    }
+
+    let consumer_connected = Arc::new(AtomicBool::new(false));
+    {
+        let mut handler = events::SessionEventsHandler {
+            registry: registry.clone(),
+            queue: format!("log-processor-{}-events", config.instance),
+            external_exchange: config.external_exchange.clone(),
+        };
+        let settings = ConsumerSettings {
+            url: config.rabbitmq_url.clone(),
+            queue: handler.queue.clone(),
+            prefetch: 100,
+            max_batch: 100,
+            who: "log-events",
+        };
+        let flag = consumer_connected.clone();
+        supervisor
+            .spawn("log-events", move |s| {
+                run_batch_consumer(&settings, &mut handler, &s, &flag)
+            })
+            .map_err(spawn_err)?;
+    }
+
+    {
+        let registry = registry.clone();
+        let directory = directory();
+        supervisor
+            .spawn("log-housekeeping", move |s| {
+                let mut tick = 0u64;
+                while !s.wait(Duration::from_secs(1)) {
+                    registry.reap();
+                    tick += 1;
+                    if tick % 30 == 0 {
+                        reconcile(&registry, &directory);
+                    }
+                }
+                registry.stop_all();
+                link.close();
+                Ok(())
+            })
+            .map_err(spawn_err)?;
+    }
+
+    let service = LogStreamService::new(
+        registry.clone(),
+        directory(),
+        metrics.clone(),
+        config.max_clients,
+        shutdown,
+    );
+    let env = Arc::new(grpcio::Environment::new(config.grpc_threads.max(1)));
+    let mut server = grpcio::ServerBuilder::new(env)
+        .register_service(crate::proto::v1::create_log_processor(service))
+        .build()
+        .map_err(|e| format!("cannot build gRPC server: {e}"))?;
+    let grpc_port = server
+        .add_listening_port(config.listen.clone(), grpcio::ServerCredentials::insecure())
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    server.start();
+    supervisor
+        .spawn("grpc", move |shutdown| {
+            while !shutdown.wait(Duration::from_secs(3600)) {}
+            let _ = futures::executor::block_on(server.shutdown());
+            Ok(())
+        })
+        .map_err(spawn_err)?;
+
+    let health = {
+        let m = metrics.clone();
+        HealthServer::bind(
+            &config.health_addr,
+            vec![ReadinessCheck::flag(
+                "broker",
+                consumer_connected,
+                "session-events consumer is not connected",
+            )],
+            Some(Arc::new(move || m.render())),
+        )?
+    };
+    let health_port = health.port();
+    supervisor
+        .spawn("health", move |s| health.serve(s))
+        .map_err(spawn_err)?;
+    log::info!(grpc_port = grpc_port, health_port = health_port; "log processor ready");
+    Ok(RunningLogProcessor {
+        grpc_port,
+        health_port,
+        registry,
+        metrics,
+    })
+}
+
+/// Ends the feeds of sessions the database says are over (an end event we missed while down).
+fn reconcile(registry: &Registry, directory: &SessionDirectory) {
+    for id in registry.fed_sessions() {
+        if let Ok(Some(info)) = directory.lookup(id) {
+            if info.status.is_terminal() {
+                registry.session_ended(id);
+            }
+        }
+    }
+}
+
+/// A blocking client for the log processor (`LOG_PROCESSOR_ADDRESS`, the CLI uses it).
+pub fn client(address: &str) -> crate::proto::v1::LogProcessorClient {
+    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let channel = grpcio::ChannelBuilder::new(env).connect(address);
+    crate::proto::v1::LogProcessorClient::new(channel)
+}

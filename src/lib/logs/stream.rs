@@ -1,0 +1,250 @@
+//! `manman.v1.LogProcessor/StreamSessionLogs`: each client gets a plain thread that reads the
+//! session's ring from its own cursor and writes to the gRPC stream, blocking only itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{FutureExt, Sink, SinkExt};
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, WriteFlags};
+
+use super::directory::SessionDirectory;
+use super::metrics::LogMetrics;
+use super::registry::Registry;
+use super::ring::{SessionLog, StoredLine};
+use crate::lifecycle::ShutdownSignal;
+use crate::proto::v1 as pb;
+
+/// Lines written to a client per read of the ring.
+const CHUNK: usize = 256;
+/// How often an idle stream checks that its client is still there.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct LogStreamService {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    registry: Arc<Registry>,
+    directory: SessionDirectory,
+    metrics: Arc<LogMetrics>,
+    max_clients: u64,
+    shutdown: ShutdownSignal,
+}
+
+impl LogStreamService {
+    pub fn new(
+        registry: Arc<Registry>,
+        directory: SessionDirectory,
+        metrics: Arc<LogMetrics>,
+        max_clients: u64,
+        shutdown: ShutdownSignal,
+    ) -> Self {
+        LogStreamService {
+            shared: Arc::new(Shared {
+                registry,
+                directory,
+                metrics,
+                max_clients,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Validates the request and finds (or starts buffering) the session.
+    fn open(&self, req: &pb::StreamSessionLogsRequest) -> Result<Arc<SessionLog>, RpcStatus> {
+        let invalid = |m: &str| RpcStatus::with_message(RpcStatusCode::INVALID_ARGUMENT, m.into());
+        if req.session_id <= 0 {
+            return Err(invalid("session_id must be a positive session id"));
+        }
+        if req.after_sequence_number < 0 {
+            return Err(invalid("after_sequence_number must not be negative"));
+        }
+        let s = &self.shared;
+        if s.metrics.clients.get() >= s.max_clients {
+            return Err(RpcStatus::with_message(
+                RpcStatusCode::RESOURCE_EXHAUSTED,
+                format!(
+                    "this log processor already streams to {} clients (LOG_MAX_CLIENTS)",
+                    s.max_clients
+                ),
+            ));
+        }
+        let log = match s.registry.attach(req.session_id) {
+            Some(log) => log,
+            None => {
+                let info = s
+                    .directory
+                    .lookup(req.session_id)
+                    .map_err(|e| RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, e))?
+                    .ok_or_else(|| {
+                        RpcStatus::with_message(
+                            RpcStatusCode::NOT_FOUND,
+                            format!("session {} does not exist", req.session_id),
+                        )
+                    })?;
+                if info.status.is_terminal() {
+                    // Nothing buffered and nothing more will come: an empty, finished stream.
+                    let log = SessionLog::new(req.session_id, 1);
+                    log.close();
+                    s.metrics.clients.add(1);
+                    return Ok(Arc::new(log));
+                }
+                s.registry.attach_started(req.session_id).map_err(|e| {
+                    RpcStatus::with_message(
+                        RpcStatusCode::INTERNAL,
+                        format!("cannot start a feed: {e}"),
+                    )
+                })?
+            }
+        };
+        s.metrics.clients.add(1);
+        let last = log.last_sequence_number();
+        if req.after_sequence_number > last {
+            self.release(req.session_id);
+            return Err(RpcStatus::with_message(
+                RpcStatusCode::OUT_OF_RANGE,
+                format!(
+                    "after_sequence_number {} is ahead of the newest line ({last}) of session {}",
+                    req.after_sequence_number, req.session_id
+                ),
+            ));
+        }
+        Ok(log)
+    }
+
+    fn release(&self, session_id: i64) {
+        self.shared.registry.detach(session_id);
+        self.shared.metrics.clients.sub(1);
+    }
+}
+
+impl pb::LogProcessor for LogStreamService {
+    fn stream_session_logs(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::StreamSessionLogsRequest,
+        sink: ServerStreamingSink<pb::LogMessage>,
+    ) {
+        let log = match self.open(&req) {
+            Ok(log) => log,
+            Err(status) => {
+                ctx.spawn(sink.fail(status).map(|_| ()));
+                return;
+            }
+        };
+        let service = self.clone();
+        let session_id = req.session_id;
+        let spawned = std::thread::Builder::new()
+            .name(format!("log-client-{}", req.session_id))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                serve_client(&service.shared, &log, &req, sink);
+                service.release(req.session_id);
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start a streaming thread: {e}");
+            self.release(session_id);
+        }
+    }
+}
+
+fn message(session_id: i64, l: &StoredLine) -> pb::LogMessage {
+    pb::LogMessage {
+        session_id,
+        timestamp: l.timestamp,
+        source: l.source.to_string(),
+        message: l.message.to_string(),
+        sequence_number: l.sequence_number,
+    }
+}
+
+fn gap_marker(session_id: i64, missed: i64, next: i64) -> pb::LogMessage {
+    let message = if missed < 0 {
+        "an unknown number of lines were missed (the log processor restarted since)".to_string()
+    } else {
+        format!("{missed} lines were missed: this client fell behind the buffer")
+    };
+    pb::LogMessage {
+        session_id,
+        timestamp: chrono::Utc::now().timestamp_millis(),
+        source: "gap".into(),
+        message,
+        // Resuming after the marker continues at the first line still buffered.
+        sequence_number: next - 1,
+    }
+}
+
+fn serve_client(
+    shared: &Shared,
+    log: &SessionLog,
+    req: &pb::StreamSessionLogsRequest,
+    mut sink: ServerStreamingSink<pb::LogMessage>,
+) {
+    sink.enhance_batch(true);
+    let mut cursor = req.after_sequence_number;
+    let backlog_end = log.last_sequence_number();
+    loop {
+        if shared.shutdown.is_triggered() {
+            let status = RpcStatus::with_message(
+                RpcStatusCode::UNAVAILABLE,
+                "the log processor is shutting down; resume with the last sequence number".into(),
+            );
+            let _ = futures::executor::block_on(sink.fail(status));
+            return;
+        }
+        if req.backlog_only && cursor >= backlog_end {
+            break;
+        }
+        let read = log.read_after(cursor, CHUNK, IDLE_CHECK);
+        let mut batch = Vec::with_capacity(read.lines.len() + 1);
+        if let (Some(missed), Some(first)) = (read.missed, read.lines.first()) {
+            shared.metrics.gaps.inc();
+            batch.push(gap_marker(log.session_id, missed, first.sequence_number));
+        }
+        for l in &read.lines {
+            if req.backlog_only && l.sequence_number > backlog_end {
+                break;
+            }
+            batch.push(message(log.session_id, l));
+            cursor = l.sequence_number;
+        }
+        if batch.is_empty() {
+            if read.closed {
+                break;
+            }
+            if client_gone(&mut sink) {
+                return;
+            }
+            continue;
+        }
+        let sent = batch.iter().filter(|m| m.source != "gap").count() as u64;
+        if send_all(&mut sink, batch).is_err() {
+            return; // the client went away
+        }
+        shared.metrics.lines_out.add(sent);
+    }
+    let _ = futures::executor::block_on(sink.close());
+}
+
+fn send_all(
+    sink: &mut ServerStreamingSink<pb::LogMessage>,
+    batch: Vec<pb::LogMessage>,
+) -> Result<(), grpcio::Error> {
+    futures::executor::block_on(async {
+        for m in batch {
+            sink.feed((m, WriteFlags::default().buffer_hint(true)))
+                .await?;
+        }
+        sink.flush().await
+    })
+}
+
+/// Whether the client cancelled or disconnected (polled without blocking).
+fn client_gone(sink: &mut ServerStreamingSink<pb::LogMessage>) -> bool {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    matches!(Pin::new(sink).poll_ready(&mut cx), Poll::Ready(Err(_)))
+}

@@ -1,0 +1,206 @@
+//! The S3 bucket holding archived logs, over rust-s3's blocking client (no async runtime).
+
+use std::time::Duration;
+
+use ::s3::creds::Credentials;
+use ::s3::{Bucket, BucketConfiguration, Region};
+
+use crate::config::{ConfigError, Env};
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// A custom endpoint (MinIO, moto, ...); `None` = AWS.
+    pub endpoint: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl S3Config {
+    /// `S3_BUCKET` `S3_REGION` `S3_ENDPOINT` `S3_ACCESS_KEY` `S3_SECRET_KEY`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let bucket = env.string("S3_BUCKET", "manman-logs");
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(ConfigError::new("S3_BUCKET", "must be a bucket name"));
+        }
+        let endpoint = env.get("S3_ENDPOINT").filter(|e| !e.is_empty());
+        if let Some(e) = endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "S3_ENDPOINT",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        Ok(S3Config {
+            bucket,
+            region: env.string("S3_REGION", "us-east-1"),
+            endpoint: endpoint.map(str::to_string),
+            access_key: env.get("S3_ACCESS_KEY").map(str::to_string),
+            secret_key: env.get("S3_SECRET_KEY").map(str::to_string),
+        })
+    }
+
+    /// A loopback test server (moto) with dummy credentials.
+    pub fn local(endpoint: &str, bucket: &str) -> Self {
+        S3Config {
+            bucket: bucket.into(),
+            region: "us-east-1".into(),
+            endpoint: Some(endpoint.into()),
+            access_key: Some("manman".into()),
+            secret_key: Some("manman".into()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("S3 request failed: {0}")]
+    Request(String),
+    #[error("S3 answered HTTP {status} for {what}")]
+    Status { status: u16, what: String },
+}
+
+/// One bucket. Requests time out (so an unreachable server cannot stall the archiver) and
+/// fail with an error the caller retries.
+pub struct ObjectStore {
+    bucket: Box<Bucket>,
+    config: S3Config,
+}
+
+impl ObjectStore {
+    pub fn new(config: &S3Config) -> Result<Self, StoreError> {
+        let bucket = Bucket::new(&config.bucket, region(config), credentials(config)?)
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        // Custom endpoints (MinIO, moto) want path-style URLs.
+        let mut bucket = match config.endpoint {
+            Some(_) => bucket.with_path_style(),
+            None => bucket,
+        };
+        bucket.set_request_timeout(Some(Duration::from_secs(10)));
+        Ok(ObjectStore {
+            bucket,
+            config: config.clone(),
+        })
+    }
+
+    pub fn bucket_name(&self) -> &str {
+        &self.config.bucket
+    }
+
+    /// Creates the bucket unless it exists (development and tests; production buckets are
+    /// usually made by the operator with their own policies).
+    pub fn ensure_bucket(&self) -> Result<(), StoreError> {
+        if self.bucket.exists().map_err(request)? {
+            return Ok(());
+        }
+        let created = Bucket::create_with_path_style(
+            &self.config.bucket,
+            region(&self.config),
+            credentials(&self.config)?,
+            BucketConfiguration::private(),
+        )
+        .map_err(request)?;
+        match created.response_code {
+            200..=299 | 409 => Ok(()),
+            status => Err(StoreError::Status {
+                status,
+                what: format!("creating bucket {}", self.config.bucket),
+            }),
+        }
+    }
+
+    /// Deletes the (empty) bucket.
+    pub fn delete_bucket(&self) -> Result<(), StoreError> {
+        let status = self.bucket.delete().map_err(request)?;
+        check(status, &format!("deleting bucket {}", self.config.bucket))
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let response = self
+            .bucket
+            .put_object_with_content_type(key, bytes, "application/gzip")
+            .map_err(request)?;
+        check(response.status_code(), key)
+    }
+
+    /// The object's bytes, or `None` if there is no such object.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let response = self.bucket.get_object(key).map_err(request)?;
+        match response.status_code() {
+            404 => Ok(None),
+            status => check(status, key).map(|()| Some(response.to_vec())),
+        }
+    }
+
+    pub fn delete_all(&self, prefix: &str) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for page in self
+            .bucket
+            .list(prefix.to_string(), None)
+            .map_err(request)?
+        {
+            for object in page.contents {
+                check(
+                    self.bucket
+                        .delete_object(&object.key)
+                        .map_err(request)?
+                        .status_code(),
+                    &object.key,
+                )?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Keys under `prefix`, sorted.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = self
+            .bucket
+            .list(prefix.to_string(), None)
+            .map_err(request)?
+            .into_iter()
+            .flat_map(|page| page.contents.into_iter().map(|o| o.key))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+fn region(config: &S3Config) -> Region {
+    match &config.endpoint {
+        Some(endpoint) => Region::Custom {
+            region: config.region.clone(),
+            endpoint: endpoint.clone(),
+        },
+        None => config.region.parse().unwrap_or(Region::UsEast1),
+    }
+}
+
+fn credentials(config: &S3Config) -> Result<Credentials, StoreError> {
+    match (&config.access_key, &config.secret_key) {
+        (Some(access), Some(secret)) => {
+            Credentials::new(Some(access), Some(secret), None, None, None)
+        }
+        // The usual AWS chain: environment, profile, instance metadata.
+        _ => Credentials::default(),
+    }
+    .map_err(|e| StoreError::Request(format!("no usable S3 credentials: {e}")))
+}
+
+fn request(e: ::s3::error::S3Error) -> StoreError {
+    StoreError::Request(e.to_string())
+}
+
+fn check(status: u16, key: &str) -> Result<(), StoreError> {
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(StoreError::Status {
+            status,
+            what: key.to_string(),
+        })
+    }
+}

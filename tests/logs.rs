@@ -1,0 +1,569 @@
+//! The log processor against the real broker, PostgreSQL and S3 server (moto on loopback):
+//! fan-out, backlog, resume, queue arguments, slow clients, archival and its retries, history,
+//! bad requests, dead letters.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpcio::RpcStatusCode;
+use manman::api::history::historical_logs;
+use manman::db::{self, PoolSettings};
+use manman::lifecycle::Supervisor;
+use manman::logs::{self, ArchiverSettings, LogsConfig, RunningLogProcessor};
+use manman::logstore::{decode_object, minute_of, object_key, S3Config};
+use manman::proto::v1 as pb;
+use manman::testkit::ScratchBucket;
+use manman::wire::{routing, HostStatus, SessionStatus};
+use serde_json::json;
+use support::proxy::TcpProxy;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct LogStack {
+    running: RunningLogProcessor,
+    client: pb::LogProcessorClient,
+    instance: String,
+    _daemon: Daemon,
+}
+
+fn config(vhost: &TestVhost, db: &TestDb, capacity: u32, archive: Option<S3Config>) -> LogsConfig {
+    LogsConfig {
+        rabbitmq_url: vhost.url(),
+        external_exchange: routing::DEFAULT_EXTERNAL_EXCHANGE.into(),
+        listen: "127.0.0.1:0".into(),
+        health_addr: "127.0.0.1:0".into(),
+        instance: unique_name("lp"),
+        buffer_ttl: Duration::from_secs(60),
+        buffer_max_messages: capacity,
+        debug_output: false,
+        max_clients: 100,
+        database: Some(db.config.clone()),
+        api_address: String::new(),
+        archive,
+        archiver: ArchiverSettings {
+            grace: Duration::from_millis(500),
+            ..ArchiverSettings::default()
+        },
+        end_grace: Duration::from_millis(300),
+        grpc_threads: 2,
+    }
+}
+
+fn start(config: LogsConfig) -> LogStack {
+    let instance = config.instance.clone();
+    let mut sup = Supervisor::new();
+    let running = logs::start(config, &mut sup).unwrap();
+    let client = logs::client(&format!("127.0.0.1:{}", running.grpc_port));
+    LogStack {
+        running,
+        client,
+        instance,
+        _daemon: Daemon::run(sup),
+    }
+}
+
+impl LogStack {
+    /// Starts the session's feed (as its `running` event would) and waits until it consumes.
+    fn feed(&self, session_id: i64) -> Arc<logs::SessionLog> {
+        let log = self.running.registry.session_started(session_id).unwrap();
+        wait_for("the feed to consume", WAIT, || {
+            log.is_consuming().then_some(())
+        });
+        log
+    }
+
+    /// Every message of a stream until it ends (backlog_only) or `n` lines arrived.
+    fn read(
+        &self,
+        session_id: i64,
+        after: i64,
+        backlog_only: bool,
+        n: usize,
+    ) -> Vec<pb::LogMessage> {
+        read(&self.client, session_id, after, backlog_only, n)
+    }
+}
+
+fn read(
+    client: &pb::LogProcessorClient,
+    session_id: i64,
+    after: i64,
+    backlog_only: bool,
+    n: usize,
+) -> Vec<pb::LogMessage> {
+    let req = pb::StreamSessionLogsRequest {
+        session_id,
+        after_sequence_number: after,
+        backlog_only,
+    };
+    let stream = client.stream_session_logs(&req).unwrap();
+    let mut out = Vec::new();
+    for m in futures::executor::block_on_stream(stream) {
+        out.push(m.expect("stream item"));
+        if out.iter().filter(|m| m.source != "gap").count() >= n {
+            break;
+        }
+    }
+    out
+}
+
+fn line_json(session_id: i64, ts: i64, message: &str) -> serde_json::Value {
+    json!({"session_id": session_id, "timestamp": ts, "source": "stdout", "message": message})
+}
+
+fn publish_lines(
+    p: &TestPublisher,
+    session_id: i64,
+    lines: impl IntoIterator<Item = (i64, String)>,
+) {
+    for (ts, message) in lines {
+        p.publish(
+            &routing::session_logs(session_id),
+            &line_json(session_id, ts, &message).to_string(),
+            None,
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn new_session(db: &TestDb) -> (i64, i64) {
+    let mut c = db.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    add_session(&mut c, host, SessionStatus::Running, &[])
+}
+
+fn messages(lines: &[pb::LogMessage]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|m| m.source != "gap")
+        .map(|m| m.message.clone())
+        .collect()
+}
+
+#[test]
+fn ten_clients_receive_identical_ordered_lines() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 5000, None));
+    let (_, session) = new_session(&db);
+    stack.feed(session);
+    const N: usize = 2000;
+    let readers: Vec<_> = (0..10)
+        .map(|_| {
+            let client = stack.client.clone();
+            std::thread::spawn(move || read(&client, session, 0, false, N))
+        })
+        .collect();
+    wait_for("10 streaming clients", WAIT, || {
+        (stack.running.metrics.clients.get() == 10).then_some(())
+    });
+    let p = TestPublisher::new(&vhost);
+    publish_lines(&p, session, (0..N).map(|i| (now_ms(), format!("line {i}"))));
+    let expected: Vec<String> = (0..N).map(|i| format!("line {i}")).collect();
+    for r in readers {
+        let got = r.join().unwrap();
+        assert_eq!(messages(&got), expected);
+        assert!(got
+            .windows(2)
+            .all(|w| w[1].sequence_number == w[0].sequence_number + 1));
+        assert!(got
+            .iter()
+            .all(|m| m.session_id == session && m.source == "stdout"));
+    }
+}
+
+#[test]
+fn late_clients_get_the_backlog_and_resume_after_a_sequence_number() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 100, None));
+    let (_, session) = new_session(&db);
+    let log = stack.feed(session);
+    let p = TestPublisher::new(&vhost);
+    publish_lines(
+        &p,
+        session,
+        (0..150).map(|i| (now_ms(), format!("line {i}"))),
+    );
+    wait_for("150 lines consumed", WAIT, || {
+        (log.last_sequence_number() - stack.read(session, 0, true, usize::MAX)[0].sequence_number
+            >= 99)
+            .then_some(())
+    });
+    // A late client: the buffer holds the newest 100 lines.
+    let backlog = stack.read(session, 0, true, usize::MAX);
+    let expected: Vec<String> = (50..150).map(|i| format!("line {i}")).collect();
+    assert_eq!(messages(&backlog), expected);
+    // Resume after line 119: exactly the lines after it.
+    let after = backlog[69].sequence_number;
+    assert_eq!(backlog[69].message, "line 119");
+    let rest = stack.read(session, after, true, usize::MAX);
+    assert_eq!(
+        messages(&rest),
+        (120..150).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    // A resume point that fell out of the buffer is reported as a gap, then the buffer follows.
+    let gapped = stack.read(session, backlog[0].sequence_number - 10, true, usize::MAX);
+    assert_eq!(gapped[0].source, "gap");
+    assert!(
+        gapped[0].message.starts_with("9 lines were missed"),
+        "{}",
+        gapped[0].message
+    );
+    assert_eq!(messages(&gapped), expected);
+}
+
+#[test]
+fn queue_has_the_seed_arguments_and_goes_when_the_session_ends() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 321, None));
+    let (_, session) = new_session(&db);
+    // The processor's external event starts the feed.
+    publish_external(
+        &vhost,
+        "manman.session.running",
+        json!({"session_id": session, "status": "running"}),
+    );
+    wait_for("feed started by the running event", WAIT, || {
+        stack.running.registry.has_feed(session).then_some(())
+    });
+    let queue = routing::session_log_queue(session, &stack.instance);
+    let listed = wait_for("the queue to be listed", WAIT, || {
+        let out = manman::testkit::rabbitmqctl(&[
+            "list_queues",
+            "-p",
+            &vhost.name,
+            "name",
+            "durable",
+            "arguments",
+            "--formatter",
+            "json",
+        ]);
+        let all: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        all.as_array()?
+            .iter()
+            .find(|q| q["name"] == queue.as_str())
+            .cloned()
+    });
+    assert_eq!(listed["durable"], false);
+    let args = listed["arguments"].to_string();
+    for expected in [
+        "\"x-message-ttl\"",
+        "60000",
+        "\"x-max-length\"",
+        "321",
+        "\"x-overflow\"",
+        "\"drop-head\"",
+        "\"x-expires\"",
+    ] {
+        assert!(args.contains(expected), "{expected} missing in {args}");
+    }
+    // The session ends: the feed stops after its grace, the queue is deleted, streams finish.
+    publish_external(
+        &vhost,
+        "manman.session.stopped",
+        json!({"session_id": session, "status": "stopped"}),
+    );
+    wait_for("the feed to stop", WAIT, || {
+        (!stack.running.registry.has_feed(session)).then_some(())
+    });
+    let gone = manman::testkit::rabbitmqctl(&["list_queues", "-p", &vhost.name, "name"]);
+    assert!(!gone.contains(&queue), "{gone}");
+    let ended = stack.read(session, 0, false, usize::MAX);
+    assert!(ended.is_empty());
+}
+
+fn publish_external(vhost: &TestVhost, key: &str, body: serde_json::Value) {
+    let mut conn = vhost.connect();
+    let ch = conn.open_channel(None).unwrap();
+    let ex = declare_topic(&ch, routing::DEFAULT_EXTERNAL_EXCHANGE);
+    ex.publish(amiquip::Publish::new(body.to_string().as_bytes(), key))
+        .unwrap();
+    let _ = conn.close();
+}
+
+#[test]
+fn a_slow_client_does_not_hold_up_a_fast_one_and_is_told_what_it_missed() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 500, None));
+    let (_, session) = new_session(&db);
+    stack.feed(session);
+    // The slow client opens its stream and then does not read: flow control stalls its thread.
+    let slow = stack
+        .client
+        .stream_session_logs(&pb::StreamSessionLogsRequest {
+            session_id: session,
+            after_sequence_number: 0,
+            backlog_only: false,
+        })
+        .unwrap();
+    const N: usize = 6000;
+    let fast = {
+        let client = stack.client.clone();
+        std::thread::spawn(move || read(&client, session, 0, false, N))
+    };
+    wait_for("2 clients", WAIT, || {
+        (stack.running.metrics.clients.get() == 2).then_some(())
+    });
+    let p = TestPublisher::new(&vhost);
+    let big = "x".repeat(4000);
+    // In steps the fast client can keep up with (its lag stays under the ring's 500 lines).
+    for step in 0..(N / 200) {
+        publish_lines(
+            &p,
+            session,
+            (0..200).map(|i| (now_ms(), format!("{} {big}", step * 200 + i))),
+        );
+        let want = ((step + 1) * 200) as u64;
+        wait_for("lines out", WAIT, || {
+            (stack.running.metrics.lines_out.get() >= want).then_some(())
+        });
+    }
+    let got = fast.join().unwrap();
+    assert_eq!(got.len(), N, "the fast client got every line, no gap");
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.message.starts_with(&format!("{i} "))));
+    // Now the slow client reads: a gap marker, then lines up to the newest.
+    let mut slow_lines = Vec::new();
+    for m in futures::executor::block_on_stream(slow) {
+        let m = m.unwrap();
+        let last = m.message.starts_with(&format!("{} ", N - 1));
+        slow_lines.push(m);
+        if last {
+            break;
+        }
+    }
+    let gap = slow_lines
+        .iter()
+        .position(|m| m.source == "gap")
+        .expect("a gap marker");
+    assert!(slow_lines[gap].message.contains("lines were missed"));
+    assert!(stack.running.metrics.gaps.get() >= 1);
+    // Around the marker the numbers account for every line: nothing missing silently.
+    let before = slow_lines[..gap].last().map_or(0, |m| m.sequence_number);
+    let after = &slow_lines[gap + 1];
+    let missed: i64 = slow_lines[gap]
+        .message
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    if before > 0 {
+        assert_eq!(after.sequence_number - before - 1, missed);
+    }
+}
+
+#[test]
+fn bad_requests_get_the_right_codes() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 10, None));
+    let (_, session) = new_session(&db);
+    let code = |session_id: i64, after: i64| {
+        let req = pb::StreamSessionLogsRequest {
+            session_id,
+            after_sequence_number: after,
+            backlog_only: true,
+        };
+        let stream = stack.client.stream_session_logs(&req).unwrap();
+        match futures::executor::block_on_stream(stream).next() {
+            Some(Err(grpcio::Error::RpcFailure(s))) => (s.code(), s.message().to_string()),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    };
+    assert_eq!(code(0, 0).0, RpcStatusCode::INVALID_ARGUMENT);
+    assert_eq!(code(session, -1).0, RpcStatusCode::INVALID_ARGUMENT);
+    let (not_found, message) = code(session + 1000, 0);
+    assert_eq!(not_found, RpcStatusCode::NOT_FOUND);
+    assert!(message.contains("does not exist"), "{message}");
+    assert_eq!(code(session, i64::MAX).0, RpcStatusCode::OUT_OF_RANGE);
+}
+
+#[test]
+fn unreadable_log_messages_are_dead_lettered_with_the_reason() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 10, None));
+    let (_, session) = new_session(&db);
+    let log = stack.feed(session);
+    let dlq = Collector::queue(&vhost, routing::LOG_DLQ);
+    let p = TestPublisher::new(&vhost);
+    p.publish(&routing::session_logs(session), "not json", None);
+    publish_lines(&p, session, [(now_ms(), "good".to_string())]);
+    let dead = dlq.expect("a dead letter");
+    assert_eq!(dead.raw, b"not json");
+    assert!(header(&dead, routing::DEAD_LETTER_REASON_HEADER)
+        .unwrap()
+        .contains("not a log line"));
+    wait_for("the good line", WAIT, || (!log.is_empty()).then_some(()));
+    assert_eq!(
+        messages(&stack.read(session, 0, true, usize::MAX)),
+        ["good"]
+    );
+    assert_eq!(stack.running.metrics.malformed.get(), 1);
+}
+
+/// Rows of a session's archived minutes: (minute ms, path, line count).
+fn archived(db: &TestDb, session: i64) -> Vec<(i64, String, i32)> {
+    db.client()
+        .query(
+            "SELECT minute_timestamp, file_path, line_count FROM log_references
+              WHERE session_id = $1 AND state = 'archived' ORDER BY minute_timestamp",
+            &[&session],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, chrono::DateTime<chrono::Utc>>(0)
+                    .timestamp_millis(),
+                r.get(1),
+                r.get(2),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn lines_are_archived_per_minute_late_lines_appended_and_history_reads_them() {
+    let (db, vhost, bucket) = (TestDb::new(), TestVhost::new(), ScratchBucket::new());
+    let stack = start(config(&vhost, &db, 100, Some(bucket.config.clone())));
+    let (sgc, session) = new_session(&db);
+    stack.feed(session);
+    let base = minute_of(now_ms()) - 5 * 60_000; // closed minutes: due at once
+    let plan = [(base, 3), (base + 60_000, 2), (base + 120_000, 4)];
+    let p = TestPublisher::new(&vhost);
+    for (minute, n) in plan {
+        publish_lines(
+            &p,
+            session,
+            (0..n).map(|i| {
+                (
+                    minute + 1000 * i,
+                    format!("m{} l{i}", (minute - base) / 60_000),
+                )
+            }),
+        );
+    }
+    let rows = wait_for("three archived minutes", WAIT, || {
+        let rows = archived(&db, session);
+        (rows.len() == 3).then_some(rows)
+    });
+    for ((minute, n), (row_minute, path, count)) in plan.iter().zip(&rows) {
+        assert_eq!((row_minute, *count), (minute, *n as i32));
+        assert_eq!(path, &object_key(sgc, session, *minute));
+        let lines = decode_object(&bucket.store.get(path).unwrap().expect("object")).unwrap();
+        let k = (minute - base) / 60_000;
+        assert_eq!(
+            lines.iter().map(|l| l.message.clone()).collect::<Vec<_>>(),
+            (0..*n).map(|i| format!("m{k} l{i}")).collect::<Vec<_>>()
+        );
+        assert!(lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l.timestamp == minute + 1000 * i as i64 && l.source == "stdout"));
+    }
+    // Late lines for the first minute are appended to its object.
+    publish_lines(
+        &p,
+        session,
+        [
+            (base + 50_000, "late 1".into()),
+            (base + 51_000, "late 2".into()),
+        ],
+    );
+    wait_for("the late lines archived", WAIT, || {
+        (archived(&db, session)[0].2 == 5).then_some(())
+    });
+    let first = decode_object(&bucket.store.get(&rows[0].1).unwrap().unwrap()).unwrap();
+    assert_eq!(
+        first.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["m0 l0", "m0 l1", "m0 l2", "late 1", "late 2"]
+    );
+
+    // GetHistoricalLogs reads them back: paging, ranges, and its errors.
+    let pool = db::pool(db.config.clone(), &PoolSettings::default()).unwrap();
+    let req = |since_ms, until_ms, offset, limit| pb::GetHistoricalLogsRequest {
+        session_id: session,
+        since_ms,
+        until_ms,
+        offset,
+        limit,
+    };
+    let all = historical_logs(&pool, Some(&bucket.store), req(0, 0, 0, 100)).unwrap();
+    assert_eq!(all.lines.len(), 11);
+    assert!(!all.has_more);
+    assert_eq!(all.lines[3].message, "late 1");
+    let page = historical_logs(&pool, Some(&bucket.store), req(0, 0, 3, 2)).unwrap();
+    assert_eq!(messages(&page.lines), ["late 1", "late 2"]);
+    assert!(page.has_more);
+    let middle = historical_logs(
+        &pool,
+        Some(&bucket.store),
+        req(base + 60_000, base + 120_000, 0, 0),
+    )
+    .unwrap();
+    assert_eq!(messages(&middle.lines), ["m1 l0", "m1 l1"]);
+    use manman::api::ApiError;
+    assert!(matches!(
+        historical_logs(&pool, Some(&bucket.store), req(0, 0, 0, 20_000)),
+        Err(ApiError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        historical_logs(&pool, Some(&bucket.store), req(5, 4, 0, 0)),
+        Err(ApiError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        historical_logs(&pool, None, req(0, 0, 0, 0)),
+        Err(ApiError::FailedPrecondition(_))
+    ));
+    let mut unknown = req(0, 0, 0, 0);
+    unknown.session_id = session + 1000;
+    assert!(matches!(
+        historical_logs(&pool, Some(&bucket.store), unknown),
+        Err(ApiError::NotFound(_))
+    ));
+}
+
+#[test]
+fn an_s3_outage_loses_no_line() {
+    let (db, vhost, bucket) = (TestDb::new(), TestVhost::new(), ScratchBucket::new());
+    let endpoint = manman::testkit::s3_endpoint();
+    let proxy = TcpProxy::start(endpoint.trim_start_matches("http://"));
+    let mut s3 = bucket.config.clone();
+    s3.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
+    let stack = start(config(&vhost, &db, 100, Some(s3)));
+    let (_, session) = new_session(&db);
+    stack.feed(session);
+    proxy.disable();
+    let base = minute_of(now_ms()) - 3 * 60_000;
+    let p = TestPublisher::new(&vhost);
+    publish_lines(
+        &p,
+        session,
+        (0..40).map(|i| (base + i * 2000, format!("line {i}"))),
+    );
+    wait_for("failed flushes while S3 is down", WAIT, || {
+        (stack.running.metrics.archive_failures.get() >= 2).then_some(())
+    });
+    assert!(archived(&db, session).is_empty());
+    proxy.enable();
+    let rows = wait_for("every line archived after S3 returns", WAIT, || {
+        let rows = archived(&db, session);
+        (rows.iter().map(|r| r.2).sum::<i32>() == 40).then_some(rows)
+    });
+    let mut all = Vec::new();
+    for (_, path, _) in &rows {
+        all.extend(decode_object(&bucket.store.get(path).unwrap().unwrap()).unwrap());
+    }
+    assert_eq!(
+        all.iter().map(|l| l.message.clone()).collect::<Vec<_>>(),
+        (0..40).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(stack.running.metrics.archive_dropped.get(), 0);
+}
