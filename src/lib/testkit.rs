@@ -150,8 +150,10 @@ impl ScratchBucket {
         let name = unique_name("mmtest").replace('_', "-");
         let config = crate::logstore::S3Config::local(&s3_endpoint(), &name);
         let store = crate::logstore::ObjectStore::new(&config).expect("S3 client");
-        store
-            .ensure_bucket()
+        // A plain PUT: the loopback server does not check signatures, and rust-s3 would send
+        // a LocationConstraint for us-east-1 that moto refuses.
+        ureq::put(&format!("{}/{name}", s3_endpoint()))
+            .call()
             .expect("create a scratch bucket (is the S3 server running? scripts/services s3)");
         ScratchBucket { config, store }
     }

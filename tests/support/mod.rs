@@ -136,7 +136,7 @@ impl Collector {
         )
     }
 
-    /// Reads an existing queue by name (e.g. the DLQ); it must exist already.
+    /// Reads a queue by name (e.g. a DLQ).
     pub fn queue(vhost: &TestVhost, queue: &str) -> Collector {
         Self::start(vhost, None, Some(queue.to_string()))
     }
@@ -151,6 +151,12 @@ impl Collector {
         let url = vhost.url();
         let thread = std::thread::spawn(move || {
             let mut conn = manman::bus::connection::open(&url).unwrap();
+            // A queue the daemon under test already declared is taken as it is (with its own
+            // arguments); otherwise it is declared durable, as the daemon will.
+            let exists = queue.as_ref().is_some_and(|name| {
+                let probe = conn.open_channel(None).unwrap();
+                probe.queue_declare_passive(name.clone()).is_ok()
+            });
             let channel = conn.open_channel(None).unwrap();
             let q = match (&bind, &queue) {
                 (Some((exchange, pattern)), _) => {
@@ -167,8 +173,18 @@ impl Collector {
                     q.bind(&ex, pattern.clone(), FieldTable::new()).unwrap();
                     q
                 }
-                // Passive: the daemon under test declared it, with its own arguments.
-                (None, Some(name)) => channel.queue_declare_passive(name.clone()).unwrap(),
+                (None, Some(name)) if exists => {
+                    channel.queue_declare_passive(name.clone()).unwrap()
+                }
+                (None, Some(name)) => channel
+                    .queue_declare(
+                        name.clone(),
+                        QueueDeclareOptions {
+                            durable: true,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap(),
                 _ => unreachable!(),
             };
             let consumer = q

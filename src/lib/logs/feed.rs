@@ -163,15 +163,16 @@ fn run_feed(
     ctx.metrics.feeds.sub(1);
 }
 
-type FeedError = (Option<u64>, BusError);
+/// Why a feed lost its channel, and the connection generation to drop (if it got one).
+type FeedError = (Option<u64>, String);
 
 fn consume(
     ctx: &FeedContext,
     log: &SessionLog,
     stop: &Receiver<FeedStop>,
 ) -> Result<(), FeedError> {
-    let (generation, channel) = ctx.link.open_channel().map_err(|e| (None, e))?;
-    let fail = |e: amiquip::Error| (Some(generation), BusError::Amqp(e));
+    let (generation, channel) = ctx.link.open_channel().map_err(|e| (None, e.to_string()))?;
+    let fail = |e: amiquip::Error| (Some(generation), e.to_string());
     channel.qos(0, ctx.prefetch, false).map_err(fail)?;
     let exchange = topology::declare_manman_exchange(&channel).map_err(fail)?;
     topology::declare_log_dlq(&channel).map_err(fail)?;
@@ -202,10 +203,10 @@ fn pump(
     name: &str,
     generation: u64,
 ) -> Result<(), FeedError> {
-    let fail = |e: amiquip::Error| (Some(generation), BusError::Amqp(e));
+    let fail = |e: amiquip::Error| (Some(generation), e.to_string());
     loop {
         let first = select! {
-            recv(consumer.receiver()) -> msg => msg.map_err(|_| (Some(generation), BusError::Other("consumer channel closed".into())))?,
+            recv(consumer.receiver()) -> msg => msg.map_err(|_| (Some(generation), "consumer channel closed".to_string()))?,
             recv(stop) -> how => {
                 let _ = consumer.cancel();
                 if how == Ok(FeedStop::SessionEnded) {
@@ -222,11 +223,13 @@ fn pump(
                 Err(_) => break,
             }
         }
-        if let Some(last) = deliver(ctx, log, channel, burst).map_err(|e| (Some(generation), e))? {
+        if let Some(last) =
+            deliver(ctx, log, channel, burst).map_err(|e| (Some(generation), e.to_string()))?
+        {
             consumer.ack_multiple(last).map_err(fail)?;
         }
         if let Some(e) = ended {
-            return Err((Some(generation), e));
+            return Err((Some(generation), e.to_string()));
         }
     }
 }

@@ -254,7 +254,7 @@ pub fn start(
                 while !s.wait(Duration::from_secs(1)) {
                     registry.reap();
                     tick += 1;
-                    if tick % 30 == 0 {
+                    if tick.is_multiple_of(30) {
                         reconcile(&registry, &directory);
                     }
                 }
@@ -284,6 +284,8 @@ pub fn start(
     supervisor
         .spawn("grpc", move |shutdown| {
             while !shutdown.wait(Duration::from_secs(3600)) {}
+            // Streams blocked on a client that stopped reading would hold shutdown forever.
+            server.cancel_all_calls();
             let _ = futures::executor::block_on(server.shutdown());
             Ok(())
         })

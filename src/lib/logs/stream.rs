@@ -183,7 +183,6 @@ fn serve_client(
     req: &pb::StreamSessionLogsRequest,
     mut sink: ServerStreamingSink<pb::LogMessage>,
 ) {
-    sink.enhance_batch(true);
     let mut cursor = req.after_sequence_number;
     let backlog_end = log.last_sequence_number();
     loop {
@@ -233,10 +232,13 @@ fn send_all(
     sink: &mut ServerStreamingSink<pb::LogMessage>,
     batch: Vec<pb::LogMessage>,
 ) -> Result<(), grpcio::Error> {
+    // All but the last message may wait in gRPC's buffer; the last one goes out at once, or
+    // a quiet session would hold its newest line back until the next one.
+    let last = batch.len().saturating_sub(1);
     futures::executor::block_on(async {
-        for m in batch {
-            sink.feed((m, WriteFlags::default().buffer_hint(true)))
-                .await?;
+        for (i, m) in batch.into_iter().enumerate() {
+            let flags = WriteFlags::default().buffer_hint(i < last);
+            sink.feed((m, flags)).await?;
         }
         sink.flush().await
     })
