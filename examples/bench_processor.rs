@@ -10,14 +10,13 @@
 //!
 //! It also reports the processor's RSS (the processor runs as a child process).
 
-use std::io::Read;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use amiquip::{
     AmqpProperties, ConsumerMessage, ConsumerOptions, ExchangeDeclareOptions, ExchangeType,
     FieldTable, Publish, QueueDeclareOptions,
 };
-use manman::testkit::{wait_for, ScratchDb, ScratchVhost};
+use manman::testkit::{free_port, http_get, rss_kib, wait_for, ScratchDb, ScratchVhost};
 use serde_json::json;
 
 const HOSTS: i64 = 1_000;
@@ -101,11 +100,6 @@ fn mix(sessions: i64, heartbeats: i64) -> Vec<Msg> {
     out
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 struct Child {
     child: std::process::Child,
     health: u16,
@@ -140,31 +134,12 @@ impl Child {
     }
 
     fn get(&self, path: &str) -> String {
-        use std::io::Write;
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.health)) else {
-            return String::new();
-        };
-        let _ = write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
+        http_get(self.health, path)
     }
 
     /// (current RSS, peak RSS) in KiB.
     fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        rss_kib(self.child.id())
     }
 }
 
