@@ -56,6 +56,7 @@ fn main() {
             rabbitmq_url: vhost.url(),
             database: db.config.clone(),
             listen: "127.0.0.1:0".into(),
+            health_addr: "127.0.0.1:0".into(),
             command_timeout: Duration::from_secs(10),
             threads: 4,
             pool: PoolSettings {

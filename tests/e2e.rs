@@ -11,8 +11,10 @@ use manman::api::{self, ApiConfig};
 use manman::db::PoolSettings;
 use manman::host::{self, HostConfig, RunningHost};
 use manman::lifecycle::Supervisor;
+use manman::logs::{self, LogsConfig, RunningLogProcessor};
 use manman::processor::{self, ProcessorConfig};
 use manman::proto::v1 as pb;
+use manman::testkit::http_get;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -25,11 +27,14 @@ struct Stack {
     db: TestDb,
     vhost: TestVhost,
     api_port: u16,
+    api_health_port: u16,
+    logs: RunningLogProcessor,
     server_id: i64,
     data_dir: std::path::PathBuf,
     // Dropped in reverse order of start: host first, then API and processor.
     host: Option<(RunningHost, Daemon)>,
     _api: Daemon,
+    _logs: Daemon,
     _processor: Daemon,
 }
 
@@ -56,6 +61,7 @@ impl Stack {
                 rabbitmq_url: vhost.url(),
                 database: db.config.clone(),
                 listen: "127.0.0.1:0".into(),
+                health_addr: "127.0.0.1:0".into(),
                 command_timeout: Duration::from_secs(5),
                 threads: 2,
                 pool: PoolSettings::default(),
@@ -64,17 +70,27 @@ impl Stack {
             &mut sup,
         )
         .unwrap();
-        let api_port = api.port;
+        let (api_port, api_health_port) = (api.port, api.health_port);
         let api_daemon = Daemon::run(sup);
+        let mut sup = Supervisor::new();
+        let logs = logs::start(
+            LogsConfig::embedded(vhost.url(), Some(db.config.clone())),
+            &mut sup,
+        )
+        .unwrap();
+        let logs_daemon = Daemon::run(sup);
         let data_dir = std::env::temp_dir().join(unique_name("mmhost"));
         let mut stack = Stack {
             db,
             vhost,
             api_port,
+            api_health_port,
+            logs,
             server_id: 0,
             data_dir,
             host: None,
             _api: api_daemon,
+            _logs: logs_daemon,
             _processor: processor,
         };
         stack.start_host();
@@ -113,6 +129,10 @@ impl Stack {
         let out = Command::new(env!("CARGO_BIN_EXE_manman"))
             .args(args)
             .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
+            .env(
+                "LOG_PROCESSOR_ADDRESS",
+                format!("127.0.0.1:{}", self.logs.grpc_port),
+            )
             .output()
             .unwrap();
         (
@@ -630,4 +650,78 @@ fn the_host_rides_out_a_broker_drop_and_keeps_its_game_running() {
     assert_eq!(s.status(session).0, "running");
     assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
     assert_eq!(s.wait_status(session, "stopped"), Some(0));
+}
+
+#[test]
+fn operators_read_live_logs_and_metrics() {
+    let s = Stack::start();
+    let sgc = s.deploy_test_game("logs", 25566);
+    let session = s.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
+        .as_i64()
+        .unwrap();
+    s.wait_status(session, "running");
+    // The host's `starting` status started a feed for the session.
+    wait_for("the session's log feed", T, || {
+        s.logs.registry.has_feed(session).then_some(())
+    });
+    let follower = Command::new(env!("CARGO_BIN_EXE_manman"))
+        .args(["logs", &session.to_string(), "--follow"])
+        .env(
+            "LOG_PROCESSOR_ADDRESS",
+            format!("127.0.0.1:{}", s.logs.grpc_port),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the follower streaming", T, || {
+        (s.logs.metrics.clients.get() == 1).then_some(())
+    });
+    let (code, _, err) = s.cli(&["session", "input", &session.to_string(), "hello logs"]);
+    assert_eq!(code, 0, "{err}");
+    // `manman logs` without -f prints what is buffered and exits.
+    let backlog = wait_for("the echo in the backlog", T, || {
+        let (code, out, _) = s.cli(&["--json", "logs", &session.to_string()]);
+        (code == 0 && out.contains("echo: hello logs")).then_some(out)
+    });
+    let line: serde_json::Value = serde_json::from_str(
+        backlog
+            .lines()
+            .find(|l| l.contains("echo: hello logs"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["session_id"], session);
+    assert_eq!(line["source"], "stdout");
+    assert!(line["sequence_number"].as_i64().unwrap() > 0);
+
+    // Metrics on the host's and the API's health ports.
+    let host_port = s.host.as_ref().unwrap().0.health_port;
+    let host_metrics = http_get(host_port, "/metrics");
+    assert!(
+        host_metrics.contains("manman_host_processes{state=\"running\"} 1"),
+        "{host_metrics}"
+    );
+    let api_metrics = http_get(s.api_health_port, "/metrics");
+    assert!(
+        api_metrics
+            .contains("manman_api_requests_total{method=\"start_session\",outcome=\"ok\"} 1"),
+        "{api_metrics}"
+    );
+    assert!(http_get(s.api_health_port, "/readyz").starts_with("HTTP/1.1 200"));
+
+    // The session ends: the follower sees the last lines, then exits 0 by itself.
+    let (code, _, err) = s.cli(&["session", "stop", &session.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let out = follower.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("echo: hello logs"), "{stdout}");
+    assert!(stdout.contains("stopping the server"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ended"));
 }

@@ -11,7 +11,7 @@ use grpcio::RpcStatusCode;
 use manman::api::history::historical_logs;
 use manman::db::{self, PoolSettings};
 use manman::lifecycle::Supervisor;
-use manman::logs::{self, ArchiverSettings, LogsConfig, RunningLogProcessor};
+use manman::logs::{self, LogsConfig, RunningLogProcessor};
 use manman::logstore::{decode_object, minute_of, object_key, S3Config};
 use manman::proto::v1 as pb;
 use manman::testkit::ScratchBucket;
@@ -31,24 +31,9 @@ struct LogStack {
 
 fn config(vhost: &TestVhost, db: &TestDb, capacity: u32, archive: Option<S3Config>) -> LogsConfig {
     LogsConfig {
-        rabbitmq_url: vhost.url(),
-        external_exchange: routing::DEFAULT_EXTERNAL_EXCHANGE.into(),
-        listen: "127.0.0.1:0".into(),
-        health_addr: "127.0.0.1:0".into(),
-        instance: unique_name("lp"),
-        buffer_ttl: Duration::from_secs(60),
         buffer_max_messages: capacity,
-        debug_output: false,
-        max_clients: 100,
-        database: Some(db.config.clone()),
-        api_address: String::new(),
         archive,
-        archiver: ArchiverSettings {
-            grace: Duration::from_millis(500),
-            ..ArchiverSettings::default()
-        },
-        end_grace: Duration::from_millis(300),
-        grpc_threads: 2,
+        ..LogsConfig::embedded(vhost.url(), Some(db.config.clone()))
     }
 }
 

@@ -21,6 +21,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The gRPC status name, for metrics.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument(_) => "invalid_argument",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::AlreadyExists(_) => "already_exists",
+            ApiError::FailedPrecondition(_) => "failed_precondition",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
     pub fn status(&self) -> RpcStatus {
         let code = match self {
             ApiError::InvalidArgument(_) => RpcStatusCode::INVALID_ARGUMENT,

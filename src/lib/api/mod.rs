@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::bus::{self, topology, RpcClient};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
+use crate::health::{HealthServer, ReadinessCheck};
 use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::logstore::{ObjectStore, S3Config};
 
@@ -24,6 +25,8 @@ pub struct ApiConfig {
     pub database: postgres::Config,
     /// `0.0.0.0:{GRPC_PORT}`.
     pub listen: String,
+    /// `/healthz`, `/readyz`, `/metrics` on `0.0.0.0:{HEALTH_PORT}`.
+    pub health_addr: String,
     pub command_timeout: Duration,
     pub threads: usize,
     pub pool: PoolSettings,
@@ -37,6 +40,7 @@ impl ApiConfig {
             rabbitmq_url: config::rabbitmq_url(env)?,
             database: config::database_config(env)?,
             listen: format!("0.0.0.0:{}", env.port("GRPC_PORT", 50051)?),
+            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8084)?),
             command_timeout: env.seconds("COMMAND_TIMEOUT_SECONDS", 10)?,
             threads: env.parse("GRPC_THREADS", 4)?,
             pool: PoolSettings {
@@ -53,6 +57,7 @@ impl ApiConfig {
 
 pub struct RunningApi {
     pub port: u16,
+    pub health_port: u16,
 }
 
 /// Connects the database and the broker, binds the port, and keeps the server in a supervised
@@ -76,7 +81,19 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
         Some(s3) => Some(ObjectStore::new(s3).map_err(|e| format!("S3 configuration: {e}"))?),
         None => None,
     };
-    let service = ApiService::new(pool, rpc, config.command_timeout, archive);
+    let service = ApiService::new(pool.clone(), rpc, config.command_timeout, archive);
+    let health = {
+        let service = service.clone();
+        HealthServer::bind(
+            &config.health_addr,
+            vec![ReadinessCheck::new("database", move || db::ping(&pool))],
+            Some(Arc::new(move || service.metrics())),
+        )?
+    };
+    let health_port = health.port();
+    supervisor
+        .spawn("health", move |s| health.serve(s))
+        .map_err(|e| format!("cannot spawn thread: {e}"))?;
     let env = Arc::new(grpcio::Environment::new(config.threads.max(1)));
     let mut server = grpcio::ServerBuilder::new(env)
         .register_service(crate::proto::v1::create_man_man_api(service))
@@ -93,7 +110,7 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
             Ok(())
         })
         .map_err(|e| format!("cannot spawn thread: {e}"))?;
-    Ok(RunningApi { port })
+    Ok(RunningApi { port, health_port })
 }
 
 /// A blocking client for `API_ADDRESS` (the CLI and the host agent use it).

@@ -33,6 +33,55 @@ struct Inner {
     rpc: RpcClient,
     command_timeout: Duration,
     archive: Option<ObjectStore>,
+    metrics: ApiMetrics,
+}
+
+/// Requests by method and outcome, and their latency, for `/metrics`.
+#[derive(Default)]
+pub struct ApiMetrics {
+    requests: std::sync::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    latency: crate::metrics::Histogram,
+}
+
+impl ApiMetrics {
+    fn record<T>(&self, method: &'static str, result: &Result<T, ApiError>, took: Duration) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.code_name(),
+        };
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method, outcome))
+            .or_default() += 1;
+        self.latency.observe(took);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let samples: Vec<(String, u64)> = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((m, o), n)| (format!("method=\"{m}\",outcome=\"{o}\""), *n))
+            .collect();
+        let refs: Vec<(&str, u64)> = samples.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        crate::metrics::render_sample(
+            &mut out,
+            "manman_api_requests_total",
+            "counter",
+            "gRPC requests by method and outcome (ok or the status code).",
+            &refs,
+        );
+        self.latency.render(
+            &mut out,
+            "manman_api_request_seconds",
+            "Time to handle one gRPC request.",
+        );
+        out
+    }
 }
 
 fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> i64 {
@@ -173,8 +222,13 @@ impl ApiService {
                 rpc,
                 command_timeout,
                 archive,
+                metrics: ApiMetrics::default(),
             }),
         }
+    }
+
+    pub fn metrics(&self) -> String {
+        self.inner.metrics.render()
     }
 
     fn db(&self) -> Result<crate::db::PooledConnection, ApiError> {
@@ -613,8 +667,11 @@ macro_rules! rpc {
         impl pb::ManManApi for ApiService {
             $(
                 fn $name(&mut self, ctx: RpcContext, $r: $req, sink: UnarySink<$resp>) {
+                    let started = std::time::Instant::now();
                     let $s = &*self;
-                    respond(&ctx, sink, $body);
+                    let result = $body;
+                    $s.inner.metrics.record(stringify!($name), &result, started.elapsed());
+                    respond(&ctx, sink, result);
                 }
             )*
         }

@@ -451,6 +451,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     out.send(host_message(server_id, HostStatus::Online));
 
     let connected = Arc::new(AtomicBool::new(false));
+    let manager_for_metrics = Arc::downgrade(&manager);
     let health = {
         let connected = connected.clone();
         HealthServer::bind(
@@ -460,7 +461,10 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
                 connected,
                 "command consumer is not connected",
             )],
-            None,
+            Some(Arc::new(move || match manager_for_metrics.upgrade() {
+                Some(m) => process_metrics(&m.status_all("*")),
+                None => String::new(),
+            })),
         )?
     };
     let health_port = health.port();
@@ -580,4 +584,42 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         commands_connected: connected,
         dropped_logs,
     })
+}
+
+/// `/metrics` of the host: managed processes by state, and their restarts.
+fn process_metrics(statuses: &[crate::procman::Status]) -> String {
+    use crate::procman::ProcessState as S;
+    let mut out = String::new();
+    let states = [
+        (S::Stopped, "stopped"),
+        (S::Starting, "starting"),
+        (S::Running, "running"),
+        (S::Stopping, "stopping"),
+        (S::Backoff, "backoff"),
+        (S::Failed, "failed"),
+    ];
+    let labels: Vec<(String, u64)> = states
+        .iter()
+        .map(|(state, name)| {
+            let n = statuses.iter().filter(|s| s.state == *state).count() as u64;
+            (format!("state=\"{name}\""), n)
+        })
+        .collect();
+    let refs: Vec<(&str, u64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    crate::metrics::render_sample(
+        &mut out,
+        "manman_host_processes",
+        "gauge",
+        "Managed game-server processes by state.",
+        &refs,
+    );
+    let restarts: u64 = statuses.iter().map(|s| u64::from(s.restarts)).sum();
+    crate::metrics::render_sample(
+        &mut out,
+        "manman_host_process_restarts_total",
+        "counter",
+        "Automatic restarts of managed processes (current processes).",
+        &[("", restarts)],
+    );
+    out
 }

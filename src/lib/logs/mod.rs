@@ -123,6 +123,31 @@ impl LogsConfig {
         })
     }
 
+    /// For tests and benchmarks: ephemeral ports, a unique instance name, the database for
+    /// session lookups, no archival, short grace periods.
+    pub fn embedded(rabbitmq_url: String, database: Option<postgres::Config>) -> Self {
+        LogsConfig {
+            rabbitmq_url,
+            external_exchange: routing::DEFAULT_EXTERNAL_EXCHANGE.into(),
+            listen: "127.0.0.1:0".into(),
+            health_addr: "127.0.0.1:0".into(),
+            instance: crate::testkit::unique_name("lp"),
+            buffer_ttl: Duration::from_secs(60),
+            buffer_max_messages: 500,
+            debug_output: false,
+            max_clients: 100,
+            database,
+            api_address: String::new(),
+            archive: None,
+            archiver: ArchiverSettings {
+                grace: Duration::from_millis(500),
+                ..ArchiverSettings::default()
+            },
+            end_grace: Duration::from_millis(300),
+            grpc_threads: 2,
+        }
+    }
+
     fn queue_args(&self) -> LogQueueArgs {
         let ttl_ms = self.buffer_ttl.as_millis() as u32;
         LogQueueArgs {
