@@ -241,7 +241,32 @@ pub fn run_daemon<C>(
         log::error!("cannot start: {e}");
         std::process::exit(1);
     }
+    // Started means: configuration read, ports bound, dependencies checked, threads running.
+    notify_systemd("READY=1");
     std::process::exit(supervisor.run(DRAIN_DEADLINE).exit_code());
+}
+
+/// Tells systemd our state (`Type=notify` units); a no-op outside systemd. The protocol is one
+/// datagram to the socket named by `NOTIFY_SOCKET` (a path, or `@name` in the abstract
+/// namespace).
+pub fn notify_systemd(state: &str) {
+    if let Some(target) = std::env::var_os("NOTIFY_SOCKET") {
+        let target = target.to_string_lossy();
+        if let Err(e) = send_notify(&target, state) {
+            log::warn!("cannot notify systemd ({target}): {e}");
+        }
+    }
+}
+
+fn send_notify(target: &str, state: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let addr = match target.strip_prefix('@') {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()),
+        None => SocketAddr::from_pathname(target),
+    }?;
+    UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr)?;
+    Ok(())
 }
 
 fn forward_os_signals(tx: Sender<()>) -> std::io::Result<()> {
@@ -260,6 +285,23 @@ fn forward_os_signals(tx: Sender<()>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_systemd_sends_the_state_to_the_socket() {
+        let dir = std::env::temp_dir().join(crate::testkit::unique_name("notify"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        send_notify(path.to_str().unwrap(), "READY=1").unwrap();
+        assert!(send_notify("@no-such-manman-socket", "READY=1").is_err());
+        let mut buf = [0u8; 64];
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn stop_request_drains_workers() {
