@@ -38,10 +38,16 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
     let run_dir = std::env::temp_dir().join(unique_name("mmdemo"));
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_manman")).parent().unwrap();
     let env: Vec<(String, String)> = [
-        ("DATABASE_URL", format!("postgres://postgres@127.0.0.1:5432/{database}")),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+        ),
         ("RABBITMQ_URL", vhost.url()),
         ("API_ADDRESS", format!("127.0.0.1:{}", free_port())),
-        ("LOG_PROCESSOR_ADDRESS", format!("127.0.0.1:{}", free_port())),
+        (
+            "LOG_PROCESSOR_ADDRESS",
+            format!("127.0.0.1:{}", free_port()),
+        ),
         ("STATUS_PORT", free_port().to_string()),
         ("PROCESSOR_HEALTH_PORT", free_port().to_string()),
         ("HOST_HEALTH_PORT", free_port().to_string()),
@@ -64,12 +70,18 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scripts/demo failed\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "scripts/demo failed\n{stdout}\n{stderr}"
+    );
     // The session show table and the status summary name the running session.
     assert!(stdout.contains("running"), "{stdout}");
     // Live console lines, through the log processor: the demo's `say hello` echoed back.
     assert!(stdout.contains("[stdout] echo: say hello"), "{stdout}");
-    assert!(stdout.contains("stop it all: scripts/demo stop"), "{stdout}");
+    assert!(
+        stdout.contains("stop it all: scripts/demo stop"),
+        "{stdout}"
+    );
     // The demo used the fresh database: it has exactly the demo's one session, running.
     let mut c = postgres::Client::connect(
         &format!("postgres://postgres@127.0.0.1:5432/{database}"),

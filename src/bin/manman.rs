@@ -79,6 +79,7 @@ enum Command {
     /// A session's console: the lines still buffered live, `-f` to follow, or archived
     /// lines with --since/--until.
     Logs {
+        /// Session id (see `manman session list`).
         session: i64,
         /// Keep streaming new lines (resumes after a reconnect without repeats).
         #[arg(short, long, conflicts_with_all = ["since", "until"])]

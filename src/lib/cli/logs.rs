@@ -159,7 +159,11 @@ fn live(address: &str, req: &LogsRequest) -> Outcome {
             _ => true,
         };
         if !req.follow || !retryable {
-            return Err(Failure::from(failure));
+            let f = Failure::from(failure);
+            return Err(Failure {
+                message: format!("log processor at {address}: {}", f.message),
+                code: f.code,
+            });
         }
         let delay = backoff.delay(failures);
         failures += 1;
