@@ -184,6 +184,8 @@ pub fn start(
             &PoolSettings {
                 max_size: 4,
                 min_idle: 1,
+                // The archiver must not sit 30 s in a connect while its channel fills up.
+                connect_timeout: Duration::from_secs(5),
                 ..PoolSettings::default()
             },
         )?),
@@ -198,7 +200,10 @@ pub fn start(
                 config.archiver.clone(),
                 store,
                 pool.clone(),
-                database.clone(),
+                database
+                    .clone()
+                    .connect_timeout(Duration::from_secs(5))
+                    .to_owned(),
                 metrics.clone(),
             );
             supervisor
