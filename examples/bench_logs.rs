@@ -135,35 +135,35 @@ impl Publisher {
     }
 }
 
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the command name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
-fn main() {
-    let rate: u64 = std::env::var("RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    let secs: u64 = std::env::var("DURATION")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("manman-log-processor benchmark — {cores} cores, {SESSIONS} sessions, {CLIENTS} clients on session 1, {rate} lines/s for {secs} s");
-    let vhost = ScratchVhost::new("mmbench_logs");
-    let child = Child::spawn(&vhost);
-    let control = Publisher::new(&vhost);
-    for s in 1..=SESSIONS {
-        control.running(s);
-    }
-    wait_for("100 feeds", Duration::from_secs(60), || {
-        (child.metric("manman_log_session_feeds{kind=\"feeds\"}") == SESSIONS as u64).then_some(())
-    });
-
-    // Ten streaming clients on session 1, each on its own connection (as separate processes).
+/// Offers `rate` lines/s over the sessions for `secs` seconds with 10 clients streaming
+/// session 1, and prints what was consumed, delivered, lost, the latency and the CPU used.
+fn ingest(
+    child: &Child,
+    vhost: &ScratchVhost,
+    control: &Publisher,
+    rate: u64,
+    secs: u64,
+    label: &str,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
@@ -184,6 +184,9 @@ fn main() {
                 let (mut latencies, mut gaps) = (Vec::new(), 0u64);
                 for m in futures::executor::block_on_stream(stream) {
                     let Ok(m) = m else { break };
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     if m.source == "gap" {
                         gaps += 1;
                     } else if let Some(sent) = m
@@ -194,9 +197,6 @@ fn main() {
                     {
                         latencies.push(now_us() - sent);
                     }
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
                 }
                 (latencies, gaps)
             })
@@ -205,7 +205,9 @@ fn main() {
     wait_for("10 clients", Duration::from_secs(30), || {
         (child.metric("manman_log_streaming_clients") == CLIENTS as u64).then_some(())
     });
-
+    // Lines already buffered (an earlier phase) are not part of this one's latency.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu_before = cpu_seconds(child.child.id());
     // Two publishers (own connections), each half the rate, sessions round-robin, paced per ms.
     let in_before = child.metric("manman_log_lines_total{direction=\"in\"}");
     let started = Instant::now();
@@ -263,8 +265,12 @@ fn main() {
         None
     });
     let ingest_secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(child.child.id()) - cpu_before;
     stop.store(true, Ordering::Relaxed);
-    control.line(1, "0 wake the clients so they see the stop flag");
+    control.line(
+        1,
+        &format!("{} wake the clients so they see the stop flag", now_us()),
+    );
     let (mut latencies, mut gaps, mut delivered) = (Vec::new(), 0, 0usize);
     for c in clients {
         let (l, g) = c.join().unwrap();
@@ -273,8 +279,7 @@ fn main() {
         gaps += g;
     }
     latencies.sort_unstable();
-    let (rss, peak) = rss_kib(child.child.id());
-    println!("\n== ingest: {SESSIONS} sessions, {CLIENTS} clients on session 1");
+    println!("\n== {label}: {rate} lines/s offered over {SESSIONS} sessions, {CLIENTS} clients on session 1");
     println!(
         "published            {published} lines in {publish_secs:.2} s = {:.0} lines/s offered",
         published as f64 / publish_secs
@@ -287,6 +292,47 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
+    println!(
+        "log processor CPU    {cpu:.2} s = {:.0} lines per CPU-second",
+        consumed as f64 / cpu.max(0.01)
+    );
+}
+
+fn percentile(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+fn main() {
+    let rate: u64 = std::env::var("RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let secs: u64 = std::env::var("DURATION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("manman-log-processor benchmark — {cores} cores, {SESSIONS} sessions, {CLIENTS} clients on session 1, {rate} lines/s for {secs} s");
+    let vhost = ScratchVhost::new("mmbench_logs");
+    let child = Child::spawn(&vhost);
+    let control = Publisher::new(&vhost);
+    for s in 1..=SESSIONS {
+        control.running(s);
+    }
+    wait_for("100 feeds", Duration::from_secs(60), || {
+        (child.metric("manman_log_session_feeds{kind=\"feeds\"}") == SESSIONS as u64).then_some(())
+    });
+
+    ingest(&child, &vhost, &control, rate, secs, "throughput");
+    let latency_rate: u64 = std::env::var("LATENCY_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    ingest(&child, &vhost, &control, latency_rate, 5, "latency");
+    let (rss, peak) = rss_kib(child.child.id());
     println!(
         "RSS                  {:.1} MiB (peak {:.1} MiB) with {SESSIONS} sessions",
         rss as f64 / 1024.0,
