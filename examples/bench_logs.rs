@@ -165,6 +165,8 @@ fn ingest(
     label: &str,
 ) {
     let stop = Arc::new(AtomicBool::new(false));
+    // Lines published before this phase (still buffered) do not count for its latency.
+    let phase_start = now_us();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let addr = format!("127.0.0.1:{}", child.grpc);
@@ -195,7 +197,9 @@ fn ingest(
                         .next()
                         .and_then(|t| t.parse::<i64>().ok())
                     {
-                        latencies.push(now_us() - sent);
+                        if sent >= phase_start {
+                            latencies.push(now_us() - sent);
+                        }
                     }
                 }
                 (latencies, gaps)
