@@ -14,6 +14,7 @@ use support::*;
 struct DemoCleanup {
     env: Vec<(String, String)>,
     database: String,
+    run_dir: std::path::PathBuf,
 }
 
 impl Drop for DemoCleanup {
@@ -22,6 +23,8 @@ impl Drop for DemoCleanup {
             .arg("stop")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output();
+        // After the stop: it reads the daemons' pid files from the run directory.
+        let _ = std::fs::remove_dir_all(&self.run_dir);
         if let Ok(mut admin) = postgres::Client::connect(&admin_db_url(), postgres::NoTls) {
             let _ = admin.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
@@ -63,6 +66,7 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
     let _cleanup = DemoCleanup {
         env: env.clone(),
         database: database.clone(),
+        run_dir: run_dir.clone(),
     };
     let out = Command::new("scripts/demo")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -95,5 +99,4 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(statuses, ["running"]);
-    let _ = std::fs::remove_dir_all(&run_dir);
 }
