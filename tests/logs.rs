@@ -384,6 +384,21 @@ fn a_slow_client_does_not_hold_up_a_fast_one_and_is_told_what_it_missed() {
 }
 
 #[test]
+fn a_backlog_read_of_an_empty_buffer_ends_at_once() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 10, None));
+    let (_, session) = new_session(&db);
+    stack.feed(session);
+    assert!(stack.read(session, 0, true, usize::MAX).is_empty());
+    // Lines arriving during a backlog read are not waited for either.
+    let p = TestPublisher::new(&vhost);
+    publish_lines(&p, session, [(now_ms(), "one".to_string())]);
+    wait_for("the line", WAIT, || {
+        (stack.read(session, 0, true, usize::MAX).len() == 1).then_some(())
+    });
+}
+
+#[test]
 fn bad_requests_get_the_right_codes() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 10, None));

@@ -197,7 +197,13 @@ fn serve_client(
         if req.backlog_only && cursor >= backlog_end {
             break;
         }
-        let read = log.read_after(cursor, CHUNK, IDLE_CHECK);
+        // The backlog is what is buffered now: never wait for more.
+        let wait = if req.backlog_only {
+            Duration::ZERO
+        } else {
+            IDLE_CHECK
+        };
+        let read = log.read_after(cursor, CHUNK, wait);
         let mut batch = Vec::with_capacity(read.lines.len() + 1);
         if let (Some(missed), Some(first)) = (read.missed, read.lines.first()) {
             shared.metrics.gaps.inc();
@@ -211,7 +217,8 @@ fn serve_client(
             cursor = l.sequence_number;
         }
         if batch.is_empty() {
-            if read.closed {
+            // An empty buffer, or only lines newer than the backlog: a backlog read is done.
+            if read.closed || req.backlog_only {
                 break;
             }
             if client_gone(&mut sink) {
