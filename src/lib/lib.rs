@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 /// PostgreSQL: pool, migrations, repositories.
 pub mod db;
+/// gRPC serving and client channels.
+pub mod grpc;
 /// `/healthz`, `/readyz`, `/metrics`.
 pub mod health;
 /// `manman-host`: the agent running game servers on each host.

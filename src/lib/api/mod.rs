@@ -94,28 +94,16 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
     supervisor
         .spawn("health", move |s| health.serve(s))
         .map_err(|e| format!("cannot spawn thread: {e}"))?;
-    let env = Arc::new(grpcio::Environment::new(config.threads.max(1)));
-    let mut server = grpcio::ServerBuilder::new(env)
-        .register_service(crate::proto::v1::create_man_man_api(service))
-        .build()
-        .map_err(|e| format!("cannot build gRPC server: {e}"))?;
-    let port = server
-        .add_listening_port(config.listen.clone(), grpcio::ServerCredentials::insecure())
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    server.start();
-    supervisor
-        .spawn("grpc", move |shutdown| {
-            while !shutdown.wait(Duration::from_secs(3600)) {}
-            let _ = futures::executor::block_on(server.shutdown());
-            Ok(())
-        })
-        .map_err(|e| format!("cannot spawn thread: {e}"))?;
+    let port = crate::grpc::serve(
+        crate::proto::v1::create_man_man_api(service),
+        &config.listen,
+        config.threads,
+        supervisor,
+    )?;
     Ok(RunningApi { port, health_port })
 }
 
 /// A blocking client for `API_ADDRESS` (the CLI and the host agent use it).
 pub fn client(address: &str) -> crate::proto::v1::ManManApiClient {
-    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
-    let channel = grpcio::ChannelBuilder::new(env).connect(address);
-    crate::proto::v1::ManManApiClient::new(channel)
+    crate::proto::v1::ManManApiClient::new(crate::grpc::channel(address))
 }

@@ -302,24 +302,12 @@ pub fn start(
         config.max_clients,
         shutdown,
     );
-    let env = Arc::new(grpcio::Environment::new(config.grpc_threads.max(1)));
-    let mut server = grpcio::ServerBuilder::new(env)
-        .register_service(crate::proto::v1::create_log_processor(service))
-        .build()
-        .map_err(|e| format!("cannot build gRPC server: {e}"))?;
-    let grpc_port = server
-        .add_listening_port(config.listen.clone(), grpcio::ServerCredentials::insecure())
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    server.start();
-    supervisor
-        .spawn("grpc", move |shutdown| {
-            while !shutdown.wait(Duration::from_secs(3600)) {}
-            // Streams blocked on a client that stopped reading would hold shutdown forever.
-            server.cancel_all_calls();
-            let _ = futures::executor::block_on(server.shutdown());
-            Ok(())
-        })
-        .map_err(spawn_err)?;
+    let grpc_port = crate::grpc::serve(
+        crate::proto::v1::create_log_processor(service),
+        &config.listen,
+        config.grpc_threads,
+        supervisor,
+    )?;
 
     let health = {
         let m = metrics.clone();
@@ -359,7 +347,5 @@ fn reconcile(registry: &Registry, directory: &SessionDirectory) {
 
 /// A blocking client for the log processor (`LOG_PROCESSOR_ADDRESS`, the CLI uses it).
 pub fn client(address: &str) -> crate::proto::v1::LogProcessorClient {
-    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
-    let channel = grpcio::ChannelBuilder::new(env).connect(address);
-    crate::proto::v1::LogProcessorClient::new(channel)
+    crate::proto::v1::LogProcessorClient::new(crate::grpc::channel(address))
 }
