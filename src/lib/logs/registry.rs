@@ -121,10 +121,6 @@ impl Registry {
         }
     }
 
-    pub fn is_buffered(&self, session_id: i64) -> bool {
-        self.entries().contains_key(&session_id)
-    }
-
     pub fn has_feed(&self, session_id: i64) -> bool {
         self.entries()
             .get(&session_id)

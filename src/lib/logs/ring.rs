@@ -120,10 +120,6 @@ impl SessionLog {
         self.grew.notify_all();
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.ring().closed
-    }
-
     /// The newest sequence number handed out (`first - 1` before any line).
     pub fn last_sequence_number(&self) -> i64 {
         self.ring().next - 1

@@ -154,19 +154,6 @@ impl ObjectStore {
         }
         Ok(n)
     }
-
-    /// Keys under `prefix`, sorted.
-    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys: Vec<String> = self
-            .bucket
-            .list(prefix.to_string(), None)
-            .map_err(request)?
-            .into_iter()
-            .flat_map(|page| page.contents.into_iter().map(|o| o.key))
-            .collect();
-        keys.sort();
-        Ok(keys)
-    }
 }
 
 fn region(config: &S3Config) -> Region {
