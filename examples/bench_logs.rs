@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use amiquip::{AmqpProperties, ExchangeDeclareOptions, ExchangeType, Publish};
 use manman::proto::v1 as pb;
-use manman::testkit::{free_port, http_get, rss_kib, wait_for, ScratchVhost};
+use manman::testkit::{free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchVhost};
 use serde_json::json;
 
 const SESSIONS: i64 = 100;
@@ -36,13 +36,7 @@ struct Child {
 
 impl Child {
     fn spawn(vhost: &ScratchVhost) -> Child {
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("manman-log-processor");
+        let bin = sibling_binary("manman-log-processor");
         let (health, grpc) = (free_port(), free_port());
         let child = std::process::Command::new(bin)
             .env("RABBITMQ_URL", vhost.url())

@@ -16,7 +16,9 @@ use amiquip::{
     AmqpProperties, ConsumerMessage, ConsumerOptions, ExchangeDeclareOptions, ExchangeType,
     FieldTable, Publish, QueueDeclareOptions,
 };
-use manman::testkit::{free_port, http_get, rss_kib, wait_for, ScratchDb, ScratchVhost};
+use manman::testkit::{
+    free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchDb, ScratchVhost,
+};
 use serde_json::json;
 
 const HOSTS: i64 = 1_000;
@@ -107,13 +109,7 @@ struct Child {
 
 impl Child {
     fn spawn(db: &ScratchDb, vhost: &ScratchVhost, prefetch: u16, batch: usize) -> Child {
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("manman-processor");
+        let bin = sibling_binary("manman-processor");
         let health = free_port();
         let child = std::process::Command::new(bin)
             .env("RABBITMQ_URL", vhost.url())

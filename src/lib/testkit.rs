@@ -172,6 +172,16 @@ impl Drop for ScratchBucket {
     }
 }
 
+/// A daemon binary built beside the running example or test (`target/<profile>/<name>`).
+pub fn sibling_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current executable");
+    // examples/ and deps/ sit one level below the profile directory.
+    exe.parent()
+        .and_then(|dir| dir.parent())
+        .expect("target/<profile>/")
+        .join(name)
+}
+
 /// A TCP port free on loopback right now.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
