@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use amiquip::{AmqpProperties, ExchangeDeclareOptions, ExchangeType, Publish};
+use amiquip::{AmqpProperties, Publish};
+use manman::bus::topology;
 use manman::proto::v1 as pb;
 use manman::testkit::{free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchVhost};
 use serde_json::json;
@@ -87,18 +88,8 @@ impl Publisher {
     fn new(vhost: &ScratchVhost) -> Publisher {
         let mut conn = vhost.connect();
         let channel = conn.open_channel(None).unwrap();
-        for name in ["manman", "external"] {
-            channel
-                .exchange_declare(
-                    ExchangeType::Topic,
-                    name,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
-        }
+        topology::declare_manman_exchange(&channel).unwrap();
+        topology::declare_external_exchange(&channel, "external").unwrap();
         Publisher {
             _conn: conn,
             channel,
