@@ -80,6 +80,7 @@ fn main() {
             data_dir: data_dir.clone(),
             health_addr: "127.0.0.1:0".into(),
             heartbeat: Duration::from_secs(5),
+            reconcile_every: Duration::from_secs(30),
         },
         &mut sup,
     )
@@ -105,8 +106,8 @@ fn main() {
                     name: format!("cfg-{i}"),
                     program: "/bin/sleep".into(),
                     args: vec!["3600".into()],
-                    start_duration_ms: 0,
-                    stop_timeout_seconds: 5,
+                    start_duration_ms: Some(0),
+                    stop_timeout_seconds: Some(5),
                     ..Default::default()
                 }),
             })
@@ -149,6 +150,7 @@ fn main() {
             .stop_session(&pb::StopSessionRequest {
                 session_id: s.session_id,
                 kill: true,
+                force: false,
             })
             .unwrap();
         wait_for("stopped", Duration::from_secs(30), || {

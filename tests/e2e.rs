@@ -40,14 +40,16 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Self::start_with(|_| {})
+    }
+
+    fn start_with(tweak: impl FnOnce(&mut ProcessorConfig)) -> Stack {
         let db = TestDb::new();
         let vhost = TestVhost::new();
         let mut sup = Supervisor::new();
-        let running = processor::start(
-            ProcessorConfig::embedded(vhost.url(), db.config.clone()),
-            &mut sup,
-        )
-        .unwrap();
+        let mut config = ProcessorConfig::embedded(vhost.url(), db.config.clone());
+        tweak(&mut config);
+        let running = processor::start(config, &mut sup).unwrap();
         wait_for("processor connected", T, || {
             running
                 .consumer_connected
@@ -105,6 +107,7 @@ impl Stack {
             data_dir: self.data_dir.clone(),
             health_addr: "127.0.0.1:0".into(),
             heartbeat: Duration::from_secs(5),
+            reconcile_every: Duration::from_secs(1),
         }
     }
 
@@ -364,6 +367,33 @@ fn bad_requests_get_the_right_status_codes() {
         code(cfg(&|g| g.stop_signal = "SIGNOPE".into())),
         C::INVALID_ARGUMENT
     );
+    // What the host could not run is refused here, naming the field.
+    for (bad, field) in [
+        (
+            &(|g: &mut pb::GameConfig| g.stop_signal = "99".into()) as &dyn Fn(&mut pb::GameConfig),
+            "stop_signal",
+        ),
+        (
+            &|g: &mut pb::GameConfig| g.working_dir = "../../etc".into(),
+            "working_dir",
+        ),
+        (
+            &|g: &mut pb::GameConfig| g.stop_timeout_seconds = Some(100_000),
+            "stop_timeout_seconds",
+        ),
+        (
+            &|g: &mut pb::GameConfig| g.backoff_initial_ms = Some(1),
+            "backoff_initial_ms",
+        ),
+    ] {
+        match cfg(bad) {
+            Err(grpcio::Error::RpcFailure(st)) => {
+                assert_eq!(st.code(), C::INVALID_ARGUMENT);
+                assert!(st.message().contains(field), "{}", st.message());
+            }
+            other => panic!("{field}: expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
     assert_eq!(
         code(cfg(&|g| g.ports.push(pb::PortDefinition {
             port: 70000,
@@ -444,7 +474,8 @@ fn bad_requests_get_the_right_status_codes() {
     assert_eq!(
         code(c.stop_session(&pb::StopSessionRequest {
             session_id: 424_242,
-            kill: false
+            kill: false,
+            force: false
         })),
         C::NOT_FOUND
     );
@@ -724,4 +755,350 @@ fn operators_read_live_logs_and_metrics() {
     assert!(stdout.contains("echo: hello logs"), "{stdout}");
     assert!(stdout.contains("stopping the server"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("ended"));
+}
+
+// ---- sessions stay true under faults ----------------------------------------------------------
+
+impl Stack {
+    /// Replaces the in-process host by a real agent process (same name, so the same server
+    /// id), which a test can SIGKILL, SIGSTOP or SIGTERM.
+    fn agent_process(&mut self, data_dir: &std::path::Path) -> std::process::Child {
+        if let Some((_, mut d)) = self.host.take() {
+            d.shutdown();
+        }
+        Command::new(env!("CARGO_BIN_EXE_manman-host"))
+            .env("RABBITMQ_URL", self.vhost.url())
+            .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
+            .env("SERVER_NAME", "test-host")
+            .env("HOST_DATA_DIR", data_dir)
+            .env("HEALTH_PORT", manman::testkit::free_port().to_string())
+            .env("HEARTBEAT_SECONDS", "1")
+            .env("RECONCILE_SECONDS", "1")
+            .env("LOG_LEVEL", "warn")
+            .spawn()
+            .unwrap()
+    }
+
+    /// A config of `program args…` with `extra` CLI flags, deployed on the host. Returns sgc_id.
+    fn deploy(&self, name: &str, program: &str, args: &[&str], extra: &[&str]) -> i64 {
+        let game = self.cli_json(&["game", "create", name])["game_id"]
+            .as_i64()
+            .unwrap()
+            .to_string();
+        let mut cmd = vec![
+            "config",
+            "create",
+            "--game",
+            &game,
+            "--name",
+            "default",
+            "--program",
+            program,
+        ];
+        for a in args {
+            cmd.push("--arg");
+            cmd.push(a);
+        }
+        cmd.extend_from_slice(extra);
+        let config = self.cli_json(&cmd)["config_id"]
+            .as_i64()
+            .unwrap()
+            .to_string();
+        self.cli_json(&[
+            "deploy",
+            "--server",
+            &self.server_id().to_string(),
+            "--config",
+            &config,
+        ])["sgc_id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn start_session(&self, sgc: i64) -> i64 {
+        self.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn ports_held(&self) -> i64 {
+        self.db
+            .client()
+            .query_one("SELECT count(*) FROM server_ports", &[])
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// The PIDs of a session's game in the agent's store.
+fn stored_pid(data_dir: &std::path::Path, session: i64) -> Option<u32> {
+    let store = std::fs::read_to_string(data_dir.join("processes.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&store).ok()?;
+    v.as_array()?.iter().find_map(|p| {
+        (p["spec"]["name"] == format!("session-{session}"))
+            .then(|| p["pid"].as_u64())
+            .flatten()
+            .map(|p| p as u32)
+    })
+}
+
+fn pid_gone(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat[stat.rfind(')').unwrap() + 2..].starts_with('Z')
+}
+
+#[test]
+fn a_start_that_timed_out_is_never_acted_on_later() {
+    let mut s = Stack::start();
+    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let sgc = s.deploy_test_game("late", 26100);
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown(); // the agent is down (or just slow)
+    }
+    let (code, _, err) = s.cli(&["session", "start", &sgc.to_string()]);
+    assert_eq!(code, 69, "{err}");
+    let late: i64 =
+        s.db.client()
+            .query_one("SELECT max(session_id) FROM sessions", &[])
+            .unwrap()
+            .get(0);
+    assert_eq!(s.status(late).0, "lost");
+    assert_eq!(s.ports_held(), 0);
+    // The agent comes back: the old start command is still queued but expired.
+    s.start_host();
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    assert_eq!(s.ports_held(), 1, "one session holds the port, not two");
+    assert_eq!(s.status(late).0, "lost");
+    // Only the new session's game ever started on the host.
+    wait_for("the new game's first line", T, || {
+        let l = logs.next(T)?;
+        (l.body["session_id"] == session).then_some(())
+    });
+    let early: Vec<_> = logs
+        .drain(Duration::from_millis(300))
+        .into_iter()
+        .filter(|l| l.body["session_id"] == late)
+        .collect();
+    assert!(early.is_empty(), "the expired start ran a game: {early:?}");
+    let (host, _) = s.host.as_ref().unwrap();
+    let metrics = http_get(host.health_port, "/metrics");
+    assert!(
+        metrics.contains("manman_host_processes{state=\"running\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_powered_off_host_loses_its_sessions_and_stops_the_game_when_it_returns() {
+    let mut s = Stack::start_with(|p| {
+        p.stale_threshold = Duration::from_secs(2);
+        p.stale_interval = Duration::from_millis(500);
+        p.host_lost_after = Duration::from_secs(2);
+    });
+    let data_dir = std::env::temp_dir().join(unique_name("mmhost-off"));
+    let sgc = s.deploy_test_game("poweroff", 26200);
+    let mut agent = s.agent_process(&data_dir);
+    let session = wait_for("agent takes commands", T, || {
+        let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
+        (code == 0).then(|| {
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
+                .as_i64()
+                .unwrap()
+        })
+    });
+    s.wait_status(session, "running");
+    let game = wait_for("game pid", T, || stored_pid(&data_dir, session));
+    // The host disappears (frozen: no heartbeat, no answer) while its game keeps running.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGSTOP) };
+    s.wait_status(session, "lost");
+    let reason: Option<String> =
+        s.db.client()
+            .query_one(
+                "SELECT reason FROM sessions WHERE session_id = $1",
+                &[&session],
+            )
+            .unwrap()
+            .get(0);
+    assert!(reason.unwrap().contains("offline"));
+    assert_eq!(s.ports_held(), 0, "its port is free again");
+    assert!(!pid_gone(game), "the game itself kept running meanwhile");
+    // The host comes back with the game still alive: the agent stops it.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGCONT) };
+    wait_for("returning host stops the game", T, || {
+        pid_gone(game).then_some(())
+    });
+    assert_eq!(s.status(session).0, "lost", "the session stays ended");
+    wait_for("host online again", T, || {
+        let st: String =
+            s.db.client()
+                .query_one("SELECT status FROM servers WHERE name = 'test-host'", &[])
+                .unwrap()
+                .get(0);
+        (st == "online").then_some(())
+    });
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    agent.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[test]
+fn a_missing_program_ends_crashed_with_the_reason() {
+    let s = Stack::start();
+    let sgc = s.deploy("missing", "/nonexistent/game-server", &[], &[]);
+    let session = s.start_session(sgc);
+    s.wait_status(session, "crashed");
+    let shown = s.cli_json(&["session", "show", &session.to_string()]);
+    let reason = shown["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("/nonexistent/game-server") && reason.contains("No such file"),
+        "{shown}"
+    );
+    assert_eq!(s.ports_held(), 0);
+}
+
+#[test]
+fn crash_restarts_are_visible_and_a_stop_is_never_restarted() {
+    let s = Stack::start();
+    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let events = Collector::bind(&s.vhost, "external", "manman.session.#");
+    let sgc = s.deploy(
+        "restarter",
+        &game_script(),
+        &[],
+        &[
+            "--restart",
+            "always",
+            "--stop-command",
+            "stop",
+            "--stop-timeout",
+            "10",
+            "--start-duration-ms",
+            "100",
+            "--backoff-ms",
+            "100",
+        ],
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    assert_eq!(
+        s.cli(&["session", "input", &session.to_string(), "crash 4"])
+            .0,
+        0
+    );
+    let e = wait_for("restarted event", T, || {
+        let e = events.next(T)?;
+        (e.routing_key == "manman.session.restarted").then_some(e)
+    });
+    assert_eq!(e.body["restart_count"], 1);
+    assert_eq!(e.body["exit_code"], 4);
+    wait_for("console marker", T, || {
+        let l = logs.next(T)?;
+        (l.body["source"] == "host" && l.body["message"].as_str()?.contains("exited with code 4"))
+            .then_some(())
+    });
+    let shown = wait_for("restart recorded", T, || {
+        let v = s.cli_json(&["session", "show", &session.to_string()]);
+        (v["restart_count"] == 1).then_some(v)
+    });
+    assert_eq!(shown["last_exit_code"], 4);
+    assert_eq!(shown["status"], "running");
+    wait_for("game back up", T, || {
+        let l = logs.next(T)?;
+        (l.body["message"] == "Done! Ready for players").then_some(())
+    });
+    // A stop under restart=always: the console command, exit 0, and no restart.
+    assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
+    assert_eq!(s.wait_status(session, "stopped"), Some(0));
+    let after: Vec<_> = logs
+        .drain(Duration::from_millis(1500))
+        .into_iter()
+        .filter(|l| {
+            l.body["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("test-game starting")
+        })
+        .collect();
+    assert!(after.is_empty(), "restarted after a stop: {after:?}");
+    let v = s.cli_json(&["session", "show", &session.to_string()]);
+    assert_eq!(v["restart_count"], 1);
+}
+
+#[test]
+fn agent_shutdown_lets_a_slow_game_save_after_its_stop_command() {
+    let mut s = Stack::start();
+    // Needs 5 s after `stop` to save; a signal before that would end it with 143.
+    let script = "trap 'exit 143' TERM; echo ready; \
+                  while read l; do [ \"$l\" = stop ] && { echo saving; sleep 5; echo saved; exit 0; }; done";
+    let sgc = s.deploy(
+        "slowsave",
+        "/bin/sh",
+        &["-c", script],
+        &[
+            "--stop-command",
+            "stop",
+            "--stop-timeout",
+            "10",
+            "--start-duration-ms",
+            "100",
+        ],
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown(); // what SIGTERM does in the binary
+    }
+    assert_eq!(
+        s.wait_status(session, "stopped"),
+        Some(0),
+        "the game saved and exited by itself"
+    );
+}
+
+#[test]
+fn operators_can_end_a_session_whose_host_is_gone() {
+    let mut s = Stack::start();
+    let sgc = s.deploy_test_game("gone", 26300);
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown();
+    }
+    // Pretend it never stopped: the database still thinks it runs (the host died hard).
+    s.db.client()
+        .execute(
+            "UPDATE sessions SET status = 'running', ended_at = NULL, exit_code = NULL WHERE session_id = $1",
+            &[&session],
+        )
+        .unwrap();
+    s.db.client()
+        .execute(
+            "INSERT INTO server_ports (server_id, port, protocol, session_id) VALUES ($1, 26300, 'tcp', $2)",
+            &[&s.server_id, &session],
+        )
+        .unwrap();
+    let (code, _, err) = s.cli(&["session", "stop", &session.to_string()]);
+    assert_eq!(code, 69, "an unanswered stop says so: {err}");
+    let (code, out, err) = s.cli(&["--json", "session", "stop", &session.to_string(), "--force"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "lost");
+    assert!(v["reason"].as_str().unwrap().contains("--force"));
+    assert_eq!(s.ports_held(), 0);
+    // And start --force replaces a live session the same way.
+    s.db.client()
+        .execute(
+            "UPDATE sessions SET status = 'running', ended_at = NULL WHERE session_id = $1",
+            &[&session],
+        )
+        .unwrap();
+    s.start_host();
+    let (code, out, err) = s.cli(&["--json", "session", "start", &sgc.to_string(), "--force"]);
+    assert_eq!(code, 0, "{err}");
+    let new: i64 = serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
+        .as_i64()
+        .unwrap();
+    s.wait_status(new, "running");
+    assert_eq!(s.status(session).0, "lost");
 }

@@ -334,6 +334,8 @@ fn every_message_type_round_trips_through_the_broker() {
             sgc_id: Some(sgc),
             status,
             exit_code: None,
+            reason: None,
+            restart_count: None,
         };
         h.publisher.publish_json(
             &wire::routing::session_status(session),
@@ -352,6 +354,7 @@ fn every_message_type_round_trips_through_the_broker() {
             running: 1,
             other: Default::default(),
         },
+        sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
     };
     c.execute(
         "UPDATE servers SET status = 'offline' WHERE server_id = $1",
@@ -716,4 +719,225 @@ fn sigkill_mid_stream_loses_nothing_and_double_applies_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(bad, 0);
+}
+
+// ---- sessions stay true under faults ----------------------------------------------------------
+
+#[test]
+fn a_host_offline_past_the_grace_loses_its_live_sessions() {
+    let h = Harness::start_with(|config, _| {
+        config.stale_threshold = Duration::from_secs(1);
+        config.stale_interval = Duration::from_millis(500);
+        config.host_lost_after = Duration::from_secs(1);
+    });
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let (_, running) = add_session(&mut c, host, SessionStatus::Running, &[25565]);
+    let (_, stopped) = add_session(&mut c, host, SessionStatus::Stopped, &[]);
+    // The host goes silent (powered off): stale, then its sessions are lost after the grace.
+    h.expect_event("manman.host.stale");
+    let lost = h.expect_event("manman.session.lost");
+    assert_eq!(lost.body["session_id"], running);
+    assert_eq!(lost.body["previous_status"], "running");
+    assert!(
+        lost.body["reason"].as_str().unwrap().contains("offline"),
+        "{:?}",
+        lost.body
+    );
+    let row = wait_session_status(&h, running, "lost");
+    assert!(row.ended_at.is_some());
+    let (ports, reason): (i64, Option<String>) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM server_ports), reason FROM sessions WHERE session_id = $1",
+                &[&running],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(ports, 0, "its ports are free for another session");
+    assert!(reason.unwrap().contains("offline"));
+    assert_eq!(
+        session_row(&mut c, stopped).status,
+        "stopped",
+        "history untouched"
+    );
+    // The host coming back afterwards is online again, with nothing left to lose.
+    h.heartbeat(host);
+    h.expect_event("manman.host.online");
+    assert!(h.dlq.next(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn late_reports_for_ended_sessions_are_ignored_not_dead_lettered() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let (_, session) = add_session(&mut c, host, SessionStatus::Lost, &[]);
+    // The host acted on a start after the API gave up, then stopped the game on reconciling.
+    for status in ["starting", "running", "stopping", "stopped"] {
+        h.session_status(session, status, Some(0));
+    }
+    let marker = add_session(&mut c, host, SessionStatus::Pending, &[]).1;
+    h.session_status(marker, "starting", None);
+    wait_session_status(&h, marker, "starting");
+    assert_eq!(session_row(&mut c, session).status, "lost");
+    assert!(h.dlq.next(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn crash_restarts_are_recorded_and_announced_once() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let (_, session) = add_session(&mut c, host, SessionStatus::Running, &[]);
+    let restart = |n: u32, code: i32| {
+        h.publisher.publish_json(
+            &wire::routing::session_status(session),
+            json!({"session_id": session, "status": "running", "exit_code": code, "restart_count": n}),
+        )
+    };
+    restart(1, 3);
+    let e = h.expect_event("manman.session.restarted");
+    assert_eq!(e.body["restart_count"], 1);
+    assert_eq!(e.body["exit_code"], 3);
+    assert_eq!(e.body["server_id"], host);
+    restart(1, 3); // a repeat says nothing new
+    restart(2, 137);
+    let e = h.expect_event("manman.session.restarted");
+    assert_eq!(e.body["restart_count"], 2);
+    let r = c
+        .query_one(
+            "SELECT status, restart_count, last_exit_code, last_exit_at IS NOT NULL FROM sessions WHERE session_id = $1",
+            &[&session],
+        )
+        .unwrap();
+    assert_eq!(
+        r.get::<_, String>(0),
+        "running",
+        "a restart keeps the status"
+    );
+    assert_eq!(r.get::<_, i32>(1), 2);
+    assert_eq!(r.get::<_, Option<i32>>(2), Some(137));
+    assert!(r.get::<_, bool>(3));
+    assert!(h.events.next(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn a_processor_restarted_after_a_pause_does_not_cry_wolf() {
+    let threshold = Duration::from_secs(3);
+    let db = TestDb::new();
+    let vhost = TestVhost::new();
+    let events = Collector::bind(&vhost, "external", "manman.host.*");
+    let start = || {
+        let mut sup = Supervisor::new();
+        let mut config = test_config(&db, &vhost);
+        config.stale_threshold = threshold;
+        config.stale_interval = Duration::from_millis(500);
+        let running = processor::start(config, &mut sup).unwrap();
+        wait_for("consumer connected", T, || {
+            running
+                .consumer_connected
+                .load(Ordering::SeqCst)
+                .then_some(())
+        });
+        Daemon::run(sup)
+    };
+    let host = add_host(&mut db.client(), HostStatus::Online);
+    let beating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let heart = {
+        let publisher = TestPublisher::new(&vhost);
+        let beating = beating.clone();
+        std::thread::spawn(move || {
+            while beating.load(Ordering::SeqCst) {
+                publisher.publish_json(
+                    &wire::routing::host_health(host),
+                    json!({"server_id": host, "session_stats": {"total": 0, "running": 0},
+                           "sent_at_ms": chrono::Utc::now().timestamp_millis()}),
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let mut first = start();
+    first.shutdown();
+    // The processor is down for twice the threshold while the host keeps beating.
+    std::thread::sleep(threshold * 2);
+    let _second = start();
+    assert!(
+        events.next(threshold + Duration::from_secs(2)).is_none(),
+        "no host may be judged stale on the processor's old view of it"
+    );
+    // Staleness still works: the host goes silent and is reported.
+    beating.store(false, Ordering::SeqCst);
+    heart.join().unwrap();
+    let e = events.expect("stale");
+    assert_eq!(e.routing_key, "manman.host.stale");
+    assert_eq!(e.body["server_id"], host);
+}
+
+#[test]
+fn two_processors_keep_order_and_apply_nothing_twice() {
+    let db = TestDb::new();
+    let vhost = TestVhost::new();
+    let dlq = Collector::queue(&vhost, "processor-events-dlq");
+    let mut c = db.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let sessions: Vec<i64> = (0..400)
+        .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
+        .collect();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_manman-processor"))
+            .env("RABBITMQ_URL", vhost.url())
+            .env("DATABASE_URL", db.url())
+            .env("HEALTH_PORT", manman::testkit::free_port().to_string())
+            .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
+            .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
+            .env("PROCESSOR_MAX_BATCH", "10")
+            .env("PROCESSOR_PREFETCH", "10")
+            .env("LOG_LEVEL", "error")
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn();
+    let mut b = spawn();
+    wait_for("processor queue", T, || {
+        let mut conn = vhost.connect();
+        let ch = conn.open_channel(None).unwrap();
+        let ok = ch.queue_declare_passive("processor-events").is_ok();
+        let _ = conn.close();
+        ok.then_some(())
+    });
+    let publisher = TestPublisher::new(&vhost);
+    for &s in &sessions {
+        for status in ["starting", "running", "stopping", "stopped"] {
+            publisher.publish_json(
+                &wire::routing::session_status(s),
+                json!({"session_id": s, "status": status, "exit_code": 0}),
+            );
+        }
+    }
+    let count_stopped = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM sessions WHERE status = 'stopped'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    wait_for("some progress", T, || {
+        (count_stopped(&mut c) > 0).then_some(())
+    });
+    // The active one dies; the standby takes over where it stopped.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    wait_for("every session stopped", Duration::from_secs(60), || {
+        (count_stopped(&mut c) == sessions.len() as i64).then_some(())
+    });
+    let _ = b.kill();
+    let _ = b.wait();
+    assert!(
+        dlq.next(Duration::from_millis(300)).is_none(),
+        "two consumers taking turns would reorder a session's reports into invalid transitions"
+    );
 }

@@ -493,3 +493,178 @@ fn a_restarted_manager_finds_and_handles_the_processes_it_had() {
     assert!(new.iter().all(|p| pid_is_dead(*p)));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+// ---- restart and stop semantics (sessions stay true under faults) -----------------------------
+
+#[test]
+fn a_tight_exit_loop_under_always_is_paced() {
+    let f = manager();
+    let mut spec = Spec::new("spinner", "/bin/true", &[]);
+    spec.restart = RestartPolicy::Always;
+    spec.start_duration = Duration::ZERO;
+    spec.backoff_initial = Duration::from_millis(100);
+    spec.backoff_max = Duration::from_secs(5);
+    f.manager.start(spec).unwrap();
+    let mut exits = Vec::new();
+    let mut starts = Vec::new();
+    while starts.len() < 4 {
+        match f.history.recv_timeout(T).expect("history") {
+            HistoryEvent::Exited { at, .. } => exits.push(at),
+            HistoryEvent::Started { at, .. } => starts.push(at),
+            _ => {}
+        }
+    }
+    for i in 1..4 {
+        let gap = (starts[i] - exits[i - 1]).num_milliseconds();
+        let backoff = 100 * 2i64.pow(i as u32 - 1);
+        assert!(
+            gap >= backoff,
+            "restart {i} came {gap} ms after the exit, not after {backoff} ms"
+        );
+    }
+    let stopped = f.manager.stop("spinner", Duration::from_secs(1)).unwrap();
+    assert_eq!(stopped.state, ProcessState::Stopped);
+}
+
+#[test]
+fn the_failure_count_resets_after_a_stable_run() {
+    let f = manager();
+    let mut spec = sh("daily-crasher", "sleep 0.3; exit 1");
+    spec.restart = RestartPolicy::OnFailure;
+    spec.start_duration = Duration::from_millis(50);
+    spec.backoff_initial = Duration::from_millis(100);
+    spec.retry_limit = 1;
+    // Every run outlives reset_after: each crash is the first in a while.
+    spec.reset_after = Duration::from_millis(200);
+    f.manager.start(spec.clone()).unwrap();
+    let mut restarts = 0;
+    while restarts < 4 {
+        match f.history.recv_timeout(T).expect("history") {
+            HistoryEvent::Restarting { .. } => restarts += 1,
+            e @ (HistoryEvent::GaveUp { .. } | HistoryEvent::Finished { .. }) => {
+                panic!("gave up although every run was stable: {e:?}")
+            }
+            _ => {}
+        }
+    }
+    f.manager
+        .stop("daily-crasher", Duration::from_secs(2))
+        .unwrap();
+
+    // The same crashes without the reset exhaust retry_limit 1 after two runs.
+    spec.name = "quick-crasher".into();
+    spec.reset_after = Duration::from_secs(600);
+    f.manager.start(spec).unwrap();
+    next_event(
+        &f,
+        |e| matches!(e, HistoryEvent::GaveUp { name, .. } if name == "quick-crasher"),
+    );
+}
+
+#[test]
+fn a_stop_under_always_with_a_console_command_stops_once_and_never_restarts() {
+    let f = manager();
+    let mut spec = sh(
+        "console-game",
+        "echo ready; while read l; do [ \"$l\" = stop ] && { echo bye; exit 0; }; done",
+    );
+    spec.restart = RestartPolicy::Always;
+    spec.stop_input = Some("stop".into());
+    spec.stop_timeout = Duration::from_secs(10);
+    f.manager.start(spec).unwrap();
+    assert_eq!(next_line(&f, "console-game").line, "ready");
+    let status = f.manager.stop("console-game", None).unwrap();
+    assert_eq!(status.state, ProcessState::Stopped);
+    assert_eq!(
+        status.last_exit.unwrap().code,
+        Some(0),
+        "it exited by its console command, before any signal"
+    );
+    assert_eq!(status.restarts, 0);
+    let events: Vec<HistoryEvent> = f.history.try_iter().collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, HistoryEvent::Started { .. }))
+            .count(),
+        1
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, HistoryEvent::Restarting { .. })));
+}
+
+#[test]
+fn a_stop_during_the_restart_wait_cancels_the_restart() {
+    let f = manager();
+    let mut spec = sh("crash-then-wait", "exit 9");
+    spec.restart = RestartPolicy::OnFailure;
+    spec.backoff_initial = Duration::from_secs(5);
+    f.manager.start(spec).unwrap();
+    next_event(&f, |e| matches!(e, HistoryEvent::Restarting { .. }));
+    let asked = Instant::now();
+    let status = f.manager.stop("crash-then-wait", None).unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the stop waited out the backoff"
+    );
+    assert_eq!(status.state, ProcessState::Stopped);
+    match next_event(&f, |e| matches!(e, HistoryEvent::Finished { .. })) {
+        HistoryEvent::Finished { requested, .. } => assert!(requested),
+        _ => unreachable!(),
+    }
+    assert!(
+        f.history.recv_timeout(Duration::from_millis(300)).is_err(),
+        "nothing started after the stop"
+    );
+}
+
+#[test]
+fn the_stop_timeline_kills_at_the_stop_timeout_however_it_is_split() {
+    let f = manager();
+    // Ignores its console and TERM (it says when TERM came), so only SIGKILL ends it.
+    let mut spec = sh(
+        "stubborn-game",
+        "trap 'echo got-term' TERM; echo ready; while :; do read l; sleep 0.05; done",
+    );
+    spec.stop_input = Some("stop".into());
+    spec.stop_timeout = Duration::from_millis(1200);
+    f.manager.start(spec).unwrap();
+    assert_eq!(next_line(&f, "stubborn-game").line, "ready");
+    let began = Instant::now();
+    let manager = &f.manager;
+    let status = std::thread::scope(|s| {
+        let stop = s.spawn(|| manager.stop("stubborn-game", None).unwrap());
+        assert_eq!(next_line(&f, "stubborn-game").line, "got-term");
+        let term_at = began.elapsed();
+        assert!(
+            term_at >= Duration::from_millis(850) && term_at < Duration::from_millis(1150),
+            "the signal comes at 3/4 of the stop timeout, came at {term_at:?}"
+        );
+        stop.join().unwrap()
+    });
+    let took = began.elapsed();
+    assert_eq!(status.last_exit.unwrap().signal, Some(libc::SIGKILL));
+    assert!(
+        took >= Duration::from_millis(1200) && took < Duration::from_millis(1600),
+        "SIGKILL comes at the stop timeout, not twice it: {took:?}"
+    );
+}
+
+#[test]
+fn input_for_a_process_that_never_reads_is_bounded() {
+    let f = manager();
+    f.manager.start(sh("deaf", "exec sleep 1000")).unwrap();
+    let chunk = vec![b'x'; 1024];
+    let refused = (0..1000).find_map(|i| match f.manager.send_input("deaf", &chunk) {
+        Ok(()) => None,
+        Err(e) => Some((i, e)),
+    });
+    let (sent, err) = refused.expect("input must be refused once the queue is full");
+    assert!(matches!(err, ProcError::InputFull { .. }), "{err}");
+    assert!(
+        sent * 1024 <= manman::procman::MAX_PENDING_INPUT + 256 * 1024,
+        "{sent} KiB accepted"
+    );
+    f.manager.stop("deaf", Duration::from_secs(2)).unwrap();
+}

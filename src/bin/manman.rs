@@ -133,20 +133,37 @@ struct ConfigCreate {
     /// Working directory, relative to the deployment's directory on the host.
     #[arg(long)]
     workdir: Option<String>,
-    #[arg(long, default_value = "SIGTERM")]
-    stop_signal: String,
-    /// Console command that stops the game cleanly (e.g. `stop`), sent before the signal.
+    /// Signal sent to the game's process group to stop it (name or number) [default: SIGTERM].
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Console command that stops the game cleanly (e.g. `stop`), sent first.
     #[arg(long)]
     stop_command: Option<String>,
-    /// Seconds to wait for a clean stop before SIGKILL.
-    #[arg(long, default_value_t = 30)]
-    stop_timeout: i32,
-    /// never, on-failure or always.
-    #[arg(long, default_value = "never")]
-    restart: String,
-    /// How long the process must stay up to count as running.
-    #[arg(long, default_value_t = 1000)]
-    start_duration_ms: i32,
+    /// Seconds from the start of a stop to SIGKILL, 1-300 [default: 30]. With a stop command,
+    /// the game gets the first 3/4 of it to exit by itself, then the stop signal; without one,
+    /// the signal goes at once. SIGKILL comes at this timeout either way.
+    #[arg(long)]
+    stop_timeout: Option<i32>,
+    /// never, on-failure or always [default: never]. A stop you ask for is never restarted.
+    #[arg(long)]
+    restart: Option<String>,
+    /// How long the process must stay up to count as running; an earlier exit is a failed
+    /// start [default: 1000].
+    #[arg(long)]
+    start_duration_ms: Option<i32>,
+    /// First delay before a restart, in ms (at least 100) [default: 1000].
+    #[arg(long)]
+    backoff_ms: Option<i32>,
+    /// Longest delay between restarts, in ms; each quick exit doubles the delay up to it
+    /// [default: 60000].
+    #[arg(long)]
+    backoff_max_ms: Option<i32>,
+    /// Consecutive failed runs before giving up (the session then ends crashed) [default: 5].
+    #[arg(long)]
+    retry_limit: Option<i32>,
+    /// A run lasting this many seconds resets the failure count [default: 600].
+    #[arg(long)]
+    reset_after: Option<i32>,
     /// PORT[/PROTOCOL] the game listens on, repeatable.
     #[arg(long = "port")]
     ports: Vec<String>,
@@ -167,18 +184,24 @@ enum ConfigCmd {
 
 #[derive(Subcommand)]
 enum SessionCmd {
-    /// Start a session of a deployment (refused if it already has a live one, unless --force).
+    /// Start a session of a deployment. Refused if it already has a live one, unless
+    /// --force, which first ends that one as `stop --force` does.
     Start {
         deployment: i64,
         #[arg(long)]
         force: bool,
     },
-    /// Stop a session (console stop command, then its stop signal, then SIGKILL).
+    /// Stop a session: its console stop command, then its stop signal, then SIGKILL at the
+    /// config's stop timeout.
     Stop {
         id: i64,
         /// SIGKILL at once.
         #[arg(long)]
         kill: bool,
+        /// End the session (`lost`) now even if its host does not answer (a host that is
+        /// gone); the host stops the game if it comes back.
+        #[arg(long)]
+        force: bool,
     },
     /// List sessions, newest first.
     List {
@@ -221,11 +244,15 @@ fn main() {
                 program: c.program,
                 args: c.args,
                 working_dir: c.workdir.unwrap_or_default(),
-                stop_signal: c.stop_signal,
+                stop_signal: c.stop_signal.unwrap_or_default(),
                 stop_command: c.stop_command.unwrap_or_default(),
                 stop_timeout_seconds: c.stop_timeout,
-                restart_policy: c.restart,
+                restart_policy: c.restart.unwrap_or_default(),
                 start_duration_ms: c.start_duration_ms,
+                backoff_initial_ms: c.backoff_ms,
+                backoff_max_ms: c.backoff_max_ms,
+                retry_limit: c.retry_limit,
+                reset_after_seconds: c.reset_after,
                 ..Default::default()
             };
             control::config_create(&ctx, config, &c.env, &c.ports)
@@ -240,7 +267,9 @@ fn main() {
         Command::Session(SessionCmd::Start { deployment, force }) => {
             control::session_start(&ctx, deployment, force)
         }
-        Command::Session(SessionCmd::Stop { id, kill }) => control::session_stop(&ctx, id, kill),
+        Command::Session(SessionCmd::Stop { id, kill, force }) => {
+            control::session_stop(&ctx, id, kill, force)
+        }
         Command::Session(SessionCmd::List {
             server,
             deployment,

@@ -40,3 +40,9 @@ pub fn channel(address: &str) -> grpcio::Channel {
     let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
     grpcio::ChannelBuilder::new(env).connect(address)
 }
+
+/// A blocking client of `manman.v1.ManManAPI` at `address` (the CLI, the host agent and the
+/// log processor use it).
+pub fn api_client(address: &str) -> crate::proto::v1::ManManApiClient {
+    crate::proto::v1::ManManApiClient::new(channel(address))
+}

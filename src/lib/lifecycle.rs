@@ -150,6 +150,7 @@ impl Supervisor {
         let handle = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                SUPERVISED.with(|s| s.set(true));
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(signal)));
                 let exit = match result {
@@ -228,7 +229,18 @@ pub fn run_daemon<C>(
     from_env: impl FnOnce(&crate::config::Env) -> Result<C, crate::config::ConfigError>,
     start: impl FnOnce(C, &mut Supervisor) -> Result<(), String>,
 ) -> ! {
+    run_daemon_draining(DRAIN_DEADLINE, from_env, start)
+}
+
+/// [`run_daemon`] with its own drain deadline (the host agent's covers its games' stop
+/// timeouts).
+pub fn run_daemon_draining<C>(
+    deadline: Duration,
+    from_env: impl FnOnce(&crate::config::Env) -> Result<C, crate::config::ConfigError>,
+    start: impl FnOnce(C, &mut Supervisor) -> Result<(), String>,
+) -> ! {
     crate::telemetry::init();
+    exit_on_panic();
     let config = match from_env(&crate::config::Env::from_process()) {
         Ok(c) => c,
         Err(e) => {
@@ -243,7 +255,40 @@ pub fn run_daemon<C>(
     }
     // Started means: configuration read, ports bound, dependencies checked, threads running.
     notify_systemd("READY=1");
-    std::process::exit(supervisor.run(DRAIN_DEADLINE).exit_code());
+    std::process::exit(supervisor.run(deadline).exit_code());
+}
+
+/// A panic in any thread ends the daemon with one clear log line and exit code 70, so systemd
+/// restarts it, instead of leaving it half alive (a dead supervisor thread of a game, a dead
+/// relay...). Worker threads under [`Supervisor`] catch theirs first and drain the daemon.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        log::error!(thread = name, at = place.as_str(); "panic: {message}; exiting");
+        if !is_supervised_worker(name) {
+            std::process::exit(70); // EX_SOFTWARE
+        }
+    }));
+}
+
+thread_local! {
+    static SUPERVISED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is a [`Supervisor`] worker (its panic drains the daemon).
+fn is_supervised_worker(_name: &str) -> bool {
+    SUPERVISED.with(|s| s.get())
 }
 
 /// Tells systemd our state (`Type=notify` units); a no-op outside systemd. The protocol is one

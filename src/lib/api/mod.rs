@@ -2,9 +2,15 @@
 //! completion-queue threads and do blocking database work there; host commands go out by
 //! request/reply over RabbitMQ with a timeout.
 
+mod catalog;
+mod convert;
 mod error;
 pub mod history;
+mod host_commands;
+mod metrics;
 mod service;
+mod sessions;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +23,10 @@ use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::logstore::{ObjectStore, S3Config};
 
 pub use error::ApiError;
+pub use metrics::ApiMetrics;
+
+/// The largest page a list request may ask for.
+const MAX_PAGE: i32 = 500;
 pub use service::ApiService;
 
 #[derive(Debug, Clone)]
@@ -103,7 +113,4 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
     Ok(RunningApi { port, health_port })
 }
 
-/// A blocking client for `API_ADDRESS` (the CLI and the host agent use it).
-pub fn client(address: &str) -> crate::proto::v1::ManManApiClient {
-    crate::proto::v1::ManManApiClient::new(crate::grpc::channel(address))
-}
+pub use crate::grpc::api_client as client;

@@ -18,6 +18,8 @@ pub struct OutgoingMessage {
     pub correlation_id: Option<String>,
     pub reply_to: Option<String>,
     pub persistent: bool,
+    /// Per-message TTL: the broker drops it if it is still queued after this long.
+    pub expiration: Option<Duration>,
 }
 
 impl OutgoingMessage {
@@ -35,7 +37,13 @@ impl OutgoingMessage {
             correlation_id: None,
             reply_to: None,
             persistent: true,
+            expiration: None,
         }
+    }
+
+    pub fn expiring_after(mut self, ttl: Duration) -> Self {
+        self.expiration = Some(ttl);
+        self
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -79,6 +87,9 @@ impl OutgoingMessage {
         }
         if let Some(to) = &self.reply_to {
             props = props.with_reply_to(to.clone());
+        }
+        if let Some(ttl) = self.expiration {
+            props = props.with_expiration(ttl.as_millis().max(1).to_string());
         }
         props
     }

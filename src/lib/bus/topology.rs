@@ -32,7 +32,9 @@ pub fn declare_external_exchange<'a>(
 }
 
 /// A durable queue and its durable dead-letter queue: the broker's own dead-lettering points
-/// at the DLQ too, as a safety net for anything rejected without our reason header.
+/// at the DLQ too, as a safety net for anything rejected without our reason header. The
+/// queue has a single active consumer: a second consumer (a second processor, a cloned
+/// agent) waits as a hot standby instead of taking half the messages out of order.
 pub fn declare_queue_with_dlq<'a>(
     channel: &'a Channel,
     queue: &str,
@@ -52,6 +54,7 @@ pub fn declare_queue_with_dlq<'a>(
         "x-dead-letter-routing-key".into(),
         AmqpValue::LongString(dlq.into()),
     );
+    args.insert("x-single-active-consumer".into(), AmqpValue::Boolean(true));
     channel.queue_declare(
         queue,
         QueueDeclareOptions {
@@ -68,6 +71,28 @@ pub fn declare_processor_queues(channel: &Channel) -> amiquip::Result<()> {
     for key in routing::PROCESSOR_BINDINGS {
         queue.bind(&exchange, key, FieldTable::new())?;
     }
+    Ok(())
+}
+
+/// A host's durable command queue `host-{id}-commands`, bound to `command.host.{id}.#`, with a
+/// single active consumer (commands of one session must run in order: start before stop).
+pub fn declare_host_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
+    let exchange = declare_manman_exchange(channel)?;
+    let mut args = FieldTable::new();
+    args.insert("x-single-active-consumer".into(), AmqpValue::Boolean(true));
+    let queue = channel.queue_declare(
+        routing::host_commands_queue(server_id),
+        QueueDeclareOptions {
+            durable: true,
+            arguments: args,
+            ..QueueDeclareOptions::default()
+        },
+    )?;
+    queue.bind(
+        &exchange,
+        format!("command.host.{server_id}.#"),
+        FieldTable::new(),
+    )?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(address: &str, json: bool) -> Ctx {
         Ctx {
-            client: crate::api::client(address),
+            client: crate::grpc::api_client(address),
             json,
         }
     }
@@ -109,6 +109,10 @@ fn session_json(s: &pb::Session) -> Value {
         "host": s.host, "game": s.game, "config": s.config,
         "started_at_ms": s.started_at_ms, "ended_at_ms": s.ended_at_ms,
         "exit_code": if s.has_exit_code { json!(s.exit_code) } else { Value::Null },
+        "reason": if s.reason.is_empty() { Value::Null } else { json!(s.reason) },
+        "restart_count": s.restart_count,
+        "last_exit_code": if s.has_last_exit_code { json!(s.last_exit_code) } else { Value::Null },
+        "last_exit_at_ms": s.last_exit_at_ms,
     })
 }
 
@@ -146,6 +150,8 @@ fn config_json(c: &pb::GameConfig) -> Value {
         "args": c.args, "env": c.env, "working_dir": c.working_dir, "stop_signal": c.stop_signal,
         "stop_command": c.stop_command, "stop_timeout_seconds": c.stop_timeout_seconds,
         "restart_policy": c.restart_policy, "start_duration_ms": c.start_duration_ms,
+        "backoff_initial_ms": c.backoff_initial_ms, "backoff_max_ms": c.backoff_max_ms,
+        "retry_limit": c.retry_limit, "reset_after_seconds": c.reset_after_seconds,
         "ports": c.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect::<Vec<_>>(),
     })
 }
@@ -360,19 +366,21 @@ pub fn session_start(ctx: &Ctx, sgc: i64, force: bool) -> Outcome {
     Ok(())
 }
 
-pub fn session_stop(ctx: &Ctx, id: i64, kill: bool) -> Outcome {
+pub fn session_stop(ctx: &Ctx, id: i64, kill: bool, force: bool) -> Outcome {
     let r = ctx.client.stop_session_opt(
         &pb::StopSessionRequest {
             session_id: id,
             kill,
+            force,
         },
         ctx.opt(),
     )?;
-    show_session(
-        ctx,
-        if kill { "killing" } else { "stopping" },
-        &r.session.unwrap_or_default(),
-    );
+    let verb = match (force, kill) {
+        (true, _) => "ended",
+        (false, true) => "killing",
+        (false, false) => "stopping",
+    };
+    show_session(ctx, verb, &r.session.unwrap_or_default());
     Ok(())
 }
 
@@ -395,12 +403,20 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
         .client
         .get_session_opt(&pb::GetSessionRequest { session_id: id }, ctx.opt())?;
     let s = r.session.unwrap_or_default();
-    print(
-        ctx,
-        session_json(&s),
-        &SESSION_HEADERS,
-        vec![session_row(&s)],
-    );
+    if ctx.json {
+        println!("{}", session_json(&s));
+        return Ok(());
+    }
+    print!("{}", table(&SESSION_HEADERS, &[session_row(&s)]));
+    let last_exit = if s.has_last_exit_code {
+        format!("{} at {}", s.last_exit_code, when(s.last_exit_at_ms))
+    } else {
+        "-".into()
+    };
+    println!("\nrestarts: {}   last exit: {last_exit}", s.restart_count);
+    if !s.reason.is_empty() {
+        println!("reason: {}", s.reason);
+    }
     Ok(())
 }
 

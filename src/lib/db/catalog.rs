@@ -5,6 +5,7 @@ use postgres::{GenericClient, Row};
 use serde_json::Value;
 
 use crate::wire::commands::PortBinding;
+use crate::wire::{GameProcess, RestartPolicy};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostRow {
@@ -88,37 +89,42 @@ pub struct ConfigRow {
     pub config_id: i64,
     pub game_id: i64,
     pub name: String,
-    pub command: String,
-    pub args: Vec<String>,
-    pub env: std::collections::BTreeMap<String, String>,
-    pub working_dir: Option<String>,
-    pub stop_signal: String,
-    pub stop_command: Option<String>,
-    pub stop_timeout_seconds: i32,
-    pub restart_policy: String,
-    pub start_duration_ms: i32,
+    /// How it runs (`command` in the table is `process.program`).
+    pub process: GameProcess,
     /// `[{"port": 25565, "protocol": "tcp"}]`
     pub port_definitions: Value,
 }
 
 const CONFIG_COLUMNS: &str =
     "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
-     stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions";
+     stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
+     backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds";
 
 fn config(r: &Row) -> ConfigRow {
+    let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
     ConfigRow {
         config_id: r.get(0),
         game_id: r.get(1),
         name: r.get(2),
-        command: r.get(3),
-        args: serde_json::from_value(r.get(4)).unwrap_or_default(),
-        env: serde_json::from_value(r.get(5)).unwrap_or_default(),
-        working_dir: r.get(6),
-        stop_signal: r.get(7),
-        stop_command: r.get(8),
-        stop_timeout_seconds: r.get(9),
-        restart_policy: r.get(10),
-        start_duration_ms: r.get(11),
+        process: GameProcess {
+            program: r.get(3),
+            args: serde_json::from_value(r.get(4)).unwrap_or_default(),
+            env: serde_json::from_value(r.get(5)).unwrap_or_default(),
+            working_dir: r.get(6),
+            stop_signal: r.get(7),
+            stop_command: r.get(8),
+            stop_timeout_seconds: unsigned(9),
+            // The CHECK constraint keeps the column to the known policies.
+            restart_policy: r
+                .get::<_, String>(10)
+                .parse()
+                .unwrap_or(RestartPolicy::Never),
+            start_duration_ms: unsigned(11),
+            backoff_initial_ms: unsigned(13),
+            backoff_max_ms: unsigned(14),
+            retry_limit: unsigned(15),
+            reset_after_seconds: unsigned(16),
+        },
         port_definitions: r.get(12),
     }
 }
@@ -128,28 +134,35 @@ pub fn create_config(
     c: &mut impl GenericClient,
     cfg: &ConfigRow,
 ) -> Result<Option<ConfigRow>, postgres::Error> {
-    let args = serde_json::to_value(&cfg.args).expect("serialisable");
-    let env = serde_json::to_value(&cfg.env).expect("serialisable");
+    let p = &cfg.process;
+    let args = serde_json::to_value(&p.args).expect("serialisable");
+    let env = serde_json::to_value(&p.env).expect("serialisable");
+    let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     Ok(c.query_opt(
         &format!(
             "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
-                 stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
+                 backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (game_id, name) DO NOTHING RETURNING {CONFIG_COLUMNS}"
         ),
         &[
             &cfg.game_id,
             &cfg.name,
-            &cfg.command,
+            &p.program,
             &args,
             &env,
-            &cfg.working_dir,
-            &cfg.stop_signal,
-            &cfg.stop_command,
-            &cfg.stop_timeout_seconds,
-            &cfg.restart_policy,
-            &cfg.start_duration_ms,
+            &p.working_dir,
+            &p.stop_signal,
+            &p.stop_command,
+            &int(p.stop_timeout_seconds),
+            &p.restart_policy.as_str(),
+            &int(p.start_duration_ms),
             &cfg.port_definitions,
+            &int(p.backoff_initial_ms),
+            &int(p.backoff_max_ms),
+            &int(p.retry_limit),
+            &int(p.reset_after_seconds),
         ],
     )?
     .map(|r| config(&r)))

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_core_schema.sql"),
     migration!(2, "0002_processor_outbox.sql"),
     migration!(3, "0003_status_indexes.sql"),
+    migration!(4, "0004_sessions_stay_true.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

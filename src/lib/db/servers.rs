@@ -41,23 +41,37 @@ pub fn lock_many(
         .collect())
 }
 
-/// Sets each host's final status and `last_seen = now()`, in one statement.
-pub fn apply_statuses(
-    tx: &mut Tx<'_>,
-    updates: &[(i64, HostStatus)],
-) -> Result<(), postgres::Error> {
+/// A host's net change within one batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostUpdate {
+    pub server_id: i64,
+    pub status: HostStatus,
+    /// When its latest message was sent (unix ms), if it said; else the receive time counts.
+    pub sent_at_ms: Option<i64>,
+}
+
+/// Sets each host's final status and `last_seen` (the send time of its latest message, never
+/// in the future and never going backwards), and `offline_since` when it goes offline, in one
+/// statement.
+pub fn apply_statuses(tx: &mut Tx<'_>, updates: &[HostUpdate]) -> Result<(), postgres::Error> {
     if updates.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = updates.iter().map(|u| u.0).collect();
-    let statuses: Vec<&str> = updates.iter().map(|u| u.1.as_str()).collect();
+    let ids: Vec<i64> = updates.iter().map(|u| u.server_id).collect();
+    let statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
+    let sent: Vec<Option<i64>> = updates.iter().map(|u| u.sent_at_ms).collect();
     tx.execute(
         "UPDATE servers s
-            SET status = u.status, last_seen = now(),
+            SET status = u.status,
+                last_seen = greatest(s.last_seen,
+                    least(coalesce(to_timestamp(u.sent_ms / 1000.0), now()), now())),
+                offline_since = CASE WHEN u.status = 'online' THEN NULL
+                                     WHEN s.status = 'offline' THEN coalesce(s.offline_since, now())
+                                     ELSE now() END,
                 updated_at = CASE WHEN s.status <> u.status THEN now() ELSE s.updated_at END
-           FROM unnest($1::bigint[], $2::text[]) AS u(server_id, status)
+           FROM unnest($1::bigint[], $2::text[], $3::int8[]) AS u(server_id, status, sent_ms)
           WHERE s.server_id = u.server_id AND s.server_id = ANY($1)",
-        &[&ids, &statuses],
+        &[&ids, &statuses, &sent],
     )?;
     Ok(())
 }
@@ -79,7 +93,7 @@ pub fn mark_stale_offline(
     let rows = client.query(
         "WITH stale AS (
              UPDATE servers
-                SET status = 'offline', updated_at = now()
+                SET status = 'offline', updated_at = now(), offline_since = now()
               WHERE status = 'online'
                 AND (last_seen IS NULL OR last_seen < now() - make_interval(secs => $1))
           RETURNING server_id, name, last_seen

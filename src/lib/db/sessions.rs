@@ -12,6 +12,7 @@ pub struct LockedSession {
     pub status: SessionStatus,
     pub sgc_id: i64,
     pub server_id: i64,
+    pub restart_count: i32,
 }
 
 /// Locks the given sessions (in id order) until the transaction ends. Sessions that do not
@@ -21,7 +22,7 @@ pub fn lock_many(
     ids: &[i64],
 ) -> Result<HashMap<i64, LockedSession>, postgres::Error> {
     let rows = tx.query(
-        "SELECT s.session_id, s.status, s.sgc_id, g.server_id
+        "SELECT s.session_id, s.status, s.sgc_id, g.server_id, s.restart_count
            FROM sessions s JOIN server_game_configs g ON g.sgc_id = s.sgc_id
           WHERE s.session_id = ANY($1)
           ORDER BY s.session_id
@@ -39,6 +40,7 @@ pub fn lock_many(
                     .expect("sessions.status holds a known status"),
                 sgc_id: r.get(2),
                 server_id: r.get(3),
+                restart_count: r.get(4),
             };
             (r.get(0), session)
         })
@@ -56,6 +58,25 @@ pub struct SessionChange {
     /// It entered a terminal state (sets `ended_at`, `exit_code`, frees its ports).
     pub ended: bool,
     pub exit_code: Option<i32>,
+    /// Why it ended (kept if already set).
+    pub reason: Option<String>,
+    /// A crash-restart was reported: the new count and the exit that caused it.
+    pub restarted: Option<(i32, Option<i32>)>,
+}
+
+impl SessionChange {
+    /// No change yet: the session stays in `status`.
+    pub fn unchanged(session_id: i64, status: SessionStatus) -> SessionChange {
+        SessionChange {
+            session_id,
+            status,
+            started: false,
+            ended: false,
+            exit_code: None,
+            reason: None,
+            restarted: None,
+        }
+    }
 }
 
 /// What the database recorded for a changed session.
@@ -79,17 +100,30 @@ pub fn apply_changes(
     let started: Vec<bool> = changes.iter().map(|c| c.started).collect();
     let ended: Vec<bool> = changes.iter().map(|c| c.ended).collect();
     let exit_codes: Vec<Option<i32>> = changes.iter().map(|c| c.exit_code).collect();
+    let reasons: Vec<Option<&str>> = changes.iter().map(|c| c.reason.as_deref()).collect();
+    let restarts: Vec<Option<i32>> = changes.iter().map(|c| c.restarted.map(|r| r.0)).collect();
+    let restart_exits: Vec<Option<i32>> = changes
+        .iter()
+        .map(|c| c.restarted.and_then(|r| r.1))
+        .collect();
     let rows = tx.query(
         "UPDATE sessions s
             SET status = u.status, updated_at = now(),
                 started_at = CASE WHEN u.started THEN coalesce(s.started_at, now()) ELSE s.started_at END,
                 ended_at   = CASE WHEN u.ended THEN now() ELSE s.ended_at END,
-                exit_code  = CASE WHEN u.ended THEN u.exit_code ELSE s.exit_code END
-           FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::bool[], $5::int4[])
-                AS u(session_id, status, started, ended, exit_code)
+                exit_code  = CASE WHEN u.ended THEN u.exit_code ELSE s.exit_code END,
+                reason     = coalesce(s.reason, u.reason),
+                restart_count  = coalesce(u.restarts, s.restart_count),
+                last_exit_code = CASE WHEN u.restarts IS NOT NULL THEN u.restart_exit
+                                      WHEN u.ended THEN u.exit_code ELSE s.last_exit_code END,
+                last_exit_at   = CASE WHEN u.restarts IS NOT NULL OR u.ended THEN now()
+                                      ELSE s.last_exit_at END
+           FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::bool[], $5::int4[], $6::text[],
+                       $7::int4[], $8::int4[])
+                AS u(session_id, status, started, ended, exit_code, reason, restarts, restart_exit)
           WHERE s.session_id = u.session_id AND s.session_id = ANY($1)
       RETURNING s.session_id, s.started_at, s.ended_at",
-        &[&ids, &statuses, &started, &ended, &exit_codes],
+        &[&ids, &statuses, &started, &ended, &exit_codes, &reasons, &restarts, &restart_exits],
     )?;
     let mut applied: HashMap<i64, AppliedChange> = rows
         .into_iter()
@@ -138,7 +172,6 @@ pub fn create_pending(
     sgc_id: i64,
     server_id: i64,
     ports: &[crate::wire::commands::PortBinding],
-    force: bool,
 ) -> Result<Result<i64, StartConflict>, postgres::Error> {
     let mut tx = c.transaction()?;
     // Serialise starts of one deployment.
@@ -147,13 +180,11 @@ pub fn create_pending(
         &[&sgc_id],
     )?;
     let live: Vec<&str> = SessionStatus::LIVE.iter().map(|s| s.as_str()).collect();
-    if !force {
-        if let Some(r) = tx.query_opt(
-            "SELECT session_id FROM sessions WHERE sgc_id = $1 AND status = ANY($2) LIMIT 1",
-            &[&sgc_id, &live],
-        )? {
-            return Ok(Err(StartConflict::LiveSession(r.get(0))));
-        }
+    if let Some(r) = tx.query_opt(
+        "SELECT session_id FROM sessions WHERE sgc_id = $1 AND status = ANY($2) LIMIT 1",
+        &[&sgc_id, &live],
+    )? {
+        return Ok(Err(StartConflict::LiveSession(r.get(0))));
     }
     let session_id: i64 = tx
         .query_one(
@@ -192,10 +223,15 @@ pub struct SessionView {
     pub host: String,
     pub game: String,
     pub config: String,
+    pub reason: Option<String>,
+    pub restart_count: i32,
+    pub last_exit_code: Option<i32>,
+    pub last_exit_at: Option<DateTime<Utc>>,
 }
 
 const VIEW: &str = "SELECT x.session_id, x.sgc_id, g.server_id, x.status, x.started_at, x.ended_at,
-            x.exit_code, x.created_at, h.name, gm.name, gc.name
+            x.exit_code, x.created_at, h.name, gm.name, gc.name, x.reason, x.restart_count,
+            x.last_exit_code, x.last_exit_at
        FROM sessions x
        JOIN server_game_configs g ON g.sgc_id = x.sgc_id
        JOIN servers h ON h.server_id = g.server_id
@@ -215,6 +251,10 @@ fn view(r: &postgres::Row) -> SessionView {
         host: r.get(8),
         game: r.get(9),
         config: r.get(10),
+        reason: r.get(11),
+        restart_count: r.get(12),
+        last_exit_code: r.get(13),
+        last_exit_at: r.get(14),
     }
 }
 
@@ -264,33 +304,105 @@ pub fn list_views(
     Ok((rows.iter().map(view).collect(), total))
 }
 
-/// Ends a session that never left `pending` (its host did not answer) as `lost`, frees its
-/// ports and queues `manman.session.lost`, in one statement. Returns whether it did.
-pub fn mark_lost_if_pending(
+/// Which live sessions [`end_lost`] may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostScope {
+    /// Only a session still `pending` (its host never took the start command).
+    PendingOnly,
+    /// Any live session (an operator's forced stop).
+    AnyLive,
+}
+
+/// Ends a live session as `lost` with `reason`, frees its ports and queues
+/// `manman.session.lost`, in one statement. Returns whether it did (false if it had already
+/// ended, or was not pending with [`LostScope::PendingOnly`]).
+pub fn end_lost(
     c: &mut impl postgres::GenericClient,
     session_id: i64,
+    scope: LostScope,
     reason: &str,
 ) -> Result<bool, postgres::Error> {
+    let statuses: Vec<&str> = match scope {
+        LostScope::PendingOnly => vec!["pending"],
+        LostScope::AnyLive => SessionStatus::LIVE.iter().map(|s| s.as_str()).collect(),
+    };
     let n: i64 = c
         .query_one(
-            "WITH upd AS (
-                 UPDATE sessions SET status = 'lost', ended_at = now(), updated_at = now()
-                  WHERE session_id = $1 AND status = 'pending'
-              RETURNING session_id, sgc_id, ended_at
-             ), freed AS (
+            &format!(
+                "WITH old AS (
+                 SELECT session_id, status FROM sessions
+                  WHERE session_id = $1 AND status = ANY($2) FOR UPDATE
+             ), upd AS (
+                 UPDATE sessions s SET status = 'lost', ended_at = now(), updated_at = now(),
+                        reason = coalesce(s.reason, $3::text)
+                   FROM old WHERE s.session_id = old.session_id
+              RETURNING s.session_id, s.sgc_id, s.ended_at, old.status AS previous
+             ), {LOST_TAIL}"
+            ),
+            &[&session_id, &statuses, &reason],
+        )?
+        .get(0);
+    Ok(n > 0)
+}
+
+/// The common end of the statements that end sessions `lost`: free their ports, queue their
+/// `manman.session.lost` events, count them. Expects a CTE `upd(session_id, sgc_id, ended_at,
+/// previous)` and the reason as `$3`.
+const LOST_TAIL: &str = "freed AS (
                  DELETE FROM server_ports p USING upd WHERE p.session_id = upd.session_id
              ), queued AS (
                  INSERT INTO event_outbox (routing_key, payload)
                  SELECT 'manman.session.lost',
-                        jsonb_build_object('session_id', session_id, 'sgc_id', sgc_id, 'status', 'lost',
-                                           'previous_status', 'pending', 'ended_at', ended_at,
-                                           'reason', $2::text)
-                   FROM upd
+                        jsonb_build_object('session_id', u.session_id, 'sgc_id', u.sgc_id,
+                                           'server_id', g.server_id, 'status', 'lost',
+                                           'previous_status', u.previous, 'ended_at', u.ended_at,
+                                           'reason', $3::text)
+                   FROM upd u JOIN server_game_configs g ON g.sgc_id = u.sgc_id
                  RETURNING event_id
              )
-             SELECT count(*) FROM upd",
-            &[&session_id, &reason],
-        )?
-        .get(0);
-    Ok(n > 0)
+             SELECT count(*) FROM upd";
+
+/// Ends, as `lost`, every live session of every host that has been offline for longer than
+/// `grace_secs` (one statement; ports freed, events queued). Returns how many.
+pub fn end_sessions_of_lost_hosts(
+    c: &mut impl postgres::GenericClient,
+    grace_secs: f64,
+    reason: &str,
+) -> Result<i64, postgres::Error> {
+    let live: Vec<&str> = SessionStatus::LIVE.iter().map(|s| s.as_str()).collect();
+    Ok(c.query_one(
+        &format!(
+            "WITH old AS (
+             SELECT x.session_id, x.status FROM sessions x
+               JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+               JOIN servers h ON h.server_id = g.server_id
+              WHERE h.status = 'offline'
+                AND h.offline_since < now() - make_interval(secs => $1)
+                AND x.status = ANY($2)
+                FOR UPDATE OF x
+         ), upd AS (
+             UPDATE sessions s SET status = 'lost', ended_at = now(), updated_at = now(),
+                    reason = coalesce(s.reason, $3::text)
+               FROM old WHERE s.session_id = old.session_id
+          RETURNING s.session_id, s.sgc_id, s.ended_at, old.status AS previous
+         ), {LOST_TAIL}"
+        ),
+        &[&grace_secs, &live, &reason],
+    )?
+    .get(0))
+}
+
+/// The live sessions of a deployment (for a forced start).
+pub fn live_of_deployment(
+    c: &mut impl postgres::GenericClient,
+    sgc_id: i64,
+) -> Result<Vec<i64>, postgres::Error> {
+    let live: Vec<&str> = SessionStatus::LIVE.iter().map(|s| s.as_str()).collect();
+    Ok(c.query(
+        "SELECT session_id FROM sessions WHERE sgc_id = $1 AND status = ANY($2)",
+        &[&sgc_id, &live],
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }

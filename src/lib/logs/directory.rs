@@ -22,7 +22,7 @@ pub enum SessionDirectory {
 
 impl SessionDirectory {
     pub fn api(address: &str) -> Self {
-        SessionDirectory::Api(crate::api::client(address))
+        SessionDirectory::Api(crate::grpc::api_client(address))
     }
 
     /// `Ok(None)` for an unknown session; `Err` when the directory cannot be asked.

@@ -138,33 +138,37 @@ impl EventHandler for HostEventsHandler {
         events: &[&Envelope<'_>],
     ) -> Result<Vec<Handled>, postgres::Error> {
         let mut results: Vec<Option<Handled>> = vec![None; events.len()];
-        let mut reports: Vec<(usize, i64, HostStatus)> = Vec::with_capacity(events.len());
+        let mut reports: Vec<(usize, i64, HostStatus, Option<i64>)> =
+            Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             let report = if event.routing_key.starts_with("health.") {
                 parse::<HealthUpdate>(event).and_then(|m| {
                     log::debug!(server_id = m.server_id, total = m.session_stats.total,
                         running = m.session_stats.running; "heartbeat");
-                    check_key_id(event, m.server_id).map(|_| (m.server_id, HostStatus::Online))
+                    check_key_id(event, m.server_id)
+                        .map(|_| (m.server_id, HostStatus::Online, m.sent_at_ms))
                 })
             } else {
-                parse::<HostStatusUpdate>(event)
-                    .and_then(|m| check_key_id(event, m.server_id).map(|_| (m.server_id, m.status)))
+                parse::<HostStatusUpdate>(event).and_then(|m| {
+                    check_key_id(event, m.server_id).map(|_| (m.server_id, m.status, None))
+                })
             };
             match report {
-                Ok((id, status)) => reports.push((i, id, status)),
+                Ok((id, status, sent)) => reports.push((i, id, status, sent)),
                 Err(reason) => results[i] = Some(Handled::Rejected(reason)),
             }
         }
         let ids: Vec<i64> = reports.iter().map(|r| r.1).collect();
         let mut hosts = servers::lock_many(tx, &ids)?;
-        let mut touched: Vec<i64> = Vec::new();
-        for (i, server_id, status) in reports {
+        let mut touched: Vec<(i64, Option<i64>)> = Vec::new();
+        for (i, server_id, status, sent) in reports {
             let Some(host) = hosts.get_mut(&server_id) else {
                 results[i] = Some(Handled::Rejected(format!("unknown host {server_id}")));
                 continue;
             };
-            if !touched.contains(&server_id) {
-                touched.push(server_id);
+            match touched.iter_mut().find(|t| t.0 == server_id) {
+                Some(t) => t.1 = sent,
+                None => touched.push((server_id, sent)),
             }
             if host.status == status {
                 results[i] = Some(Handled::Applied(Vec::new()));
@@ -180,8 +184,14 @@ impl EventHandler for HostEventsHandler {
             host.status = status;
             results[i] = Some(Handled::Applied(vec![event]));
         }
-        let updates: Vec<(i64, HostStatus)> =
-            touched.iter().map(|id| (*id, hosts[id].status)).collect();
+        let updates: Vec<servers::HostUpdate> = touched
+            .iter()
+            .map(|(id, sent)| servers::HostUpdate {
+                server_id: *id,
+                status: hosts[id].status,
+                sent_at_ms: *sent,
+            })
+            .collect();
         servers::apply_statuses(tx, &updates)?;
         Ok(results
             .into_iter()
@@ -207,6 +217,8 @@ impl EventHandler for SessionStatusHandler {
         let mut order: Vec<i64> = Vec::new();
         // (event index, session id, from, to) for each move, to announce once applied.
         let mut moves: Vec<(usize, i64, SessionStatus, SessionStatus)> = Vec::new();
+        // (event index, session id, restart count) for each crash-restart.
+        let mut restarts: Vec<(usize, i64, i32)> = Vec::new();
         for (i, msg) in reports {
             let Some(session) = current.get_mut(&msg.session_id) else {
                 results[i] = Some(Handled::Rejected(format!(
@@ -222,8 +234,34 @@ impl EventHandler for SessionStatusHandler {
                 )));
                 continue;
             }
+            // A crash-restart: the status stays, the count and the last exit are recorded and
+            // announced (once: a repeat of the same count is nothing new).
+            let restarted = msg
+                .restart_count
+                .map(|n| n as i32)
+                .filter(|n| *n > session.restart_count && session.status.is_live());
+            if let Some(n) = restarted {
+                log::info!(session_id = msg.session_id, server_id = session.server_id;
+                    "session restarted after a crash (restart {n}, exit {:?})", msg.exit_code);
+                session.restart_count = n;
+                let change = changes.entry(msg.session_id).or_insert_with(|| {
+                    order.push(msg.session_id);
+                    SessionChange::unchanged(msg.session_id, session.status)
+                });
+                change.restarted = Some((n, msg.exit_code));
+                restarts.push((i, msg.session_id, n));
+            }
             match session.status.transition_to(msg.status) {
                 Transition::Repeat => {
+                    results[i] = Some(Handled::Applied(Vec::new()));
+                    continue;
+                }
+                Transition::Invalid if session.status.is_terminal() => {
+                    // The session was ended here (host lost, forced stop, start timed out) and
+                    // its host reports late. The session stays ended; the host's reconciliation
+                    // stops whatever still runs.
+                    log::info!(session_id = msg.session_id;
+                        "late report {} for a session already {}; ignored", msg.status, session.status);
                     results[i] = Some(Handled::Applied(Vec::new()));
                     continue;
                 }
@@ -250,19 +288,14 @@ impl EventHandler for SessionStatusHandler {
                 "session {} -> {}", session.status, msg.status);
             let change = changes.entry(msg.session_id).or_insert_with(|| {
                 order.push(msg.session_id);
-                SessionChange {
-                    session_id: msg.session_id,
-                    status: msg.status,
-                    started: false,
-                    ended: false,
-                    exit_code: None,
-                }
+                SessionChange::unchanged(msg.session_id, msg.status)
             });
             change.status = msg.status;
             change.started |= msg.status == SessionStatus::Running;
             if msg.status.is_terminal() {
                 change.ended = true;
                 change.exit_code = msg.exit_code;
+                change.reason = msg.reason.clone();
             }
             moves.push((i, msg.session_id, session.status, msg.status));
             session.status = msg.status;
@@ -270,6 +303,19 @@ impl EventHandler for SessionStatusHandler {
         }
         let ordered: Vec<SessionChange> = order.iter().map(|id| changes[id].clone()).collect();
         let applied = sessions::apply_changes(tx, &ordered)?;
+        for (i, session_id, count) in restarts {
+            let session = &current[&session_id];
+            let event = announce(
+                "manman.session.restarted",
+                events[i],
+                json!({
+                    "restart_count": count,
+                    "sgc_id": session.sgc_id,
+                    "server_id": session.server_id,
+                }),
+            );
+            results[i] = Some(Handled::Applied(vec![event]));
+        }
         for (i, session_id, previous, to) in moves {
             let Some(key) = to.external_event() else {
                 continue;
@@ -289,7 +335,10 @@ impl EventHandler for SessionStatusHandler {
                     "ports_freed": if terminal { recorded.ports_freed } else { 0 },
                 }),
             );
-            results[i] = Some(Handled::Applied(vec![event]));
+            match &mut results[i] {
+                Some(Handled::Applied(events)) => events.push(event),
+                other => *other = Some(Handled::Applied(vec![event])),
+            }
         }
         Ok(results
             .into_iter()

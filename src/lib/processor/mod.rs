@@ -30,6 +30,8 @@ pub struct ProcessorConfig {
     pub external_exchange: String,
     pub stale_threshold: Duration,
     pub stale_interval: Duration,
+    /// A host offline for longer than this loses its live sessions (`HOST_LOST_AFTER_SECONDS`).
+    pub host_lost_after: Duration,
     /// Address of the health server (`0.0.0.0:{HEALTH_PORT}`).
     pub health_addr: String,
     pub prefetch: u16,
@@ -48,6 +50,7 @@ impl ProcessorConfig {
             external_exchange: routing::DEFAULT_EXTERNAL_EXCHANGE.into(),
             stale_threshold: Duration::from_secs(3600),
             stale_interval: Duration::from_secs(3600),
+            host_lost_after: Duration::from_secs(120),
             health_addr: "127.0.0.1:0".into(),
             prefetch: 500,
             max_batch: 200,
@@ -62,6 +65,7 @@ impl ProcessorConfig {
             external_exchange: env.string("EXTERNAL_EXCHANGE", routing::DEFAULT_EXTERNAL_EXCHANGE),
             stale_threshold: env.seconds("STALE_HOST_THRESHOLD_SECONDS", 10)?,
             stale_interval: env.seconds("STALE_CHECK_INTERVAL_SECONDS", 60)?,
+            host_lost_after: env.seconds("HOST_LOST_AFTER_SECONDS", 120)?,
             health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8080)?),
             prefetch: env.parse("PROCESSOR_PREFETCH", 500)?,
             max_batch: env.parse("PROCESSOR_MAX_BATCH", 200)?,
@@ -140,6 +144,8 @@ pub fn start(
         pool,
         threshold: config.stale_threshold,
         interval: config.stale_interval,
+        host_lost_after: config.host_lost_after,
+        started: std::time::Instant::now(),
         relay_wakeup: wake_tx,
         metrics: metrics.clone(),
     };

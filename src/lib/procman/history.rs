@@ -44,12 +44,18 @@ pub enum HistoryEvent {
         state: super::ProcessState,
         last_exit: Option<ExitInfo>,
         requested: bool,
+        /// Why it ended, when it was not asked to (an exit, a spawn error, a give-up).
+        reason: Option<String>,
         at: DateTime<Utc>,
     },
+    /// It ended on its own and will be started again after `delay_ms`.
     Restarting {
         name: String,
+        /// 1 for the first restart.
         attempt: u32,
         delay_ms: u64,
+        last_exit: Option<ExitInfo>,
+        reason: String,
         at: DateTime<Utc>,
     },
     GaveUp {

@@ -13,7 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::history::{HistoryEvent, HistorySink};
 use super::output::{NullOutput, OutputSink};
-use super::process::{Context, ManagedProcess};
+use super::process::{Context, InputRefused, ManagedProcess, MAX_PENDING_INPUT};
 use super::store::{Store, StoredProcess};
 use super::{pattern_matches, sys, ProcessState, Spec, Status};
 use crate::lifecycle::{ShutdownSignal, ShutdownTrigger};
@@ -26,6 +26,8 @@ pub enum ProcError {
     AlreadyRunning(String),
     #[error("process {0:?} is not running")]
     NotRunning(String),
+    #[error("process {name:?} is not reading its console: {limit} bytes are already waiting")]
+    InputFull { name: String, limit: usize },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error("the manager is shutting down")]
@@ -182,7 +184,7 @@ impl Inner {
     ) -> Result<Vec<Status>, ProcError> {
         let waits: Vec<(Arc<ManagedProcess>, Option<Receiver<()>>)> = processes
             .iter()
-            .map(|p| (p.clone(), p.request_stop(timeout)))
+            .map(|p| (p.clone(), p.request_stop(timeout, false)))
             .collect();
         let longest = processes
             .iter()
@@ -379,16 +381,36 @@ impl Manager {
             .collect()
     }
 
-    /// Stops a process: its stop signal to the whole group, SIGKILL after `timeout`.
-    pub fn stop(&self, name: &str, timeout: Duration) -> Result<Status, ProcError> {
+    /// Stops a process and waits until it has: its stop plan (console stop input, then the
+    /// stop signal to the whole group, SIGKILL at the stop timeout), with `timeout` replacing
+    /// the spec's stop timeout if given. A stop during a restart wait cancels the restart.
+    pub fn stop(
+        &self,
+        name: &str,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Status, ProcError> {
         let p = self.inner.get(name)?;
-        Ok(self.inner.stop_many(&[p], Some(timeout))?.remove(0))
+        Ok(self.inner.stop_many(&[p], timeout.into())?.remove(0))
+    }
+
+    /// Starts a stop (or, with `kill`, SIGKILLs the group at once, cutting into a stop under
+    /// way) and returns without waiting. Repeated stops join the one under way.
+    pub fn request_stop(&self, name: &str, kill: bool) -> Result<(), ProcError> {
+        let p = self.inner.get(name)?;
+        match p.request_stop(None, kill) {
+            Some(_) => Ok(()),
+            None => Err(ProcError::NotRunning(name.to_string())),
+        }
     }
 
     /// Stops every matching process, all at once.
-    pub fn stop_all(&self, pattern: &str, timeout: Duration) -> Result<Vec<Status>, ProcError> {
+    pub fn stop_all(
+        &self,
+        pattern: &str,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Vec<Status>, ProcError> {
         let matching = self.inner.matching(pattern);
-        self.inner.stop_many(&matching, Some(timeout))
+        self.inner.stop_many(&matching, timeout.into())
     }
 
     pub fn status(&self, name: &str) -> Result<Status, ProcError> {
@@ -416,12 +438,16 @@ impl Manager {
         *lock(&self.inner.global_env) = env;
     }
 
-    /// Writes bytes to a running process's stdin (queued; never blocks the caller).
+    /// Writes bytes to a running process's stdin (queued, up to [`MAX_PENDING_INPUT`] bytes
+    /// not yet read by the process; never blocks the caller).
     pub fn send_input(&self, name: &str, bytes: &[u8]) -> Result<(), ProcError> {
-        if self.inner.get(name)?.send_input(bytes.to_vec()) {
-            Ok(())
-        } else {
-            Err(ProcError::NotRunning(name.to_string()))
+        match self.inner.get(name)?.send_input(bytes.to_vec()) {
+            Ok(()) => Ok(()),
+            Err(InputRefused::NotRunning) => Err(ProcError::NotRunning(name.to_string())),
+            Err(InputRefused::Full) => Err(ProcError::InputFull {
+                name: name.to_string(),
+                limit: MAX_PENDING_INPUT,
+            }),
         }
     }
 

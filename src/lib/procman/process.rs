@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,13 +14,24 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::history::{HistoryEvent, HistorySink};
 use super::output::{LineSplitter, OutputSink, Source};
+use super::restart::{decide, Decision, RunHistory, RunOutcome};
 use super::sys::{self, Waker};
-use super::{ExitInfo, ProcessState, RestartPolicy, Spec, Status};
+use super::{ExitInfo, ProcessState, Spec, Status};
 
 /// Supervisor threads do little on their own stack (buffers live on the heap).
 const SUPERVISOR_STACK: usize = 64 * 1024;
 /// How long to keep reading a dead process's pipes for its last words.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
+/// Console input waiting for a process that does not read it is capped here: beyond it,
+/// `send_input` fails instead of growing the agent's memory.
+pub const MAX_PENDING_INPUT: usize = 64 * 1024;
+
+/// Why input was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputRefused {
+    NotRunning,
+    Full,
+}
 
 /// What a supervisor thread needs from its manager.
 #[derive(Clone)]
@@ -40,11 +52,19 @@ impl Context {
 }
 
 enum Cmd {
+    /// One power action at a time: a second stop joins the first; `kill` cuts in at once.
     Stop {
         timeout: Option<Duration>,
+        kill: bool,
         done: Sender<()>,
     },
     Input(Vec<u8>),
+}
+
+/// A stop asked for while draining commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StopRequest {
+    kill: bool,
 }
 
 pub(crate) struct Snapshot {
@@ -65,6 +85,8 @@ pub struct ManagedProcess {
     name: String,
     state: Arc<Mutex<Snapshot>>,
     control: Mutex<Option<Control>>,
+    /// Bytes of console input queued but not yet written.
+    queued_input: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,6 +112,7 @@ impl ManagedProcess {
                 pid_start_time: None,
             })),
             control: Mutex::new(None),
+            queued_input: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -132,6 +155,7 @@ impl ManagedProcess {
             waker: waker.clone(),
             ctx,
             stop_waiters: Vec::new(),
+            queued_input: self.queued_input.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("proc:{}", self.name))
@@ -143,27 +167,43 @@ impl ManagedProcess {
 
     /// Asks the process to stop; returns a receiver that fires once it has. `None` if no
     /// supervisor is running (it is already stopped).
-    pub(crate) fn request_stop(&self, timeout: Option<Duration>) -> Option<Receiver<()>> {
+    pub(crate) fn request_stop(
+        &self,
+        timeout: Option<Duration>,
+        kill: bool,
+    ) -> Option<Receiver<()>> {
         lock(&self.state).desired_running = false;
         let control = lock(&self.control);
         let c = control.as_ref().filter(|c| !c.thread.is_finished())?;
         let (done, rx) = crossbeam_channel::bounded(1);
-        c.tx.send(Cmd::Stop { timeout, done }).ok()?;
+        c.tx.send(Cmd::Stop {
+            timeout,
+            kill,
+            done,
+        })
+        .ok()?;
         c.waker.wake();
         Some(rx)
     }
 
-    /// Queues bytes for the process's stdin. `false` if it is not running.
-    pub(crate) fn send_input(&self, bytes: Vec<u8>) -> bool {
+    /// Queues bytes for the process's stdin, up to [`MAX_PENDING_INPUT`] not yet written.
+    pub(crate) fn send_input(&self, bytes: Vec<u8>) -> Result<(), InputRefused> {
         let control = lock(&self.control);
-        match control.as_ref().filter(|c| !c.thread.is_finished()) {
-            Some(c) => {
-                let sent = c.tx.send(Cmd::Input(bytes)).is_ok();
-                c.waker.wake();
-                sent
-            }
-            None => false,
+        let c = control
+            .as_ref()
+            .filter(|c| !c.thread.is_finished())
+            .ok_or(InputRefused::NotRunning)?;
+        let len = bytes.len();
+        if self.queued_input.fetch_add(len, Ordering::SeqCst) + len > MAX_PENDING_INPUT {
+            self.queued_input.fetch_sub(len, Ordering::SeqCst);
+            return Err(InputRefused::Full);
         }
+        if c.tx.send(Cmd::Input(bytes)).is_err() {
+            self.queued_input.fetch_sub(len, Ordering::SeqCst);
+            return Err(InputRefused::NotRunning);
+        }
+        c.waker.wake();
+        Ok(())
     }
 
     /// Reaps the supervisor thread if it has ended (a later `start` may already have replaced
@@ -186,16 +226,6 @@ impl ManagedProcess {
     }
 }
 
-/// How one run of the child ended.
-enum RunEnd {
-    Requested,
-    Exited {
-        exit: ExitInfo,
-        reached_running: bool,
-    },
-    SpawnFailed,
-}
-
 struct Runner {
     spec: Spec,
     state: Arc<Mutex<Snapshot>>,
@@ -203,6 +233,7 @@ struct Runner {
     waker: Arc<Waker>,
     ctx: Context,
     stop_waiters: Vec<Sender<()>>,
+    queued_input: Arc<AtomicUsize>,
 }
 
 struct Pipes {
@@ -212,6 +243,17 @@ struct Pipes {
     out_lines: LineSplitter,
     err_lines: LineSplitter,
     pending_input: Vec<u8>,
+}
+
+/// Human words for an exit, for logs, reasons and console markers.
+pub fn describe_exit(exit: Option<ExitInfo>) -> String {
+    match exit {
+        Some(ExitInfo { code: Some(c), .. }) => format!("exited with code {c}"),
+        Some(ExitInfo {
+            signal: Some(s), ..
+        }) => format!("was killed by signal {s}"),
+        _ => "ended".into(),
+    }
 }
 
 impl Runner {
@@ -225,61 +267,55 @@ impl Runner {
     }
 
     fn run(mut self) {
-        let mut failures = 0u32;
+        let mut history = RunHistory::default();
         loop {
-            let end = self.run_once();
-            let (failed, last_exit) = match end {
-                RunEnd::Requested => {
-                    self.finish(ProcessState::Stopped, true);
+            let (run, error) = self.run_once();
+            let decision = decide(&self.spec, &run, &mut history);
+            let what = match &error {
+                Some(e) => e.clone(),
+                None => describe_exit(run.exit),
+            };
+            let delay = match decision {
+                Decision::Stop => {
+                    let reason = (!run.requested).then(|| what.clone());
+                    self.finish(ProcessState::Stopped, run.requested, reason);
                     return;
                 }
-                RunEnd::Exited {
-                    exit,
-                    reached_running,
-                } => (!exit.success() || !reached_running, Some(exit)),
-                RunEnd::SpawnFailed => (true, None),
-            };
-            failures = if failed { failures + 1 } else { 0 };
-            let restart = match self.spec.restart {
-                RestartPolicy::Never => false,
-                RestartPolicy::OnFailure => failed,
-                RestartPolicy::Always => true,
-            };
-            if !restart {
-                let state = if failed {
-                    ProcessState::Failed
-                } else {
-                    ProcessState::Stopped
-                };
-                self.finish(state, false);
-                return;
-            }
-            if failures > self.spec.retry_limit {
-                self.ctx.record(HistoryEvent::GaveUp {
-                    name: self.spec.name.clone(),
-                    failures,
-                    last_exit,
-                    at: Utc::now(),
-                });
-                log::warn!(process = self.spec.name.as_str(); "giving up after {failures} failed runs");
-                self.finish(ProcessState::Failed, false);
-                return;
-            }
-            let delay = if failed {
-                self.spec.backoff().delay(failures - 1)
-            } else {
-                Duration::ZERO
+                Decision::Fail { gave_up } => {
+                    let reason = if gave_up {
+                        self.ctx.record(HistoryEvent::GaveUp {
+                            name: self.spec.name.clone(),
+                            failures: history.failures,
+                            last_exit: run.exit,
+                            at: Utc::now(),
+                        });
+                        log::warn!(process = self.spec.name.as_str();
+                            "giving up after {} failed runs (last: {what})", history.failures);
+                        format!("{what}; gave up after {} failed runs", history.failures)
+                    } else if run.reached_running || run.exit.is_none() {
+                        what
+                    } else {
+                        format!("{what} before it was up ({:?})", self.spec.start_duration)
+                    };
+                    self.finish(ProcessState::Failed, false, Some(reason));
+                    return;
+                }
+                Decision::Restart { delay } => delay,
             };
             let attempt = lock(&self.state).status.restarts + 1;
+            log::info!(process = self.spec.name.as_str();
+                "{what} after {:.1} s; restart {attempt} in {delay:?}", run.uptime.as_secs_f64());
             self.ctx.record(HistoryEvent::Restarting {
                 name: self.spec.name.clone(),
                 attempt,
                 delay_ms: delay.as_millis() as u64,
+                last_exit: run.exit,
+                reason: what,
                 at: Utc::now(),
             });
             self.set_state(ProcessState::Backoff);
             if self.wait_out_backoff(delay) {
-                self.finish(ProcessState::Stopped, true);
+                self.finish(ProcessState::Stopped, true, None);
                 return;
             }
             self.update(|s| s.status.restarts += 1);
@@ -288,7 +324,7 @@ impl Runner {
 
     /// Final state; desired becomes "stopped" unless the process failed for good (an operator
     /// should see that it wanted to run).
-    fn finish(&mut self, state: ProcessState, requested: bool) {
+    fn finish(&mut self, state: ProcessState, requested: bool, reason: Option<String>) {
         let mut last_exit = None;
         self.update(|s| {
             s.status.state = state;
@@ -301,6 +337,7 @@ impl Runner {
             state,
             last_exit,
             requested,
+            reason,
             at: Utc::now(),
         });
         for w in self.stop_waiters.drain(..) {
@@ -308,11 +345,12 @@ impl Runner {
         }
     }
 
-    /// Waits `delay`, still answering commands. Returns true if a stop was requested.
+    /// Waits `delay`, still answering commands. Returns true if a stop was requested (which
+    /// cancels the restart at once).
     fn wait_out_backoff(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
-            if self.take_commands(None) {
+            if self.take_commands(None).is_some() {
                 return true;
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -326,23 +364,32 @@ impl Runner {
     }
 
     /// Drains queued commands. With `pipes` (a live child) input is queued and a stop is
-    /// returned for the caller to act on; without, input is dropped. Returns whether a stop
-    /// was requested, recording its waiter and timeout.
-    fn take_commands(&mut self, mut pipes: Option<&mut Pipes>) -> bool {
-        let mut stop = false;
+    /// returned for the caller to act on; without, input is dropped. Returns the stop that was
+    /// requested (a kill if any request was one), recording its waiters and timeout.
+    fn take_commands(&mut self, mut pipes: Option<&mut Pipes>) -> Option<StopRequest> {
+        let mut stop: Option<StopRequest> = None;
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Cmd::Stop { timeout, done } => {
+                Cmd::Stop {
+                    timeout,
+                    kill,
+                    done,
+                } => {
                     self.stop_waiters.push(done);
                     if let Some(t) = timeout {
                         self.spec.stop_timeout = t;
                     }
-                    stop = true;
+                    stop = Some(StopRequest {
+                        kill: kill || stop.is_some_and(|s| s.kill),
+                    });
                 }
                 Cmd::Input(bytes) => match pipes.as_deref_mut() {
                     Some(p) if p.stdin.is_some() => p.pending_input.extend_from_slice(&bytes),
-                    _ => log::warn!(process = self.spec.name.as_str();
-                        "input dropped: the process is not running"),
+                    _ => {
+                        self.queued_input.fetch_sub(bytes.len(), Ordering::SeqCst);
+                        log::warn!(process = self.spec.name.as_str();
+                            "input dropped: the process is not running");
+                    }
                 },
             }
         }
@@ -366,19 +413,33 @@ impl Runner {
         cmd.spawn()
     }
 
-    fn run_once(&mut self) -> RunEnd {
+    /// One run of the child: spawn, supervise until it exits, carry out a stop plan if asked.
+    /// Returns how it ended and, if it could not be spawned, why.
+    fn run_once(&mut self) -> (RunOutcome, Option<String>) {
         let name = self.spec.name.clone();
         self.set_state(ProcessState::Starting);
+        let spawn_failed = |error: String| {
+            (
+                RunOutcome {
+                    exit: None,
+                    uptime: Duration::ZERO,
+                    reached_running: false,
+                    requested: false,
+                },
+                Some(error),
+            )
+        };
         let mut child = match self.spawn() {
             Ok(c) => c,
             Err(e) => {
-                log::warn!(process = name.as_str(); "cannot start {}: {e}", self.spec.program);
+                let error = format!("cannot start {}: {e}", self.spec.program);
+                log::warn!(process = name.as_str(); "{error}");
                 self.ctx.record(HistoryEvent::SpawnFailed {
                     name,
-                    error: e.to_string(),
+                    error: error.clone(),
                     at: Utc::now(),
                 });
-                return RunEnd::SpawnFailed;
+                return spawn_failed(error);
             }
         };
         let pid = child.id();
@@ -388,7 +449,7 @@ impl Runner {
                 log::error!(process = name.as_str(); "pidfd_open failed: {e}; killing the child");
                 sys::signal_group(pid, libc::SIGKILL);
                 let _ = child.wait();
-                return RunEnd::SpawnFailed;
+                return spawn_failed(format!("cannot watch the process: {e}"));
             }
         };
         let mut pipes = Pipes {
@@ -435,18 +496,68 @@ impl Runner {
 
         let mut reached_running = reached_running_now;
         let start_deadline = started + self.spec.start_duration;
-        let mut kill_deadline: Option<Instant> = None;
+        // The stop plan, once a stop began: signal at `signal_at`, SIGKILL at `kill_at`.
+        let mut signal_at: Option<Instant> = None;
+        let mut kill_at: Option<Instant> = None;
         let mut stopping = false;
         loop {
+            if let Some(stop) = self.take_commands(Some(&mut pipes)) {
+                let now = Instant::now();
+                if !stopping {
+                    // Stopping is set before anything is sent, so nothing restarts it.
+                    stopping = true;
+                    self.set_state(ProcessState::Stopping);
+                    let plan = self.spec.stop_plan();
+                    kill_at = Some(now + plan.kill_after);
+                    match (&self.spec.stop_input, &pipes.stdin) {
+                        (Some(command), Some(_)) if !stop.kill => {
+                            log::info!(process = name.as_str(); "stopping: console command {command:?}, signal in {:?}, SIGKILL in {:?}",
+                                plan.signal_after, plan.kill_after);
+                            let line = format!("{}\n", command.trim_end());
+                            self.queued_input.fetch_add(line.len(), Ordering::SeqCst);
+                            pipes.pending_input.extend_from_slice(line.as_bytes());
+                            signal_at = Some(now + plan.signal_after);
+                        }
+                        _ => signal_at = Some(now),
+                    }
+                }
+                if stop.kill {
+                    log::info!(process = name.as_str(); "killing (SIGKILL)");
+                    sys::signal_group(pid, libc::SIGKILL);
+                    signal_at = None;
+                    kill_at = None;
+                }
+            }
+            self.write_input(&mut pipes);
             let now = Instant::now();
-            let mut timeout: Option<Duration> = None;
-            if !reached_running {
-                timeout = Some(start_deadline.saturating_duration_since(now));
+            if signal_at.is_some_and(|t| now >= t) {
+                sys::signal_group(pid, self.spec.stop_signal);
+                signal_at = None;
             }
-            if let Some(k) = kill_deadline {
-                let left = k.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            if kill_at.is_some_and(|k| now >= k) {
+                log::warn!(process = name.as_str(); "did not stop within {:?}; sending SIGKILL",
+                    self.spec.stop_timeout);
+                sys::signal_group(pid, libc::SIGKILL);
+                kill_at = None;
             }
+            if !reached_running && now >= start_deadline && !stopping {
+                reached_running = true;
+                self.set_state(ProcessState::Running);
+                self.ctx.record(HistoryEvent::Running {
+                    name: name.clone(),
+                    pid,
+                    at: Utc::now(),
+                });
+            }
+            let timeout = [
+                (!reached_running && !stopping).then_some(start_deadline),
+                signal_at,
+                kill_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now));
             let mut fds = vec![
                 pollfd(pidfd.as_raw_fd(), libc::POLLIN),
                 pollfd(self.waker.raw(), libc::POLLIN),
@@ -464,31 +575,8 @@ impl Runner {
                 log::error!(process = name.as_str(); "poll failed: {e}");
             }
             self.read_output(&mut pipes);
-            self.write_input(&mut pipes);
             if fds[1].revents != 0 {
                 self.waker.clear();
-            }
-            if self.take_commands(Some(&mut pipes)) && !stopping {
-                stopping = true;
-                self.set_state(ProcessState::Stopping);
-                sys::signal_group(pid, self.spec.stop_signal);
-                kill_deadline = Some(Instant::now() + self.spec.stop_timeout);
-            }
-            let now = Instant::now();
-            if !reached_running && now >= start_deadline && !stopping {
-                reached_running = true;
-                self.set_state(ProcessState::Running);
-                self.ctx.record(HistoryEvent::Running {
-                    name: name.clone(),
-                    pid,
-                    at: Utc::now(),
-                });
-            }
-            if kill_deadline.is_some_and(|k| now >= k) {
-                log::warn!(process = name.as_str(); "did not stop within {:?}; sending SIGKILL",
-                    self.spec.stop_timeout);
-                sys::signal_group(pid, libc::SIGKILL);
-                kill_deadline = None;
             }
             if fds[0].revents != 0 {
                 break;
@@ -499,6 +587,9 @@ impl Runner {
         sys::signal_group(pid, libc::SIGKILL);
         let status = child.wait();
         self.drain_output(&mut pipes);
+        self.queued_input
+            .fetch_sub(pipes.pending_input.len(), Ordering::SeqCst);
+        pipes.pending_input.clear();
         let exit = match status {
             Ok(s) => ExitInfo {
                 code: s.code(),
@@ -524,14 +615,15 @@ impl Runner {
             s.status.last_exit = Some(exit);
             s.pid_start_time = None;
         });
-        if stopping {
-            RunEnd::Requested
-        } else {
-            RunEnd::Exited {
-                exit,
+        (
+            RunOutcome {
+                exit: Some(exit),
+                uptime,
                 reached_running,
-            }
-        }
+                requested: stopping,
+            },
+            None,
+        )
     }
 
     /// Reads whatever the pipes hold now; closes a pipe at EOF.
@@ -580,6 +672,8 @@ impl Runner {
 
     fn write_input(&self, pipes: &mut Pipes) {
         let Some(stdin) = pipes.stdin.as_mut() else {
+            self.queued_input
+                .fetch_sub(pipes.pending_input.len(), Ordering::SeqCst);
             pipes.pending_input.clear();
             return;
         };
@@ -587,11 +681,14 @@ impl Runner {
             match stdin.write(&pipes.pending_input) {
                 Ok(n) => {
                     pipes.pending_input.drain(..n);
+                    self.queued_input.fetch_sub(n, Ordering::SeqCst);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     log::warn!(process = self.spec.name.as_str(); "stdin closed: {e}");
                     pipes.stdin = None;
+                    self.queued_input
+                        .fetch_sub(pipes.pending_input.len(), Ordering::SeqCst);
                     pipes.pending_input.clear();
                     return;
                 }

@@ -6,28 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::retry::Backoff;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    Never,
-    OnFailure,
-    Always,
-}
-
-impl std::str::FromStr for RestartPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "never" => Ok(RestartPolicy::Never),
-            "on-failure" => Ok(RestartPolicy::OnFailure),
-            "always" => Ok(RestartPolicy::Always),
-            other => Err(format!(
-                "unknown restart policy {other:?} (never, on-failure, always)"
-            )),
-        }
-    }
-}
+pub use crate::wire::game_process::{parse_signal, RestartPolicy, StopPlan};
 
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -69,11 +48,22 @@ pub struct Spec {
     /// An exit sooner, even with code 0, is a failed start.
     #[serde(with = "millis")]
     pub start_duration: Duration,
+    /// A run lasting this long resets the count of consecutive failures.
+    #[serde(with = "millis", default = "ten_minutes")]
+    pub reset_after: Duration,
     /// Signal number sent to the process group to stop it (default SIGTERM).
     pub stop_signal: i32,
-    /// How long after the stop signal before SIGKILL.
+    /// Written to stdin (with a newline) to ask the process to stop, before the signal.
+    #[serde(default)]
+    pub stop_input: Option<String>,
+    /// From the start of a stop to SIGKILL ([`StopPlan`]: with `stop_input`, the signal comes
+    /// at three quarters of it; without, at once).
     #[serde(with = "millis")]
     pub stop_timeout: Duration,
+}
+
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn one() -> u32 {
@@ -97,9 +87,15 @@ impl Spec {
             backoff_multiplier: 2.0,
             retry_limit: 5,
             start_duration: Duration::from_secs(1),
+            reset_after: ten_minutes(),
             stop_signal: libc::SIGTERM,
+            stop_input: None,
             stop_timeout: Duration::from_secs(10),
         }
+    }
+
+    pub fn stop_plan(&self) -> StopPlan {
+        StopPlan::new(self.stop_timeout, self.stop_input.is_some())
     }
 
     pub fn backoff(&self) -> Backoff {
@@ -120,9 +116,8 @@ impl Spec {
         if self.instances == 0 {
             return Err("instances must be at least 1".into());
         }
-        if !(1..=64).contains(&self.stop_signal) {
-            return Err(format!("invalid stop signal {}", self.stop_signal));
-        }
+        parse_signal(&self.stop_signal.to_string())
+            .map_err(|e| format!("invalid stop signal: {e}"))?;
         Ok(())
     }
 
@@ -134,23 +129,6 @@ impl Spec {
             ..self.clone()
         }
     }
-}
-
-/// Parses a signal name (`SIGTERM`, `TERM`, `15`).
-pub fn parse_signal(s: &str) -> Result<i32, String> {
-    let upper = s.trim().to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        other => other.parse().map_err(|_| format!("unknown signal {s:?}"))?,
-    };
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -172,6 +150,9 @@ mod tests {
         assert_eq!(parse_signal("int").unwrap(), libc::SIGINT);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("SIGNOPE").is_err());
+        let mut bad = Spec::new("x", "/bin/true", &[]);
+        bad.stop_signal = 99;
+        assert!(bad.validate().is_err());
         assert_eq!(
             "on-failure".parse::<RestartPolicy>().unwrap(),
             RestartPolicy::OnFailure

@@ -15,7 +15,8 @@ macro_rules! session_select {
            h.server_id, h.name, gm.name, gc.config_id, gc.name,
            coalesce((SELECT json_agg(json_build_object('port', p.port, 'protocol', p.protocol)
                                      ORDER BY p.port)
-                       FROM server_ports p WHERE p.session_id = x.session_id), '[]'::json)
+                       FROM server_ports p WHERE p.session_id = x.session_id), '[]'::json),
+           x.reason, x.restart_count, x.last_exit_code, x.last_exit_at
       FROM sessions x
       JOIN server_game_configs g ON g.sgc_id = x.sgc_id
       JOIN servers h ON h.server_id = g.server_id
@@ -109,6 +110,10 @@ fn session_json(r: &postgres::Row) -> Value {
         "config_id": r.get::<_, i64>(10),
         "config": r.get::<_, String>(11),
         "ports": r.get::<_, Value>(12),
+        "reason": r.get::<_, Option<String>>(13),
+        "restart_count": r.get::<_, i32>(14),
+        "last_exit_code": r.get::<_, Option<i32>>(15),
+        "last_exit_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(16),
     })
 }
 

@@ -1,8 +1,8 @@
 //! Control plane → host commands (request/reply over `host-{id}-commands`) and the reply.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
+
+use super::game_process::GameProcess;
 
 /// A port a session holds on its host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,26 +12,39 @@ pub struct PortBinding {
     pub protocol: String,
 }
 
-/// `command.host.{id}.session.start`: everything the host needs to run the session.
+/// `command.host.{id}.session.start`: everything the host needs to run the session. The
+/// game's fields are flattened into the object (`program`, `args`, `stop_command`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartSession {
     pub session_id: i64,
     pub sgc_id: i64,
-    pub program: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub working_dir: Option<String>,
-    pub stop_signal: String,
-    #[serde(default)]
-    pub stop_command: Option<String>,
-    pub stop_timeout_seconds: u32,
-    pub restart_policy: String,
-    pub start_duration_ms: u32,
+    #[serde(flatten)]
+    pub process: GameProcess,
     #[serde(default)]
     pub ports: Vec<PortBinding>,
+}
+
+/// Every command's envelope: the deadline after which the host must not act on it (unix ms;
+/// the sender has given up by then). The AMQP `expiration` says the same to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Deadline {
+    pub fn after(timeout: std::time::Duration) -> Deadline {
+        Deadline {
+            expires_at_ms: Some(chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64),
+        }
+    }
+
+    /// How long ago it expired, if it has.
+    pub fn expired_for(&self, now_ms: i64) -> Option<i64> {
+        self.expires_at_ms
+            .filter(|t| now_ms > *t)
+            .map(|t| now_ms - t)
+    }
 }
 
 /// `command.host.{id}.session.stop|kill`.
@@ -111,5 +124,39 @@ mod tests {
             CommandKind::from_routing_key("command.host.4.session.dance"),
             None
         );
+    }
+
+    #[test]
+    fn deadlines_expire() {
+        let d = Deadline {
+            expires_at_ms: Some(1_000),
+        };
+        assert_eq!(d.expired_for(999), None);
+        assert_eq!(d.expired_for(1_500), Some(500));
+        assert_eq!(
+            Deadline {
+                expires_at_ms: None
+            }
+            .expired_for(i64::MAX),
+            None
+        );
+    }
+
+    #[test]
+    fn a_start_command_flattens_the_game_process() {
+        let cmd = StartSession {
+            session_id: 7,
+            sgc_id: 3,
+            process: GameProcess {
+                program: "/bin/game".into(),
+                stop_command: Some("quit".into()),
+                ..GameProcess::default()
+            },
+            ports: Vec::new(),
+        };
+        let v = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(v["program"], "/bin/game");
+        assert_eq!(v["stop_command"], "quit");
+        assert_eq!(serde_json::from_value::<StartSession>(v).unwrap(), cmd);
     }
 }

@@ -21,6 +21,13 @@ pub struct SessionStatusUpdate {
     pub status: SessionStatus,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// Why it ended or failed (a spawn error, a give-up), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Crash-restarts so far; a higher count than recorded announces a restart (with
+    /// `exit_code` the exit that caused it), while the status stays what it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 /// Counts of a host's sessions by state, as reported in its heartbeat.
@@ -41,6 +48,11 @@ pub struct HealthUpdate {
     pub server_id: i64,
     #[serde(default)]
     pub session_stats: SessionStats,
+    /// When the host sent it (unix ms); `last_seen` is this, clamped by the receive time, so
+    /// heartbeats that waited in the queue while the processor was down count for when they
+    /// were sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<i64>,
 }
 
 /// `logs.session.{session_id}`: one line of a game server's output.
@@ -73,6 +85,8 @@ mod tests {
             sgc_id: Some(3),
             status: SessionStatus::Crashed,
             exit_code: Some(137),
+            reason: Some("was killed by signal 9".into()),
+            restart_count: Some(2),
         });
         let mut other = serde_json::Map::new();
         other.insert("crashed".into(), 1.into());
@@ -83,6 +97,7 @@ mod tests {
                 running: 1,
                 other,
             },
+            sent_at_ms: Some(1_732_300_000_123),
         });
         round_trip(LogLine {
             session_id: 7,

@@ -1,11 +1,13 @@
 //! Wire contracts shared by every daemon: message payloads, statuses and routing keys (serde).
 
 pub mod commands;
+pub mod game_process;
 pub mod host_status;
 pub mod messages;
 pub mod routing;
 pub mod session_status;
 
+pub use game_process::{GameProcess, RestartPolicy};
 pub use host_status::HostStatus;
 pub use messages::{HealthUpdate, HostStatusUpdate, LogLine, SessionStats, SessionStatusUpdate};
 pub use session_status::SessionStatus;

@@ -1,0 +1,193 @@
+//! Catalog operations: hosts, games, game configs, deployments.
+
+use super::convert::{config_pb, host_pb};
+use super::error::ApiError;
+use super::validate::{game_process, positive_id, valid_name, valid_port, valid_protocol};
+use super::ApiService;
+use crate::db::catalog::{self, ConfigRow};
+use crate::proto::v1 as pb;
+use crate::wire::commands::PortBinding;
+
+impl ApiService {
+    pub fn register_server(
+        &self,
+        req: pb::RegisterServerRequest,
+    ) -> Result<pb::RegisterServerResponse, ApiError> {
+        let name = valid_name("server name", &req.name)?;
+        let (host, created) = catalog::register_host(&mut *self.db()?, &name)?;
+        if created {
+            log::info!(server_id = host.server_id, name = name.as_str(); "host registered");
+        }
+        Ok(pb::RegisterServerResponse {
+            server: Some(host_pb(host)),
+            created,
+        })
+    }
+
+    pub fn list_servers(&self) -> Result<pb::ListServersResponse, ApiError> {
+        Ok(pb::ListServersResponse {
+            servers: catalog::list_hosts(&mut *self.db()?)?
+                .into_iter()
+                .map(host_pb)
+                .collect(),
+        })
+    }
+
+    pub fn get_server(&self, req: pb::GetServerRequest) -> Result<pb::GetServerResponse, ApiError> {
+        let id = positive_id("server_id", req.server_id)?;
+        let host = catalog::get_host(&mut *self.db()?, id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
+        Ok(pb::GetServerResponse {
+            server: Some(host_pb(host)),
+        })
+    }
+
+    pub fn create_game(
+        &self,
+        req: pb::CreateGameRequest,
+    ) -> Result<pb::CreateGameResponse, ApiError> {
+        let name = valid_name("game name", &req.name)?;
+        let id = catalog::create_game(&mut *self.db()?, &name)?.ok_or_else(|| {
+            ApiError::AlreadyExists(format!("a game named {name:?} already exists"))
+        })?;
+        Ok(pb::CreateGameResponse {
+            game: Some(pb::Game { game_id: id, name }),
+        })
+    }
+
+    pub fn list_games(&self) -> Result<pb::ListGamesResponse, ApiError> {
+        Ok(pb::ListGamesResponse {
+            games: catalog::list_games(&mut *self.db()?)?
+                .into_iter()
+                .map(|(game_id, name)| pb::Game { game_id, name })
+                .collect(),
+        })
+    }
+
+    pub fn create_game_config(
+        &self,
+        req: pb::CreateGameConfigRequest,
+    ) -> Result<pb::CreateGameConfigResponse, ApiError> {
+        let c = req
+            .config
+            .ok_or_else(|| ApiError::InvalidArgument("config is required".into()))?;
+        let game_id = positive_id("game_id", c.game_id)?;
+        let name = valid_name("config name", &c.name)?;
+        let process = game_process(&c)?;
+        let mut ports = Vec::new();
+        for p in &c.ports {
+            ports.push(serde_json::json!({
+                "port": valid_port("port", p.port)?,
+                "protocol": valid_protocol(&p.protocol)?,
+            }));
+        }
+        let mut db = self.db()?;
+        if !catalog::game_exists(&mut *db, game_id)? {
+            return Err(ApiError::NotFound(format!("no game with id {game_id}")));
+        }
+        let row = ConfigRow {
+            config_id: 0,
+            game_id,
+            name: name.clone(),
+            process,
+            port_definitions: serde_json::Value::Array(ports),
+        };
+        let created = catalog::create_config(&mut *db, &row)?.ok_or_else(|| {
+            ApiError::AlreadyExists(format!(
+                "game {game_id} already has a config named {name:?}"
+            ))
+        })?;
+        Ok(pb::CreateGameConfigResponse {
+            config: Some(config_pb(created)),
+        })
+    }
+
+    pub fn list_game_configs(
+        &self,
+        req: pb::ListGameConfigsRequest,
+    ) -> Result<pb::ListGameConfigsResponse, ApiError> {
+        if req.game_id < 0 {
+            return Err(ApiError::InvalidArgument(
+                "game_id cannot be negative".into(),
+            ));
+        }
+        let game = Some(req.game_id).filter(|g| *g > 0);
+        Ok(pb::ListGameConfigsResponse {
+            configs: catalog::list_configs(&mut *self.db()?, game)?
+                .into_iter()
+                .map(config_pb)
+                .collect(),
+        })
+    }
+
+    pub fn get_game_config(
+        &self,
+        req: pb::GetGameConfigRequest,
+    ) -> Result<pb::GetGameConfigResponse, ApiError> {
+        let id = positive_id("config_id", req.config_id)?;
+        let c = catalog::get_config(&mut *self.db()?, id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no game config with id {id}")))?;
+        Ok(pb::GetGameConfigResponse {
+            config: Some(config_pb(c)),
+        })
+    }
+
+    pub fn deploy_game_config(
+        &self,
+        req: pb::DeployGameConfigRequest,
+    ) -> Result<pb::DeployGameConfigResponse, ApiError> {
+        let server_id = positive_id("server_id", req.server_id)?;
+        let config_id = positive_id("config_id", req.config_id)?;
+        let mut ports = Vec::new();
+        for p in &req.ports {
+            let binding = PortBinding {
+                container_port: valid_port(
+                    "container port",
+                    if p.container_port == 0 {
+                        p.host_port
+                    } else {
+                        p.container_port
+                    },
+                )?,
+                host_port: valid_port("host port", p.host_port)?,
+                protocol: valid_protocol(&p.protocol)?,
+            };
+            if ports.iter().any(|b: &PortBinding| {
+                b.host_port == binding.host_port && b.protocol == binding.protocol
+            }) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "host port {} is bound twice",
+                    binding.host_port
+                )));
+            }
+            ports.push(binding);
+        }
+        let mut db = self.db()?;
+        if catalog::get_host(&mut *db, server_id)?.is_none() {
+            return Err(ApiError::NotFound(format!("no server with id {server_id}")));
+        }
+        if catalog::get_config(&mut *db, config_id)?.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no game config with id {config_id}"
+            )));
+        }
+        let d = catalog::deploy(&mut *db, server_id, config_id, &ports)?;
+        Ok(pb::DeployGameConfigResponse {
+            deployment: Some(pb::Deployment {
+                sgc_id: d.sgc_id,
+                server_id: d.server_id,
+                config_id: d.config_id,
+                ports: d
+                    .ports
+                    .into_iter()
+                    .map(|p| pb::PortBinding {
+                        container_port: p.container_port,
+                        host_port: p.host_port,
+                        protocol: p.protocol,
+                    })
+                    .collect(),
+                status: d.status,
+            }),
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! Rows → protobuf messages.
+
+use crate::db::catalog::{ConfigRow, HostRow};
+use crate::db::sessions::SessionView;
+use crate::proto::v1 as pb;
+
+pub fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> i64 {
+    t.map(|t| t.timestamp_millis()).unwrap_or(0)
+}
+
+pub fn host_pb(h: HostRow) -> pb::Server {
+    pb::Server {
+        server_id: h.server_id,
+        name: h.name,
+        status: h.status,
+        last_seen_ms: millis(h.last_seen),
+    }
+}
+
+pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
+    let ports: Vec<pb::PortDefinition> =
+        serde_json::from_value::<Vec<serde_json::Value>>(c.port_definitions)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| pb::PortDefinition {
+                port: p["port"].as_i64().unwrap_or(0) as i32,
+                protocol: p["protocol"].as_str().unwrap_or("tcp").to_string(),
+            })
+            .collect();
+    let p = c.process;
+    let int = |v: u32| Some(i32::try_from(v).unwrap_or(i32::MAX));
+    pb::GameConfig {
+        config_id: c.config_id,
+        game_id: c.game_id,
+        name: c.name,
+        program: p.program,
+        args: p.args,
+        env: p.env.into_iter().collect(),
+        working_dir: p.working_dir.unwrap_or_default(),
+        stop_signal: p.stop_signal,
+        stop_command: p.stop_command.unwrap_or_default(),
+        stop_timeout_seconds: int(p.stop_timeout_seconds),
+        restart_policy: p.restart_policy.as_str().to_string(),
+        start_duration_ms: int(p.start_duration_ms),
+        ports,
+        backoff_initial_ms: int(p.backoff_initial_ms),
+        backoff_max_ms: int(p.backoff_max_ms),
+        retry_limit: int(p.retry_limit),
+        reset_after_seconds: int(p.reset_after_seconds),
+    }
+}
+
+pub fn session_pb(s: SessionView) -> pb::Session {
+    pb::Session {
+        session_id: s.session_id,
+        sgc_id: s.sgc_id,
+        server_id: s.server_id,
+        status: s.status,
+        started_at_ms: millis(s.started_at),
+        ended_at_ms: millis(s.ended_at),
+        has_exit_code: s.exit_code.is_some(),
+        exit_code: s.exit_code.unwrap_or(0),
+        created_at_ms: s.created_at.timestamp_millis(),
+        host: s.host,
+        game: s.game,
+        config: s.config,
+        reason: s.reason.unwrap_or_default(),
+        restart_count: s.restart_count,
+        has_last_exit_code: s.last_exit_code.is_some(),
+        last_exit_code: s.last_exit_code.unwrap_or(0),
+        last_exit_at_ms: millis(s.last_exit_at),
+    }
+}

@@ -1,0 +1,58 @@
+//! The API's `/metrics`: requests by method and outcome, and their latency.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::error::ApiError;
+
+#[derive(Default)]
+pub struct ApiMetrics {
+    requests: std::sync::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    latency: crate::metrics::Histogram,
+}
+
+impl ApiMetrics {
+    pub(crate) fn record<T>(
+        &self,
+        method: &'static str,
+        result: &Result<T, ApiError>,
+        took: Duration,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.code_name(),
+        };
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method, outcome))
+            .or_default() += 1;
+        self.latency.observe(took);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let samples: Vec<(String, u64)> = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((m, o), n)| (format!("method=\"{m}\",outcome=\"{o}\""), *n))
+            .collect();
+        let refs: Vec<(&str, u64)> = samples.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        crate::metrics::render_sample(
+            &mut out,
+            "manman_api_requests_total",
+            "counter",
+            "gRPC requests by method and outcome (ok or the status code).",
+            &refs,
+        );
+        self.latency.render(
+            &mut out,
+            "manman_api_request_seconds",
+            "Time to handle one gRPC request.",
+        );
+        out
+    }
+}

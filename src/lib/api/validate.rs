@@ -1,0 +1,106 @@
+//! Request validation: names, ids, ports, and game configs (through the one game-process
+//! contract the host also uses, so what is accepted here is what a host can run).
+
+use super::error::ApiError;
+use crate::proto::v1 as pb;
+use crate::wire::GameProcess;
+
+pub fn valid_name(what: &str, name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::InvalidArgument(format!(
+            "{what} must be 1 to 100 characters"
+        )));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "{what} {name:?} may only contain letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+pub fn positive_id(what: &str, id: i64) -> Result<i64, ApiError> {
+    if id <= 0 {
+        return Err(ApiError::InvalidArgument(format!(
+            "{what} must be a positive id"
+        )));
+    }
+    Ok(id)
+}
+
+pub fn valid_protocol(p: &str) -> Result<String, ApiError> {
+    match p {
+        "" | "tcp" => Ok("tcp".into()),
+        "udp" => Ok("udp".into()),
+        other => Err(ApiError::InvalidArgument(format!(
+            "protocol {other:?} must be tcp or udp"
+        ))),
+    }
+}
+
+pub fn valid_port(what: &str, port: i32) -> Result<i32, ApiError> {
+    if !(1..=65535).contains(&port) {
+        return Err(ApiError::InvalidArgument(format!(
+            "{what} {port} is not between 1 and 65535"
+        )));
+    }
+    Ok(port)
+}
+
+/// A request's game config as the one contract, defaults filled in for unset fields, then
+/// validated. The error names the field.
+pub fn game_process(c: &pb::GameConfig) -> Result<GameProcess, ApiError> {
+    let defaults = GameProcess::default();
+    let unsigned = |field: &str, v: Option<i32>, default: u32| -> Result<u32, ApiError> {
+        match v {
+            None => Ok(default),
+            Some(n) => u32::try_from(n)
+                .map_err(|_| ApiError::InvalidArgument(format!("{field}: cannot be negative"))),
+        }
+    };
+    let text = |s: &str| Some(s.to_string()).filter(|s| !s.trim().is_empty());
+    let process = GameProcess {
+        program: c.program.trim().to_string(),
+        args: c.args.clone(),
+        env: c.env.clone().into_iter().collect(),
+        working_dir: text(&c.working_dir),
+        stop_signal: text(&c.stop_signal).unwrap_or(defaults.stop_signal.clone()),
+        stop_command: text(&c.stop_command),
+        stop_timeout_seconds: unsigned(
+            "stop_timeout_seconds",
+            c.stop_timeout_seconds,
+            defaults.stop_timeout_seconds,
+        )?,
+        restart_policy: match text(&c.restart_policy) {
+            None => defaults.restart_policy,
+            Some(p) => p
+                .parse()
+                .map_err(|e| ApiError::InvalidArgument(format!("restart_policy: {e}")))?,
+        },
+        start_duration_ms: unsigned(
+            "start_duration_ms",
+            c.start_duration_ms,
+            defaults.start_duration_ms,
+        )?,
+        backoff_initial_ms: unsigned(
+            "backoff_initial_ms",
+            c.backoff_initial_ms,
+            defaults.backoff_initial_ms,
+        )?,
+        backoff_max_ms: unsigned("backoff_max_ms", c.backoff_max_ms, defaults.backoff_max_ms)?,
+        retry_limit: unsigned("retry_limit", c.retry_limit, defaults.retry_limit)?,
+        reset_after_seconds: unsigned(
+            "reset_after_seconds",
+            c.reset_after_seconds,
+            defaults.reset_after_seconds,
+        )?,
+    };
+    process
+        .validate()
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    Ok(process)
+}

@@ -1,0 +1,149 @@
+//! The agent's command consumer: executes `command.host.{id}.session.*` and replies to each.
+//! A command past its deadline is refused without acting (the API has given up on it and
+//! ended the session); a start that cannot run reports the session `crashed` with the reason.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amiquip::{Channel, Delivery};
+
+use super::publisher::Outbound;
+use super::reporting::{status_message, Report};
+use super::sessions::{process_name, spec_for};
+use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
+use crate::procman::{Manager, ProcError};
+use crate::wire::commands::{
+    CommandKind, CommandReply, Deadline, SendInput, SessionRef, StartSession,
+};
+use crate::wire::SessionStatus;
+
+/// When this agent accepted each session's start (the reconciler must not stop a game the
+/// database has not caught up with yet).
+pub type Accepted = Arc<Mutex<HashMap<i64, Instant>>>;
+
+pub struct CommandHandler {
+    pub server_id: i64,
+    pub manager: Arc<Manager>,
+    pub data_dir: PathBuf,
+    pub out: Outbound,
+    pub accepted: Accepted,
+}
+
+impl CommandHandler {
+    fn execute(&mut self, kind: CommandKind, body: &[u8]) -> Result<(), String> {
+        let bad = |e: serde_json::Error| format!("malformed command: {e}");
+        let deadline: Deadline = serde_json::from_slice(body).map_err(bad)?;
+        if let Some(late) = deadline.expired_for(chrono::Utc::now().timestamp_millis()) {
+            return Err(format!(
+                "command expired {late} ms ago; not acted on (the sender gave up)"
+            ));
+        }
+        match kind {
+            CommandKind::Start => self.start(serde_json::from_slice(body).map_err(bad)?),
+            CommandKind::Stop | CommandKind::Kill => {
+                let r: SessionRef = serde_json::from_slice(body).map_err(bad)?;
+                self.stop(r.session_id, kind == CommandKind::Kill)
+            }
+            CommandKind::SendInput => {
+                let r: SendInput = serde_json::from_slice(body).map_err(bad)?;
+                self.manager
+                    .send_input(&process_name(r.session_id), r.input.as_bytes())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn report(&self, session_id: i64, status: SessionStatus, report: Report) {
+        self.out
+            .send(status_message(self.server_id, session_id, status, report));
+    }
+
+    /// Accepts the session: reports `starting`, then runs it. If it cannot run (a config the
+    /// host cannot use, an unusable working directory) it is reported `crashed` with the
+    /// reason; a program that cannot be executed is reported the same way by the process
+    /// manager's history.
+    fn start(&mut self, cmd: StartSession) -> Result<(), String> {
+        let name = process_name(cmd.session_id);
+        if self.manager.status(&name).is_ok_and(|s| s.state.is_live()) {
+            return Err(format!(
+                "session {} is already running here",
+                cmd.session_id
+            ));
+        }
+        self.report(cmd.session_id, SessionStatus::Starting, Report::default());
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cmd.session_id, Instant::now());
+        let started = spec_for(&cmd, &self.data_dir)
+            .and_then(|spec| self.manager.start(spec).map_err(|e| e.to_string()));
+        if let Err(reason) = started {
+            log::warn!(session_id = cmd.session_id; "session cannot start: {reason}");
+            self.report(
+                cmd.session_id,
+                SessionStatus::Crashed,
+                Report {
+                    reason: Some(reason),
+                    ..Report::default()
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the process manager's stop plan (console command, signal, SIGKILL at the stop
+    /// timeout) or a kill, and returns at once; `stopping` is reported before anything is sent.
+    fn stop(&mut self, session_id: i64, kill: bool) -> Result<(), String> {
+        let name = process_name(session_id);
+        let status = self.manager.status(&name).map_err(|e| e.to_string())?;
+        if !status.state.is_live() {
+            return Err(format!("session {session_id} is not running here"));
+        }
+        self.report(session_id, SessionStatus::Stopping, Report::default());
+        match self.manager.request_stop(&name, kill) {
+            // It ended in between: its end is reported by the history.
+            Ok(()) | Err(ProcError::NotRunning(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl BatchHandler for CommandHandler {
+    fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
+        topology::declare_host_commands_queue(channel, self.server_id)?;
+        Ok(())
+    }
+
+    fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError> {
+        for d in batch {
+            let result = match CommandKind::from_routing_key(&d.routing_key) {
+                Some(kind) => self.execute(kind, &d.body),
+                None => Err(format!("unknown command {}", d.routing_key)),
+            };
+            if let Err(e) = &result {
+                log::warn!(command = d.routing_key.as_str(); "command refused: {e}");
+            }
+            if let (Some(reply_to), Some(id)) =
+                (d.properties.reply_to(), d.properties.correlation_id())
+            {
+                let reply = CommandReply {
+                    correlation_id: id.clone(),
+                    success: result.is_ok(),
+                    error: result.err(),
+                };
+                let mut msg = OutgoingMessage::json(
+                    "",
+                    reply_to,
+                    &serde_json::to_value(reply).expect("serialisable"),
+                )
+                .transient();
+                msg.correlation_id = Some(id.clone());
+                ctx.publisher.publish_all(&[msg], Duration::from_secs(10))?;
+            }
+            ctx.ack_through(d)?;
+        }
+        Ok(())
+    }
+}

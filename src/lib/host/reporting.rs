@@ -1,0 +1,254 @@
+//! What the agent tells the control plane: session statuses (from the process manager's
+//! history), console lines, heartbeats with session counts, and its own `/metrics`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::Receiver;
+use serde_json::json;
+
+use super::publisher::Outbound;
+use super::sessions::{exit_code, session_of};
+use crate::bus::OutgoingMessage;
+use crate::procman::{HistoryEvent, HistorySink, Manager, OutputSink, ProcessState, Source};
+use crate::wire::{routing, HostStatus, SessionStatus};
+
+static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
+
+/// A session status report. It carries a unique id, so the processor can drop a re-sent
+/// duplicate.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub restart_count: Option<u32>,
+}
+
+pub fn status_message(
+    server_id: i64,
+    session_id: i64,
+    status: SessionStatus,
+    report: Report,
+) -> OutgoingMessage {
+    let mut body =
+        json!({"session_id": session_id, "status": status, "exit_code": report.exit_code});
+    if let Some(r) = report.reason {
+        body["reason"] = json!(r);
+    }
+    if let Some(n) = report.restart_count {
+        body["restart_count"] = json!(n);
+    }
+    OutgoingMessage::json(
+        routing::MANMAN_EXCHANGE,
+        &routing::session_status(session_id),
+        &body,
+    )
+    .with_message_id(format!(
+        "host-{server_id}-{}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros(),
+        NEXT_MESSAGE.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+pub fn host_message(server_id: i64, status: HostStatus) -> OutgoingMessage {
+    OutgoingMessage::json(
+        routing::MANMAN_EXCHANGE,
+        &routing::host_status(server_id),
+        &json!({"server_id": server_id, "status": status}),
+    )
+}
+
+/// One console line of a session on `logs.session.{id}` (transient: the live view; archival
+/// is the log processor's). `source` is stdout, stderr, or host (the agent's own markers).
+pub fn log_message(session_id: i64, source: &str, line: &str) -> OutgoingMessage {
+    let body = json!({
+        "session_id": session_id,
+        "timestamp": chrono::Utc::now().timestamp_millis(),
+        "source": source,
+        "message": line,
+    });
+    OutgoingMessage::json(
+        routing::MANMAN_EXCHANGE,
+        &routing::session_logs(session_id),
+        &body,
+    )
+    .transient()
+}
+
+/// Output lines → `logs.session.{id}`.
+pub struct LogSink {
+    pub out: Outbound,
+}
+
+impl OutputSink for LogSink {
+    fn line(&self, process: &str, source: Source, line: &str) {
+        if let Some(session_id) = session_of(process) {
+            self.out.log(log_message(session_id, source.as_str(), line));
+        }
+    }
+}
+
+pub struct EventSink(pub crossbeam_channel::Sender<HistoryEvent>);
+
+impl HistorySink for EventSink {
+    fn record(&self, event: &HistoryEvent) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+/// Process history → session statuses (runs until the manager is gone). A crash-restart
+/// keeps the session's status and reports the new restart count with the exit that caused
+/// it, plus a marker line in the console.
+pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbound) {
+    // Sessions that reached running in this agent's life (their status is `running`).
+    let mut ran: HashSet<i64> = HashSet::new();
+    for event in events {
+        let Some(session_id) = session_of(event.name()) else {
+            continue;
+        };
+        let send = |status, report| out.send(status_message(server_id, session_id, status, report));
+        match event {
+            HistoryEvent::Running { .. } => {
+                ran.insert(session_id);
+                send(SessionStatus::Running, Report::default());
+            }
+            HistoryEvent::Restarting {
+                attempt,
+                delay_ms,
+                last_exit,
+                reason,
+                ..
+            } => {
+                log::info!(session_id = session_id, restart = attempt;
+                    "game {reason}; restarting in {delay_ms} ms (restart {attempt})");
+                out.log(log_message(
+                    session_id,
+                    "host",
+                    &format!(
+                        "[manman] the server {reason}; restarting in {:.1} s (restart {attempt})",
+                        delay_ms as f64 / 1000.0
+                    ),
+                ));
+                let status = if ran.contains(&session_id) {
+                    SessionStatus::Running
+                } else {
+                    SessionStatus::Starting
+                };
+                send(
+                    status,
+                    Report {
+                        exit_code: exit_code(last_exit),
+                        reason: None,
+                        restart_count: Some(attempt),
+                    },
+                );
+            }
+            HistoryEvent::Finished {
+                state: ProcessState::Failed,
+                last_exit,
+                reason,
+                ..
+            } => {
+                ran.remove(&session_id);
+                if let Some(r) = &reason {
+                    out.log(log_message(
+                        session_id,
+                        "host",
+                        &format!("[manman] the server {r}"),
+                    ));
+                }
+                send(
+                    SessionStatus::Crashed,
+                    Report {
+                        exit_code: exit_code(last_exit),
+                        reason,
+                        restart_count: None,
+                    },
+                );
+            }
+            HistoryEvent::Finished {
+                last_exit,
+                requested,
+                reason,
+                ..
+            } => {
+                ran.remove(&session_id);
+                if !requested {
+                    // It ended by itself, cleanly: the state machine still goes through stopping.
+                    send(SessionStatus::Stopping, Report::default());
+                }
+                send(
+                    SessionStatus::Stopped,
+                    Report {
+                        exit_code: exit_code(last_exit),
+                        reason,
+                        restart_count: None,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Session counts for the heartbeat.
+pub fn session_stats(manager: &Manager) -> serde_json::Value {
+    let mut stats: BTreeMap<&'static str, u32> = BTreeMap::new();
+    let all = manager.status_all("session-*");
+    for s in &all {
+        *stats.entry(state_name(s.state)).or_default() += 1;
+    }
+    let mut v = serde_json::to_value(stats).expect("serialisable");
+    v["total"] = json!(all.len());
+    v["running"] = json!(v.get("running").cloned().unwrap_or(json!(0)));
+    v
+}
+
+fn state_name(state: ProcessState) -> &'static str {
+    match state {
+        ProcessState::Stopped => "stopped",
+        ProcessState::Starting => "starting",
+        ProcessState::Running => "running",
+        ProcessState::Stopping => "stopping",
+        ProcessState::Backoff => "backoff",
+        ProcessState::Failed => "failed",
+    }
+}
+
+/// `/metrics` of the host: managed processes by state, and their restarts.
+pub fn process_metrics(statuses: &[crate::procman::Status]) -> String {
+    use crate::procman::ProcessState as S;
+    let mut out = String::new();
+    let labels: Vec<(String, u64)> = [
+        S::Stopped,
+        S::Starting,
+        S::Running,
+        S::Stopping,
+        S::Backoff,
+        S::Failed,
+    ]
+    .iter()
+    .map(|state| {
+        let n = statuses.iter().filter(|s| s.state == *state).count() as u64;
+        (format!("state=\"{}\"", state_name(*state)), n)
+    })
+    .collect();
+    let refs: Vec<(&str, u64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    crate::metrics::render_sample(
+        &mut out,
+        "manman_host_processes",
+        "gauge",
+        "Managed game-server processes by state.",
+        &refs,
+    );
+    let restarts: u64 = statuses.iter().map(|s| u64::from(s.restarts)).sum();
+    crate::metrics::render_sample(
+        &mut out,
+        "manman_host_process_restarts_total",
+        "counter",
+        "Automatic restarts of managed processes (current processes).",
+        &[("", restarts)],
+    );
+    out
+}

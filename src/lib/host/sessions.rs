@@ -1,0 +1,114 @@
+//! Sessions ↔ managed processes: naming, and the process spec a start command becomes (built
+//! with the same validation the API applied to the config).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::procman::{ExitInfo, Spec};
+use crate::wire::commands::StartSession;
+
+pub fn process_name(session_id: i64) -> String {
+    format!("session-{session_id}")
+}
+
+pub fn session_of(process: &str) -> Option<i64> {
+    process.strip_prefix("session-")?.parse().ok()
+}
+
+/// The exit code to report: the process's own, or 128 + signal (the shell's convention).
+pub fn exit_code(exit: Option<ExitInfo>) -> Option<i32> {
+    exit.and_then(|e| e.code.or(e.signal.map(|s| 128 + s)))
+}
+
+/// The process spec for a start command, running in `data_dir/sgc-{id}/[working_dir]` with
+/// the game's own environment plus `MANMAN_SESSION_ID` and `PORT` (the first host port).
+pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
+    let p = &cmd.process;
+    p.validate().map_err(|e| format!("invalid config: {e}"))?;
+    let mut dir = data_dir.join(format!("sgc-{}", cmd.sgc_id));
+    if let Some(d) = p.working_dir.as_deref().filter(|d| !d.is_empty()) {
+        dir = dir.join(d);
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("working directory {} is unusable: {e}", dir.display()))?;
+    let mut spec = Spec::new(&process_name(cmd.session_id), &p.program, &[]);
+    spec.args = p.args.clone();
+    let mut env: BTreeMap<String, String> = p.env.clone();
+    env.insert("MANMAN_SESSION_ID".into(), cmd.session_id.to_string());
+    if let Some(port) = cmd.ports.first() {
+        env.entry("PORT".into())
+            .or_insert(port.host_port.to_string());
+    }
+    spec.env = env.into_iter().collect();
+    spec.working_dir = Some(dir);
+    spec.restart = p.restart_policy;
+    spec.start_duration = Duration::from_millis(p.start_duration_ms.into());
+    spec.backoff_initial = Duration::from_millis(p.backoff_initial_ms.into());
+    spec.backoff_max = Duration::from_millis(p.backoff_max_ms.into());
+    spec.retry_limit = p.retry_limit;
+    spec.reset_after = Duration::from_secs(p.reset_after_seconds.into());
+    spec.stop_signal = p.signal();
+    spec.stop_input = p.stop_command.clone().filter(|c| !c.trim().is_empty());
+    spec.stop_timeout = p.stop_timeout();
+    spec.validate()?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::GameProcess;
+
+    fn cmd(process: GameProcess) -> StartSession {
+        StartSession {
+            session_id: 9,
+            sgc_id: 4,
+            process,
+            ports: vec![crate::wire::commands::PortBinding {
+                container_port: 25565,
+                host_port: 25570,
+                protocol: "tcp".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_start_command_becomes_a_spec() {
+        let dir = std::env::temp_dir().join(format!("mm-spec-{}", std::process::id()));
+        let spec = spec_for(
+            &cmd(GameProcess {
+                program: "/bin/game".into(),
+                stop_command: Some("quit".into()),
+                stop_timeout_seconds: 20,
+                working_dir: Some("world".into()),
+                ..GameProcess::default()
+            }),
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(spec.name, "session-9");
+        assert_eq!(spec.stop_input.as_deref(), Some("quit"));
+        assert_eq!(spec.stop_timeout, Duration::from_secs(20));
+        assert_eq!(spec.working_dir, Some(dir.join("sgc-4/world")));
+        assert!(spec.env.contains(&("PORT".into(), "25570".into())));
+        assert!(spec.env.contains(&("MANMAN_SESSION_ID".into(), "9".into())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_the_api_would_refuse_the_host_refuses_too() {
+        let err = spec_for(
+            &cmd(GameProcess {
+                program: "/bin/game".into(),
+                stop_signal: "99".into(),
+                ..GameProcess::default()
+            }),
+            Path::new("/nonexistent"),
+        )
+        .unwrap_err();
+        assert!(err.contains("stop_signal"), "{err}");
+        assert_eq!(session_of("session-12"), Some(12));
+        assert_eq!(session_of("other"), None);
+    }
+}

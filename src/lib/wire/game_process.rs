@@ -1,0 +1,363 @@
+//! The one typed contract for how a game server runs: program, environment, stop plan and
+//! restart rules. The API validates a config with [`GameProcess::validate`] before storing it,
+//! the start command carries it to the host, and the host builds its process spec from it with
+//! the same validation, so what the API accepts is what the host can run. Defaults live here
+//! (and only here).
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest stop timeout a config may ask for; the host agent's drain deadline (and the
+/// systemd unit's `TimeoutStopSec`) cover it.
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
+/// No restart comes sooner than this after an exit, whatever the backoff says.
+pub const MIN_RESTART_DELAY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "never" => Ok(RestartPolicy::Never),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            "always" => Ok(RestartPolicy::Always),
+            other => Err(format!(
+                "unknown restart policy {other:?} (never, on-failure, always)"
+            )),
+        }
+    }
+}
+
+/// Signals a game may be stopped with, by name.
+const SIGNALS: [(&str, i32); 9] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("TERM", libc::SIGTERM),
+    ("CONT", libc::SIGCONT),
+    ("WINCH", libc::SIGWINCH),
+];
+
+/// Parses a signal name or number (`SIGTERM`, `TERM`, `15`); numbers must be a real signal
+/// (1–31, or a real-time signal 34–64).
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some((_, n)) = SIGNALS.iter().find(|(n, _)| *n == name) {
+        return Ok(*n);
+    }
+    let n: i32 = name
+        .parse()
+        .map_err(|_| format!("unknown signal {s:?} (use a name such as SIGTERM, or a number)"))?;
+    if (1..=31).contains(&n) || (34..=64).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("signal {n} does not exist (1-31, 34-64)"))
+    }
+}
+
+/// A field that failed validation, named as the API and CLI name it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// How to run one game server, and how to stop and restart it. Durations are milliseconds or
+/// seconds on the wire as their names say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GameProcess {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Relative to the deployment's directory on the host; never absolute, never `..`.
+    pub working_dir: Option<String>,
+    pub stop_signal: String,
+    /// Console command that asks the game to stop cleanly (e.g. `stop`, `quit`).
+    pub stop_command: Option<String>,
+    /// From the start of a stop to SIGKILL, however the time is split (see [`StopPlan`]).
+    pub stop_timeout_seconds: u32,
+    pub restart_policy: RestartPolicy,
+    /// How long a run must last to count as started (supervisord's `startsecs`).
+    pub start_duration_ms: u32,
+    pub backoff_initial_ms: u32,
+    pub backoff_max_ms: u32,
+    /// Consecutive failed runs tolerated before giving up.
+    pub retry_limit: u32,
+    /// A run lasting this long resets the failure count (systemd's `StartLimitIntervalSec`).
+    pub reset_after_seconds: u32,
+}
+
+impl Default for GameProcess {
+    fn default() -> Self {
+        GameProcess {
+            program: String::new(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: None,
+            stop_signal: "SIGTERM".into(),
+            stop_command: None,
+            stop_timeout_seconds: 30,
+            restart_policy: RestartPolicy::Never,
+            start_duration_ms: 1000,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 60_000,
+            retry_limit: 5,
+            reset_after_seconds: 600,
+        }
+    }
+}
+
+/// The stop timeline: console command (if any) at 0, the stop signal to the process group at
+/// `signal_after`, SIGKILL at `kill_after` (= the stop timeout). With a console command the
+/// game gets the first three quarters of the timeout to exit by itself; without one the signal
+/// goes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopPlan {
+    pub signal_after: Duration,
+    pub kill_after: Duration,
+}
+
+impl StopPlan {
+    pub fn new(timeout: Duration, has_console_command: bool) -> StopPlan {
+        StopPlan {
+            signal_after: if has_console_command {
+                timeout * 3 / 4
+            } else {
+                Duration::ZERO
+            },
+            kill_after: timeout,
+        }
+    }
+}
+
+impl GameProcess {
+    /// Checks everything the host needs to run it; the error names the field.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.program.trim().is_empty() {
+            return Err(field("program", "is required"));
+        }
+        if self.program.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
+            return Err(field("program", "must not contain NUL bytes"));
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(field("env", format!("invalid variable name {key:?}")));
+            }
+        }
+        if let Some(dir) = &self.working_dir {
+            let path = Path::new(dir);
+            if path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+            {
+                return Err(field(
+                    "working_dir",
+                    format!("{dir:?} must be a relative path inside the deployment's directory (no '..')"),
+                ));
+            }
+        }
+        parse_signal(&self.stop_signal).map_err(|e| field("stop_signal", e))?;
+        if let Some(c) = &self.stop_command {
+            if c.contains(['\n', '\r', '\0']) {
+                return Err(field("stop_command", "must be a single line"));
+            }
+        }
+        if self.stop_timeout_seconds == 0
+            || u64::from(self.stop_timeout_seconds) > MAX_STOP_TIMEOUT.as_secs()
+        {
+            return Err(field(
+                "stop_timeout_seconds",
+                format!("must be 1 to {} seconds", MAX_STOP_TIMEOUT.as_secs()),
+            ));
+        }
+        if Duration::from_millis(self.backoff_initial_ms.into()) < MIN_RESTART_DELAY {
+            return Err(field(
+                "backoff_initial_ms",
+                format!("must be at least {} ms", MIN_RESTART_DELAY.as_millis()),
+            ));
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            return Err(field(
+                "backoff_max_ms",
+                "must not be below backoff_initial_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn signal(&self) -> i32 {
+        parse_signal(&self.stop_signal).unwrap_or(libc::SIGTERM)
+    }
+
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout_seconds.into())
+    }
+
+    pub fn stop_plan(&self) -> StopPlan {
+        StopPlan::new(self.stop_timeout(), self.stop_command.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> GameProcess {
+        GameProcess {
+            program: "/usr/bin/java".into(),
+            ..GameProcess::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_once_there_is_a_program() {
+        assert_eq!(
+            GameProcess::default().validate().unwrap_err().field,
+            "program"
+        );
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(GameProcess, &str)> = vec![
+            (
+                GameProcess {
+                    stop_signal: "99".into(),
+                    ..valid()
+                },
+                "stop_signal",
+            ),
+            (
+                GameProcess {
+                    stop_signal: "SIGNOPE".into(),
+                    ..valid()
+                },
+                "stop_signal",
+            ),
+            (
+                GameProcess {
+                    working_dir: Some("../../etc".into()),
+                    ..valid()
+                },
+                "working_dir",
+            ),
+            (
+                GameProcess {
+                    working_dir: Some("/var/lib".into()),
+                    ..valid()
+                },
+                "working_dir",
+            ),
+            (
+                GameProcess {
+                    stop_timeout_seconds: 0,
+                    ..valid()
+                },
+                "stop_timeout_seconds",
+            ),
+            (
+                GameProcess {
+                    stop_timeout_seconds: 301,
+                    ..valid()
+                },
+                "stop_timeout_seconds",
+            ),
+            (
+                GameProcess {
+                    backoff_initial_ms: 10,
+                    ..valid()
+                },
+                "backoff_initial_ms",
+            ),
+            (
+                GameProcess {
+                    backoff_max_ms: 500,
+                    ..valid()
+                },
+                "backoff_max_ms",
+            ),
+            (
+                GameProcess {
+                    stop_command: Some("a\nb".into()),
+                    ..valid()
+                },
+                "stop_command",
+            ),
+        ];
+        for (p, name) in cases {
+            assert_eq!(p.validate().unwrap_err().field, name, "{p:?}");
+        }
+        let ok = GameProcess {
+            working_dir: Some("world/./data".into()),
+            stop_signal: "int".into(),
+            ..valid()
+        };
+        ok.validate().unwrap();
+    }
+
+    #[test]
+    fn signals_parse_by_name_or_real_number() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("int").unwrap(), libc::SIGINT);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("32").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn the_stop_plan_kills_at_the_timeout_however_it_is_split() {
+        let t = Duration::from_secs(20);
+        let with = StopPlan::new(t, true);
+        assert_eq!(with.signal_after, Duration::from_secs(15));
+        assert_eq!(with.kill_after, t);
+        let without = StopPlan::new(t, false);
+        assert_eq!(without.signal_after, Duration::ZERO);
+        assert_eq!(without.kill_after, t);
+    }
+
+    #[test]
+    fn serialises_policies_and_fills_defaults() {
+        let p: GameProcess =
+            serde_json::from_str(r#"{"program":"/bin/true","restart_policy":"on-failure"}"#)
+                .unwrap();
+        assert_eq!(p.restart_policy, RestartPolicy::OnFailure);
+        assert_eq!(p.reset_after_seconds, 600);
+        assert_eq!(p.start_duration_ms, 1000);
+    }
+}
