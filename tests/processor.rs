@@ -235,13 +235,20 @@ fn crash_records_exit_code_and_is_terminal() {
     );
     assert!(row.ended_at.is_some());
 
-    // Terminal means terminal: a later "running" is an invalid transition, dead-lettered.
+    // Terminal means terminal: a later "running" is a late report, acknowledged and ignored.
     h.session_status(session, "running", None);
-    let dead = h.dlq.expect("dead-lettered running after crash");
+    // An invalid move of a live session is still dead-lettered with the reason.
+    let (_, pending) = add_session(&mut c, host, SessionStatus::Pending, &[]);
+    h.session_status(pending, "stopped", Some(0));
+    let dead = h.dlq.expect("dead-lettered pending -> stopped");
     let reason = header(&dead, "x-manman-dead-letter-reason").unwrap();
     assert!(reason.contains("invalid transition"), "{reason}");
-    assert!(reason.contains("crashed -> running"), "{reason}");
+    assert!(reason.contains("pending -> stopped"), "{reason}");
     assert_eq!(session_row(&mut c, session).status, "crashed");
+    assert!(
+        h.dlq.next(Duration::from_millis(300)).is_none(),
+        "only that one"
+    );
 }
 
 #[test]
