@@ -16,6 +16,7 @@ mod output;
 mod pattern;
 mod process;
 mod restart;
+mod runner;
 mod spec;
 mod store;
 mod sys;
@@ -24,8 +25,9 @@ pub use history::{ChannelHistory, HistoryEvent, HistorySink, JsonLinesHistory};
 pub use manager::{Manager, ManagerBuilder, ProcError, Recovered};
 pub use output::{ChannelOutput, LineSplitter, OutputLine, OutputSink, Source, MAX_LINE_BYTES};
 pub use pattern::pattern_matches;
-pub use process::{describe_exit, ManagedProcess, MAX_PENDING_INPUT};
+pub use process::{ManagedProcess, MAX_PENDING_INPUT};
 pub use restart::{decide, Decision, RunHistory, RunOutcome};
+pub use runner::describe_exit;
 pub use spec::{parse_signal, RestartPolicy, Spec, StopPlan};
 pub use store::{FileStore, Store, StoredProcess};
 
