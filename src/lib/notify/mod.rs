@@ -24,8 +24,8 @@ use crate::wire::routing;
 
 pub const QUEUE: &str = "notify-events";
 pub const DLQ: &str = "notify-events-dlq";
-pub const DEFAULT_EVENTS: &str =
-    "manman.host.offline,manman.host.stale,manman.session.crashed,manman.session.lost";
+pub const DEFAULT_EVENTS: &str = "manman.host.offline,manman.host.stale,manman.session.crashed,\
+     manman.session.lost,manman.session.restarted";
 
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
@@ -94,6 +94,10 @@ pub fn message_for(routing_key: &str, event: &Value) -> Value {
         .map(str::to_string)
         .or_else(|| event["server_id"].as_i64().map(|id| format!("host {id}")))
         .unwrap_or_else(|| "a host".into());
+    let because = event["reason"]
+        .as_str()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
     let text = match routing_key {
         "manman.host.offline" => format!(":red_circle: {host} went offline"),
         "manman.host.stale" => format!(
@@ -102,12 +106,19 @@ pub fn message_for(routing_key: &str, event: &Value) -> Value {
         ),
         "manman.host.online" => format!(":large_green_circle: {host} is online"),
         "manman.session.crashed" => format!(
-            ":boom: session {} on {host} crashed (exit code {})",
+            ":boom: session {} on {host} crashed (exit code {}){because}",
             event["session_id"], event["exit_code"]
         ),
         "manman.session.lost" => {
-            format!(":ghost: session {} on {host} was lost", event["session_id"])
+            format!(
+                ":ghost: session {} on {host} was lost{because}",
+                event["session_id"]
+            )
         }
+        "manman.session.restarted" => format!(
+            ":recycle: session {} on {host} crashed (exit code {}) and was restarted (restart {})",
+            event["session_id"], event["exit_code"], event["restart_count"]
+        ),
         "manman.session.running" => format!(
             ":rocket: session {} on {host} is running",
             event["session_id"]
@@ -305,6 +316,22 @@ mod tests {
             m["text"],
             ":boom: session 7 on host 1 crashed (exit code 137)"
         );
+        let m = message_for(
+            "manman.session.restarted",
+            &json!({"session_id": 7, "server_id": 1, "exit_code": 3, "restart_count": 2}),
+        );
+        assert_eq!(
+            m["text"],
+            ":recycle: session 7 on host 1 crashed (exit code 3) and was restarted (restart 2)"
+        );
+        let m = message_for(
+            "manman.session.lost",
+            &json!({"session_id": 8, "server_id": 1, "reason": "host offline for more than 120 s"}),
+        );
+        assert!(m["text"]
+            .as_str()
+            .unwrap()
+            .ends_with(": host offline for more than 120 s"));
         let m = message_for(
             "manman.host.stale",
             &json!({"name": "alpha", "last_seen": "2026-11-23T10:00:00Z"}),
