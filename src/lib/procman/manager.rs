@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::{select, Receiver, Sender};
 
+use super::child::{Launcher, LocalLauncher};
 use super::history::{HistoryEvent, HistorySink};
 use super::output::{NullOutput, OutputSink};
 use super::process::{Context, InputRefused, ManagedProcess, MAX_PENDING_INPUT};
@@ -38,12 +39,15 @@ pub enum ProcError {
     Io(String),
 }
 
-/// A process found alive from a previous run of the manager, and ended at start.
+/// A process found alive from a previous run of the manager: adopted (its keeper held it),
+/// or ended at start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovered {
     pub name: String,
     pub pid: u32,
-    /// The reconciler will start it again (it was meant to be running).
+    /// Still running, supervised again (a keeper held it while we were away).
+    pub adopted: bool,
+    /// Ended; the reconciler will start it again (it was meant to be running).
     pub restarting: bool,
 }
 
@@ -53,9 +57,17 @@ pub struct ManagerBuilder {
     store: Option<Arc<dyn Store>>,
     reconcile_every: Duration,
     restart_recovered: bool,
+    launcher: Arc<dyn Launcher>,
 }
 
 impl ManagerBuilder {
+    /// How processes are started (default: as our own children). A launcher whose processes
+    /// are held by keepers lets them outlive the manager, which then re-attaches to them.
+    pub fn launcher(mut self, launcher: impl Launcher + 'static) -> Self {
+        self.launcher = Arc::new(launcher);
+        self
+    }
+
     /// Whether processes found alive from a previous run are started again after being ended
     /// (default yes). The host agent says no: a session whose process was lost is over.
     pub fn restart_recovered(mut self, restart: bool) -> Self {
@@ -97,6 +109,7 @@ impl ManagerBuilder {
             store: self.store,
             changed: changed_tx,
             shutting_down: AtomicBool::new(false),
+            launcher: self.launcher,
         });
         let recovered = inner.recover(self.restart_recovered)?;
         let (trigger, signal) = ShutdownSignal::new();
@@ -126,6 +139,7 @@ struct Inner {
     store: Option<Arc<dyn Store>>,
     changed: Sender<()>,
     shutting_down: AtomicBool,
+    launcher: Arc<dyn Launcher>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,6 +152,7 @@ impl Inner {
             output: self.output.clone(),
             history: self.history.clone(),
             global_env: lock(&self.global_env).clone(),
+            launcher: self.launcher.clone(),
             changed: self.changed.clone(),
         }
     }
@@ -230,8 +245,17 @@ impl Inner {
             .load()
             .map_err(|e| ProcError::Io(format!("cannot read the process store: {e}")))?;
         let mut orphans = Vec::new();
+        let mut adopted = Vec::new();
         for record in &records {
             if let (Some(pid), Some(t)) = (record.pid, record.pid_start_time) {
+                if self.launcher.keeps_processes() {
+                    if let Some(child) = self.launcher.adopt(&record.spec.name, record.last_seq) {
+                        log::info!(process = record.spec.name.as_str(), pid = child.pid();
+                            "re-attached to a process its keeper held while we were away");
+                        adopted.push((record, child));
+                        continue;
+                    }
+                }
                 if sys::process_start_time(pid) == Some(t) {
                     orphans.push((record, pid));
                 }
@@ -278,16 +302,35 @@ impl Inner {
             recovered.push(Recovered {
                 name: record.spec.name.clone(),
                 pid,
+                adopted: false,
                 restarting: record.desired_running && restart,
             });
         }
-        let mut map = lock(&self.processes);
-        for record in records {
-            let desired = record.desired_running && restart;
-            map.insert(
-                record.spec.name.clone(),
-                Arc::new(ManagedProcess::new(record.spec, desired)),
-            );
+        let mut supervise = Vec::new();
+        for (record, child) in adopted {
+            recovered.push(Recovered {
+                name: record.spec.name.clone(),
+                pid: child.pid(),
+                adopted: true,
+                restarting: false,
+            });
+            supervise.push((record.spec.name.clone(), record.spec.clone(), child));
+        }
+        {
+            let mut map = lock(&self.processes);
+            for record in &records {
+                let desired = record.desired_running && restart;
+                map.insert(
+                    record.spec.name.clone(),
+                    Arc::new(ManagedProcess::new(record.spec.clone(), desired)),
+                );
+            }
+        }
+        for (name, spec, child) in supervise {
+            let p = self.get(&name)?;
+            p.snapshot_mut(|s| s.last_seq = child.last_seq());
+            p.adopt(spec, self.context(), child)
+                .map_err(|e| ProcError::Io(e.to_string()))?;
         }
         Ok(recovered)
     }
@@ -303,7 +346,8 @@ impl Inner {
             select! {
                 recv(changed) -> _ => dirty = true,
                 recv(shutdown.receiver()) -> _ => { self.persist(); return; }
-                default(every) => {}
+                // Keepers' output positions move without a state change: keep them current.
+                default(every) => dirty |= self.launcher.keeps_processes(),
             }
         }
     }
@@ -337,6 +381,7 @@ impl Inner {
                     desired_running: s.desired_running,
                     pid: s.status.pid,
                     pid_start_time: s.pid_start_time,
+                    last_seq: s.last_seq,
                 })
             })
             .collect();
@@ -361,6 +406,7 @@ impl Manager {
             store: None,
             reconcile_every: Duration::from_secs(1),
             restart_recovered: true,
+            launcher: Arc::new(LocalLauncher),
         }
     }
 
@@ -459,6 +505,29 @@ impl Manager {
         }
         lock(&self.inner.processes).remove(name);
         let _ = self.inner.changed.try_send(());
+        Ok(())
+    }
+
+    /// Lets go of every process without stopping it (their keepers keep them running; a
+    /// manager started later re-attaches), persists, and ends the reconciler. Only with a
+    /// launcher that keeps processes; otherwise it stops them as [`Manager::shutdown`] does.
+    pub fn leave_running(&self) -> Result<(), ProcError> {
+        if !self.inner.launcher.keeps_processes() {
+            return self.shutdown();
+        }
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let all = self.inner.matching("*");
+        let waits: Vec<Receiver<()>> = all.iter().filter_map(|p| p.request_detach()).collect();
+        for w in waits {
+            let _ = w.recv_timeout(Duration::from_secs(5));
+        }
+        if let Some((mut trigger, thread)) = lock(&self.reconciler).take() {
+            trigger.trigger();
+            let _ = thread.join();
+        }
+        for p in &all {
+            p.join();
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! States: `Stopped → Starting → Running → Stopping → Stopped`, plus `Backoff` (waiting to
 //! restart after an exit) and `Failed` (the retry limit was reached; needs an operator).
 
+mod child;
 mod history;
 mod manager;
 mod output;
@@ -21,6 +22,7 @@ mod spec;
 mod store;
 mod sys;
 
+pub use child::{ChildIo, Launcher, LocalChild, LocalLauncher};
 pub use history::{ChannelHistory, HistoryEvent, HistorySink, JsonLinesHistory};
 pub use manager::{Manager, ManagerBuilder, ProcError, Recovered};
 pub use output::{ChannelOutput, LineSplitter, OutputLine, OutputSink, Source, MAX_LINE_BYTES};

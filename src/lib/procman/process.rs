@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::child::{ChildIo, Launcher};
 use super::history::{HistoryEvent, HistorySink};
 use super::output::OutputSink;
 use super::runner::{Cmd, Runner};
@@ -33,6 +34,7 @@ pub(crate) struct Context {
     pub output: Arc<dyn OutputSink>,
     pub history: Arc<[Arc<dyn HistorySink>]>,
     pub global_env: Vec<(String, String)>,
+    pub launcher: Arc<dyn Launcher>,
     /// Wakes the manager's reconciler to persist the store.
     pub changed: Sender<()>,
 }
@@ -50,6 +52,8 @@ pub(crate) struct Snapshot {
     pub spec: Spec,
     pub desired_running: bool,
     pub pid_start_time: Option<u64>,
+    /// The newest output line seen from its keeper (where to resume after a restart of ours).
+    pub last_seq: u64,
 }
 
 struct Control {
@@ -88,6 +92,7 @@ impl ManagedProcess {
                 spec,
                 desired_running,
                 pid_start_time: None,
+                last_seq: 0,
             })),
             control: Mutex::new(None),
             queued_input: Arc::new(AtomicUsize::new(0)),
@@ -106,8 +111,31 @@ impl ManagedProcess {
         f(&lock(&self.state))
     }
 
+    pub(crate) fn snapshot_mut<T>(&self, f: impl FnOnce(&mut Snapshot) -> T) -> T {
+        f(&mut lock(&self.state))
+    }
+
     /// Starts a supervisor thread for `spec`. Fails if one is already running.
     pub(crate) fn start(&self, spec: Spec, ctx: Context) -> std::io::Result<bool> {
+        self.start_supervisor(spec, ctx, None)
+    }
+
+    /// Supervises a process found held by its keeper from a previous run (it is running).
+    pub(crate) fn adopt(
+        &self,
+        spec: Spec,
+        ctx: Context,
+        child: Box<dyn ChildIo>,
+    ) -> std::io::Result<bool> {
+        self.start_supervisor(spec, ctx, Some(child))
+    }
+
+    fn start_supervisor(
+        &self,
+        spec: Spec,
+        ctx: Context,
+        adopted: Option<Box<dyn ChildIo>>,
+    ) -> std::io::Result<bool> {
         let mut control = lock(&self.control);
         // A supervisor that has published a final state is on its way out: wait for it.
         let live = lock(&self.state).status.state.is_live();
@@ -121,8 +149,14 @@ impl ManagedProcess {
             let mut s = lock(&self.state);
             s.spec = spec.clone();
             s.desired_running = true;
-            s.status.state = ProcessState::Starting;
-            s.status.restarts = 0;
+            s.status.state = if adopted.is_some() {
+                ProcessState::Running
+            } else {
+                ProcessState::Starting
+            };
+            if adopted.is_none() {
+                s.status.restarts = 0;
+            }
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let waker = Arc::new(Waker::new()?);
@@ -134,6 +168,8 @@ impl ManagedProcess {
             ctx,
             stop_waiters: Vec::new(),
             queued_input: self.queued_input.clone(),
+            adopted,
+            detaching: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("proc:{}", self.name))
@@ -160,6 +196,17 @@ impl ManagedProcess {
             done,
         })
         .ok()?;
+        c.waker.wake();
+        Some(rx)
+    }
+
+    /// Lets go of the process without stopping it; the receiver fires once the supervisor
+    /// thread has ended. `None` if none is running.
+    pub(crate) fn request_detach(&self) -> Option<Receiver<()>> {
+        let control = lock(&self.control);
+        let c = control.as_ref().filter(|c| !c.thread.is_finished())?;
+        let (done, rx) = crossbeam_channel::bounded(1);
+        c.tx.send(Cmd::Detach { done }).ok()?;
         c.waker.wake();
         Some(rx)
     }

@@ -1,11 +1,7 @@
-//! The supervisor thread of one managed process: spawns the child, waits in `poll(2)` on its
-//! pidfd, pipes and command eventfd, carries out the stop plan, and asks the restart policy
-//! (restart.rs) what follows each exit.
+//! The supervisor thread of one managed process: launches the child (child.rs: our own
+//! process, or one held by a keeper), waits in `poll(2)` on it and on its command eventfd,
+//! carries out the stop plan, and asks the restart policy (restart.rs) what follows each exit.
 
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,15 +9,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender};
 
+use super::child::{pollfd, ChildIo};
 use super::history::HistoryEvent;
-use super::output::{LineSplitter, Source};
+use super::output::Source;
 use super::process::{lock, Context, Snapshot};
 use super::restart::{decide, Decision, RunHistory, RunOutcome};
 use super::sys::{self, Waker};
 use super::{ExitInfo, ProcessState, Spec};
-
-/// How long to keep reading a dead process's pipes for its last words.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 
 /// What a handle asks of its supervisor thread.
 pub(crate) enum Cmd {
@@ -32,6 +26,10 @@ pub(crate) enum Cmd {
         done: Sender<()>,
     },
     Input(Vec<u8>),
+    /// Let go of the process without stopping it (its keeper keeps it; the agent is leaving).
+    Detach {
+        done: Sender<()>,
+    },
 }
 
 /// A stop asked for while draining commands.
@@ -48,15 +46,11 @@ pub(crate) struct Runner {
     pub ctx: Context,
     pub stop_waiters: Vec<Sender<()>>,
     pub queued_input: Arc<AtomicUsize>,
-}
-
-struct Pipes {
-    stdout: Option<std::process::ChildStdout>,
-    stderr: Option<std::process::ChildStderr>,
-    stdin: Option<ChildStdin>,
-    out_lines: LineSplitter,
-    err_lines: LineSplitter,
-    pending_input: Vec<u8>,
+    /// A child found running (held by its keeper) when the manager started: the first run
+    /// supervises it instead of launching one.
+    pub adopted: Option<Box<dyn ChildIo>>,
+    /// A detach was asked for: leave the child running and end the thread.
+    pub detaching: bool,
 }
 
 /// Human words for an exit, for logs, reasons and console markers.
@@ -84,6 +78,13 @@ impl Runner {
         let mut history = RunHistory::default();
         loop {
             let (run, error) = self.run_once();
+            if self.detaching {
+                log::info!(process = self.spec.name.as_str(); "detached; its keeper keeps it running");
+                for w in self.stop_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                return;
+            }
             let decision = decide(&self.spec, &run, &mut history);
             let what = match &error {
                 Some(e) => e.clone(),
@@ -129,6 +130,12 @@ impl Runner {
             });
             self.set_state(ProcessState::Backoff);
             if self.wait_out_backoff(delay) {
+                if self.detaching {
+                    for w in self.stop_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    return;
+                }
                 self.finish(ProcessState::Stopped, true, None);
                 return;
             }
@@ -164,7 +171,7 @@ impl Runner {
     fn wait_out_backoff(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
-            if self.take_commands(None).is_some() {
+            if self.take_commands(None).is_some() || self.detaching {
                 return true;
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -177,10 +184,10 @@ impl Runner {
         }
     }
 
-    /// Drains queued commands. With `pipes` (a live child) input is queued and a stop is
-    /// returned for the caller to act on; without, input is dropped. Returns the stop that was
-    /// requested (a kill if any request was one), recording its waiters and timeout.
-    fn take_commands(&mut self, mut pipes: Option<&mut Pipes>) -> Option<StopRequest> {
+    /// Drains queued commands. With a live child input is queued and a stop is returned for
+    /// the caller to act on; without, input is dropped. Returns the stop that was requested (a
+    /// kill if any request was one), recording its waiters and timeout.
+    fn take_commands(&mut self, mut child: Option<&mut dyn ChildIo>) -> Option<StopRequest> {
         let mut stop: Option<StopRequest> = None;
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
@@ -197,8 +204,12 @@ impl Runner {
                         kill: kill || stop.is_some_and(|s| s.kill),
                     });
                 }
-                Cmd::Input(bytes) => match pipes.as_deref_mut() {
-                    Some(p) if p.stdin.is_some() => p.pending_input.extend_from_slice(&bytes),
+                Cmd::Detach { done } => {
+                    self.stop_waiters.push(done);
+                    self.detaching = true;
+                }
+                Cmd::Input(bytes) => match child.as_deref_mut().map(|c| c.queue_input(&bytes)) {
+                    Some(true) => {}
                     _ => {
                         self.queued_input.fetch_sub(bytes.len(), Ordering::SeqCst);
                         log::warn!(process = self.spec.name.as_str();
@@ -210,40 +221,21 @@ impl Runner {
         stop
     }
 
-    fn spawn(&self) -> std::io::Result<Child> {
-        let spec = &self.spec;
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .envs(self.ctx.global_env.iter().map(|(k, v)| (k, v)))
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so signals reach the whole tree.
-            .process_group(0);
-        if let Some(dir) = &spec.working_dir {
-            cmd.current_dir(dir);
-        }
-        cmd.spawn()
-    }
-
-    /// One run of the child: spawn, supervise until it exits, carry out a stop plan if asked.
-    /// Returns how it ended and, if it could not be spawned, why.
+    /// One run: spawn the child (or take the one adopted from a previous agent), supervise it
+    /// until it exits, carry out a stop plan if asked. Returns how it ended and, if it could
+    /// not be spawned, why.
     fn run_once(&mut self) -> (RunOutcome, Option<String>) {
         let name = self.spec.name.clone();
-        self.set_state(ProcessState::Starting);
-        let spawn_failed = |error: String| {
-            (
-                RunOutcome {
-                    exit: None,
-                    uptime: Duration::ZERO,
-                    reached_running: false,
-                    requested: false,
-                },
-                Some(error),
-            )
+        let adopted = self.adopted.take();
+        let was_adopted = adopted.is_some();
+        if !was_adopted {
+            self.set_state(ProcessState::Starting);
+        }
+        let launched = match adopted {
+            Some(child) => Ok(child),
+            None => self.ctx.launcher.launch(&self.spec, &self.ctx.global_env),
         };
-        let mut child = match self.spawn() {
+        let mut child = match launched {
             Ok(c) => c,
             Err(e) => {
                 let error = format!("cannot start {}: {e}", self.spec.program);
@@ -253,53 +245,39 @@ impl Runner {
                     error: error.clone(),
                     at: Utc::now(),
                 });
-                return spawn_failed(error);
+                return (
+                    RunOutcome {
+                        exit: None,
+                        uptime: Duration::ZERO,
+                        reached_running: false,
+                        requested: false,
+                    },
+                    Some(error),
+                );
             }
         };
-        let pid = child.id();
-        let pidfd = match sys::pidfd_open(pid) {
-            Ok(fd) => fd,
-            Err(e) => {
-                log::error!(process = name.as_str(); "pidfd_open failed: {e}; killing the child");
-                sys::signal_group(pid, libc::SIGKILL);
-                let _ = child.wait();
-                return spawn_failed(format!("cannot watch the process: {e}"));
-            }
-        };
-        let mut pipes = Pipes {
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            stdin: child.stdin.take(),
-            out_lines: LineSplitter::default(),
-            err_lines: LineSplitter::default(),
-            pending_input: Vec::new(),
-        };
-        for fd in [
-            pipes.stdout.as_ref().map(|p| p.as_raw_fd()),
-            pipes.stderr.as_ref().map(|p| p.as_raw_fd()),
-            pipes.stdin.as_ref().map(|p| p.as_raw_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let _ = sys::set_nonblocking(fd);
-        }
+        let pid = child.pid();
         let started = Instant::now();
-        let start_time = sys::process_start_time(pid);
-        let reached_running_now = self.spec.start_duration.is_zero();
+        // An adopted game was running before the agent went away: it is up.
+        let reached_running_now = was_adopted || self.spec.start_duration.is_zero();
+        let start_time = child.start_time();
         self.update(|s| {
             s.status.pid = Some(pid);
-            s.status.started_at = Some(Utc::now());
+            if !was_adopted || s.status.started_at.is_none() {
+                s.status.started_at = Some(Utc::now());
+            }
             s.pid_start_time = start_time;
             if reached_running_now {
                 s.status.state = ProcessState::Running;
             }
         });
-        self.ctx.record(HistoryEvent::Started {
-            name: name.clone(),
-            pid,
-            at: Utc::now(),
-        });
+        if !was_adopted {
+            self.ctx.record(HistoryEvent::Started {
+                name: name.clone(),
+                pid,
+                at: Utc::now(),
+            });
+        }
         if reached_running_now {
             self.ctx.record(HistoryEvent::Running {
                 name: name.clone(),
@@ -308,14 +286,17 @@ impl Runner {
             });
         }
 
+        let sink = self.ctx.output.clone();
+        let mut emit = |source: Source, line: &str| sink.line(&name, source, line);
         let mut reached_running = reached_running_now;
         let start_deadline = started + self.spec.start_duration;
         // The stop plan, once a stop began: signal at `signal_at`, SIGKILL at `kill_at`.
         let mut signal_at: Option<Instant> = None;
         let mut kill_at: Option<Instant> = None;
         let mut stopping = false;
+        let mut last_seq = child.last_seq();
         loop {
-            if let Some(stop) = self.take_commands(Some(&mut pipes)) {
+            if let Some(stop) = self.take_commands(Some(child.as_mut())) {
                 let now = Instant::now();
                 if !stopping {
                     // Stopping is set before anything is sent, so nothing restarts it.
@@ -323,13 +304,13 @@ impl Runner {
                     self.set_state(ProcessState::Stopping);
                     let plan = self.spec.stop_plan();
                     kill_at = Some(now + plan.kill_after);
-                    match (&self.spec.stop_input, &pipes.stdin) {
-                        (Some(command), Some(_)) if !stop.kill => {
+                    match &self.spec.stop_input {
+                        Some(command) if !stop.kill && child.has_stdin() => {
                             log::info!(process = name.as_str(); "stopping: console command {command:?}, signal in {:?}, SIGKILL in {:?}",
                                 plan.signal_after, plan.kill_after);
                             let line = format!("{}\n", command.trim_end());
                             self.queued_input.fetch_add(line.len(), Ordering::SeqCst);
-                            pipes.pending_input.extend_from_slice(line.as_bytes());
+                            child.queue_input(line.as_bytes());
                             signal_at = Some(now + plan.signal_after);
                         }
                         _ => signal_at = Some(now),
@@ -337,21 +318,30 @@ impl Runner {
                 }
                 if stop.kill {
                     log::info!(process = name.as_str(); "killing (SIGKILL)");
-                    sys::signal_group(pid, libc::SIGKILL);
+                    child.signal_group(libc::SIGKILL);
                     signal_at = None;
                     kill_at = None;
                 }
             }
-            self.write_input(&mut pipes);
+            let before = child.pending_input();
+            let exited = child.service(&mut emit);
+            self.account_input(before, child.pending_input());
+            if child.last_seq() != last_seq {
+                last_seq = child.last_seq();
+                lock(&self.state).last_seq = last_seq;
+            }
+            if exited {
+                break;
+            }
             let now = Instant::now();
             if signal_at.is_some_and(|t| now >= t) {
-                sys::signal_group(pid, self.spec.stop_signal);
+                child.signal_group(self.spec.stop_signal);
                 signal_at = None;
             }
             if kill_at.is_some_and(|k| now >= k) {
                 log::warn!(process = name.as_str(); "did not stop within {:?}; sending SIGKILL",
                     self.spec.stop_timeout);
-                sys::signal_group(pid, libc::SIGKILL);
+                child.signal_group(libc::SIGKILL);
                 kill_at = None;
             }
             if !reached_running && now >= start_deadline && !stopping {
@@ -363,6 +353,19 @@ impl Runner {
                     at: Utc::now(),
                 });
             }
+            if self.detaching {
+                // The agent is going away and leaves the game to its keeper.
+                self.update(|s| s.last_seq = last_seq);
+                return (
+                    RunOutcome {
+                        exit: None,
+                        uptime: started.elapsed(),
+                        reached_running,
+                        requested: true,
+                    },
+                    None,
+                );
+            }
             let timeout = [
                 (!reached_running && !stopping).then_some(start_deadline),
                 signal_at,
@@ -372,48 +375,18 @@ impl Runner {
             .flatten()
             .min()
             .map(|t| t.saturating_duration_since(now));
-            let mut fds = vec![
-                pollfd(pidfd.as_raw_fd(), libc::POLLIN),
-                pollfd(self.waker.raw(), libc::POLLIN),
-            ];
-            if let Some(p) = &pipes.stdout {
-                fds.push(pollfd(p.as_raw_fd(), libc::POLLIN));
-            }
-            if let Some(p) = &pipes.stderr {
-                fds.push(pollfd(p.as_raw_fd(), libc::POLLIN));
-            }
-            if let (Some(p), false) = (&pipes.stdin, pipes.pending_input.is_empty()) {
-                fds.push(pollfd(p.as_raw_fd(), libc::POLLOUT));
-            }
+            let mut fds = vec![pollfd(self.waker.raw(), libc::POLLIN)];
+            child.wait_fds(&mut fds);
             if let Err(e) = sys::poll(&mut fds, timeout) {
                 log::error!(process = name.as_str(); "poll failed: {e}");
             }
-            self.read_output(&mut pipes);
-            if fds[1].revents != 0 {
+            if fds[0].revents != 0 {
                 self.waker.clear();
             }
-            if fds[0].revents != 0 {
-                break;
-            }
         }
-        // The leader has exited (a zombie until reaped, so its group id cannot be reused yet):
-        // end whatever else is left in its group, then reap it.
-        sys::signal_group(pid, libc::SIGKILL);
-        let status = child.wait();
-        self.drain_output(&mut pipes);
-        self.queued_input
-            .fetch_sub(pipes.pending_input.len(), Ordering::SeqCst);
-        pipes.pending_input.clear();
-        let exit = match status {
-            Ok(s) => ExitInfo {
-                code: s.code(),
-                signal: s.signal(),
-            },
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-            },
-        };
+        let pending = child.pending_input();
+        self.account_input(pending, 0);
+        let exit = child.finish(&mut emit);
         let uptime = started.elapsed();
         self.ctx.record(HistoryEvent::Exited {
             name: name.clone(),
@@ -428,6 +401,7 @@ impl Runner {
             s.status.stopped_at = Some(Utc::now());
             s.status.last_exit = Some(exit);
             s.pid_start_time = None;
+            s.last_seq = 0;
         });
         (
             RunOutcome {
@@ -440,107 +414,11 @@ impl Runner {
         )
     }
 
-    /// Reads whatever the pipes hold now; closes a pipe at EOF.
-    fn read_output(&self, pipes: &mut Pipes) {
-        let name = &self.spec.name;
-        let sink = &self.ctx.output;
-        read_stream(&mut pipes.stdout, &mut pipes.out_lines, &mut |l| {
-            sink.line(name, Source::Stdout, l)
-        });
-        read_stream(&mut pipes.stderr, &mut pipes.err_lines, &mut |l| {
-            sink.line(name, Source::Stderr, l)
-        });
-    }
-
-    /// After exit: read until both pipes close (or briefly, if something escaped the group and
-    /// holds them open), then flush partial lines.
-    fn drain_output(&self, pipes: &mut Pipes) {
-        let until = Instant::now() + DRAIN_AFTER_EXIT;
-        while pipes.stdout.is_some() || pipes.stderr.is_some() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut fds: Vec<libc::pollfd> = [
-                pipes.stdout.as_ref().map(|p| p.as_raw_fd()),
-                pipes.stderr.as_ref().map(|p| p.as_raw_fd()),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|fd| pollfd(fd, libc::POLLIN))
-            .collect();
-            let _ = sys::poll(&mut fds, Some(left));
-            self.read_output(pipes);
-        }
-        let name = &self.spec.name;
-        let sink = &self.ctx.output;
-        pipes
-            .out_lines
-            .finish(&mut |l| sink.line(name, Source::Stdout, l));
-        pipes
-            .err_lines
-            .finish(&mut |l| sink.line(name, Source::Stderr, l));
-        pipes.stdout = None;
-        pipes.stderr = None;
-    }
-
-    fn write_input(&self, pipes: &mut Pipes) {
-        let Some(stdin) = pipes.stdin.as_mut() else {
+    /// Input handed over since the last look no longer counts against the pending cap.
+    fn account_input(&self, before: usize, after: usize) {
+        if before > after {
             self.queued_input
-                .fetch_sub(pipes.pending_input.len(), Ordering::SeqCst);
-            pipes.pending_input.clear();
-            return;
-        };
-        while !pipes.pending_input.is_empty() {
-            match stdin.write(&pipes.pending_input) {
-                Ok(n) => {
-                    pipes.pending_input.drain(..n);
-                    self.queued_input.fetch_sub(n, Ordering::SeqCst);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!(process = self.spec.name.as_str(); "stdin closed: {e}");
-                    pipes.stdin = None;
-                    self.queued_input
-                        .fetch_sub(pipes.pending_input.len(), Ordering::SeqCst);
-                    pipes.pending_input.clear();
-                    return;
-                }
-            }
+                .fetch_sub(before - after, Ordering::SeqCst);
         }
-    }
-}
-
-fn read_stream<R: Read>(
-    stream: &mut Option<R>,
-    lines: &mut LineSplitter,
-    emit: &mut dyn FnMut(&str),
-) {
-    let Some(reader) = stream.as_mut() else {
-        return;
-    };
-    let mut buf = [0u8; 4096];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => {
-                *stream = None;
-                return;
-            }
-            Ok(n) => lines.feed(&buf[..n], emit),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                *stream = None;
-                return;
-            }
-        }
-    }
-}
-
-fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     }
 }

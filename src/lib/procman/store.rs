@@ -16,6 +16,9 @@ pub struct StoredProcess {
     pub pid: Option<u32>,
     /// Field 22 of `/proc/{pid}/stat` when the process was started.
     pub pid_start_time: Option<u64>,
+    /// The newest output line taken from its keeper, if a keeper holds it.
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 pub trait Store: Send + Sync {
@@ -71,6 +74,7 @@ mod tests {
             desired_running: true,
             pid: Some(42),
             pid_start_time: Some(7),
+            last_seq: 9,
         };
         store.save(std::slice::from_ref(&record)).unwrap();
         assert_eq!(store.load().unwrap(), vec![record]);

@@ -1,0 +1,299 @@
+//! The seam between a supervisor thread and the process it supervises: [`ChildIo`]. Two
+//! implementations: [`LocalChild`] (the process is our own child: pidfd, pipes; the one place
+//! that knows how to run a process) and the keeper-backed child (`procman/keeper_child.rs`),
+//! where a per-session keeper process holds the game and its pipes across restarts of the
+//! agent. The supervisor (runner.rs) only waits on `wait_fds`, calls `service`, and decides.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::output::{LineSplitter, Source};
+use super::sys;
+use super::{ExitInfo, Spec};
+
+/// How long to keep reading a dead process's pipes for its last words.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// A running process as its supervisor sees it.
+pub trait ChildIo: Send {
+    fn pid(&self) -> u32;
+    /// The kernel start time of `pid` (a recycled PID is never mistaken for it).
+    fn start_time(&self) -> Option<u64>;
+    /// Adds what to wait on: output to read, input to write, the exit.
+    fn wait_fds(&self, fds: &mut Vec<libc::pollfd>);
+    /// Does the I/O that is ready, emitting output lines; true once the process has exited.
+    fn service(&mut self, emit: &mut dyn FnMut(Source, &str)) -> bool;
+    /// Queues console input; false if the process has no stdin any more (it is dropped).
+    fn queue_input(&mut self, bytes: &[u8]) -> bool;
+    /// Input bytes queued and not yet handed over.
+    fn pending_input(&self) -> usize;
+    fn has_stdin(&self) -> bool;
+    /// Sends `signal` to the process's whole group.
+    fn signal_group(&mut self, signal: i32);
+    /// The newest output sequence number seen (keeper-backed children; 0 otherwise).
+    fn last_seq(&self) -> u64 {
+        0
+    }
+    /// After `service` reported the exit: the last output, then the exit status. Nothing of
+    /// its process group is left running afterwards.
+    fn finish(self: Box<Self>, emit: &mut dyn FnMut(Source, &str)) -> ExitInfo;
+}
+
+/// Starts children, and finds the ones a previous manager left with their keepers.
+pub trait Launcher: Send + Sync {
+    /// Starts `spec`'s program.
+    fn launch(
+        &self,
+        spec: &Spec,
+        global_env: &[(String, String)],
+    ) -> std::io::Result<Box<dyn ChildIo>>;
+    /// Whether processes outlive the manager (held by keepers), so it can let go of them.
+    fn keeps_processes(&self) -> bool {
+        false
+    }
+    /// Re-attaches to `name`'s process from a previous run, resuming output after `after_seq`;
+    /// `None` if nothing holds it any more.
+    fn adopt(&self, _name: &str, _after_seq: u64) -> Option<Box<dyn ChildIo>> {
+        None
+    }
+}
+
+/// Our own children: gone with us.
+pub struct LocalLauncher;
+
+impl Launcher for LocalLauncher {
+    fn launch(
+        &self,
+        spec: &Spec,
+        global_env: &[(String, String)],
+    ) -> std::io::Result<Box<dyn ChildIo>> {
+        Ok(Box::new(LocalChild::spawn(spec, global_env)?))
+    }
+}
+
+pub(crate) fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Whether `fd` is readable now (or hung up).
+pub(crate) fn ready_now(fd: i32) -> bool {
+    let mut fds = [pollfd(fd, libc::POLLIN)];
+    let _ = sys::poll(&mut fds, Some(Duration::ZERO));
+    fds[0].revents != 0
+}
+
+/// A process that is our own child.
+pub struct LocalChild {
+    child: Child,
+    pidfd: OwnedFd,
+    start_time: Option<u64>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    stdin: Option<ChildStdin>,
+    out_lines: LineSplitter,
+    err_lines: LineSplitter,
+    pending_input: Vec<u8>,
+}
+
+impl LocalChild {
+    /// Spawns `spec`'s program in its own process group (so signals reach the whole tree),
+    /// with `global_env` then the spec's env added to ours, and piped stdio.
+    pub fn spawn(spec: &Spec, global_env: &[(String, String)]) -> std::io::Result<LocalChild> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .envs(global_env.iter().map(|(k, v)| (k, v)))
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(dir) = &spec.working_dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                sys::signal_group(pid, libc::SIGKILL);
+                let _ = child.wait();
+                return Err(std::io::Error::other(format!(
+                    "cannot watch the process: {e}"
+                )));
+            }
+        };
+        let (stdout, stderr, stdin) =
+            (child.stdout.take(), child.stderr.take(), child.stdin.take());
+        for fd in [
+            stdout.as_ref().map(|p| p.as_raw_fd()),
+            stderr.as_ref().map(|p| p.as_raw_fd()),
+            stdin.as_ref().map(|p| p.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = sys::set_nonblocking(fd);
+        }
+        Ok(LocalChild {
+            start_time: sys::process_start_time(pid),
+            child,
+            pidfd,
+            stdout,
+            stderr,
+            stdin,
+            out_lines: LineSplitter::default(),
+            err_lines: LineSplitter::default(),
+            pending_input: Vec::new(),
+        })
+    }
+
+    fn read_output(&mut self, emit: &mut dyn FnMut(Source, &str)) {
+        read_stream(&mut self.stdout, &mut self.out_lines, &mut |l| {
+            emit(Source::Stdout, l)
+        });
+        read_stream(&mut self.stderr, &mut self.err_lines, &mut |l| {
+            emit(Source::Stderr, l)
+        });
+    }
+
+    fn write_input(&mut self) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            self.pending_input.clear();
+            return;
+        };
+        while !self.pending_input.is_empty() {
+            match stdin.write(&self.pending_input) {
+                Ok(n) => {
+                    self.pending_input.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!(pid = self.child.id(); "stdin closed: {e}");
+                    self.stdin = None;
+                    self.pending_input.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl ChildIo for LocalChild {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn start_time(&self) -> Option<u64> {
+        self.start_time
+    }
+
+    fn wait_fds(&self, fds: &mut Vec<libc::pollfd>) {
+        fds.push(pollfd(self.pidfd.as_raw_fd(), libc::POLLIN));
+        if let Some(p) = &self.stdout {
+            fds.push(pollfd(p.as_raw_fd(), libc::POLLIN));
+        }
+        if let Some(p) = &self.stderr {
+            fds.push(pollfd(p.as_raw_fd(), libc::POLLIN));
+        }
+        if let (Some(p), false) = (&self.stdin, self.pending_input.is_empty()) {
+            fds.push(pollfd(p.as_raw_fd(), libc::POLLOUT));
+        }
+    }
+
+    fn service(&mut self, emit: &mut dyn FnMut(Source, &str)) -> bool {
+        self.read_output(emit);
+        self.write_input();
+        ready_now(self.pidfd.as_raw_fd())
+    }
+
+    fn queue_input(&mut self, bytes: &[u8]) -> bool {
+        if self.stdin.is_none() {
+            return false;
+        }
+        self.pending_input.extend_from_slice(bytes);
+        true
+    }
+
+    fn pending_input(&self) -> usize {
+        self.pending_input.len()
+    }
+
+    fn has_stdin(&self) -> bool {
+        self.stdin.is_some()
+    }
+
+    fn signal_group(&mut self, signal: i32) {
+        sys::signal_group(self.child.id(), signal);
+    }
+
+    fn finish(mut self: Box<Self>, emit: &mut dyn FnMut(Source, &str)) -> ExitInfo {
+        // The leader has exited (a zombie until reaped, so its group id cannot be reused yet):
+        // end whatever else is left in its group, then reap it.
+        sys::signal_group(self.child.id(), libc::SIGKILL);
+        let status = self.child.wait();
+        // Read until both pipes close (or briefly, if something escaped the group and holds
+        // them open), then flush partial lines.
+        let until = Instant::now() + DRAIN_AFTER_EXIT;
+        while self.stdout.is_some() || self.stderr.is_some() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds: Vec<libc::pollfd> = [
+                self.stdout.as_ref().map(|p| p.as_raw_fd()),
+                self.stderr.as_ref().map(|p| p.as_raw_fd()),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|fd| pollfd(fd, libc::POLLIN))
+            .collect();
+            let _ = sys::poll(&mut fds, Some(left));
+            self.read_output(emit);
+        }
+        self.out_lines.finish(&mut |l| emit(Source::Stdout, l));
+        self.err_lines.finish(&mut |l| emit(Source::Stderr, l));
+        match status {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        }
+    }
+}
+
+fn read_stream<R: Read>(
+    stream: &mut Option<R>,
+    lines: &mut LineSplitter,
+    emit: &mut dyn FnMut(&str),
+) {
+    let Some(reader) = stream.as_mut() else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                *stream = None;
+                return;
+            }
+            Ok(n) => lines.feed(&buf[..n], emit),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                *stream = None;
+                return;
+            }
+        }
+    }
+}
