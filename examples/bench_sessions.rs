@@ -81,6 +81,12 @@ fn main() {
             health_addr: "127.0.0.1:0".into(),
             heartbeat: Duration::from_secs(5),
             reconcile_every: Duration::from_secs(30),
+            // BENCH_KEEPER=none measures games as the agent's own children.
+            keeper: match std::env::var("BENCH_KEEPER").as_deref() {
+                Ok("none") => None,
+                _ => Some(manman::testkit::sibling_binary("manman-keeper")),
+            },
+            stop_sessions_on_shutdown: true,
         },
         &mut sup,
     )

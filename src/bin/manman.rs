@@ -1,5 +1,7 @@
 //! manman: the operator CLI.
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 use manman::cli::control::{self, Ctx};
 use manman::proto::v1 as pb;
@@ -105,6 +107,15 @@ enum Command {
 enum HostCmd {
     /// List hosts with their status and last heartbeat.
     List,
+    /// Stop every game on a host gracefully (each session's console stop command, its stop
+    /// timeout, then signals) and wait until none is left, showing progress. Exit 0 when the
+    /// host runs nothing, 1 if sessions are still live at --timeout.
+    Drain {
+        id: i64,
+        /// Seconds to wait for the sessions to end.
+        #[arg(long, default_value_t = 330)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +246,9 @@ fn main() {
     let result = match cli.command {
         Command::Migrate { .. } => unreachable!(),
         Command::Host(HostCmd::List) => control::host_list(&ctx),
+        Command::Host(HostCmd::Drain { id, timeout }) => {
+            control::host_drain(&ctx, id, Duration::from_secs(timeout))
+        }
         Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
         Command::Game(GameCmd::List) => control::game_list(&ctx),
         Command::Config(ConfigCmd::Create(c)) => {

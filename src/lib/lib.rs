@@ -19,6 +19,8 @@ pub mod health;
 pub mod host;
 /// tiny_http JSON helpers and the JSON error shape.
 pub mod http;
+/// `manman-keeper`: the per-session process that holds a game across agent restarts.
+pub mod keeper;
 /// Signals, supervised threads, drain deadline.
 pub mod lifecycle;
 /// `manman-log-processor`: live log fan-out over gRPC and per-minute archival to S3.

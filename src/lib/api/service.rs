@@ -107,6 +107,7 @@ rpc! {
     start_session(pb::StartSessionRequest) -> pb::StartSessionResponse => |s, r| s.start_session(r);
     stop_session(pb::StopSessionRequest) -> pb::StopSessionResponse => |s, r| s.stop_session(r);
     send_input(pb::SendInputRequest) -> pb::SendInputResponse => |s, r| s.send_input(r);
+    drain_server(pb::DrainServerRequest) -> pb::DrainServerResponse => |s, r| s.drain_server(r);
     get_historical_logs(pb::GetHistoricalLogsRequest) -> pb::GetHistoricalLogsResponse => |s, r|
         super::history::historical_logs(&s.inner.pool, s.inner.archive.as_ref(), r);
 }

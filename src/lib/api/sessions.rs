@@ -219,4 +219,37 @@ impl ApiService {
         )?;
         Ok(pb::SendInputResponse {})
     }
+
+    /// Asks the host to stop each of its live sessions (its stop plan), one command each.
+    pub fn drain_server(
+        &self,
+        req: pb::DrainServerRequest,
+    ) -> Result<pb::DrainServerResponse, ApiError> {
+        let server_id = positive_id("server_id", req.server_id)?;
+        if catalog::get_host(&mut *self.db()?, server_id)?.is_none() {
+            return Err(ApiError::NotFound(format!("no server with id {server_id}")));
+        }
+        let (live, _) = sessions::list_views(
+            &mut *self.db()?,
+            &ListFilter {
+                server_id: Some(server_id),
+                statuses: vec![SessionStatus::Starting, SessionStatus::Running],
+                limit: i64::from(MAX_PAGE) * 20,
+                ..ListFilter::default()
+            },
+        )?;
+        let mut response = pb::DrainServerResponse::default();
+        for s in live {
+            let stop = serde_json::to_value(SessionRef {
+                session_id: s.session_id,
+            })
+            .expect("serialisable");
+            match self.command(server_id, CommandKind::Stop, stop) {
+                Ok(()) => response.stopping.push(s.session_id),
+                Err(e) => response.failed.push(format!("{}: {e}", s.session_id)),
+            }
+        }
+        log::info!(server_id = server_id, stopping = response.stopping.len(), failed = response.failed.len(); "draining host");
+        Ok(response)
+    }
 }

@@ -170,6 +170,73 @@ pub fn host_list(ctx: &Ctx) -> Outcome {
     Ok(())
 }
 
+/// Asks the host to stop every live session, then follows them until none is left.
+pub fn host_drain(ctx: &Ctx, id: i64, timeout: Duration) -> Outcome {
+    let r = ctx
+        .client
+        .drain_server_opt(&pb::DrainServerRequest { server_id: id }, ctx.opt())?;
+    if !ctx.json {
+        println!(
+            "draining host {id}: {} session(s) stopping{}",
+            r.stopping.len(),
+            if r.failed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} could not be asked: {}",
+                    r.failed.len(),
+                    r.failed.join("; ")
+                )
+            }
+        );
+    }
+    let until = std::time::Instant::now() + timeout;
+    let mut last_left = -1;
+    let left = loop {
+        let live = ctx.client.list_sessions_opt(
+            &pb::ListSessionsRequest {
+                server_id: id,
+                live_only: true,
+                limit: 500,
+                ..Default::default()
+            },
+            ctx.opt(),
+        )?;
+        if live.total != last_left && !ctx.json {
+            println!("  {} session(s) still live", live.total);
+            last_left = live.total;
+        }
+        if live.total == 0 || std::time::Instant::now() >= until {
+            break live.sessions;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    if ctx.json {
+        println!(
+            "{}",
+            json!({"server_id": id, "stopping": r.stopping, "failed": r.failed,
+                   "still_live": left.iter().map(|s| s.session_id).collect::<Vec<_>>()})
+        );
+    } else if left.is_empty() {
+        println!("host {id} drained: no session left");
+    }
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: format!(
+                "{} session(s) still live after {timeout:?}: {}",
+                left.len(),
+                left.iter()
+                    .map(|s| s.session_id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            code: 1,
+        })
+    }
+}
+
 pub fn game_create(ctx: &Ctx, name: &str) -> Outcome {
     let r = ctx
         .client

@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::bus::{run_batch_consumer, ConsumerSettings, OutgoingMessage};
 use crate::config::{self, ConfigError, Env};
 use crate::health::{HealthServer, ReadinessCheck};
+use crate::keeper::KeeperLauncher;
 use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::procman::{FileStore, Manager, ProcessState};
 use crate::wire::game_process::MAX_STOP_TIMEOUT;
@@ -52,6 +53,46 @@ pub struct HostConfig {
     pub heartbeat: Duration,
     /// How often the host and the database are reconciled (`RECONCILE_SECONDS`).
     pub reconcile_every: Duration,
+    /// The `manman-keeper` binary that holds each game so it outlives the agent
+    /// (`HOST_KEEPER`; default: next to this binary). `None`: games are the agent's own
+    /// children and end with it.
+    pub keeper: Option<PathBuf>,
+    /// Stop every game when the agent stops (`HOST_STOP_SESSIONS_ON_SHUTDOWN`, default
+    /// false: a restart or upgrade of the agent leaves them running). Always true without a
+    /// keeper, and at machine shutdown.
+    pub stop_sessions_on_shutdown: bool,
+}
+
+/// The keeper binary: `HOST_KEEPER` (`none` for no keeper), else `manman-keeper` next to the
+/// running binary when it is there.
+fn keeper_binary(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+    match env.get("HOST_KEEPER") {
+        Some("none") => Ok(None),
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(ConfigError::new("HOST_KEEPER", "is not an executable file"));
+            }
+            Ok(Some(path))
+        }
+        None => Ok(std::env::current_exe()
+            .ok()
+            .map(|exe| exe.with_file_name("manman-keeper"))
+            .filter(|p| p.is_file())),
+    }
+}
+
+/// Whether the machine is shutting down (systemd says `stopping`): then games get their stop
+/// command and timeout from us before systemd's final kill.
+fn machine_is_shutting_down() -> bool {
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        return false;
+    }
+    std::process::Command::new("systemctl")
+        .arg("is-system-running")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "stopping")
+        .unwrap_or(false)
 }
 
 impl HostConfig {
@@ -68,6 +109,8 @@ impl HostConfig {
             health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8081)?),
             heartbeat: env.seconds("HEARTBEAT_SECONDS", 5)?,
             reconcile_every: env.seconds("RECONCILE_SECONDS", 30)?,
+            keeper: keeper_binary(env)?,
+            stop_sessions_on_shutdown: env.flag("HOST_STOP_SESSIONS_ON_SHUTDOWN", false)?,
         })
     }
 }
@@ -114,17 +157,31 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     let (out, inbound) = publisher::channels();
     let dropped_logs = out.dropped_logs.clone();
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let (manager, recovered) = Manager::builder()
+    let mut builder = Manager::builder()
         .output(LogSink { out: out.clone() })
         .history(EventSink(events_tx))
         .store(FileStore::new(config.data_dir.join("processes.json")))
-        .restart_recovered(false)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .restart_recovered(false);
+    match &config.keeper {
+        Some(binary) => {
+            log::info!(keeper = binary.display().to_string().as_str(); "games are held by keepers: they outlive this agent");
+            builder = builder.launcher(KeeperLauncher {
+                binary: binary.clone(),
+                root: config.data_dir.join("keepers"),
+            });
+        }
+        None => log::warn!("no keeper (HOST_KEEPER): games end when this agent does"),
+    }
+    let (manager, recovered) = builder.build().map_err(|e| e.to_string())?;
     let manager = Arc::new(manager);
     let accepted: commands::Accepted = Default::default();
-    // Sessions whose processes outlived a crash of the agent were just ended: they are lost.
+    // Sessions whose games outlived the agent are supervised again (their keepers held them);
+    // games found running without a keeper were just ended: their sessions are lost.
     for r in recovered {
+        if r.adopted {
+            log::info!(process = r.name.as_str(), pid = r.pid; "re-attached to a game that outlived the previous agent");
+            continue;
+        }
         if let Some(session_id) = session_of(&r.name) {
             log::warn!(session_id = session_id, pid = r.pid; "session's process survived an agent crash; ended it, reporting lost");
             out.send(status_message(
@@ -286,9 +343,18 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     }
     {
         let manager = manager.clone();
+        let stop_games = config.stop_sessions_on_shutdown || config.keeper.is_none();
         supervisor
             .spawn("sessions", move |shutdown| {
                 while !shutdown.wait(Duration::from_secs(3600)) {}
+                if !stop_games && !machine_is_shutting_down() {
+                    log::info!("leaving the games to their keepers (HOST_STOP_SESSIONS_ON_SHUTDOWN=false); the next agent re-attaches");
+                    if let Err(e) = manager.leave_running() {
+                        log::error!("could not let go of every game cleanly: {e}");
+                    }
+                    out.send(host_message(server_id, HostStatus::Offline));
+                    return Ok(());
+                }
                 log::info!("stopping sessions before going offline");
                 for p in manager.status_all("session-*") {
                     if let (Some(id), true) = (session_of(&p.name), p.state.is_live()) {

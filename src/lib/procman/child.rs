@@ -37,6 +37,10 @@ pub trait ChildIo: Send {
     fn last_seq(&self) -> u64 {
         0
     }
+    /// Why it ended, when the exit status cannot say (its keeper died, ...).
+    fn failure(&self) -> Option<String> {
+        None
+    }
     /// After `service` reported the exit: the last output, then the exit status. Nothing of
     /// its process group is left running afterwards.
     fn finish(self: Box<Self>, emit: &mut dyn FnMut(Source, &str)) -> ExitInfo;
@@ -74,13 +78,7 @@ impl Launcher for LocalLauncher {
     }
 }
 
-pub(crate) fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
-}
+pub(crate) use sys::pollfd;
 
 /// Whether `fd` is readable now (or hung up).
 pub(crate) fn ready_now(fd: i32) -> bool {
@@ -106,6 +104,23 @@ impl LocalChild {
     /// Spawns `spec`'s program in its own process group (so signals reach the whole tree),
     /// with `global_env` then the spec's env added to ours, and piped stdio.
     pub fn spawn(spec: &Spec, global_env: &[(String, String)]) -> std::io::Result<LocalChild> {
+        Self::spawn_inner(spec, global_env, false)
+    }
+
+    /// As [`LocalChild::spawn`], and the process is SIGKILLed if we die (a keeper killed
+    /// with -9 takes its game with it instead of leaving it unsupervised).
+    pub fn spawn_bound_to_us(
+        spec: &Spec,
+        global_env: &[(String, String)],
+    ) -> std::io::Result<LocalChild> {
+        Self::spawn_inner(spec, global_env, true)
+    }
+
+    fn spawn_inner(
+        spec: &Spec,
+        global_env: &[(String, String)],
+        die_with_parent: bool,
+    ) -> std::io::Result<LocalChild> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .envs(global_env.iter().map(|(k, v)| (k, v)))
@@ -116,6 +131,17 @@ impl LocalChild {
             .process_group(0);
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
+        }
+        if die_with_parent {
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn()?;
         let pid = child.id();

@@ -20,7 +20,7 @@ mod restart;
 mod runner;
 mod spec;
 mod store;
-mod sys;
+pub mod sys;
 
 pub use child::{ChildIo, Launcher, LocalChild, LocalLauncher};
 pub use history::{ChannelHistory, HistoryEvent, HistorySink, JsonLinesHistory};

@@ -11,6 +11,8 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024;
 pub enum Source {
     Stdout,
     Stderr,
+    /// A marker line from the supervisor itself (lines lost while it was away, ...).
+    Host,
 }
 
 impl Source {
@@ -18,6 +20,7 @@ impl Source {
         match self {
             Source::Stdout => "stdout",
             Source::Stderr => "stderr",
+            Source::Host => "host",
         }
     }
 }

@@ -386,6 +386,7 @@ impl Runner {
         }
         let pending = child.pending_input();
         self.account_input(pending, 0);
+        let failure = child.failure();
         let exit = child.finish(&mut emit);
         let uptime = started.elapsed();
         self.ctx.record(HistoryEvent::Exited {
@@ -410,7 +411,7 @@ impl Runner {
                 reached_running,
                 requested: stopping,
             },
-            None,
+            failure,
         )
     }
 

@@ -57,6 +57,15 @@ impl Waker {
 }
 
 /// Polls `fds` (updating `revents`); `None` waits forever. EINTR counts as a timeout.
+/// One entry for [`poll`].
+pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
 pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
     let ms = timeout.map_or(-1, |d| d.as_millis().clamp(0, i32::MAX as u128) as i32);
     // Round sub-millisecond waits up so a deadline is not spun on.
