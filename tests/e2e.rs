@@ -1243,53 +1243,91 @@ fn games_outlive_a_killed_agent_and_are_re_attached_without_losing_a_line() {
 fn a_game_that_ends_while_the_agent_is_away_is_reported_with_its_exit() {
     let mut s = Stack::start();
     let data_dir = std::env::temp_dir().join(unique_name("mmhost-away"));
-    let sgc = s.deploy(
-        "ends-away",
-        "/bin/sh",
-        &["-c", "echo up; read l; exit 7"],
-        &["--start-duration-ms", "100"],
-    );
-    let mut agent = s.agent_process(&data_dir, true);
-    let session = wait_for("start", T, || {
-        let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
-        (code == 0).then(|| {
-            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                .as_i64()
-                .unwrap()
+    // Two games that exit 7 when told; the second one's keeper will be gone too.
+    let deployments: Vec<i64> = (0..2)
+        .map(|i| {
+            s.deploy(
+                &format!("ends-away-{i}"),
+                "/bin/sh",
+                &["-c", "echo up; read l; exit 7"],
+                &["--start-duration-ms", "100"],
+            )
         })
-    });
-    s.wait_status(session, "running");
-    let pid = wait_for("game pid", T, || stored_pid(&data_dir, session));
-    agent.kill();
-    // While nobody supervises, the game ends by itself (its keeper holds the exit).
-    let keeper_dir = data_dir.join("keepers").join(format!("session-{session}"));
-    let sock = std::os::unix::net::UnixStream::connect(keeper_dir.join("keeper.sock")).unwrap();
-    (&sock)
-        .write_all(b"{\"op\":\"attach\",\"after\":0}\n{\"op\":\"input\",\"data\":\"bye\\n\"}\n")
-        .unwrap();
-    wait_for("game ended", T, || pid_gone(pid).then_some(()));
-    assert!(
-        keeper_dir.join("exit.json").exists(),
-        "the keeper keeps the exit"
-    );
-    drop(sock);
-    assert_eq!(
-        s.status(session).0,
-        "running",
-        "nobody has told the database yet"
-    );
+        .collect();
     let mut agent = s.agent_process(&data_dir, true);
-    assert_eq!(s.wait_status(session, "crashed"), Some(7));
-    let shown = s.cli_json(&["session", "show", &session.to_string()]);
-    assert!(
-        shown["reason"].as_str().unwrap().contains("code 7"),
-        "{shown}"
-    );
-    wait_for("keeper released", T, || {
-        (!keeper_dir.exists()).then_some(())
-    });
+    let sessions: Vec<i64> = deployments
+        .iter()
+        .map(|sgc| {
+            wait_for("start", T, || {
+                let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
+                (code == 0).then(|| {
+                    serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
+                        .as_i64()
+                        .unwrap()
+                })
+            })
+        })
+        .collect();
+    for &id in &sessions {
+        s.wait_status(id, "running");
+    }
+    let pids: Vec<u32> = sessions
+        .iter()
+        .map(|id| wait_for("game pid", T, || stored_pid(&data_dir, *id)))
+        .collect();
+    agent.kill();
+    // While nobody supervises, the games end by themselves (their keepers hold the exits).
+    let keeper_dirs: Vec<std::path::PathBuf> = sessions
+        .iter()
+        .map(|id| data_dir.join("keepers").join(format!("session-{id}")))
+        .collect();
+    for (dir, pid) in keeper_dirs.iter().zip(&pids) {
+        let keeper = keeper_of(*pid);
+        let sock = std::os::unix::net::UnixStream::connect(dir.join("keeper.sock")).unwrap();
+        (&sock)
+            .write_all(b"{\"op\":\"attach\",\"after\":0}\n{\"op\":\"input\",\"data\":\"bye\\n\"}\n")
+            .unwrap();
+        wait_for("game ended", T, || pid_gone(*pid).then_some(()));
+        wait_for("exit kept", T, || {
+            dir.join("exit.json").exists().then_some(())
+        });
+        drop(sock);
+        if dir == &keeper_dirs[1] {
+            // This keeper is gone as well: only exit.json remains.
+            unsafe { libc::kill(keeper as i32, libc::SIGKILL) };
+            wait_for("keeper gone", T, || pid_gone(keeper).then_some(()));
+        }
+    }
+    for &id in &sessions {
+        assert_eq!(
+            s.status(id).0,
+            "running",
+            "nobody has told the database yet"
+        );
+    }
+    let mut agent = s.agent_process(&data_dir, true);
+    for (id, dir) in sessions.iter().zip(&keeper_dirs) {
+        assert_eq!(s.wait_status(*id, "crashed"), Some(7));
+        let shown = s.cli_json(&["session", "show", &id.to_string()]);
+        assert!(
+            shown["reason"].as_str().unwrap().contains("code 7"),
+            "{shown}"
+        );
+        wait_for("keeper released", T, || (!dir.exists()).then_some(()));
+    }
     assert!(agent.terminate().success());
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// The parent of `pid` (its keeper).
+fn keeper_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -1397,13 +1435,7 @@ fn a_killed_keeper_takes_its_game_along_and_the_session_says_why() {
         .join(format!("session-{session}"));
     let game = wait_for("game pid", T, || stored_pid(&s.data_dir, session));
     // The keeper is the game's parent.
-    let stat = std::fs::read_to_string(format!("/proc/{game}/stat")).unwrap();
-    let keeper: i32 = stat[stat.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let keeper = keeper_of(game) as i32;
     let cmdline = std::fs::read_to_string(format!("/proc/{keeper}/cmdline")).unwrap();
     assert!(cmdline.contains("manman-keeper"), "{cmdline}");
     unsafe { libc::kill(keeper, libc::SIGKILL) };

@@ -80,14 +80,22 @@ impl Launcher for KeeperLauncher {
         true
     }
 
-    fn adopt(&self, name: &str, after_seq: u64) -> Option<Box<dyn ChildIo>> {
+    fn adopt(&self, name: &str, pid: u32, after_seq: u64) -> Option<Box<dyn ChildIo>> {
         let dir = KeeperDir::new(&self.root, name);
-        match KeeperChild::attach(dir, after_seq) {
+        match KeeperChild::attach(dir.clone(), after_seq) {
             Ok(child) => Some(Box::new(child)),
-            Err(e) => {
-                log::warn!(process = name; "no keeper to re-attach to: {e}");
-                None
-            }
+            // The game ended and its keeper left (or was killed) before we came back: its
+            // exit is still on disk.
+            Err(e) => match ExitedChild::read(dir, pid) {
+                Some(exited) => {
+                    log::info!(process = name; "its keeper is gone; the game's exit was kept in exit.json");
+                    Some(Box::new(exited))
+                }
+                None => {
+                    log::warn!(process = name; "no keeper to re-attach to: {e}");
+                    None
+                }
+            },
         }
     }
 }
@@ -317,5 +325,62 @@ impl ChildIo for KeeperChild {
         };
         let _ = std::fs::remove_dir_all(&self.dir.0);
         exit
+    }
+}
+
+/// A game that ended while nobody was attached and whose keeper has since left: only its
+/// exit, from `exit.json`, remains.
+struct ExitedChild {
+    dir: KeeperDir,
+    pid: u32,
+    exit: ExitInfo,
+}
+
+impl ExitedChild {
+    fn read(dir: KeeperDir, pid: u32) -> Option<ExitedChild> {
+        let raw = std::fs::read(dir.exit()).ok()?;
+        match serde_json::from_slice::<Event>(raw.trim_ascii_end()).ok()? {
+            Event::Exit { code, signal, .. } => Some(ExitedChild {
+                dir,
+                pid,
+                exit: ExitInfo { code, signal },
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl ChildIo for ExitedChild {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn start_time(&self) -> Option<u64> {
+        None
+    }
+
+    fn wait_fds(&self, _fds: &mut Vec<libc::pollfd>) {}
+
+    fn service(&mut self, _emit: &mut dyn FnMut(Source, &str)) -> bool {
+        true
+    }
+
+    fn queue_input(&mut self, _bytes: &[u8]) -> bool {
+        false
+    }
+
+    fn pending_input(&self) -> usize {
+        0
+    }
+
+    fn has_stdin(&self) -> bool {
+        false
+    }
+
+    fn signal_group(&mut self, _signal: i32) {}
+
+    fn finish(self: Box<Self>, _emit: &mut dyn FnMut(Source, &str)) -> ExitInfo {
+        let _ = std::fs::remove_dir_all(&self.dir.0);
+        self.exit
     }
 }

@@ -58,9 +58,9 @@ pub trait Launcher: Send + Sync {
     fn keeps_processes(&self) -> bool {
         false
     }
-    /// Re-attaches to `name`'s process from a previous run, resuming output after `after_seq`;
-    /// `None` if nothing holds it any more.
-    fn adopt(&self, _name: &str, _after_seq: u64) -> Option<Box<dyn ChildIo>> {
+    /// Re-attaches to `name`'s process (`pid`) from a previous run, resuming output after
+    /// `after_seq`; `None` if nothing holds it or its exit any more.
+    fn adopt(&self, _name: &str, _pid: u32, _after_seq: u64) -> Option<Box<dyn ChildIo>> {
         None
     }
 }

@@ -249,7 +249,9 @@ impl Inner {
         for record in &records {
             if let (Some(pid), Some(t)) = (record.pid, record.pid_start_time) {
                 if self.launcher.keeps_processes() {
-                    if let Some(child) = self.launcher.adopt(&record.spec.name, record.last_seq) {
+                    if let Some(child) =
+                        self.launcher.adopt(&record.spec.name, pid, record.last_seq)
+                    {
                         log::info!(process = record.spec.name.as_str(), pid = child.pid();
                             "re-attached to a process its keeper held while we were away");
                         adopted.push((record, child));
