@@ -1452,3 +1452,51 @@ fn a_killed_keeper_takes_its_game_along_and_the_session_says_why() {
     });
     assert!(!keeper_dir.exists());
 }
+
+#[test]
+fn a_game_sees_its_own_environment_and_none_of_the_agents_credentials() {
+    let mut s = Stack::start();
+    let data_dir = std::env::temp_dir().join(unique_name("mmhost-env"));
+    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let sgc = s.deploy(
+        "env-printer",
+        "/bin/sh",
+        &["-c", "env; echo env-done; read l"],
+        &["--env", "GAME_MODE=survival", "--start-duration-ms", "100"],
+    );
+    let _agent = s.agent_process(&data_dir, true);
+    let session = wait_for("start", T, || {
+        let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
+        (code == 0).then(|| {
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
+                .as_i64()
+                .unwrap()
+        })
+    });
+    let mut env = Vec::new();
+    wait_for("the game's environment", T, || {
+        let l = logs.next(T)?;
+        if l.body["session_id"] != session {
+            return None;
+        }
+        let line = l.body["message"].as_str()?.to_string();
+        if line == "env-done" {
+            return Some(());
+        }
+        env.push(line);
+        None
+    });
+    let has = |prefix: &str| env.iter().any(|l| l.starts_with(prefix));
+    assert!(has("GAME_MODE=survival"), "{env:?}");
+    assert!(has(&format!("MANMAN_SESSION_ID={session}")), "{env:?}");
+    assert!(has("PATH="), "{env:?}");
+    for secret in [
+        "RABBITMQ_URL=",
+        "API_ADDRESS=",
+        "HOST_DATA_DIR=",
+        "HOST_KEEPER=",
+    ] {
+        assert!(!has(secret), "the game sees {secret}: {env:?}");
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

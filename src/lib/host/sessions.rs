@@ -41,6 +41,8 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
             .or_insert(port.host_port.to_string());
     }
     spec.env = env.into_iter().collect();
+    // The agent's environment holds the broker's credentials: a game gets none of it.
+    spec.inherit_env = false;
     spec.working_dir = Some(dir);
     spec.restart = p.restart_policy;
     spec.start_duration = Duration::from_millis(p.start_duration_ms.into());
@@ -93,6 +95,7 @@ mod tests {
         assert_eq!(spec.working_dir, Some(dir.join("sgc-4/world")));
         assert!(spec.env.contains(&("PORT".into(), "25570".into())));
         assert!(spec.env.contains(&("MANMAN_SESSION_ID".into(), "9".into())));
+        assert!(!spec.inherit_env);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

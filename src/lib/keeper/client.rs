@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::protocol::{encode, Event, KeeperDir, KeeperSpec, Request};
-use crate::procman::{sys, ChildIo, ExitInfo, Launcher, Source, Spec};
+use crate::procman::{sys, ChildIo, ExitInfo, Launcher, Source, Spec, PASSED_THROUGH_ENV};
 
 /// How long a keeper may take to start its game and say so.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +48,14 @@ impl Launcher for KeeperLauncher {
         std::fs::write(dir.spec(), encode(&keeper_spec))?;
         std::fs::set_permissions(dir.spec(), std::fs::Permissions::from_mode(0o600))?;
         let log = std::fs::File::create(dir.log())?;
+        // The keeper needs none of the agent's environment (its credentials least of all).
+        let passed = PASSED_THROUGH_ENV
+            .iter()
+            .chain(&["LOG_LEVEL"])
+            .filter_map(|k| Some((*k, std::env::var_os(k)?)));
         let mut keeper = Command::new(&self.binary)
+            .env_clear()
+            .envs(passed)
             .arg(&dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

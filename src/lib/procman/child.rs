@@ -11,6 +11,7 @@ use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::output::{LineSplitter, Source};
+use super::spec::PASSED_THROUGH_ENV;
 use super::sys;
 use super::{ExitInfo, Spec};
 
@@ -122,6 +123,13 @@ impl LocalChild {
         die_with_parent: bool,
     ) -> std::io::Result<LocalChild> {
         let mut cmd = Command::new(&spec.program);
+        if !spec.inherit_env {
+            cmd.env_clear().envs(
+                PASSED_THROUGH_ENV
+                    .iter()
+                    .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+            );
+        }
         cmd.args(&spec.args)
             .envs(global_env.iter().map(|(k, v)| (k, v)))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

@@ -31,6 +31,11 @@ pub struct Spec {
     /// Added to the manager's global environment (which is added to the manager's own).
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Whether the process inherits the manager's whole environment (default). When false it
+    /// gets only [`PASSED_THROUGH_ENV`] from it, then the global and its own env: a game
+    /// server never sees the agent's credentials.
+    #[serde(default = "yes")]
+    pub inherit_env: bool,
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
     /// For `start_n`: how many instances (`name-1..name-N`).
@@ -70,6 +75,16 @@ fn one() -> u32 {
     1
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// What a process that does not inherit the environment still gets from it.
+pub const PASSED_THROUGH_ENV: [&str; 11] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "TZ", "TMPDIR",
+    "TERM",
+];
+
 impl Spec {
     /// A spec with sensible defaults: no restart, 1 s start duration, SIGTERM then SIGKILL
     /// after 10 s, backoff 1 s doubling to 60 s, 5 retries.
@@ -79,6 +94,7 @@ impl Spec {
             program: program.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: Vec::new(),
+            inherit_env: true,
             working_dir: None,
             instances: 1,
             restart: RestartPolicy::Never,
