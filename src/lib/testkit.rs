@@ -182,10 +182,19 @@ pub fn sibling_binary(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// A TCP port free on loopback right now.
+/// A TCP port free on loopback right now, and never the same one twice in this process (the
+/// kernel may hand a just-released port out again, and two daemons given one port collide).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    l.local_addr().expect("local address").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = l.local_addr().expect("local address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A plain HTTP/1.1 GET on loopback; the whole response (status line, headers, body), or
