@@ -755,6 +755,40 @@ impl Stack {
             .unwrap()
     }
 
+    /// Starts a session of `sgc`, retrying while a just-started agent process is not yet
+    /// consuming its commands.
+    fn start_session_retrying(&self, sgc: i64) -> i64 {
+        wait_for("start", T, || {
+            let (code, out, _) = self.cli(&["--json", "session", "start", &sgc.to_string()]);
+            (code == 0).then(|| {
+                serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
+                    .as_i64()
+                    .unwrap()
+            })
+        })
+    }
+
+    /// Starts a session of each deployment on an agent process and waits until all run;
+    /// returns the sessions and their games' pids (from the agent's store).
+    fn start_running_games(
+        &self,
+        sgcs: &[i64],
+        data_dir: &std::path::Path,
+    ) -> (Vec<i64>, Vec<u32>) {
+        let sessions: Vec<i64> = sgcs
+            .iter()
+            .map(|sgc| self.start_session_retrying(*sgc))
+            .collect();
+        for &id in &sessions {
+            self.wait_status(id, "running");
+        }
+        let pids = sessions
+            .iter()
+            .map(|id| wait_for("game pid", T, || stored_pid(data_dir, *id)))
+            .collect();
+        (sessions, pids)
+    }
+
     fn ports_held(&self) -> i64 {
         self.db
             .client()
@@ -894,14 +928,7 @@ fn a_powered_off_host_loses_its_sessions_and_stops_the_game_when_it_returns() {
     let data_dir = std::env::temp_dir().join(unique_name("mmhost-off"));
     let sgc = s.deploy_test_game("poweroff", 26200);
     let mut agent = s.agent_process(&data_dir, true);
-    let session = wait_for("agent takes commands", T, || {
-        let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
-        (code == 0).then(|| {
-            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                .as_i64()
-                .unwrap()
-        })
-    });
+    let session = s.start_session_retrying(sgc);
     s.wait_status(session, "running");
     let game = wait_for("game pid", T, || stored_pid(&data_dir, session));
     // The host disappears (frozen: no heartbeat, no answer) while its game keeps running.
@@ -1150,30 +1177,7 @@ fn games_outlive_a_killed_agent_and_are_re_attached_without_losing_a_line() {
         })
         .collect();
     let mut agent = s.agent_process(&data_dir, true);
-    wait_for("agent takes commands", T, || {
-        let (code, _, _) = s.cli(&["--json", "host", "list"]);
-        (code == 0).then_some(())
-    });
-    let sessions: Vec<i64> = deployments
-        .iter()
-        .map(|sgc| {
-            wait_for("start", T, || {
-                let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
-                (code == 0).then(|| {
-                    serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                        .as_i64()
-                        .unwrap()
-                })
-            })
-        })
-        .collect();
-    for &id in &sessions {
-        s.wait_status(id, "running");
-    }
-    let pids: Vec<u32> = sessions
-        .iter()
-        .map(|id| wait_for("game pid", T, || stored_pid(&data_dir, *id)))
-        .collect();
+    let (sessions, pids) = s.start_running_games(&deployments, &data_dir);
     let mut seen = std::collections::HashMap::new();
     count_lines(&mut seen, &logs, Duration::from_millis(200));
 
@@ -1220,9 +1224,13 @@ fn games_outlive_a_killed_agent_and_are_re_attached_without_losing_a_line() {
     }
     let mut answered = std::collections::HashSet::new();
     wait_for("every console answers", T, || {
-        let l = logs.next(Duration::from_millis(200))?;
-        if l.body["message"] == "echo: still there" {
-            answered.insert(l.body["session_id"].as_i64().unwrap());
+        // Everything that arrives within the check, not one line per poll: the games keep
+        // printing, and the answers sit behind their lines.
+        let until = std::time::Instant::now() + Duration::from_millis(200);
+        while let Some(l) = logs.next(until.saturating_duration_since(std::time::Instant::now())) {
+            if l.body["message"] == "echo: still there" {
+                answered.insert(l.body["session_id"].as_i64().unwrap());
+            }
         }
         (answered.len() == GAMES).then_some(())
     });
@@ -1255,26 +1263,7 @@ fn a_game_that_ends_while_the_agent_is_away_is_reported_with_its_exit() {
         })
         .collect();
     let mut agent = s.agent_process(&data_dir, true);
-    let sessions: Vec<i64> = deployments
-        .iter()
-        .map(|sgc| {
-            wait_for("start", T, || {
-                let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
-                (code == 0).then(|| {
-                    serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                        .as_i64()
-                        .unwrap()
-                })
-            })
-        })
-        .collect();
-    for &id in &sessions {
-        s.wait_status(id, "running");
-    }
-    let pids: Vec<u32> = sessions
-        .iter()
-        .map(|id| wait_for("game pid", T, || stored_pid(&data_dir, *id)))
-        .collect();
+    let (sessions, pids) = s.start_running_games(&deployments, &data_dir);
     agent.kill();
     // While nobody supervises, the games end by themselves (their keepers hold the exits).
     let keeper_dirs: Vec<std::path::PathBuf> = sessions
@@ -1353,26 +1342,7 @@ fn agent_shutdown_leaves_games_running_unless_told_and_drain_stops_them() {
         })
         .collect();
     let mut agent = s.agent_process(&data_dir, false);
-    let sessions: Vec<i64> = deployments
-        .iter()
-        .map(|sgc| {
-            wait_for("start", T, || {
-                let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
-                (code == 0).then(|| {
-                    serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                        .as_i64()
-                        .unwrap()
-                })
-            })
-        })
-        .collect();
-    for &id in &sessions {
-        s.wait_status(id, "running");
-    }
-    let pids: Vec<u32> = sessions
-        .iter()
-        .map(|id| wait_for("game pid", T, || stored_pid(&data_dir, *id)))
-        .collect();
+    let (sessions, pids) = s.start_running_games(&deployments, &data_dir);
     // The default: SIGTERM of the agent (an upgrade, a restart) leaves every game running.
     assert!(agent.terminate().success());
     for (id, pid) in sessions.iter().zip(&pids) {
@@ -1398,14 +1368,7 @@ fn agent_shutdown_leaves_games_running_unless_told_and_drain_stops_them() {
     assert!(agent.terminate().success());
     // With HOST_STOP_SESSIONS_ON_SHUTDOWN=true the agent's SIGTERM stops its games itself.
     let mut agent = s.agent_process(&data_dir, true);
-    let session = wait_for("start", T, || {
-        let (code, out, _) = s.cli(&["--json", "session", "start", &deployments[0].to_string()]);
-        (code == 0).then(|| {
-            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                .as_i64()
-                .unwrap()
-        })
-    });
+    let session = s.start_session_retrying(deployments[0]);
     s.wait_status(session, "running");
     let pid = wait_for("game pid", T, || stored_pid(&data_dir, session));
     assert!(agent.terminate().success());
@@ -1465,14 +1428,7 @@ fn a_game_sees_its_own_environment_and_none_of_the_agents_credentials() {
         &["--env", "GAME_MODE=survival", "--start-duration-ms", "100"],
     );
     let _agent = s.agent_process(&data_dir, true);
-    let session = wait_for("start", T, || {
-        let (code, out, _) = s.cli(&["--json", "session", "start", &sgc.to_string()]);
-        (code == 0).then(|| {
-            serde_json::from_str::<serde_json::Value>(&out).unwrap()["session_id"]
-                .as_i64()
-                .unwrap()
-        })
-    });
+    let session = s.start_session_retrying(sgc);
     let mut env = Vec::new();
     wait_for("the game's environment", T, || {
         let l = logs.next(T)?;

@@ -163,6 +163,32 @@ fn wait_session_status(h: &Harness, id: i64, status: &str) -> SessionRow {
     })
 }
 
+/// The real `manman-processor` binary on the test's database and vhost, stale checks off,
+/// with `extra` settings.
+fn spawn_processor(db: &TestDb, vhost: &TestVhost, extra: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_manman-processor"))
+        .env("RABBITMQ_URL", vhost.url())
+        .env("DATABASE_URL", db.url())
+        .env("HEALTH_PORT", manman::testkit::free_port().to_string())
+        .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
+        .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
+        .env("LOG_LEVEL", "error")
+        .envs(extra.iter().copied())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the topology before publishing (the processor declares it).
+fn wait_for_processor_queue(vhost: &TestVhost) {
+    wait_for("processor queue", T, || {
+        let mut conn = vhost.connect();
+        let ch = conn.open_channel(None).unwrap();
+        let ok = ch.queue_declare_passive("processor-events").is_ok();
+        let _ = conn.close();
+        ok.then_some(())
+    });
+}
+
 // ---- seed 001 scenarios ---------------------------------------------------------------------
 
 #[test]
@@ -619,30 +645,9 @@ fn sigkill_mid_stream_loses_nothing_and_double_applies_nothing() {
         .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
         .collect();
 
-    let spawn = || {
-        let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = health.local_addr().unwrap().port();
-        drop(health);
-        std::process::Command::new(env!("CARGO_BIN_EXE_manman-processor"))
-            .env("RABBITMQ_URL", vhost.url())
-            .env("DATABASE_URL", db.url())
-            .env("HEALTH_PORT", port.to_string())
-            .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
-            .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
-            .env("PROCESSOR_MAX_BATCH", "20")
-            .env("LOG_LEVEL", "error")
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || spawn_processor(&db, &vhost, &[("PROCESSOR_MAX_BATCH", "20")]);
     let mut first = spawn();
-    // Wait for the topology before publishing (the processor declares it).
-    wait_for("processor queue", T, || {
-        let mut conn = vhost.connect();
-        let ch = conn.open_channel(None).unwrap();
-        let ok = ch.queue_declare_passive("processor-events").is_ok();
-        let _ = conn.close();
-        ok.then_some(())
-    });
+    wait_for_processor_queue(&vhost);
     let publisher = TestPublisher::new(&vhost);
     for status in ["starting", "running", "stopping", "stopped"] {
         for &s in &sessions {
@@ -897,27 +902,15 @@ fn two_processors_keep_order_and_apply_nothing_twice() {
         .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
         .collect();
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_manman-processor"))
-            .env("RABBITMQ_URL", vhost.url())
-            .env("DATABASE_URL", db.url())
-            .env("HEALTH_PORT", manman::testkit::free_port().to_string())
-            .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
-            .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
-            .env("PROCESSOR_MAX_BATCH", "10")
-            .env("PROCESSOR_PREFETCH", "10")
-            .env("LOG_LEVEL", "error")
-            .spawn()
-            .unwrap()
+        spawn_processor(
+            &db,
+            &vhost,
+            &[("PROCESSOR_MAX_BATCH", "10"), ("PROCESSOR_PREFETCH", "10")],
+        )
     };
     let mut a = spawn();
     let mut b = spawn();
-    wait_for("processor queue", T, || {
-        let mut conn = vhost.connect();
-        let ch = conn.open_channel(None).unwrap();
-        let ok = ch.queue_declare_passive("processor-events").is_ok();
-        let _ = conn.close();
-        ok.then_some(())
-    });
+    wait_for_processor_queue(&vhost);
     let publisher = TestPublisher::new(&vhost);
     for &s in &sessions {
         for status in ["starting", "running", "stopping", "stopped"] {
