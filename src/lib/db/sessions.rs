@@ -332,11 +332,6 @@ pub fn end_lost(
                 "WITH old AS (
                  SELECT session_id, status FROM sessions
                   WHERE session_id = $1 AND status = ANY($2) FOR UPDATE
-             ), upd AS (
-                 UPDATE sessions s SET status = 'lost', ended_at = now(), updated_at = now(),
-                        reason = coalesce(s.reason, $3::text)
-                   FROM old WHERE s.session_id = old.session_id
-              RETURNING s.session_id, s.sgc_id, s.ended_at, old.status AS previous
              ), {LOST_TAIL}"
             ),
             &[&session_id, &statuses, &reason],
@@ -345,10 +340,15 @@ pub fn end_lost(
     Ok(n > 0)
 }
 
-/// The common end of the statements that end sessions `lost`: free their ports, queue their
-/// `manman.session.lost` events, count them. Expects a CTE `upd(session_id, sgc_id, ended_at,
-/// previous)` and the reason as `$3`.
-const LOST_TAIL: &str = "freed AS (
+/// The common end of the statements that end sessions `lost`: end them, free their ports,
+/// queue their `manman.session.lost` events, count them. Expects a CTE `old(session_id,
+/// status)` of the sessions to end (locked) and the reason as `$3`.
+const LOST_TAIL: &str = "upd AS (
+                 UPDATE sessions s SET status = 'lost', ended_at = now(), updated_at = now(),
+                        reason = coalesce(s.reason, $3::text)
+                   FROM old WHERE s.session_id = old.session_id
+              RETURNING s.session_id, s.sgc_id, s.ended_at, old.status AS previous
+             ), freed AS (
                  DELETE FROM server_ports p USING upd WHERE p.session_id = upd.session_id
              ), queued AS (
                  INSERT INTO event_outbox (routing_key, payload)
@@ -380,11 +380,6 @@ pub fn end_sessions_of_lost_hosts(
                 AND h.offline_since < now() - make_interval(secs => $1)
                 AND x.status = ANY($2)
                 FOR UPDATE OF x
-         ), upd AS (
-             UPDATE sessions s SET status = 'lost', ended_at = now(), updated_at = now(),
-                    reason = coalesce(s.reason, $3::text)
-               FROM old WHERE s.session_id = old.session_id
-          RETURNING s.session_id, s.sgc_id, s.ended_at, old.status AS previous
          ), {LOST_TAIL}"
         ),
         &[&grace_secs, &live, &reason],
