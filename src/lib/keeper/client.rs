@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::protocol::{encode, Event, KeeperDir, KeeperSpec, Request};
 use crate::procman::{sys, ChildIo, ExitInfo, Launcher, Source, Spec, PASSED_THROUGH_ENV};
@@ -309,11 +309,12 @@ impl ChildIo for KeeperChild {
         let exit = match self.exit {
             Some(exit) => {
                 self.send(&Request::Release);
-                // The keeper removes its socket once released; wait briefly for it.
-                let until = Instant::now() + Duration::from_secs(1);
-                while self.dir.socket().exists() && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                // The keeper closes the connection as it leaves: wait (briefly) for that, so
+                // its directory is not removed under it.
+                let _ = self.stream.set_nonblocking(false);
+                let _ = self.stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut rest = [0u8; 4096];
+                while matches!(self.stream.read(&mut rest), Ok(n) if n > 0) {}
                 exit
             }
             None => {
