@@ -110,6 +110,7 @@ impl ManagerBuilder {
             changed: changed_tx,
             shutting_down: AtomicBool::new(false),
             launcher: self.launcher,
+            saved: Mutex::new(None),
         });
         let recovered = inner.recover(self.restart_recovered)?;
         let (trigger, signal) = ShutdownSignal::new();
@@ -140,6 +141,8 @@ struct Inner {
     changed: Sender<()>,
     shutting_down: AtomicBool,
     launcher: Arc<dyn Launcher>,
+    /// What the store holds, as last written.
+    saved: Mutex<Option<Vec<StoredProcess>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -387,8 +390,14 @@ impl Inner {
                 })
             })
             .collect();
-        if let Err(e) = store.save(&records) {
-            log::error!("cannot write the process store: {e}");
+        // A keeper's output position is looked at every tick: write only what changed.
+        let mut saved = lock(&self.saved);
+        if saved.as_ref() == Some(&records) {
+            return;
+        }
+        match store.save(&records) {
+            Ok(()) => *saved = Some(records),
+            Err(e) => log::error!("cannot write the process store: {e}"),
         }
     }
 }
