@@ -1,7 +1,7 @@
 //! Benchmark for manman-log-processor (run by `scripts/bench-logs`, release build).
 //!
-//! The log processor runs as a child process on a scratch vhost (no archival: this measures
-//! the live path). In one run:
+//! The log processor runs as a child process on a scratch vhost and database (no archival:
+//! this measures the live path; the database checks the clients' viewer token). In one run:
 //! 1. ingest: RATE lines/s (default 50,000) spread over 100 running sessions for DURATION
 //!    seconds, with 10 clients streaming session 1; lines/s consumed and delivered, lines lost,
 //!    and publish → client latency p50/p99 (the lines carry their publish time);
@@ -15,12 +15,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use amiquip::{AmqpProperties, Publish};
 use manman::bus::topology;
 use manman::proto::v1 as pb;
-use manman::testkit::{free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchVhost};
+use manman::testkit::{
+    free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchDb, ScratchVhost,
+};
 use serde_json::json;
 
 const SESSIONS: i64 = 100;
 const MANY_SESSIONS: i64 = 1_000;
 const CLIENTS: usize = 10;
+/// The clients' token, stored (as a digest) in the scratch database.
+const VIEWER: &str = "mm_tok_bench_logs_viewer";
 
 fn now_us() -> i64 {
     SystemTime::now()
@@ -36,7 +40,10 @@ struct Child {
 }
 
 impl Child {
-    fn spawn(vhost: &ScratchVhost) -> Child {
+    fn spawn(vhost: &ScratchVhost, db: &ScratchDb) -> Child {
+        let digest = manman::auth::secret::digest(VIEWER);
+        manman::db::tokens::insert(&mut db.client(), "bench", "viewer", &digest, None, None)
+            .unwrap();
         let bin = sibling_binary("manman-log-processor");
         let (health, grpc) = (free_port(), free_port());
         let child = std::process::Command::new(bin)
@@ -45,7 +52,7 @@ impl Child {
             .env("HEALTH_PORT", health.to_string())
             .env("LOG_BUFFER_MAX_MESSAGES", "500")
             .env("LOG_LEVEL", "warn")
-            .env_remove("DATABASE_URL")
+            .env("DATABASE_URL", db.url())
             .env_remove("S3_BUCKET")
             .spawn()
             .expect("spawn manman-log-processor (built by scripts/bench-logs)");
@@ -162,11 +169,14 @@ fn ingest(
                     .connect(&addr);
                 let client = pb::LogProcessorClient::new(ch);
                 let stream = client
-                    .stream_session_logs(&pb::StreamSessionLogsRequest {
-                        session_id: 1,
-                        after_sequence_number: 0,
-                        backlog_only: false,
-                    })
+                    .stream_session_logs_opt(
+                        &pb::StreamSessionLogsRequest {
+                            session_id: 1,
+                            after_sequence_number: 0,
+                            backlog_only: false,
+                        },
+                        manman::grpc::authorized(Some(VIEWER)),
+                    )
                     .unwrap();
                 let (mut latencies, mut gaps) = (Vec::new(), 0u64);
                 for m in futures::executor::block_on_stream(stream) {
@@ -306,7 +316,8 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("manman-log-processor benchmark — {cores} cores, {SESSIONS} sessions, {CLIENTS} clients on session 1, {rate} lines/s for {secs} s");
     let vhost = ScratchVhost::new("mmbench_logs");
-    let child = Child::spawn(&vhost);
+    let db = ScratchDb::new("mmbench_logs");
+    let child = Child::spawn(&vhost, &db);
     let control = Publisher::new(&vhost);
     for s in 1..=SESSIONS {
         control.running(s);

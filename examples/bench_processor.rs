@@ -108,12 +108,38 @@ struct Child {
 }
 
 impl Child {
-    fn spawn(db: &ScratchDb, vhost: &ScratchVhost, prefetch: u16, batch: usize) -> Child {
+    /// `tls`: amqps to the broker's TLS listener (scripts/services) and `sslmode=require` to
+    /// PostgreSQL (Debian's certificate for localhost), both verified.
+    fn spawn(
+        db: &ScratchDb,
+        vhost: &ScratchVhost,
+        prefetch: u16,
+        batch: usize,
+        tls: bool,
+    ) -> Child {
         let bin = sibling_binary("manman-processor");
         let health = free_port();
-        let child = std::process::Command::new(bin)
-            .env("RABBITMQ_URL", vhost.url())
-            .env("DATABASE_URL", db.url())
+        let mut command = std::process::Command::new(bin);
+        if tls {
+            command
+                .env(
+                    "RABBITMQ_URL",
+                    format!("amqps://guest:guest@localhost:5671/{}", vhost.name),
+                )
+                .env(
+                    "DATABASE_URL",
+                    format!(
+                        "postgres://postgres@localhost:5432/{}?sslmode=require",
+                        db.name
+                    ),
+                )
+                .env("SSL_CERT_FILE", tls_roots());
+        } else {
+            command
+                .env("RABBITMQ_URL", vhost.url())
+                .env("DATABASE_URL", db.url());
+        }
+        let child = command
             .env("HEALTH_PORT", health.to_string())
             .env("STALE_HOST_THRESHOLD_SECONDS", "3600")
             .env("STALE_CHECK_INTERVAL_SECONDS", "3600")
@@ -299,12 +325,30 @@ struct Throughput {
 }
 
 /// Publishes the mix and waits for every external event it must produce.
-fn end_to_end(sessions: i64, heartbeats: i64, prefetch: u16, batch: usize) -> Throughput {
+/// One PEM with the broker's throwaway CA and PostgreSQL's (self-signed) certificate.
+fn tls_roots() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join("manman-bench-roots.pem");
+    let mut pem = std::fs::read(manman::testkit::services_tls_dir().join("ca.pem"))
+        .expect("the broker's TLS CA (run scripts/services)");
+    pem.extend(
+        std::fs::read("/etc/ssl/certs/ssl-cert-snakeoil.pem").expect("PostgreSQL's certificate"),
+    );
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+fn end_to_end(
+    sessions: i64,
+    heartbeats: i64,
+    prefetch: u16,
+    batch: usize,
+    tls: bool,
+) -> Throughput {
     let db = ScratchDb::new("mmbench");
     let vhost = ScratchVhost::new("mmbench");
     seed(&db);
     let external = external_listener(&vhost);
-    let child = Child::spawn(&db, &vhost, prefetch, batch);
+    let child = Child::spawn(&db, &vhost, prefetch, batch, tls);
     let msgs = mix(sessions, heartbeats);
     let events = msgs.len();
     // running + stopped per session, plus one host.online per host revived by a heartbeat.
@@ -344,7 +388,7 @@ fn latency_at(rate: f64, seconds: f64) -> (f64, f64, usize) {
     let vhost = ScratchVhost::new("mmbench");
     seed(&db);
     let external = external_listener(&vhost);
-    let _child = Child::spawn(&db, &vhost, 500, 200);
+    let _child = Child::spawn(&db, &vhost, 500, 200, false);
     let total = (rate * seconds) as i64;
     let sessions = total * 4 / 5 / 4; // 80 % session transitions, 20 % heartbeats
     let msgs = mix(sessions, total - sessions * 4);
@@ -377,13 +421,13 @@ fn main() {
     println!("raw PostgreSQL single-row UPDATE:    {pg:>9.0} rows/s");
     let slower = broker.min(pg);
 
-    let base = end_to_end(2_500, 15_000, 1, 1);
+    let base = end_to_end(2_500, 15_000, 1, 1, false);
     println!(
         "seed baseline (QoS=1, one at a time): {:>9.0} events/s  ({} events)",
         base.rate, base.events
     );
 
-    let run = end_to_end(SESSIONS, 60_000, 500, 200);
+    let run = end_to_end(SESSIONS, 60_000, 500, 200, false);
     println!(
         "processor end to end:                 {:>9.0} events/s  ({} events; publisher offered {:.0}/s)",
         run.rate, run.events, run.publish_rate
@@ -398,6 +442,13 @@ fn main() {
         "processor RSS:                        {:>9.1} MiB now, {:.1} MiB peak",
         run.rss.0 as f64 / 1024.0,
         run.rss.1 as f64 / 1024.0
+    );
+
+    let tls = end_to_end(SESSIONS, 60_000, 500, 200, true);
+    println!(
+        "processor end to end over TLS:        {:>9.0} events/s  ({:.0} % of the plain run; amqps + sslmode=require)",
+        tls.rate,
+        100.0 * tls.rate / run.rate
     );
 
     let (p50, p99, n) = latency_at(1_000.0, 10.0);

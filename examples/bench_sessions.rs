@@ -6,6 +6,9 @@
 //! 3. With keepers (the default; `BENCH_KEEPER=none` runs games as the agent's children): the
 //!    memory of a keeper (RSS and PSS), then the agent stopped without stopping its games and
 //!    started again: time until all 100 are re-attached, and one keeper's attach p50/max.
+//!
+//! Every call carries a token (an admin's; the host its own credential), and gRPC is served
+//! over TLS with a throwaway CA (`BENCH_TLS=0` for plaintext).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -53,12 +56,30 @@ fn main() {
         p.consumer_connected.load(Ordering::SeqCst).then_some(())
     });
     sups.push(sup);
+    let tls_dir = std::env::temp_dir().join(unique_name("mmbench-tls"));
+    let tls = std::env::var("BENCH_TLS").as_deref() != Ok("0");
+    if tls {
+        manman::testkit::make_test_ca(&tls_dir);
+    }
+    let server_tls = tls.then(|| manman::grpc::ServerTls {
+        cert_pem: std::fs::read(tls_dir.join("server.pem")).unwrap(),
+        key_pem: std::fs::read(tls_dir.join("server.key")).unwrap(),
+    });
+    println!(
+        "gRPC: {}; every call authenticated",
+        if tls {
+            "TLS"
+        } else {
+            "plaintext (BENCH_TLS=0)"
+        }
+    );
     let mut sup = Supervisor::new();
     let a = api::start(
         ApiConfig {
             rabbitmq_url: vhost.url(),
             database: db.config.clone(),
             listen: "127.0.0.1:0".into(),
+            tls: server_tls,
             health_addr: "127.0.0.1:0".into(),
             command_timeout: Duration::from_secs(10),
             threads: 4,
@@ -73,12 +94,37 @@ fn main() {
     .unwrap();
     sups.push(sup);
     let address = format!("127.0.0.1:{}", a.port);
+    let endpoint = manman::grpc::Endpoint {
+        address: address.clone(),
+        tls_ca: tls.then(|| std::fs::read(tls_dir.join("ca.pem")).unwrap()),
+    };
+    // The first admin token (as `manman token create --bootstrap`) and the host's enrollment.
+    let (_, admin) = api::create_token(
+        &mut db.config.connect(postgres::NoTls).unwrap(),
+        "bench-admin",
+        manman::auth::Role::Admin,
+        0,
+    )
+    .unwrap();
+    let opt = || manman::grpc::call_option(Some(&admin), Duration::from_secs(30));
+    let enrollment = endpoint
+        .api_client()
+        .add_host_opt(
+            &pb::AddHostRequest {
+                name: "bench-host".into(),
+                reissue: false,
+            },
+            opt(),
+        )
+        .unwrap()
+        .enrollment_secret;
     let data_dir = std::env::temp_dir().join(unique_name("mmbench-host"));
     let mut sup = Supervisor::new();
     let host_config = HostConfig {
         rabbitmq_url: vhost.url(),
-        api_address: address.clone(),
+        api: endpoint.clone(),
         server_name: "bench-host".into(),
+        enrollment_secret: Some(enrollment),
         data_dir: data_dir.clone(),
         health_addr: "127.0.0.1:0".into(),
         heartbeat: Duration::from_secs(5),
@@ -97,40 +143,49 @@ fn main() {
     });
     sups.push(sup);
 
-    let client = api::client(&address);
+    let client = endpoint.api_client();
     let game = client
-        .create_game(&pb::CreateGameRequest {
-            name: "bench".into(),
-        })
+        .create_game_opt(
+            &pb::CreateGameRequest {
+                name: "bench".into(),
+            },
+            opt(),
+        )
         .unwrap()
         .game
         .unwrap();
     let deploy = |i: i32| -> i64 {
         let config = client
-            .create_game_config(&pb::CreateGameConfigRequest {
-                config: Some(pb::GameConfig {
-                    game_id: game.game_id,
-                    name: format!("cfg-{i}"),
-                    program: "/bin/sleep".into(),
-                    args: vec!["3600".into()],
-                    start_duration_ms: Some(0),
-                    stop_timeout_seconds: Some(5),
-                    ..Default::default()
-                }),
-            })
+            .create_game_config_opt(
+                &pb::CreateGameConfigRequest {
+                    config: Some(pb::GameConfig {
+                        game_id: game.game_id,
+                        name: format!("cfg-{i}"),
+                        program: "/bin/sleep".into(),
+                        args: vec!["3600".into()],
+                        start_duration_ms: Some(0),
+                        stop_timeout_seconds: Some(5),
+                        ..Default::default()
+                    }),
+                },
+                opt(),
+            )
             .unwrap()
             .config
             .unwrap();
         client
-            .deploy_game_config(&pb::DeployGameConfigRequest {
-                server_id: h.server_id,
-                config_id: config.config_id,
-                ports: vec![pb::PortBinding {
-                    container_port: 20000 + i,
-                    host_port: 20000 + i,
-                    protocol: "tcp".into(),
-                }],
-            })
+            .deploy_game_config_opt(
+                &pb::DeployGameConfigRequest {
+                    server_id: h.server_id,
+                    config_id: config.config_id,
+                    ports: vec![pb::PortBinding {
+                        container_port: 20000 + i,
+                        host_port: 20000 + i,
+                        protocol: "tcp".into(),
+                    }],
+                },
+                opt(),
+            )
             .unwrap()
             .deployment
             .unwrap()
@@ -144,21 +199,27 @@ fn main() {
     for _ in 0..100 {
         let t0 = Instant::now();
         let s = client
-            .start_session(&pb::StartSessionRequest {
-                sgc_id: sgc,
-                force: false,
-            })
+            .start_session_opt(
+                &pb::StartSessionRequest {
+                    sgc_id: sgc,
+                    force: false,
+                },
+                opt(),
+            )
             .unwrap()
             .session
             .unwrap();
         wait_running(&mut conn, s.session_id);
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
         client
-            .stop_session(&pb::StopSessionRequest {
-                session_id: s.session_id,
-                kill: true,
-                force: false,
-            })
+            .stop_session_opt(
+                &pb::StopSessionRequest {
+                    session_id: s.session_id,
+                    kill: true,
+                    force: false,
+                },
+                opt(),
+            )
             .unwrap();
         wait_for("stopped", Duration::from_secs(30), || {
             let st: String = conn
@@ -194,10 +255,13 @@ fn main() {
                         .map(|sgc| {
                             let t = Instant::now();
                             let s = client
-                                .start_session(&pb::StartSessionRequest {
-                                    sgc_id: *sgc,
-                                    force: false,
-                                })
+                                .start_session_opt(
+                                    &pb::StartSessionRequest {
+                                        sgc_id: *sgc,
+                                        force: false,
+                                    },
+                                    opt(),
+                                )
                                 .unwrap()
                                 .session
                                 .unwrap();
@@ -225,18 +289,24 @@ fn main() {
         keepers(&data_dir, &mut sups, &host_config, &db);
     }
     let live = client
-        .list_sessions(&pb::ListSessionsRequest {
-            live_only: true,
-            limit: 500,
-            ..Default::default()
-        })
+        .list_sessions_opt(
+            &pb::ListSessionsRequest {
+                live_only: true,
+                limit: 500,
+                ..Default::default()
+            },
+            opt(),
+        )
         .unwrap();
     for s in live.sessions {
-        let _ = client.stop_session(&pb::StopSessionRequest {
-            session_id: s.session_id,
-            kill: true,
-            force: false,
-        });
+        let _ = client.stop_session_opt(
+            &pb::StopSessionRequest {
+                session_id: s.session_id,
+                kill: true,
+                force: false,
+            },
+            opt(),
+        );
     }
     wait_for("all stopped", Duration::from_secs(60), || {
         let n: i64 = conn
@@ -253,6 +323,7 @@ fn main() {
         s.run(Duration::from_secs(30));
     }
     let _ = std::fs::remove_dir_all(data_dir);
+    let _ = std::fs::remove_dir_all(&tls_dir);
 }
 
 /// The keepers under `data_dir`: pid → its directory.

@@ -57,6 +57,27 @@ ensure_rabbitmq() {
   as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
 }
 
+# A TLS listener on 127.0.0.1:5671 beside the plain one, with a certificate from the throwaway
+# CA in $MANMAN_HOME/tls (the tests connect over amqps with it). Started at runtime through
+# rabbitmqctl, so the broker is not restarted and its config file is not touched; the next
+# run after a broker restart starts it again.
+ensure_rabbitmq_tls() {
+  if port_open 5671; then info "RabbitMQ TLS: already listening on 127.0.0.1:5671"; return; fi
+  command -v openssl >/dev/null || apt_install openssl
+  "$(dirname "${BASH_SOURCE[0]}")/make-test-ca" "$MANMAN_HOME/tls"
+  local dir=/etc/rabbitmq/manman-tls
+  as_root install -d -m 750 -o rabbitmq -g rabbitmq "$dir"
+  as_root install -m 644 -o rabbitmq -g rabbitmq "$MANMAN_HOME/tls/ca.pem" "$MANMAN_HOME/tls/server.pem" "$dir/"
+  as_root install -m 600 -o rabbitmq -g rabbitmq "$MANMAN_HOME/tls/server.key" "$dir/"
+  info "RabbitMQ TLS: starting a listener on 127.0.0.1:5671 (CA $MANMAN_HOME/tls/ca.pem)"
+  # Erlang caches PEM files by name: a CA made again under the same name must be read anew.
+  as_root rabbitmqctl eval "ssl:clear_pem_cache()." >/dev/null
+  as_root rabbitmqctl eval "rabbit_networking:start_ssl_listener({\"127.0.0.1\", 5671}, \
+    [{cacertfile,\"$dir/ca.pem\"},{certfile,\"$dir/server.pem\"},{keyfile,\"$dir/server.key\"}, \
+     {verify,verify_none},{fail_if_no_peer_cert,false}], 1)." >/dev/null
+  wait_port 5671 30 "RabbitMQ TLS listener"
+}
+
 S3_PORT="${S3_PORT:-9000}"
 ensure_s3() {
   if port_open "$S3_PORT"; then info "S3 (moto): already running on 127.0.0.1:$S3_PORT"; return; fi

@@ -26,6 +26,10 @@ fn game_script() -> String {
 
 struct Stack {
     db: TestDb,
+    /// An admin token, created in the database as `manman token create --bootstrap` does.
+    admin_token: String,
+    /// The one-time secret the in-process host enrolls with (`manman host add test-host`).
+    enrollment: String,
     vhost: TestVhost,
     api_port: u16,
     api_health_port: u16,
@@ -64,6 +68,7 @@ impl Stack {
                 rabbitmq_url: vhost.url(),
                 database: db.config.clone(),
                 listen: "127.0.0.1:0".into(),
+                tls: None,
                 health_addr: "127.0.0.1:0".into(),
                 command_timeout: Duration::from_secs(5),
                 threads: 2,
@@ -75,6 +80,19 @@ impl Stack {
         .unwrap();
         let (api_port, api_health_port) = (api.port, api.health_port);
         let api_daemon = Daemon::run(sup);
+        let (_, admin_token) =
+            manman::api::create_token(&mut db.client(), "test-admin", manman::auth::Role::Admin, 0)
+                .unwrap();
+        let enrollment = manman::api::client(&format!("127.0.0.1:{api_port}"))
+            .add_host_opt(
+                &pb::AddHostRequest {
+                    name: "test-host".into(),
+                    reissue: false,
+                },
+                manman::grpc::call_option(Some(&admin_token), T),
+            )
+            .unwrap()
+            .enrollment_secret;
         let mut sup = Supervisor::new();
         let logs = logs::start(
             LogsConfig::embedded(vhost.url(), Some(db.config.clone())),
@@ -85,6 +103,8 @@ impl Stack {
         let data_dir = std::env::temp_dir().join(unique_name("mmhost"));
         let mut stack = Stack {
             db,
+            admin_token,
+            enrollment,
             vhost,
             api_port,
             api_health_port,
@@ -103,8 +123,10 @@ impl Stack {
     fn host_config(&self) -> HostConfig {
         HostConfig {
             rabbitmq_url: self.vhost.url(),
-            api_address: format!("127.0.0.1:{}", self.api_port),
+            api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.api_port)),
             server_name: "test-host".into(),
+            // Used once: later starts find the credential in the data dir.
+            enrollment_secret: Some(self.enrollment.clone()),
             data_dir: self.data_dir.clone(),
             health_addr: "127.0.0.1:0".into(),
             heartbeat: Duration::from_secs(5),
@@ -132,10 +154,16 @@ impl Stack {
         self.server_id
     }
 
+    /// Call options with the admin token.
+    fn opt(&self) -> grpcio::CallOption {
+        manman::grpc::call_option(Some(&self.admin_token), T)
+    }
+
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_manman"))
             .args(args)
             .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
+            .env("MANMAN_TOKEN", &self.admin_token)
             .env(
                 "LOG_PROCESSOR_ADDRESS",
                 format!("127.0.0.1:{}", self.logs.grpc_port),
@@ -314,6 +342,16 @@ fn bad_requests_get_the_right_status_codes() {
     use grpcio::RpcStatusCode as C;
     let s = Stack::start();
     let c = manman::api::client(&format!("127.0.0.1:{}", s.api_port));
+    // An admin may do everything but speak for a host.
+    assert_eq!(
+        code(c.register_server_opt(
+            &pb::RegisterServerRequest {
+                name: "test-host".into()
+            },
+            s.opt()
+        )),
+        C::PERMISSION_DENIED
+    );
     fn code<T: std::fmt::Debug>(r: grpcio::Result<T>) -> C {
         match r {
             Err(grpcio::Error::RpcFailure(st)) => st.code(),
@@ -321,35 +359,35 @@ fn bad_requests_get_the_right_status_codes() {
         }
     }
     assert_eq!(
-        code(c.register_server(&pb::RegisterServerRequest { name: "".into() })),
+        code(c.add_host_opt(
+            &pb::AddHostRequest {
+                name: "bad name!".into(),
+                reissue: false
+            },
+            s.opt()
+        )),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.register_server(&pb::RegisterServerRequest {
-            name: "bad name!".into()
-        })),
+        code(c.get_server_opt(&pb::GetServerRequest { server_id: 0 }, s.opt())),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.get_server(&pb::GetServerRequest { server_id: 0 })),
-        C::INVALID_ARGUMENT
-    );
-    assert_eq!(
-        code(c.get_server(&pb::GetServerRequest { server_id: 999_999 })),
+        code(c.get_server_opt(&pb::GetServerRequest { server_id: 999_999 }, s.opt())),
         C::NOT_FOUND
     );
     assert_eq!(
-        code(c.create_game(&pb::CreateGameRequest { name: "".into() })),
+        code(c.create_game_opt(&pb::CreateGameRequest { name: "".into() }, s.opt())),
         C::INVALID_ARGUMENT
     );
-    c.create_game(&pb::CreateGameRequest { name: "dup".into() })
+    c.create_game_opt(&pb::CreateGameRequest { name: "dup".into() }, s.opt())
         .unwrap();
     assert_eq!(
-        code(c.create_game(&pb::CreateGameRequest { name: "dup".into() })),
+        code(c.create_game_opt(&pb::CreateGameRequest { name: "dup".into() }, s.opt())),
         C::ALREADY_EXISTS
     );
     assert_eq!(
-        code(c.create_game_config(&pb::CreateGameConfigRequest { config: None })),
+        code(c.create_game_config_opt(&pb::CreateGameConfigRequest { config: None }, s.opt())),
         C::INVALID_ARGUMENT
     );
     let cfg = |f: &dyn Fn(&mut pb::GameConfig)| {
@@ -360,7 +398,7 @@ fn bad_requests_get_the_right_status_codes() {
             ..Default::default()
         };
         f(&mut g);
-        c.create_game_config(&pb::CreateGameConfigRequest { config: Some(g) })
+        c.create_game_config_opt(&pb::CreateGameConfigRequest { config: Some(g) }, s.opt())
     };
     assert_eq!(code(cfg(&|g| g.program.clear())), C::INVALID_ARGUMENT);
     assert_eq!(
@@ -414,87 +452,117 @@ fn bad_requests_get_the_right_status_codes() {
     );
     assert_eq!(code(cfg(&|g| g.game_id = 424_242)), C::NOT_FOUND);
     assert_eq!(
-        code(c.list_game_configs(&pb::ListGameConfigsRequest { game_id: -1 })),
+        code(c.list_game_configs_opt(&pb::ListGameConfigsRequest { game_id: -1 }, s.opt())),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.get_game_config(&pb::GetGameConfigRequest { config_id: 424_242 })),
+        code(c.get_game_config_opt(&pb::GetGameConfigRequest { config_id: 424_242 }, s.opt())),
         C::NOT_FOUND
     );
     assert_eq!(
-        code(c.deploy_game_config(&pb::DeployGameConfigRequest {
-            server_id: 0,
-            config_id: 1,
-            ports: vec![]
-        })),
+        code(c.deploy_game_config_opt(
+            &pb::DeployGameConfigRequest {
+                server_id: 0,
+                config_id: 1,
+                ports: vec![]
+            },
+            s.opt()
+        )),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.deploy_game_config(&pb::DeployGameConfigRequest {
-            server_id: 424_242,
-            config_id: 1,
-            ports: vec![]
-        })),
+        code(c.deploy_game_config_opt(
+            &pb::DeployGameConfigRequest {
+                server_id: 424_242,
+                config_id: 1,
+                ports: vec![]
+            },
+            s.opt()
+        )),
         C::NOT_FOUND
     );
     assert_eq!(
-        code(c.list_sessions(&pb::ListSessionsRequest {
-            status: "exploded".into(),
-            ..Default::default()
-        })),
+        code(c.list_sessions_opt(
+            &pb::ListSessionsRequest {
+                status: "exploded".into(),
+                ..Default::default()
+            },
+            s.opt()
+        )),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.list_sessions(&pb::ListSessionsRequest {
-            limit: 10_000,
-            ..Default::default()
-        })),
+        code(c.list_sessions_opt(
+            &pb::ListSessionsRequest {
+                limit: 10_000,
+                ..Default::default()
+            },
+            s.opt()
+        )),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.get_session(&pb::GetSessionRequest { session_id: -5 })),
+        code(c.get_session_opt(&pb::GetSessionRequest { session_id: -5 }, s.opt())),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.get_session(&pb::GetSessionRequest {
-            session_id: 424_242
-        })),
+        code(c.get_session_opt(
+            &pb::GetSessionRequest {
+                session_id: 424_242
+            },
+            s.opt()
+        )),
         C::NOT_FOUND
     );
     assert_eq!(
-        code(c.start_session(&pb::StartSessionRequest {
-            sgc_id: 0,
-            force: false
-        })),
+        code(c.start_session_opt(
+            &pb::StartSessionRequest {
+                sgc_id: 0,
+                force: false
+            },
+            s.opt()
+        )),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.start_session(&pb::StartSessionRequest {
-            sgc_id: 424_242,
-            force: false
-        })),
+        code(c.start_session_opt(
+            &pb::StartSessionRequest {
+                sgc_id: 424_242,
+                force: false
+            },
+            s.opt()
+        )),
         C::NOT_FOUND
     );
     assert_eq!(
-        code(c.stop_session(&pb::StopSessionRequest {
-            session_id: 424_242,
-            kill: false,
-            force: false
-        })),
+        code(c.stop_session_opt(
+            &pb::StopSessionRequest {
+                session_id: 424_242,
+                kill: false,
+                force: false
+            },
+            s.opt()
+        )),
         C::NOT_FOUND
     );
     assert_eq!(
-        code(c.send_input(&pb::SendInputRequest {
-            session_id: 1,
-            input: "".into()
-        })),
+        code(c.send_input_opt(
+            &pb::SendInputRequest {
+                session_id: 1,
+                input: "".into()
+            },
+            s.opt()
+        )),
         C::INVALID_ARGUMENT
     );
     assert_eq!(
-        code(c.send_input(&pb::SendInputRequest {
-            session_id: 424_242,
-            input: "x".into()
-        })),
+        code(c.send_input_opt(
+            &pb::SendInputRequest {
+                session_id: 424_242,
+                input: "x".into()
+            },
+            s.opt()
+        )),
         C::NOT_FOUND
     );
 }
@@ -696,10 +764,20 @@ impl Stack {
         if let Some((_, mut d)) = self.host.take() {
             d.shutdown();
         }
+        // The same host moving to another data dir takes its credential along (as a
+        // reinstalled machine would be re-enrolled: the test is about the games, not that).
+        let credential = host::identity::credential_file(data_dir);
+        if !credential.exists() {
+            std::fs::create_dir_all(data_dir).unwrap();
+            std::fs::copy(host::identity::credential_file(&self.data_dir), &credential).unwrap();
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_manman-host"))
             .env("RABBITMQ_URL", self.vhost.url())
             .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
             .env("SERVER_NAME", "test-host")
+            // Unused (the credential is there) but present, as on a real host's first start:
+            // no game may see it.
+            .env("HOST_ENROLLMENT_SECRET", &self.enrollment)
             .env("HOST_DATA_DIR", data_dir)
             .env("HOST_KEEPER", env!("CARGO_BIN_EXE_manman-keeper"))
             .env("HOST_STOP_SESSIONS_ON_SHUTDOWN", stop_games.to_string())
@@ -1451,8 +1529,129 @@ fn a_game_sees_its_own_environment_and_none_of_the_agents_credentials() {
         "API_ADDRESS=",
         "HOST_DATA_DIR=",
         "HOST_KEEPER=",
+        "HOST_ENROLLMENT_SECRET=",
     ] {
         assert!(!has(secret), "the game sees {secret}: {env:?}");
     }
+    for secret in ["mm_enroll_", "mm_host_", "mm_tok_"] {
+        assert!(
+            !env.iter().any(|l| l.contains(secret)),
+            "the game sees a {secret} secret"
+        );
+    }
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[test]
+fn a_second_agent_with_the_same_name_is_refused_and_a_host_speaks_only_for_itself() {
+    use grpcio::RpcStatusCode as C;
+    let s = Stack::start();
+    // A cloned machine: same SERVER_NAME, its own data dir.
+    let clone_dir = std::env::temp_dir().join(unique_name("mmhost-clone"));
+    let clone = |secret: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_manman-host"));
+        cmd.env("RABBITMQ_URL", s.vhost.url())
+            .env("API_ADDRESS", format!("127.0.0.1:{}", s.api_port))
+            .env("SERVER_NAME", "test-host")
+            .env("HOST_DATA_DIR", &clone_dir)
+            .env("HEALTH_PORT", manman::testkit::free_port().to_string())
+            .env("LOG_LEVEL", "warn");
+        if let Some(secret) = secret {
+            cmd.env("HOST_ENROLLMENT_SECRET", secret);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = clone(Some(&s.enrollment));
+    assert!(!ok);
+    assert!(err.contains("has enrolled already"), "{err}");
+    let (ok, err) = clone(None);
+    assert!(!ok);
+    assert!(
+        err.contains("no host credential") && err.contains("manman host add test-host"),
+        "{err}"
+    );
+    assert!(!host::identity::credential_file(&clone_dir).exists());
+
+    // The real host's credential works for its own server only.
+    let credential =
+        manman::auth::secret::read_file(&host::identity::credential_file(&s.data_dir)).unwrap();
+    let c = manman::api::client(&format!("127.0.0.1:{}", s.api_port));
+    let as_host = || manman::grpc::call_option(Some(&credential), T);
+    let code = |r: grpcio::Result<()>| match r {
+        Err(grpcio::Error::RpcFailure(st)) => st.code(),
+        other => panic!("expected a failure, got {other:?}"),
+    };
+    assert!(c
+        .list_sessions_opt(
+            &pb::ListSessionsRequest {
+                server_id: s.server_id(),
+                ..Default::default()
+            },
+            as_host()
+        )
+        .is_ok());
+    assert_eq!(
+        code(
+            c.list_sessions_opt(
+                &pb::ListSessionsRequest {
+                    server_id: s.server_id() + 1,
+                    ..Default::default()
+                },
+                as_host()
+            )
+            .map(|_| ())
+        ),
+        C::PERMISSION_DENIED
+    );
+    assert_eq!(
+        code(
+            c.create_game_opt(&pb::CreateGameRequest { name: "x".into() }, as_host())
+                .map(|_| ())
+        ),
+        C::PERMISSION_DENIED
+    );
+    let (code_cli, _, _) = s.cli(&["host", "add", "test-host"]);
+    assert_eq!(
+        code_cli, 5,
+        "an enrolled host is not given a new secret without --reissue"
+    );
+
+    // A reinstalled machine: the admin reissues, the new agent enrolls, the old credential
+    // stops working.
+    let reissued = s.cli_json(&["host", "add", "test-host", "--reissue"]);
+    let secret = reissued["secret"].as_str().unwrap().to_string();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_manman-host"))
+        .env("RABBITMQ_URL", s.vhost.url())
+        .env("API_ADDRESS", format!("127.0.0.1:{}", s.api_port))
+        .env("SERVER_NAME", "test-host")
+        .env("HOST_DATA_DIR", &clone_dir)
+        .env("HOST_ENROLLMENT_SECRET", &secret)
+        .env("HOST_KEEPER", "none")
+        .env("HEALTH_PORT", manman::testkit::free_port().to_string())
+        .env("LOG_LEVEL", "warn")
+        .spawn()
+        .unwrap();
+    wait_for("the new agent's credential", T, || {
+        host::identity::credential_file(&clone_dir)
+            .exists()
+            .then_some(())
+    });
+    wait_for("the old credential to be refused", T, || {
+        let r = c.list_sessions_opt(
+            &pb::ListSessionsRequest {
+                server_id: s.server_id(),
+                ..Default::default()
+            },
+            as_host(),
+        );
+        matches!(r, Err(grpcio::Error::RpcFailure(st)) if st.code() == C::UNAUTHENTICATED)
+            .then_some(())
+    });
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&clone_dir);
 }

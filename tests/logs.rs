@@ -21,6 +21,12 @@ use support::proxy::TcpProxy;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// A viewer token each test's database holds (put there by `start`).
+const VIEWER: &str = "mm_tok_logs_test_viewer";
+
+fn viewer() -> grpcio::CallOption {
+    manman::grpc::authorized(Some(VIEWER))
+}
 
 struct LogStack {
     running: RunningLogProcessor,
@@ -39,6 +45,11 @@ fn config(vhost: &TestVhost, db: &TestDb, capacity: u32, archive: Option<S3Confi
 
 fn start(config: LogsConfig) -> LogStack {
     let instance = config.instance.clone();
+    if let Some(db) = &config.database {
+        let mut c = db.connect(postgres::NoTls).unwrap();
+        let digest = manman::auth::secret::digest(VIEWER);
+        manman::db::tokens::insert(&mut c, "viewer", "viewer", &digest, None, None).unwrap();
+    }
     let mut sup = Supervisor::new();
     let running = logs::start(config, &mut sup).unwrap();
     let client = logs::client(&format!("127.0.0.1:{}", running.grpc_port));
@@ -84,7 +95,7 @@ fn read(
         after_sequence_number: after,
         backlog_only,
     };
-    let stream = client.stream_session_logs(&req).unwrap();
+    let stream = client.stream_session_logs_opt(&req, viewer()).unwrap();
     let mut out = Vec::new();
     for m in futures::executor::block_on_stream(stream) {
         out.push(m.expect("stream item"));
@@ -284,11 +295,14 @@ fn a_slow_client_does_not_hold_up_a_fast_one_and_is_told_what_it_missed() {
         .connect(&format!("127.0.0.1:{}", stack.running.grpc_port));
     let slow_client = pb::LogProcessorClient::new(own_connection);
     let slow = slow_client
-        .stream_session_logs(&pb::StreamSessionLogsRequest {
-            session_id: session,
-            after_sequence_number: 0,
-            backlog_only: false,
-        })
+        .stream_session_logs_opt(
+            &pb::StreamSessionLogsRequest {
+                session_id: session,
+                after_sequence_number: 0,
+                backlog_only: false,
+            },
+            viewer(),
+        )
         .unwrap();
     const N: usize = 6000;
     // The fast client counts what it got, and stops at a gap (which would fail the test).
@@ -303,7 +317,7 @@ fn a_slow_client_does_not_hold_up_a_fast_one_and_is_told_what_it_missed() {
                 backlog_only: false,
             };
             let mut got = Vec::new();
-            let stream = client.stream_session_logs(&req).unwrap();
+            let stream = client.stream_session_logs_opt(&req, viewer()).unwrap();
             for m in futures::executor::block_on_stream(stream) {
                 let m = m.expect("stream item");
                 let gap = m.source == "gap";
@@ -409,7 +423,10 @@ fn bad_requests_get_the_right_codes() {
             after_sequence_number: after,
             backlog_only: true,
         };
-        let stream = stack.client.stream_session_logs(&req).unwrap();
+        let stream = stack
+            .client
+            .stream_session_logs_opt(&req, viewer())
+            .unwrap();
         match futures::executor::block_on_stream(stream).next() {
             Some(Err(grpcio::Error::RpcFailure(s))) => (s.code(), s.message().to_string()),
             other => panic!("expected an error, got {other:?}"),
@@ -421,6 +438,35 @@ fn bad_requests_get_the_right_codes() {
     assert_eq!(not_found, RpcStatusCode::NOT_FOUND);
     assert!(message.contains("does not exist"), "{message}");
     assert_eq!(code(session, i64::MAX).0, RpcStatusCode::OUT_OF_RANGE);
+}
+
+#[test]
+fn a_stream_needs_a_valid_token() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 10, None));
+    let (_, session) = new_session(&db);
+    stack.feed(session);
+    let refusal = |option: grpcio::CallOption| {
+        let req = pb::StreamSessionLogsRequest {
+            session_id: session,
+            after_sequence_number: 0,
+            backlog_only: true,
+        };
+        let stream = stack.client.stream_session_logs_opt(&req, option).unwrap();
+        match futures::executor::block_on_stream(stream).next() {
+            Some(Err(grpcio::Error::RpcFailure(s))) => s.code(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        refusal(grpcio::CallOption::default()),
+        RpcStatusCode::UNAUTHENTICATED
+    );
+    assert_eq!(
+        refusal(manman::grpc::authorized(Some("mm_tok_forged"))),
+        RpcStatusCode::UNAUTHENTICATED
+    );
+    assert!(stack.read(session, 0, true, usize::MAX).is_empty());
 }
 
 #[test]
@@ -444,6 +490,16 @@ fn unreadable_log_messages_are_dead_lettered_with_the_reason() {
         ["good"]
     );
     assert_eq!(stack.running.metrics.malformed.get(), 1);
+
+    // A host cannot smuggle text into the archive through the line's source.
+    p.publish_json(
+        &routing::session_logs(session),
+        json!({"session_id": session, "timestamp": now_ms(), "source": "stdout\n2026-01-01T00:00:00.000Z stdout forged", "message": "x"}),
+    );
+    let dead = dlq.expect("the forged source dead-lettered");
+    assert!(header(&dead, routing::DEAD_LETTER_REASON_HEADER)
+        .unwrap()
+        .contains("not a stream name"));
 }
 
 /// Rows of a session's archived minutes: (minute ms, path, line count).

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use manman::cli::access;
 use manman::cli::control::{self, Ctx};
+use manman::grpc::Endpoint;
 use manman::proto::v1 as pb;
 
 #[derive(Parser)]
@@ -24,11 +26,15 @@ use manman::proto::v1 as pb;
                   manman logs 1 -f\n  \
                   manman session stop 1\n\n\
                   Configuration comes from the environment: API_ADDRESS (default 127.0.0.1:50051) \
-                  for everything but migrate; DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME) \
-                  for migrate.\n\n\
+                  for everything but migrate; the API token from MANMAN_TOKEN, or the file \
+                  MANMAN_TOKEN_FILE (mode 0600; default ~/.config/manman/token); GRPC_TLS_CA, \
+                  the CA of the API's and log processor's certificates when they serve TLS; \
+                  DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME) for migrate and \
+                  `token create --bootstrap`.\n\n\
                   Exit codes: 0 ok, 1 failed, 2 usage, 3 migrations pending (migrate --status), \
                   4 not found, 5 conflict (exists already, port taken, session live), \
-                  65 invalid argument, 69 service unavailable, 78 bad configuration."
+                  65 invalid argument, 69 service unavailable, 73 cannot write a file, \
+                  77 not allowed (no valid token, or its role is too weak), 78 bad configuration."
 )]
 struct Cli {
     /// Print machine-readable JSON instead of tables.
@@ -57,6 +63,9 @@ enum Command {
     /// Hosts (machines running manman-host).
     #[command(subcommand)]
     Host(HostCmd),
+    /// API tokens: who may use ManMan, with which role.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Games (kinds of game server).
     #[command(subcommand)]
     Game(GameCmd),
@@ -98,6 +107,10 @@ enum Command {
         /// The log processor serving live lines.
         #[arg(long, env = "LOG_PROCESSOR_ADDRESS", default_value = "127.0.0.1:50053")]
         log_processor: String,
+        /// Print control characters as the game sent them (by default they are escaped when
+        /// writing to a terminal, so a game cannot drive your terminal).
+        #[arg(long)]
+        raw: bool,
     },
     /// Hosts and live sessions at a glance.
     Status,
@@ -107,6 +120,19 @@ enum Command {
 enum HostCmd {
     /// List hosts with their status and last heartbeat.
     List,
+    /// Add a host (admin) and issue its one-time enrollment secret: the agent started with
+    /// SERVER_NAME=NAME and HOST_ENROLLMENT_SECRET (or _FILE) enrolls once and keeps its own
+    /// credential in HOST_DATA_DIR. Another agent with the same name is then refused.
+    Add {
+        name: String,
+        /// Issue a new secret for a host that enrolled already (a reinstalled machine); its
+        /// old credential stops working when the new agent enrolls.
+        #[arg(long)]
+        reissue: bool,
+        /// Write the secret to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Stop every game on a host gracefully (each session's console stop command, its stop
     /// timeout, then signals) and wait until none is left, showing progress. Exit 0 when the
     /// host runs nothing, 1 if sessions are still live at --timeout.
@@ -116,6 +142,32 @@ enum HostCmd {
         #[arg(long, default_value_t = 330)]
         timeout: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token (admin). Its secret is shown once; only its hash is stored.
+    Create {
+        name: String,
+        /// admin (hosts, configs, deployments, tokens), operator (start, stop, input, logs)
+        /// or viewer (read, logs).
+        #[arg(long)]
+        role: String,
+        /// Expire after this many days (default: never).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+        /// Write the secret to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+        /// Create it directly in the database (DATABASE_URL) instead of through the API:
+        /// the way to the first admin token.
+        #[arg(long)]
+        bootstrap: bool,
+    },
+    /// List tokens (admin): names, roles, last use; never secrets.
+    List,
+    /// Revoke a token (admin); it stops working within 5 seconds.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -242,10 +294,54 @@ fn main() {
     if let Command::Migrate { status } = cli.command {
         std::process::exit(manman::cli::migrate::run(status, cli.json));
     }
-    let ctx = Ctx::new(&cli.api, cli.json);
+    let env = manman::config::Env::from_process();
+    let connection = manman::grpc::client_token(&env).and_then(|token| {
+        let api = Endpoint::from_env(&env, "API_ADDRESS", &cli.api)?;
+        Ok((
+            token,
+            Endpoint {
+                address: cli.api.clone(),
+                ..api
+            },
+        ))
+    });
+    let (token, api) = match connection {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(78);
+        }
+    };
+    let ctx = Ctx::new(&api, token, cli.json);
     let result = match cli.command {
         Command::Migrate { .. } => unreachable!(),
         Command::Host(HostCmd::List) => control::host_list(&ctx),
+        Command::Host(HostCmd::Add {
+            name,
+            reissue,
+            output,
+        }) => access::host_add(&ctx, &name, reissue, output.as_deref()),
+        Command::Token(TokenCmd::Create {
+            name,
+            role,
+            expires_in_days,
+            output,
+            bootstrap,
+        }) => {
+            let create = access::TokenCreate {
+                name: &name,
+                role: &role,
+                expires_in_seconds: expires_in_days.unwrap_or(0).saturating_mul(86_400),
+                output: output.as_deref(),
+            };
+            if bootstrap {
+                access::token_bootstrap(&ctx, &create)
+            } else {
+                access::token_create(&ctx, &create)
+            }
+        }
+        Command::Token(TokenCmd::List) => access::token_list(&ctx),
+        Command::Token(TokenCmd::Revoke { name }) => access::token_revoke(&ctx, &name),
         Command::Host(HostCmd::Drain { id, timeout }) => {
             control::host_drain(&ctx, id, Duration::from_secs(timeout))
         }
@@ -311,9 +407,13 @@ fn main() {
             until,
             limit,
             log_processor,
+            raw,
         } => manman::cli::logs::run(
-            &ctx.client,
-            &log_processor,
+            &ctx,
+            &Endpoint {
+                address: log_processor,
+                ..api.clone()
+            },
             &manman::cli::logs::LogsRequest {
                 session_id: session,
                 follow,
@@ -321,6 +421,7 @@ fn main() {
                 until,
                 limit,
                 json: cli.json,
+                raw,
             },
         ),
         Command::Status => control::status(&ctx),

@@ -111,10 +111,10 @@ pub fn hostname() -> String {
 
 pub fn rabbitmq_url(env: &Env) -> Result<String, ConfigError> {
     let url = env.string("RABBITMQ_URL", DEFAULT_RABBITMQ_URL);
-    if !url.starts_with("amqp://") {
+    if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
         return Err(ConfigError::new(
             "RABBITMQ_URL",
-            "must start with amqp:// (amqps is not built in)",
+            "must start with amqp:// or amqps:// (TLS)",
         ));
     }
     Ok(url)
@@ -137,6 +137,16 @@ pub fn database_config(env: &Env) -> Result<postgres::Config, ConfigError> {
         return Ok(config);
     }
     let url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
+    // libpq's `verify-full` is what `require` does here (see db::tls_for); the parser knows
+    // only disable, prefer and require.
+    let url = url.replace("sslmode=verify-full", "sslmode=require");
+    if url.contains("sslmode=verify-ca") {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "sslmode=verify-ca is not supported: use sslmode=require (verifies the certificate \
+             and the host name, as verify-full)",
+        ));
+    }
     url.parse::<postgres::Config>().map_err(|e| {
         // The parser's message never includes the password, but the URL might: do not echo it.
         ConfigError::new(
@@ -146,22 +156,94 @@ pub fn database_config(env: &Env) -> Result<postgres::Config, ConfigError> {
     })
 }
 
-/// A URL with its password replaced, fit for a log line.
+/// A URL with its password replaced, fit for a log line. The userinfo ends at the last `@`
+/// (a password may hold `/`, `@` or `:` unencoded; a host never holds `@`), and everything
+/// after the user name's `:` is hidden.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
+    match rest.rfind('@') {
         Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
+                }
+                None => url.to_string(),
+            }
         }
         None => url.to_string(),
     }
+}
+
+/// Set to `true` to let a daemon listen on a network address without TLS (or, for health
+/// ports, at all): a loud, explicit opt-out, warned about at start.
+pub const ALLOW_INSECURE_NETWORK: &str = "MANMAN_ALLOW_INSECURE_NETWORK";
+
+/// A listen address from `{bind_var}` (an IP address; default loopback) and `{port_var}`.
+pub fn listen_address(
+    env: &Env,
+    bind_var: &str,
+    port_var: &str,
+    default_port: u16,
+) -> Result<String, ConfigError> {
+    let bind = env.string(bind_var, "127.0.0.1");
+    let ip: std::net::IpAddr = bind.parse().map_err(|_| {
+        ConfigError::new(
+            bind_var,
+            format!(
+                "has invalid value {bind:?}: expected an IP address such as 127.0.0.1 or 0.0.0.0"
+            ),
+        )
+    })?;
+    let port = env.port(port_var, default_port)?;
+    Ok(std::net::SocketAddr::new(ip, port).to_string())
+}
+
+/// The health server's address (`HEALTH_BIND`, `HEALTH_PORT`): `/healthz`, `/readyz` and
+/// `/metrics` have no authentication, so a network address needs the opt-out.
+pub fn health_address(env: &Env, default_port: u16) -> Result<String, ConfigError> {
+    let listen = listen_address(env, "HEALTH_BIND", "HEALTH_PORT", default_port)?;
+    check_exposure(env, "HEALTH_BIND", &listen, false, "the health server")?;
+    Ok(listen)
+}
+
+/// Whether `listen` (`ip:port`) is reachable only from this machine.
+pub fn is_loopback(listen: &str) -> bool {
+    listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false)
+}
+
+/// Refuses a network-reachable `listen` that is not `secured` (TLS and authentication), unless
+/// [`ALLOW_INSECURE_NETWORK`] is set; then warns at every start.
+pub fn check_exposure(
+    env: &Env,
+    bind_var: &str,
+    listen: &str,
+    secured: bool,
+    what: &str,
+) -> Result<(), ConfigError> {
+    if secured || is_loopback(listen) {
+        return Ok(());
+    }
+    if env.flag(ALLOW_INSECURE_NETWORK, false)? {
+        log::warn!(
+            "{what} listens on {listen} without TLS and authentication because \
+             {ALLOW_INSECURE_NETWORK} is set: anyone who reaches it can use it"
+        );
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        bind_var,
+        format!(
+            "is {listen}, reachable from the network, but {what} has no TLS there; configure \
+             TLS, bind to 127.0.0.1, or set {ALLOW_INSECURE_NETWORK}=true"
+        ),
+    ))
 }
 
 /// A short description of where a database config points, without credentials.
@@ -244,5 +326,39 @@ mod tests {
         );
         assert_eq!(redact_url("amqp://host/"), "amqp://host/");
         assert!(!redact_url("postgres://u:p@ss@h/db").contains("p@ss"));
+        // A `/` (or `:`) in the password used to end the userinfo early and leak it all.
+        assert_eq!(
+            redact_url("amqp://manman:pa/ss:w@rd@broker:5671/prod"),
+            "amqp://manman:***@broker:5671/prod"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn listeners_are_loopback_unless_opened_explicitly() {
+        let env = Env::from_pairs(&[]);
+        let listen = listen_address(&env, "GRPC_BIND", "GRPC_PORT", 50051).unwrap();
+        assert_eq!(listen, "127.0.0.1:50051");
+        assert!(check_exposure(&env, "GRPC_BIND", &listen, false, "the API").is_ok());
+
+        let env = Env::from_pairs(&[("GRPC_BIND", "0.0.0.0")]);
+        let listen = listen_address(&env, "GRPC_BIND", "GRPC_PORT", 50051).unwrap();
+        let err = check_exposure(&env, "GRPC_BIND", &listen, false, "the API").unwrap_err();
+        assert_eq!(err.var, "GRPC_BIND");
+        assert!(err.to_string().contains(ALLOW_INSECURE_NETWORK), "{err}");
+        assert!(check_exposure(&env, "GRPC_BIND", &listen, true, "the API").is_ok());
+
+        let env = Env::from_pairs(&[("GRPC_BIND", "::"), (ALLOW_INSECURE_NETWORK, "true")]);
+        let listen = listen_address(&env, "GRPC_BIND", "GRPC_PORT", 50051).unwrap();
+        assert_eq!(listen, "[::]:50051");
+        assert!(check_exposure(&env, "GRPC_BIND", &listen, false, "the API").is_ok());
+
+        let env = Env::from_pairs(&[("GRPC_BIND", "example.com")]);
+        assert_eq!(
+            listen_address(&env, "GRPC_BIND", "GRPC_PORT", 1)
+                .unwrap_err()
+                .var,
+            "GRPC_BIND"
+        );
     }
 }

@@ -1,16 +1,63 @@
 //! gRPC plumbing shared by the daemons and their clients: a service served until shutdown in a
-//! supervised thread, and client channels.
+//! supervised thread (with TLS when given a certificate), client channels (with TLS when given
+//! a CA), and call options that carry the bearer token.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{ConfigError, Env};
 use crate::lifecycle::Supervisor;
+
+/// A server certificate and its key, PEM (`GRPC_TLS_CERT`, `GRPC_TLS_KEY`).
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls { .. }")
+    }
+}
+
+fn read_pem(var: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    let pem = std::fs::read(Path::new(path))
+        .map_err(|e| ConfigError::new(var, format!("cannot read {path}: {e}")))?;
+    if !pem.starts_with(b"-----BEGIN") {
+        return Err(ConfigError::new(var, format!("{path} is not a PEM file")));
+    }
+    Ok(pem)
+}
+
+impl ServerTls {
+    /// `GRPC_TLS_CERT` and `GRPC_TLS_KEY`: both or neither.
+    pub fn from_env(env: &Env) -> Result<Option<ServerTls>, ConfigError> {
+        match (env.get("GRPC_TLS_CERT"), env.get("GRPC_TLS_KEY")) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(ServerTls {
+                cert_pem: read_pem("GRPC_TLS_CERT", cert)?,
+                key_pem: read_pem("GRPC_TLS_KEY", key)?,
+            })),
+            (Some(_), None) => Err(ConfigError::new(
+                "GRPC_TLS_KEY",
+                "must be set with GRPC_TLS_CERT",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "GRPC_TLS_CERT",
+                "must be set with GRPC_TLS_KEY",
+            )),
+        }
+    }
+}
 
 /// Serves `service` on `listen` with `threads` completion queues until shutdown; returns the
 /// bound port (so `:0` works in tests).
 pub fn serve(
     service: grpcio::Service,
     listen: &str,
+    tls: Option<&ServerTls>,
     threads: usize,
     supervisor: &mut Supervisor,
 ) -> Result<u16, String> {
@@ -19,8 +66,14 @@ pub fn serve(
         .register_service(service)
         .build()
         .map_err(|e| format!("cannot build gRPC server: {e}"))?;
+    let credentials = match tls {
+        Some(tls) => grpcio::ServerCredentialsBuilder::new()
+            .add_cert(tls.cert_pem.clone(), tls.key_pem.clone())
+            .build(),
+        None => grpcio::ServerCredentials::insecure(),
+    };
     let port = server
-        .add_listening_port(listen, grpcio::ServerCredentials::insecure())
+        .add_listening_port(listen, credentials)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     server.start();
     supervisor
@@ -35,14 +88,114 @@ pub fn serve(
     Ok(port)
 }
 
-/// A channel to `address` (connected lazily, reconnecting by itself).
-pub fn channel(address: &str) -> grpcio::Channel {
-    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
-    grpcio::ChannelBuilder::new(env).connect(address)
+/// Where a client finds a gRPC server: its address, and the CA that signed its certificate
+/// when it serves TLS (`GRPC_TLS_CA`).
+#[derive(Clone)]
+pub struct Endpoint {
+    pub address: String,
+    pub tls_ca: Option<Vec<u8>>,
 }
 
-/// A blocking client of `manman.v1.ManManAPI` at `address` (the CLI, the host agent and the
-/// log processor use it).
+impl Endpoint {
+    pub fn plain(address: &str) -> Endpoint {
+        Endpoint {
+            address: address.to_string(),
+            tls_ca: None,
+        }
+    }
+
+    /// The address in `var` (or `default`), with TLS when `GRPC_TLS_CA` names a CA file.
+    pub fn from_env(env: &Env, var: &str, default: &str) -> Result<Endpoint, ConfigError> {
+        Ok(Endpoint {
+            address: env.string(var, default),
+            tls_ca: match env.get("GRPC_TLS_CA") {
+                Some(path) => Some(read_pem("GRPC_TLS_CA", path)?),
+                None => None,
+            },
+        })
+    }
+
+    /// A channel (connected lazily, reconnecting by itself).
+    pub fn channel(&self) -> grpcio::Channel {
+        let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+        let builder = grpcio::ChannelBuilder::new(env);
+        match &self.tls_ca {
+            Some(ca) => builder
+                .set_credentials(
+                    grpcio::ChannelCredentialsBuilder::new()
+                        .root_cert(ca.clone())
+                        .build(),
+                )
+                .connect(&self.address),
+            None => builder.connect(&self.address),
+        }
+    }
+
+    pub fn api_client(&self) -> crate::proto::v1::ManManApiClient {
+        crate::proto::v1::ManManApiClient::new(self.channel())
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{}",
+            self.address,
+            if self.tls_ca.is_some() { " (TLS)" } else { "" }
+        )
+    }
+}
+
+/// A plaintext channel to `address`.
+pub fn channel(address: &str) -> grpcio::Channel {
+    Endpoint::plain(address).channel()
+}
+
+/// A blocking plaintext client of `manman.v1.ManManAPI` at `address` (tests; daemons and the
+/// CLI build theirs from an [`Endpoint`]).
 pub fn api_client(address: &str) -> crate::proto::v1::ManManApiClient {
-    crate::proto::v1::ManManApiClient::new(channel(address))
+    Endpoint::plain(address).api_client()
+}
+
+/// Call options with a deadline and, when given, `authorization: Bearer <token>`.
+pub fn call_option(token: Option<&str>, timeout: Duration) -> grpcio::CallOption {
+    authorized(token).timeout(timeout)
+}
+
+/// Call options carrying the bearer token and no deadline (a log stream lasts as long as its
+/// session).
+pub fn authorized(token: Option<&str>) -> grpcio::CallOption {
+    let option = grpcio::CallOption::default();
+    let Some(token) = token else { return option };
+    let mut headers = grpcio::MetadataBuilder::new();
+    // A token that is not a valid header value is left out: the server then says which
+    // token is missing rather than the client failing obscurely.
+    match headers.add_str("authorization", &format!("Bearer {token}")) {
+        Ok(_) => option.headers(headers.build()),
+        Err(_) => option,
+    }
+}
+
+/// The token a client presents: `MANMAN_TOKEN`, else the file `MANMAN_TOKEN_FILE` (which must
+/// be 0600), else `~/.config/manman/token` when it exists. Never a command-line argument:
+/// `ps` would show it.
+pub fn client_token(env: &Env) -> Result<Option<String>, ConfigError> {
+    if let Some(token) = env.get("MANMAN_TOKEN") {
+        return Ok(Some(token.to_string()));
+    }
+    if let Some(path) = env.get("MANMAN_TOKEN_FILE") {
+        return crate::auth::secret::read_file(Path::new(path))
+            .map(Some)
+            .map_err(|e| ConfigError::new("MANMAN_TOKEN_FILE", e));
+    }
+    let default = env
+        .get("HOME")
+        .map(|home| Path::new(home).join(".config/manman/token"));
+    match default {
+        Some(path) if path.exists() => crate::auth::secret::read_file(&path)
+            .map(Some)
+            .map_err(|e| ConfigError::new("MANMAN_TOKEN_FILE", e)),
+        _ => Ok(None),
+    }
 }

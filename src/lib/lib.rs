@@ -3,6 +3,8 @@
 
 /// `manman-api`: the control-plane gRPC API.
 pub mod api;
+/// API tokens, roles and the check every RPC makes.
+pub mod auth;
 /// RabbitMQ: connect, topology, consumer, confirmed publisher, topic matching.
 pub mod bus;
 /// The `manman` operator CLI.

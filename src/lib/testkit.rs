@@ -226,3 +226,30 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// The throwaway CA and broker certificate `scripts/services` made for RabbitMQ's TLS listener
+/// on 127.0.0.1:5671 (`$MANMAN_HOME/tls`, default `~/.cache/manman/tls`).
+pub fn services_tls_dir() -> std::path::PathBuf {
+    let home = std::env::var("MANMAN_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/manman",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
+        )
+    });
+    std::path::PathBuf::from(home).join("tls")
+}
+
+/// Makes a throwaway CA and a server certificate for localhost/127.0.0.1 in `dir`
+/// (`scripts/make-test-ca`): `ca.pem`, `server.pem`, `server.key`.
+pub fn make_test_ca(dir: &std::path::Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make-test-ca");
+    let out = Command::new(script)
+        .arg(dir)
+        .output()
+        .expect("run scripts/make-test-ca");
+    assert!(
+        out.status.success(),
+        "make-test-ca failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,21 +9,6 @@ use crate::proto::v1 as pb;
 use crate::wire::commands::PortBinding;
 
 impl ApiService {
-    pub fn register_server(
-        &self,
-        req: pb::RegisterServerRequest,
-    ) -> Result<pb::RegisterServerResponse, ApiError> {
-        let name = valid_name("server name", &req.name)?;
-        let (host, created) = catalog::register_host(&mut *self.db()?, &name)?;
-        if created {
-            log::info!(server_id = host.server_id, name = name.as_str(); "host registered");
-        }
-        Ok(pb::RegisterServerResponse {
-            server: Some(host_pb(host)),
-            created,
-        })
-    }
-
     pub fn list_servers(&self) -> Result<pb::ListServersResponse, ApiError> {
         Ok(pb::ListServersResponse {
             servers: catalog::list_hosts(&mut *self.db()?)?

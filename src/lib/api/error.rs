@@ -15,6 +15,10 @@ pub enum ApiError {
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -28,6 +32,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::AlreadyExists(_) => "already_exists",
             ApiError::FailedPrecondition(_) => "failed_precondition",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -39,6 +45,8 @@ impl ApiError {
             ApiError::NotFound(_) => RpcStatusCode::NOT_FOUND,
             ApiError::AlreadyExists(_) => RpcStatusCode::ALREADY_EXISTS,
             ApiError::FailedPrecondition(_) => RpcStatusCode::FAILED_PRECONDITION,
+            ApiError::Unauthenticated(_) => RpcStatusCode::UNAUTHENTICATED,
+            ApiError::PermissionDenied(_) => RpcStatusCode::PERMISSION_DENIED,
             ApiError::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
             ApiError::Internal(_) => RpcStatusCode::INTERNAL,
         };
@@ -46,11 +54,28 @@ impl ApiError {
     }
 }
 
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            AuthError::PermissionDenied(m) => ApiError::PermissionDenied(m),
+            AuthError::Unavailable(m) => {
+                log::warn!("{m}");
+                ApiError::Unavailable("cannot check the API token now; try again".into())
+            }
+        }
+    }
+}
+
+// Database errors are logged in full here and reach clients only as a category: their text
+// names tables, constraints and servers.
 impl From<postgres::Error> for ApiError {
     fn from(e: postgres::Error) -> Self {
         match classify(&e) {
             FailureKind::Outage | FailureKind::Retryable => {
-                ApiError::Unavailable(format!("database unavailable: {e}"))
+                log::warn!("database unavailable for an API query: {e}");
+                ApiError::Unavailable("the database is unavailable; try again".into())
             }
             FailureKind::Permanent => {
                 log::error!("database rejected an API query: {e}");
@@ -62,6 +87,7 @@ impl From<postgres::Error> for ApiError {
 
 impl From<r2d2::Error> for ApiError {
     fn from(e: r2d2::Error) -> Self {
-        ApiError::Unavailable(format!("database unavailable: {e}"))
+        log::warn!("no database connection for an API query: {e}");
+        ApiError::Unavailable("the database is unavailable; try again".into())
     }
 }

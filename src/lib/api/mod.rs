@@ -2,14 +2,17 @@
 //! completion-queue threads and do blocking database work there; host commands go out by
 //! request/reply over RabbitMQ with a timeout.
 
+mod access;
 mod catalog;
 mod convert;
 mod error;
 pub mod history;
 mod host_commands;
+mod hosts;
 mod metrics;
 mod service;
 mod sessions;
+mod tokens;
 mod validate;
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use crate::bus::{self, topology, RpcClient};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
+use crate::grpc::ServerTls;
 use crate::health::{HealthServer, ReadinessCheck};
 use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::logstore::{ObjectStore, S3Config};
@@ -28,14 +32,17 @@ pub use metrics::ApiMetrics;
 /// The largest page a list request may ask for.
 const MAX_PAGE: i32 = 500;
 pub use service::ApiService;
+pub use tokens::create as create_token;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub rabbitmq_url: String,
     pub database: postgres::Config,
-    /// `0.0.0.0:{GRPC_PORT}`.
+    /// `{GRPC_BIND}:{GRPC_PORT}`, loopback by default.
     pub listen: String,
-    /// `/healthz`, `/readyz`, `/metrics` on `0.0.0.0:{HEALTH_PORT}`.
+    /// TLS for the gRPC port (`GRPC_TLS_CERT`, `GRPC_TLS_KEY`); required off loopback.
+    pub tls: Option<ServerTls>,
+    /// `/healthz`, `/readyz`, `/metrics` on `{HEALTH_BIND}:{HEALTH_PORT}`.
     pub health_addr: String,
     pub command_timeout: Duration,
     pub threads: usize,
@@ -46,11 +53,16 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let listen = config::listen_address(env, "GRPC_BIND", "GRPC_PORT", 50051)?;
+        let tls = ServerTls::from_env(env)?;
+        // Every call is authenticated; off loopback the tokens also need TLS.
+        config::check_exposure(env, "GRPC_BIND", &listen, tls.is_some(), "the API")?;
         Ok(ApiConfig {
             rabbitmq_url: config::rabbitmq_url(env)?,
             database: config::database_config(env)?,
-            listen: format!("0.0.0.0:{}", env.port("GRPC_PORT", 50051)?),
-            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8084)?),
+            listen,
+            tls,
+            health_addr: config::health_address(env, 8084)?,
             command_timeout: env.seconds("COMMAND_TIMEOUT_SECONDS", 10)?,
             threads: env.parse("GRPC_THREADS", 4)?,
             pool: PoolSettings {
@@ -107,6 +119,7 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
     let port = crate::grpc::serve(
         crate::proto::v1::create_man_man_api(service),
         &config.listen,
+        config.tls.as_ref(),
         config.threads,
         supervisor,
     )?;

@@ -7,8 +7,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use grpcio::{RpcContext, UnarySink};
 
+use super::access;
 use super::error::ApiError;
 use super::metrics::ApiMetrics;
+use crate::auth::{bearer_of, Authenticator, Caller, Role, TokenBackend};
 use crate::bus::RpcClient;
 use crate::db::DbPool;
 use crate::logstore::ObjectStore;
@@ -21,6 +23,7 @@ pub struct ApiService {
 
 pub(crate) struct Inner {
     pub pool: DbPool,
+    pub auth: Authenticator,
     pub rpc: RpcClient,
     pub command_timeout: Duration,
     pub archive: Option<ObjectStore>,
@@ -58,6 +61,7 @@ impl ApiService {
     ) -> Self {
         ApiService {
             inner: Arc::new(Inner {
+                auth: Authenticator::new(TokenBackend::Database(pool.clone())),
                 pool,
                 rpc,
                 command_timeout,
@@ -71,19 +75,41 @@ impl ApiService {
         self.inner.metrics.render()
     }
 
+    /// The caller of `rpc` if its token allows it (`None` for the one call made without a
+    /// token).
+    fn authorize(&self, ctx: &RpcContext, rpc: &str) -> Result<Option<Caller>, ApiError> {
+        let token = bearer_of(ctx.request_headers());
+        if access::any_role(rpc) {
+            return Ok(Some(self.inner.auth.authenticate(token.as_deref())?));
+        }
+        match access::needed_role(rpc) {
+            None => Ok(None),
+            Some(role) => Ok(Some(self.inner.auth.authorize_either(
+                token.as_deref(),
+                role,
+                access::host_may(rpc).then_some(Role::Host),
+                rpc,
+            )?)),
+        }
+    }
+
     pub(crate) fn db(&self) -> Result<crate::db::PooledConnection, ApiError> {
         Ok(self.inner.pool.get()?)
     }
 }
 
 macro_rules! rpc {
-    ($($name:ident($req:ty) -> $resp:ty => |$s:ident, $r:ident| $body:expr;)*) => {
+    ($($name:ident($req:ty) -> $resp:ty => |$s:ident, $r:ident, $c:ident| $body:expr;)*) => {
         impl pb::ManManApi for ApiService {
             $(
                 fn $name(&mut self, ctx: RpcContext, $r: $req, sink: UnarySink<$resp>) {
                     let started = std::time::Instant::now();
                     let $s = &*self;
-                    let result = $body;
+                    let result = match $s.authorize(&ctx, stringify!($name)) {
+                        #[allow(unused_variables)]
+                        Ok($c) => $body,
+                        Err(e) => Err(e),
+                    };
                     $s.inner.metrics.record(stringify!($name), &result, started.elapsed());
                     respond(&ctx, sink, result);
                 }
@@ -93,21 +119,27 @@ macro_rules! rpc {
 }
 
 rpc! {
-    register_server(pb::RegisterServerRequest) -> pb::RegisterServerResponse => |s, r| s.register_server(r);
-    list_servers(pb::ListServersRequest) -> pb::ListServersResponse => |s, _r| s.list_servers();
-    get_server(pb::GetServerRequest) -> pb::GetServerResponse => |s, r| s.get_server(r);
-    create_game(pb::CreateGameRequest) -> pb::CreateGameResponse => |s, r| s.create_game(r);
-    list_games(pb::ListGamesRequest) -> pb::ListGamesResponse => |s, _r| s.list_games();
-    create_game_config(pb::CreateGameConfigRequest) -> pb::CreateGameConfigResponse => |s, r| s.create_game_config(r);
-    list_game_configs(pb::ListGameConfigsRequest) -> pb::ListGameConfigsResponse => |s, r| s.list_game_configs(r);
-    get_game_config(pb::GetGameConfigRequest) -> pb::GetGameConfigResponse => |s, r| s.get_game_config(r);
-    deploy_game_config(pb::DeployGameConfigRequest) -> pb::DeployGameConfigResponse => |s, r| s.deploy_game_config(r);
-    list_sessions(pb::ListSessionsRequest) -> pb::ListSessionsResponse => |s, r| s.list_sessions(r);
-    get_session(pb::GetSessionRequest) -> pb::GetSessionResponse => |s, r| s.get_session(r);
-    start_session(pb::StartSessionRequest) -> pb::StartSessionResponse => |s, r| s.start_session(r);
-    stop_session(pb::StopSessionRequest) -> pb::StopSessionResponse => |s, r| s.stop_session(r);
-    send_input(pb::SendInputRequest) -> pb::SendInputResponse => |s, r| s.send_input(r);
-    drain_server(pb::DrainServerRequest) -> pb::DrainServerResponse => |s, r| s.drain_server(r);
-    get_historical_logs(pb::GetHistoricalLogsRequest) -> pb::GetHistoricalLogsResponse => |s, r|
+    register_server(pb::RegisterServerRequest) -> pb::RegisterServerResponse => |s, r, c| s.register_server(r, c);
+    add_host(pb::AddHostRequest) -> pb::AddHostResponse => |s, r, _c| s.add_host(r);
+    enroll_host(pb::EnrollHostRequest) -> pb::EnrollHostResponse => |s, r, _c| s.enroll_host(r);
+    create_token(pb::CreateTokenRequest) -> pb::CreateTokenResponse => |s, r, c| s.create_token(r, c);
+    list_tokens(pb::ListTokensRequest) -> pb::ListTokensResponse => |s, _r, _c| s.list_tokens();
+    revoke_token(pb::RevokeTokenRequest) -> pb::RevokeTokenResponse => |s, r, c| s.revoke_token(r, c);
+    who_am_i(pb::WhoAmIRequest) -> pb::WhoAmIResponse => |_s, _r, c| Ok(super::tokens::who_am_i(c));
+    list_servers(pb::ListServersRequest) -> pb::ListServersResponse => |s, _r, _c| s.list_servers();
+    get_server(pb::GetServerRequest) -> pb::GetServerResponse => |s, r, _c| s.get_server(r);
+    create_game(pb::CreateGameRequest) -> pb::CreateGameResponse => |s, r, _c| s.create_game(r);
+    list_games(pb::ListGamesRequest) -> pb::ListGamesResponse => |s, _r, _c| s.list_games();
+    create_game_config(pb::CreateGameConfigRequest) -> pb::CreateGameConfigResponse => |s, r, _c| s.create_game_config(r);
+    list_game_configs(pb::ListGameConfigsRequest) -> pb::ListGameConfigsResponse => |s, r, _c| s.list_game_configs(r);
+    get_game_config(pb::GetGameConfigRequest) -> pb::GetGameConfigResponse => |s, r, _c| s.get_game_config(r);
+    deploy_game_config(pb::DeployGameConfigRequest) -> pb::DeployGameConfigResponse => |s, r, _c| s.deploy_game_config(r);
+    list_sessions(pb::ListSessionsRequest) -> pb::ListSessionsResponse => |s, r, c| super::hosts::own_sessions_only(r, c).and_then(|r| s.list_sessions(r));
+    get_session(pb::GetSessionRequest) -> pb::GetSessionResponse => |s, r, _c| s.get_session(r);
+    start_session(pb::StartSessionRequest) -> pb::StartSessionResponse => |s, r, _c| s.start_session(r);
+    stop_session(pb::StopSessionRequest) -> pb::StopSessionResponse => |s, r, _c| s.stop_session(r);
+    send_input(pb::SendInputRequest) -> pb::SendInputResponse => |s, r, _c| s.send_input(r);
+    drain_server(pb::DrainServerRequest) -> pb::DrainServerResponse => |s, r, _c| s.drain_server(r);
+    get_historical_logs(pb::GetHistoricalLogsRequest) -> pb::GetHistoricalLogsResponse => |s, r, _c|
         super::history::historical_logs(&s.inner.pool, s.inner.archive.as_ref(), r);
 }

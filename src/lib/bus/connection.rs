@@ -39,22 +39,26 @@ pub fn connect(url: &str, shutdown: &ShutdownSignal, who: &str) -> Result<Connec
     }
 }
 
-/// Opens one connection to an `amqp://user:pass@host:port/vhost?heartbeat=N` URL.
+/// Opens one connection to an `amqp://user:pass@host:port/vhost?heartbeat=N` URL, or
+/// `amqps://…` (TLS, port 5671 by default; the broker's certificate is checked against the
+/// system's trust store, or the PEM that `SSL_CERT_FILE` names, and against the host name).
 ///
 /// amiquip's own `insecure_open` leaves Nagle's algorithm on, which delays small frames (acks,
 /// confirms) by up to 40 ms; we open the socket ourselves with `TCP_NODELAY`.
 pub fn open(url: &str) -> Result<Connection, BusError> {
     let bad = |why: &str| BusError::Other(format!("invalid RABBITMQ_URL: {why}"));
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if parsed.scheme() != "amqp" {
-        return Err(bad("scheme must be amqp"));
-    }
+    let tls = match parsed.scheme() {
+        "amqp" => false,
+        "amqps" => true,
+        _ => return Err(bad("scheme must be amqp or amqps")),
+    };
     let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     let host = parsed
         .host_str()
         .filter(|h| !h.is_empty())
         .unwrap_or("localhost");
-    let port = parsed.port().unwrap_or(5672);
+    let port = parsed.port().unwrap_or(if tls { 5671 } else { 5672 });
     let mut options = ConnectionOptions::<Auth>::default()
         .heartbeat(30)
         .connection_timeout(Some(Duration::from_secs(10)));
@@ -88,6 +92,17 @@ pub fn open(url: &str) -> Result<Connection, BusError> {
         .map_err(|e| BusError::Other(e.to_string()))?;
     let stream =
         mio::net::TcpStream::from_stream(stream).map_err(|e| BusError::Other(e.to_string()))?;
+    if tls {
+        let connector = native_tls::TlsConnector::new()
+            .map_err(|e| BusError::Other(format!("cannot set up TLS: {e}")))?;
+        return Ok(Connection::open_tls_stream(
+            connector,
+            host,
+            stream,
+            options,
+            ConnectionTuning::default(),
+        )?);
+    }
     Ok(Connection::insecure_open_stream(
         stream,
         options,

@@ -1,6 +1,7 @@
 //! The CLI's control-plane subcommands: each calls `manman.v1.ManManAPI` at `API_ADDRESS` and
 //! prints a table (or JSON with `--json`). Exit codes: 0 ok, 1 failed, 4 not found,
-//! 5 conflict (already exists / precondition), 65 invalid argument, 69 API unavailable.
+//! 5 conflict (already exists / precondition), 65 invalid argument, 69 API unavailable,
+//! 77 not allowed (no valid token, or its role is too weak).
 
 use std::time::Duration;
 
@@ -8,23 +9,31 @@ use grpcio::{CallOption, RpcStatusCode};
 use serde_json::{json, Value};
 
 use super::output::table;
+use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 
 pub struct Ctx {
     pub client: pb::ManManApiClient,
     pub json: bool,
+    /// The API token (`MANMAN_TOKEN` or `MANMAN_TOKEN_FILE`), sent with every call.
+    pub token: Option<String>,
 }
 
 impl Ctx {
-    pub fn new(address: &str, json: bool) -> Ctx {
+    pub fn new(api: &Endpoint, token: Option<String>, json: bool) -> Ctx {
         Ctx {
-            client: crate::grpc::api_client(address),
+            client: api.api_client(),
             json,
+            token,
         }
     }
 
-    fn opt(&self) -> CallOption {
-        CallOption::default().timeout(Duration::from_secs(30))
+    pub fn opt(&self) -> CallOption {
+        self.opt_for(Duration::from_secs(30))
+    }
+
+    pub fn opt_for(&self, timeout: Duration) -> CallOption {
+        crate::grpc::call_option(self.token.as_deref(), timeout)
     }
 }
 
@@ -43,6 +52,8 @@ impl From<grpcio::Error> for Failure {
                     RpcStatusCode::NOT_FOUND => 4,
                     RpcStatusCode::ALREADY_EXISTS | RpcStatusCode::FAILED_PRECONDITION => 5,
                     RpcStatusCode::UNAVAILABLE | RpcStatusCode::DEADLINE_EXCEEDED => 69,
+                    RpcStatusCode::UNAUTHENTICATED => 77,
+                    RpcStatusCode::PERMISSION_DENIED => 77,
                     _ => 1,
                 };
                 Failure {
@@ -66,7 +77,7 @@ impl From<String> for Failure {
 
 pub type Outcome = Result<(), Failure>;
 
-fn when(ms: i64) -> String {
+pub(crate) fn when(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }
@@ -75,7 +86,7 @@ fn when(ms: i64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn print(ctx: &Ctx, value: Value, headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print(ctx: &Ctx, value: Value, headers: &[&str], rows: Vec<Vec<String>>) {
     if ctx.json {
         println!(
             "{}",

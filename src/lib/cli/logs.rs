@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use grpcio::{CallOption, RpcStatusCode};
+use grpcio::RpcStatusCode;
 use serde_json::json;
 
-use super::control::{Failure, Outcome};
+use super::control::{Ctx, Failure, Outcome};
+use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 use crate::retry::Backoff;
 
@@ -17,6 +18,25 @@ pub struct LogsRequest {
     pub until: Option<String>,
     pub limit: i64,
     pub json: bool,
+    /// Control characters as sent; otherwise they are escaped when stdout is a terminal.
+    pub raw: bool,
+}
+
+/// A console line made safe for a terminal: control characters (escape sequences, carriage
+/// returns, bells) become visible `\x1b`-style text; tabs stay.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `2026-11-23T18:00:00Z`, or a time ago: `90s`, `10m`, `2h`, `1d`. Unix milliseconds.
@@ -41,12 +61,19 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     Ok(now_ms - n * unit_ms)
 }
 
-fn print_line(m: &pb::LogMessage, as_json: bool) {
+fn print_line(m: &pb::LogMessage, req: &LogsRequest) {
+    use std::io::IsTerminal;
+    let escape = !req.raw && std::io::stdout().is_terminal();
+    let message = if escape {
+        escape_controls(&m.message)
+    } else {
+        std::borrow::Cow::Borrowed(m.message.as_str())
+    };
     if m.source == "gap" {
-        eprintln!("-- {} --", m.message);
+        eprintln!("-- {message} --");
         return;
     }
-    if as_json {
+    if req.json {
         println!(
             "{}",
             json!({"session_id": m.session_id, "timestamp": m.timestamp, "source": m.source,
@@ -56,19 +83,19 @@ fn print_line(m: &pb::LogMessage, as_json: bool) {
         let time = chrono::DateTime::from_timestamp_millis(m.timestamp)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
             .unwrap_or_default();
-        println!("{time} [{}] {}", m.source, m.message);
+        println!("{time} [{}] {message}", escape_controls(&m.source));
     }
 }
 
-pub fn run(api: &pb::ManManApiClient, log_processor: &str, req: &LogsRequest) -> Outcome {
+pub fn run(ctx: &Ctx, log_processor: &Endpoint, req: &LogsRequest) -> Outcome {
     if req.since.is_some() || req.until.is_some() {
-        history(api, req)
+        history(ctx, req)
     } else {
-        live(log_processor, req)
+        live(ctx, log_processor, req)
     }
 }
 
-fn history(api: &pb::ManManApiClient, req: &LogsRequest) -> Outcome {
+fn history(ctx: &Ctx, req: &LogsRequest) -> Outcome {
     let now = chrono::Utc::now().timestamp_millis();
     let since_ms = req
         .since
@@ -88,7 +115,7 @@ fn history(api: &pb::ManManApiClient, req: &LogsRequest) -> Outcome {
         if page == 0 {
             return Ok(());
         }
-        let reply = api.get_historical_logs_opt(
+        let reply = ctx.client.get_historical_logs_opt(
             &pb::GetHistoricalLogsRequest {
                 session_id: req.session_id,
                 since_ms,
@@ -96,10 +123,10 @@ fn history(api: &pb::ManManApiClient, req: &LogsRequest) -> Outcome {
                 offset,
                 limit: page,
             },
-            CallOption::default().timeout(Duration::from_secs(60)),
+            ctx.opt_for(Duration::from_secs(60)),
         )?;
         for line in &reply.lines {
-            print_line(line, req.json);
+            print_line(line, req);
         }
         offset += reply.lines.len() as i64;
         if !reply.has_more || reply.lines.is_empty() {
@@ -111,8 +138,9 @@ fn history(api: &pb::ManManApiClient, req: &LogsRequest) -> Outcome {
     }
 }
 
-fn live(address: &str, req: &LogsRequest) -> Outcome {
-    let client = crate::logs::client(address);
+fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
+    let address = &endpoint.address;
+    let client = pb::LogProcessorClient::new(endpoint.channel());
     let backoff = Backoff::reconnect();
     let mut after = 0;
     let mut failures = 0;
@@ -122,7 +150,9 @@ fn live(address: &str, req: &LogsRequest) -> Outcome {
             after_sequence_number: after,
             backlog_only: !req.follow,
         };
-        let failure = match client.stream_session_logs(&request) {
+        // A stream has no deadline: it lasts as long as the session.
+        let option = crate::grpc::authorized(ctx.token.as_deref());
+        let failure = match client.stream_session_logs_opt(&request, option) {
             Ok(stream) => {
                 let mut failure = None;
                 for item in futures::executor::block_on_stream(stream) {
@@ -130,7 +160,7 @@ fn live(address: &str, req: &LogsRequest) -> Outcome {
                         Ok(m) => {
                             failures = 0;
                             after = m.sequence_number;
-                            print_line(&m, req.json);
+                            print_line(&m, req);
                         }
                         Err(e) => {
                             failure = Some(e);
@@ -187,5 +217,20 @@ mod tests {
         );
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("10w", now).is_err());
+    }
+
+    #[test]
+    fn terminal_escapes_from_a_game_are_neutralised() {
+        let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2Jhello\tworld\r";
+        let shown = escape_controls(evil);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\t'),
+            "{shown:?}"
+        );
+        assert_eq!(shown, "\\x1b]0;pwned\\x07\\x1b[2Jhello\tworld\\x0d");
+        assert!(matches!(
+            escape_controls("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

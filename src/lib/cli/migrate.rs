@@ -16,7 +16,7 @@ pub fn run(status_only: bool, json: bool) -> i32 {
         }
     };
     let target = config::describe_database(&db);
-    let mut client = match db.connect(postgres::NoTls) {
+    let mut client = match crate::db::connect_once(&db) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot connect to {target}: {e}");

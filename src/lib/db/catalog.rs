@@ -24,21 +24,17 @@ fn host(r: &Row) -> HostRow {
     }
 }
 
-/// Registers a host by name; returns it and whether it was created now.
-pub fn register_host(
+/// The host of that name.
+pub fn host_by_name(
     c: &mut impl GenericClient,
     name: &str,
-) -> Result<(HostRow, bool), postgres::Error> {
-    let r = c.query_one(
-        "WITH ins AS (INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
-                      RETURNING server_id, name, status, last_seen)
-         SELECT server_id, name, status, last_seen, true FROM ins
-         UNION ALL
-         SELECT server_id, name, status, last_seen, false FROM servers WHERE name = $1
-         LIMIT 1",
+) -> Result<Option<HostRow>, postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT server_id, name, status, last_seen FROM servers WHERE name = $1",
         &[&name],
-    )?;
-    Ok((host(&r), r.get(4)))
+    )?
+    .as_ref()
+    .map(host))
 }
 
 pub fn list_hosts(c: &mut impl GenericClient) -> Result<Vec<HostRow>, postgres::Error> {

@@ -9,16 +9,38 @@ pub mod outbox;
 pub mod servers;
 pub mod sessions;
 pub mod statements;
+pub mod tokens;
 
 use std::time::Duration;
 
-use r2d2_postgres::postgres::NoTls;
+use postgres::config::SslMode;
+use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
 
 pub use statements::{CachedConnection, Tx};
 
-pub type DbPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-pub type PooledConnection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub type DbPool = r2d2::Pool<PostgresConnectionManager<MakeTlsConnector>>;
+pub type PooledConnection = r2d2::PooledConnection<PostgresConnectionManager<MakeTlsConnector>>;
+
+/// The TLS connector for `config`'s `sslmode` (libpq's names):
+/// - `disable`: plaintext;
+/// - `prefer` (the default): TLS when the server offers it, its certificate not checked (what
+///   libpq does: it defeats a passive listener only);
+/// - `require` (and `verify-full`, its synonym here): TLS, the certificate checked against the
+///   system's trust store (`SSL_CERT_FILE` names a private CA's PEM) and the host name; the
+///   connection fails otherwise. Stricter than libpq's `require`, on purpose.
+pub fn tls_for(config: &postgres::Config) -> Result<MakeTlsConnector, String> {
+    let mut builder = native_tls::TlsConnector::builder();
+    if config.get_ssl_mode() != SslMode::Require {
+        builder
+            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
+    }
+    let connector = builder
+        .build()
+        .map_err(|e| format!("cannot set up TLS for the database: {e}"))?;
+    Ok(MakeTlsConnector::new(connector))
+}
 
 /// Pool sizing, from the seed: max 5, min idle 2, idle timeout 5 min, connect timeout 30 s.
 #[derive(Debug, Clone)]
@@ -46,10 +68,11 @@ pub fn pool(config: postgres::Config, settings: &PoolSettings) -> Result<DbPool,
     config.connect_timeout(settings.connect_timeout.min(Duration::from_secs(10)));
     // One direct connection first: a refused or misconfigured database fails now, with the
     // server's own error, rather than after the pool's 30 s checkout timeout.
+    let tls = tls_for(&config)?;
     config
-        .connect(NoTls)
-        .map_err(|e| format!("database is not reachable: {e}"))?;
-    let manager = PostgresConnectionManager::new(config, NoTls);
+        .connect(tls.clone())
+        .map_err(|e| format!("database is not reachable: {}", describe_error(&e)))?;
+    let manager = PostgresConnectionManager::new(config, tls);
     let pool = r2d2::Pool::builder()
         .max_size(settings.max_size)
         .min_idle(Some(settings.min_idle))
@@ -95,5 +118,21 @@ pub fn classify(err: &postgres::Error) -> FailureKind {
             FailureKind::Outage
         }
         None => FailureKind::Permanent,
+    }
+}
+
+/// One connection outside any pool (the CLI's `migrate` and `token create --bootstrap`, the
+/// archiver), with the same TLS rules as the pool.
+pub fn connect_once(config: &postgres::Config) -> Result<postgres::Client, String> {
+    config
+        .connect(tls_for(config)?)
+        .map_err(|e| describe_error(&e))
+}
+
+/// A connection error with its cause (a TLS failure says which certificate check failed).
+pub fn describe_error(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
+        _ => e.to_string(),
     }
 }

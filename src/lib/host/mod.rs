@@ -8,6 +8,7 @@
 //! shutdown order), `health`.
 
 mod commands;
+pub mod identity;
 mod publisher;
 pub mod recovery;
 mod reporting;
@@ -22,6 +23,7 @@ use serde_json::json;
 
 use crate::bus::{run_batch_consumer, ConsumerSettings, OutgoingMessage};
 use crate::config::{self, ConfigError, Env};
+use crate::grpc::Endpoint;
 use crate::health::{HealthServer, ReadinessCheck};
 use crate::keeper::KeeperLauncher;
 use crate::lifecycle::{ShutdownSignal, Supervisor};
@@ -46,8 +48,11 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(MAX_STOP_TIMEOUT.as_sec
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     pub rabbitmq_url: String,
-    pub api_address: String,
+    /// The API (`API_ADDRESS`, TLS with `GRPC_TLS_CA`).
+    pub api: Endpoint,
     pub server_name: String,
+    /// The one-time secret to enroll with when there is no credential yet.
+    pub enrollment_secret: Option<String>,
     pub data_dir: PathBuf,
     pub health_addr: String,
     pub heartbeat: Duration,
@@ -103,10 +108,11 @@ impl HostConfig {
         }
         Ok(HostConfig {
             rabbitmq_url: config::rabbitmq_url(env)?,
-            api_address: env.string("API_ADDRESS", "127.0.0.1:50051"),
+            api: Endpoint::from_env(env, "API_ADDRESS", "127.0.0.1:50051")?,
             server_name,
+            enrollment_secret: identity::enrollment_secret(env)?,
             data_dir: PathBuf::from(env.string("HOST_DATA_DIR", "/var/lib/manman")),
-            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8081)?),
+            health_addr: config::health_address(env, 8081)?,
             heartbeat: env.seconds("HEARTBEAT_SECONDS", 5)?,
             reconcile_every: env.seconds("RECONCILE_SECONDS", 30)?,
             keeper: keeper_binary(env)?,
@@ -125,28 +131,48 @@ pub struct RunningHost {
 /// Registers with the API (retrying while it starts), recovers from a previous crash, and
 /// spawns the agent's threads.
 pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningHost, String> {
-    log::info!(name = config.server_name.as_str(), api = config.api_address.as_str(); "starting host agent");
+    log::info!(name = config.server_name.as_str(), api = format!("{:?}", config.api).as_str(); "starting host agent");
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
             "cannot create HOST_DATA_DIR {}: {e}",
             config.data_dir.display()
         )
     })?;
-    let client = crate::grpc::api_client(&config.api_address);
+    let client = config.api.api_client();
+    let credential = identity::credential(
+        &client,
+        &config.server_name,
+        &config.data_dir,
+        config.enrollment_secret.as_deref(),
+    )?;
     let mut server_id = None;
     for attempt in 0..30 {
-        match client.register_server(&crate::proto::v1::RegisterServerRequest {
-            name: config.server_name.clone(),
-        }) {
+        let option = crate::grpc::call_option(Some(&credential), Duration::from_secs(10));
+        match client.register_server_opt(
+            &crate::proto::v1::RegisterServerRequest {
+                name: config.server_name.clone(),
+            },
+            option,
+        ) {
             Ok(r) => {
                 server_id = r.server.map(|s| s.server_id);
                 break;
             }
+            Err(grpcio::Error::RpcFailure(s))
+                if matches!(
+                    s.code(),
+                    grpcio::RpcStatusCode::UNAUTHENTICATED
+                        | grpcio::RpcStatusCode::PERMISSION_DENIED
+                ) =>
+            {
+                return Err(format!(
+                    "the API refused this agent's credential ({}): {}",
+                    identity::credential_file(&config.data_dir).display(),
+                    s.message()
+                ));
+            }
             Err(e) => {
-                log::warn!(
-                    "cannot register with the API at {}: {e}",
-                    config.api_address
-                );
+                log::warn!("cannot register with the API at {:?}: {e}", config.api);
                 std::thread::sleep(crate::retry::Backoff::reconnect().delay(attempt));
             }
         }
@@ -210,6 +236,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         out: out.clone(),
         accepted: accepted.clone(),
         api: client,
+        credential,
     };
     if let Err(e) = reconciler.run_once() {
         log::warn!("cannot reconcile with the database at start: {e}; will retry");

@@ -82,6 +82,8 @@ pub struct Reconciler {
     pub out: Outbound,
     pub accepted: Accepted,
     pub api: pb::ManManApiClient,
+    /// This host's credential (it may list its own sessions).
+    pub credential: String,
 }
 
 impl Reconciler {
@@ -92,13 +94,16 @@ impl Reconciler {
         loop {
             let page = self
                 .api
-                .list_sessions(&pb::ListSessionsRequest {
-                    server_id: self.server_id,
-                    live_only: true,
-                    limit: 500,
-                    offset: all.len() as i32,
-                    ..Default::default()
-                })
+                .list_sessions_opt(
+                    &pb::ListSessionsRequest {
+                        server_id: self.server_id,
+                        live_only: true,
+                        limit: 500,
+                        offset: all.len() as i32,
+                        ..Default::default()
+                    },
+                    crate::grpc::call_option(Some(&self.credential), Duration::from_secs(30)),
+                )
                 .map_err(|e| format!("cannot list this host's sessions: {e}"))?;
             let n = page.sessions.len();
             for s in page.sessions {

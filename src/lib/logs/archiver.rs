@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
-use postgres::NoTls;
 
 use super::metrics::LogMetrics;
 use crate::db::{log_references, DbPool};
@@ -339,7 +338,8 @@ impl Archiver {
         if self.standby_until.is_some_and(|t| Instant::now() < t) {
             return Err(FlushError::NotLeader);
         }
-        let mut client = self.database.connect(NoTls)?;
+        let mut client = crate::db::connect_once(&self.database)
+            .map_err(|e| FlushError::Retry(format!("database: {e}")))?;
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&ARCHIVER_LOCK_KEY])?
             .get(0);

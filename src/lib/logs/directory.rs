@@ -1,10 +1,12 @@
 //! Who a session is: the log processor asks PostgreSQL when it has `DATABASE_URL`, else the
-//! control-plane API (`API_ADDRESS`), so it can answer `NOT_FOUND` for unknown sessions.
+//! control-plane API (`API_ADDRESS`, with its own token from `MANMAN_TOKEN[_FILE]`), so it can
+//! answer `NOT_FOUND` for unknown sessions.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::db::{sessions, DbPool};
+use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 use crate::wire::SessionStatus;
 
@@ -17,12 +19,13 @@ pub struct SessionInfo {
 
 pub enum SessionDirectory {
     Database(DbPool),
-    Api(pb::ManManApiClient),
+    /// The API, asked with this daemon's own token (viewer is enough).
+    Api(pb::ManManApiClient, Option<String>),
 }
 
 impl SessionDirectory {
-    pub fn api(address: &str) -> Self {
-        SessionDirectory::Api(crate::grpc::api_client(address))
+    pub fn api(endpoint: &Endpoint, token: Option<String>) -> Self {
+        SessionDirectory::Api(endpoint.api_client(), token)
     }
 
     /// `Ok(None)` for an unknown session; `Err` when the directory cannot be asked.
@@ -42,8 +45,8 @@ impl SessionDirectory {
                     })
                 }))
             }
-            SessionDirectory::Api(client) => {
-                let options = grpcio::CallOption::default().timeout(Duration::from_secs(5));
+            SessionDirectory::Api(client, token) => {
+                let options = crate::grpc::call_option(token.as_deref(), Duration::from_secs(5));
                 match client.get_session_opt(&pb::GetSessionRequest { session_id }, options) {
                     Ok(reply) => Ok(reply.session.and_then(|s| {
                         Some(SessionInfo {
@@ -80,7 +83,7 @@ impl SessionDirectory {
                     .map_err(|e| format!("database error: {e}"))?;
                 Ok(rows.iter().map(|r| r.get(0)).collect())
             }
-            SessionDirectory::Api(_) => Ok(Vec::new()),
+            SessionDirectory::Api(..) => Ok(Vec::new()),
         }
     }
 }

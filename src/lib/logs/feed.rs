@@ -300,5 +300,6 @@ fn parse(session_id: i64, body: &[u8]) -> Result<LogLine, String> {
             line.session_id
         ));
     }
+    line.check_source()?;
     Ok(line)
 }

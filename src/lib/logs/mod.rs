@@ -25,10 +25,12 @@ pub use registry::{Registry, RegistrySettings};
 pub use ring::{ReadResult, SessionLog, StoredLine};
 pub use stream::LogStreamService;
 
+use crate::auth::{Authenticator, TokenBackend};
 use crate::bus::topology::LogQueueArgs;
 use crate::bus::{run_batch_consumer, ConsumerSettings};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
+use crate::grpc::{Endpoint, ServerTls};
 use crate::health::{HealthServer, ReadinessCheck};
 use crate::lifecycle::Supervisor;
 use crate::logstore::{ObjectStore, S3Config};
@@ -38,8 +40,10 @@ use crate::wire::routing;
 pub struct LogsConfig {
     pub rabbitmq_url: String,
     pub external_exchange: String,
-    /// `0.0.0.0:{GRPC_PORT}`.
+    /// `{GRPC_BIND}:{GRPC_PORT}`, loopback by default.
     pub listen: String,
+    /// TLS for the gRPC port (`GRPC_TLS_CERT`, `GRPC_TLS_KEY`); required off loopback.
+    pub tls: Option<ServerTls>,
     pub health_addr: String,
     /// Names this instance's queues; unique per running instance (default `{hostname}-{GRPC_PORT}`).
     pub instance: String,
@@ -47,9 +51,12 @@ pub struct LogsConfig {
     pub buffer_max_messages: u32,
     pub debug_output: bool,
     pub max_clients: u64,
-    /// Where sessions are looked up: PostgreSQL when configured, else the API.
+    /// Where sessions are looked up and stream tokens checked: PostgreSQL when configured,
+    /// else the API.
     pub database: Option<postgres::Config>,
-    pub api_address: String,
+    pub api: Endpoint,
+    /// This daemon's own token for the API (`MANMAN_TOKEN[_FILE]`; only without a database).
+    pub api_token: Option<String>,
     /// Archival: on when both a database and `S3_BUCKET` are configured.
     pub archive: Option<S3Config>,
     pub archiver: ArchiverSettings,
@@ -101,18 +108,23 @@ impl LogsConfig {
             (Some(_), Some(_)) => Some(S3Config::from_env(env)?),
             _ => None,
         };
+        let listen = config::listen_address(env, "GRPC_BIND", "GRPC_PORT", 50053)?;
+        let tls = ServerTls::from_env(env)?;
+        config::check_exposure(env, "GRPC_BIND", &listen, tls.is_some(), "the log stream")?;
         Ok(LogsConfig {
             rabbitmq_url: config::rabbitmq_url(env)?,
             external_exchange: env.string("EXTERNAL_EXCHANGE", routing::DEFAULT_EXTERNAL_EXCHANGE),
-            listen: format!("0.0.0.0:{grpc_port}"),
-            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8083)?),
+            listen,
+            tls,
+            health_addr: config::health_address(env, 8083)?,
             instance,
             buffer_ttl,
             buffer_max_messages,
             debug_output: env.flag("DEBUG_LOG_OUTPUT", false)?,
             max_clients: env.parse("LOG_MAX_CLIENTS", 1000)?,
             database,
-            api_address: env.string("API_ADDRESS", "127.0.0.1:50051"),
+            api: Endpoint::from_env(env, "API_ADDRESS", "127.0.0.1:50051")?,
+            api_token: crate::grpc::client_token(env)?,
             archive,
             archiver: ArchiverSettings {
                 grace: env.seconds("LOG_ARCHIVE_GRACE_SECONDS", 10)?,
@@ -130,6 +142,7 @@ impl LogsConfig {
             rabbitmq_url,
             external_exchange: routing::DEFAULT_EXTERNAL_EXCHANGE.into(),
             listen: "127.0.0.1:0".into(),
+            tls: None,
             health_addr: "127.0.0.1:0".into(),
             instance: crate::testkit::unique_name("lp"),
             buffer_ttl: Duration::from_secs(60),
@@ -137,7 +150,8 @@ impl LogsConfig {
             debug_output: false,
             max_clients: 100,
             database,
-            api_address: String::new(),
+            api: Endpoint::plain(""),
+            api_token: None,
             archive: None,
             archiver: ArchiverSettings {
                 grace: Duration::from_millis(500),
@@ -240,7 +254,7 @@ pub fn start(
     ));
     let directory = || match &pool {
         Some(pool) => SessionDirectory::Database(pool.clone()),
-        None => SessionDirectory::api(&config.api_address),
+        None => SessionDirectory::api(&config.api, config.api_token.clone()),
     };
 
     // Sessions already live (after a restart) get their feeds back at once.
@@ -295,7 +309,12 @@ pub fn start(
             .map_err(spawn_err)?;
     }
 
+    let auth = Authenticator::new(match &pool {
+        Some(pool) => TokenBackend::Database(pool.clone()),
+        None => TokenBackend::Api(config.api.api_client()),
+    });
     let service = LogStreamService::new(
+        auth,
         registry.clone(),
         directory(),
         metrics.clone(),
@@ -305,6 +324,7 @@ pub fn start(
     let grpc_port = crate::grpc::serve(
         crate::proto::v1::create_log_processor(service),
         &config.listen,
+        config.tls.as_ref(),
         config.grpc_threads,
         supervisor,
     )?;

@@ -13,6 +13,7 @@ use super::directory::SessionDirectory;
 use super::metrics::LogMetrics;
 use super::registry::Registry;
 use super::ring::{SessionLog, StoredLine};
+use crate::auth::{bearer_of, AuthError, Authenticator, Role};
 use crate::lifecycle::ShutdownSignal;
 use crate::proto::v1 as pb;
 
@@ -27,6 +28,7 @@ pub struct LogStreamService {
 }
 
 struct Shared {
+    auth: Authenticator,
     registry: Arc<Registry>,
     directory: SessionDirectory,
     metrics: Arc<LogMetrics>,
@@ -36,6 +38,7 @@ struct Shared {
 
 impl LogStreamService {
     pub fn new(
+        auth: Authenticator,
         registry: Arc<Registry>,
         directory: SessionDirectory,
         metrics: Arc<LogMetrics>,
@@ -44,6 +47,7 @@ impl LogStreamService {
     ) -> Self {
         LogStreamService {
             shared: Arc::new(Shared {
+                auth,
                 registry,
                 directory,
                 metrics,
@@ -128,7 +132,20 @@ impl pb::LogProcessor for LogStreamService {
         req: pb::StreamSessionLogsRequest,
         sink: ServerStreamingSink<pb::LogMessage>,
     ) {
-        let log = match self.open(&req) {
+        let token = bearer_of(ctx.request_headers());
+        let authorized = self
+            .shared
+            .auth
+            .authorize(token.as_deref(), Role::Viewer, "stream_session_logs")
+            .map_err(|e| {
+                let code = match e {
+                    AuthError::Unauthenticated(_) => RpcStatusCode::UNAUTHENTICATED,
+                    AuthError::PermissionDenied(_) => RpcStatusCode::PERMISSION_DENIED,
+                    AuthError::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
+                };
+                RpcStatus::with_message(code, e.to_string())
+            });
+        let log = match authorized.and_then(|_| self.open(&req)) {
             Ok(log) => log,
             Err(status) => {
                 ctx.spawn(sink.fail(status).map(|_| ()));

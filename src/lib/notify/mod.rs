@@ -74,7 +74,7 @@ impl NotifyConfig {
             attempts,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30), 2.0),
             webhook_timeout: Duration::from_secs(10),
-            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8082)?),
+            health_addr: config::health_address(env, 8082)?,
         })
     }
 }

@@ -32,7 +32,7 @@ pub struct ProcessorConfig {
     pub stale_interval: Duration,
     /// A host offline for longer than this loses its live sessions (`HOST_LOST_AFTER_SECONDS`).
     pub host_lost_after: Duration,
-    /// Address of the health server (`0.0.0.0:{HEALTH_PORT}`).
+    /// Address of the health server (`{HEALTH_BIND}:{HEALTH_PORT}`, loopback by default).
     pub health_addr: String,
     pub prefetch: u16,
     pub max_batch: usize,
@@ -66,7 +66,7 @@ impl ProcessorConfig {
             stale_threshold: env.seconds("STALE_HOST_THRESHOLD_SECONDS", 10)?,
             stale_interval: env.seconds("STALE_CHECK_INTERVAL_SECONDS", 60)?,
             host_lost_after: env.seconds("HOST_LOST_AFTER_SECONDS", 120)?,
-            health_addr: format!("0.0.0.0:{}", env.port("HEALTH_PORT", 8080)?),
+            health_addr: config::health_address(env, 8080)?,
             prefetch: env.parse("PROCESSOR_PREFETCH", 500)?,
             max_batch: env.parse("PROCESSOR_MAX_BATCH", 200)?,
             pool: PoolSettings::default(),

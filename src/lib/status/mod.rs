@@ -19,7 +19,9 @@ pub use routes::{route, Route, StatusApi};
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
     pub database: postgres::Config,
-    /// `0.0.0.0:{STATUS_PORT}`.
+    /// `{STATUS_BIND}:{STATUS_PORT}`, loopback by default; anywhere else every request needs a
+    /// viewer token, and (plain HTTP) the `MANMAN_ALLOW_INSECURE_NETWORK` opt-out or, better,
+    /// a TLS-terminating proxy on loopback in front.
     pub listen: String,
     pub workers: usize,
     pub stale_threshold: Duration,
@@ -34,9 +36,17 @@ impl StatusConfig {
         if workers == 0 {
             return Err(ConfigError::new("STATUS_WORKERS", "must be at least 1"));
         }
+        let listen = config::listen_address(env, "STATUS_BIND", "STATUS_PORT", 8000)?;
+        config::check_exposure(
+            env,
+            "STATUS_BIND",
+            &listen,
+            false,
+            "the status API (plain HTTP)",
+        )?;
         Ok(StatusConfig {
             database: config::database_config(env)?,
-            listen: format!("0.0.0.0:{}", env.port("STATUS_PORT", 8000)?),
+            listen,
             workers,
             stale_threshold: env.seconds("STALE_HOST_THRESHOLD_SECONDS", 10)?,
             system_cache: Duration::from_millis(env.parse("STATUS_CACHE_MS", 1000)?),
@@ -72,11 +82,13 @@ pub fn start(
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?,
     );
     let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
-    let api = Arc::new(StatusApi::new(
-        pool,
-        config.stale_threshold,
-        config.system_cache,
-    ));
+    let api = StatusApi::new(pool, config.stale_threshold, config.system_cache);
+    let api = Arc::new(if config::is_loopback(&config.listen) {
+        api
+    } else {
+        log::info!("listening off loopback: every request needs a viewer token");
+        api.require_tokens()
+    });
     for i in 0..config.workers {
         let (server, api) = (server.clone(), api.clone());
         supervisor

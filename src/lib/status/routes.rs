@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
 use super::queries::{self, SessionFilter};
+use crate::auth::authenticator::bearer_value;
+use crate::auth::{AuthError, Authenticator, Role, TokenBackend};
 use crate::db::{CachedConnection, DbPool};
 use crate::http;
 use crate::metrics::{render_sample, Histogram};
@@ -145,6 +147,9 @@ fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
 
 pub struct StatusApi {
     pool: DbPool,
+    /// Set when the API is reachable from the network: every request then needs a viewer
+    /// token (`Authorization: Bearer …`).
+    auth: Option<Authenticator>,
     stale_secs: f64,
     system_cache_ttl: Duration,
     system_cache: Mutex<Option<(Instant, Value)>>,
@@ -156,6 +161,7 @@ impl StatusApi {
     pub fn new(pool: DbPool, stale_threshold: Duration, system_cache_ttl: Duration) -> Self {
         StatusApi {
             pool,
+            auth: None,
             stale_secs: stale_threshold.as_secs_f64(),
             system_cache_ttl,
             system_cache: Mutex::new(None),
@@ -164,12 +170,39 @@ impl StatusApi {
         }
     }
 
+    /// Requires a viewer token on every request from now on.
+    pub fn require_tokens(mut self) -> Self {
+        self.auth = Some(Authenticator::new(TokenBackend::Database(
+            self.pool.clone(),
+        )));
+        self
+    }
+
+    /// `None` when the request may be answered, else the refusal.
+    fn refusal(&self, request: &Request) -> Option<http::JsonResponse> {
+        let auth = self.auth.as_ref()?;
+        let token = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .and_then(|h| bearer_value(h.value.as_str()));
+        match auth.authorize(token.as_deref(), Role::Viewer, "status") {
+            Ok(_) => None,
+            Err(e @ AuthError::Unauthenticated(_)) => Some(http::error(401, e.to_string())),
+            Err(e @ AuthError::PermissionDenied(_)) => Some(http::error(403, e.to_string())),
+            Err(e @ AuthError::Unavailable(_)) => Some(http::error(503, e.to_string())),
+        }
+    }
+
     /// Answers one request (never panics on bad input; every failure is a JSON error).
     /// `conn` is the calling worker's own connection, kept between requests so statements
     /// are prepared once.
     pub fn serve(&self, request: Request, conn: &mut Option<CachedConnection>) {
         let started = Instant::now();
-        let (label, response) = self.respond(request.method(), request.url(), conn);
+        let (label, response) = match self.refusal(&request) {
+            Some(refused) => ("refused", refused),
+            None => self.respond(request.method(), request.url(), conn),
+        };
         let status = response.status_code().0;
         if let Err(e) = request.respond(response) {
             log::debug!("client went away: {e}");

@@ -65,6 +65,27 @@ pub struct LogLine {
     pub message: String,
 }
 
+impl LogLine {
+    /// The source names a stream (`stdout`, `stderr`, `host`, …): a short lowercase word, so a
+    /// host cannot smuggle text (or whole lines) into the archive through it.
+    pub fn check_source(&self) -> Result<(), String> {
+        let ok = (1..=16).contains(&self.source.len())
+            && self.source.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .source
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "source {:?} is not a stream name (1-16 of a-z 0-9 _ -)",
+                self.source.chars().take(40).collect::<String>()
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +140,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.session_stats.other["stopped"], 1);
+    }
+
+    #[test]
+    fn a_log_source_cannot_carry_text() {
+        let line = |source: &str| LogLine {
+            session_id: 1,
+            timestamp: 0,
+            source: source.into(),
+            message: "m".into(),
+        };
+        assert!(line("stdout").check_source().is_ok());
+        assert!(line("host").check_source().is_ok());
+        assert!(line("stdout\n2026-01-01T00:00:00.000Z stdout forged")
+            .check_source()
+            .is_err());
+        assert!(line("").check_source().is_err());
+        assert!(line("Stdout").check_source().is_err());
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! Host identity: an admin adds a host and gets a one-time enrollment secret; the agent trades
+//! it for its own credential (kept in its data dir) and registers with that credential only
+//! under its own name. A second agent with the same name has no credential and is refused.
+
+use chrono::Utc;
+
+use super::convert::host_pb;
+use super::error::ApiError;
+use super::validate::valid_name;
+use super::ApiService;
+use crate::auth::{secret, Caller};
+use crate::db::catalog;
+use crate::db::tokens::{self, EnrollRefusal, HostAdded};
+use crate::proto::v1 as pb;
+
+/// How long an enrollment secret may wait to be used.
+pub const ENROLLMENT_VALID_FOR: chrono::Duration = chrono::Duration::hours(24);
+
+impl ApiService {
+    pub fn add_host(&self, req: pb::AddHostRequest) -> Result<pb::AddHostResponse, ApiError> {
+        let name = valid_name("host name", &req.name)?;
+        let enrollment = secret::generate("enroll");
+        let expires_at = Utc::now() + ENROLLMENT_VALID_FOR;
+        let mut db = self.db()?;
+        match tokens::add_host(
+            &mut *db,
+            &name,
+            &secret::digest(&enrollment),
+            expires_at,
+            req.reissue,
+        )? {
+            HostAdded::AlreadyEnrolled { server_id } => Err(ApiError::AlreadyExists(format!(
+                "host {name:?} (id {server_id}) has enrolled already; to enroll a new agent \
+                 under this name (the old one's credential stops working), use --reissue"
+            ))),
+            HostAdded::Ready { server_id } => {
+                log::info!(server_id = server_id, name = name.as_str(); "host added; enrollment secret issued");
+                let host = catalog::get_host(&mut *db, server_id)?
+                    .ok_or_else(|| ApiError::Internal("the host vanished".into()))?;
+                Ok(pb::AddHostResponse {
+                    server: Some(host_pb(host)),
+                    enrollment_secret: enrollment,
+                    expires_at_ms: expires_at.timestamp_millis(),
+                })
+            }
+        }
+    }
+
+    pub fn enroll_host(
+        &self,
+        req: pb::EnrollHostRequest,
+    ) -> Result<pb::EnrollHostResponse, ApiError> {
+        let name = valid_name("host name", &req.name)?;
+        let credential = secret::generate("host");
+        let mut db = self.db()?;
+        let enrolled = tokens::enroll_host(
+            &mut *db,
+            &name,
+            &secret::digest(&req.enrollment_secret),
+            &secret::digest(&credential),
+        )?;
+        let server_id = enrolled.map_err(|refusal| {
+            log::warn!(name = name.as_str(), refusal = format!("{refusal:?}").as_str(); "enrollment refused");
+            match refusal {
+                EnrollRefusal::UnknownHost => ApiError::Unauthenticated(format!(
+                    "no host named {name:?} was added; an admin runs `manman host add {name}`"
+                )),
+                EnrollRefusal::NothingPending => ApiError::Unauthenticated(format!(
+                    "host {name:?} has enrolled already (is another agent running with this \
+                     SERVER_NAME?); give this agent its own name, or issue a new secret with \
+                     `manman host add {name} --reissue`"
+                )),
+                EnrollRefusal::WrongSecret => ApiError::Unauthenticated(format!(
+                    "the enrollment secret for host {name:?} is not the one issued"
+                )),
+                EnrollRefusal::Expired => ApiError::Unauthenticated(format!(
+                    "the enrollment secret for host {name:?} has expired; issue a new one with \
+                     `manman host add {name} --reissue`"
+                )),
+            }
+        })?;
+        log::info!(server_id = server_id, name = name.as_str(); "host enrolled");
+        let host = catalog::get_host(&mut *db, server_id)?
+            .ok_or_else(|| ApiError::Internal("the host vanished".into()))?;
+        Ok(pb::EnrollHostResponse {
+            server: Some(host_pb(host)),
+            credential,
+        })
+    }
+
+    /// An enrolled agent registers under its own name only.
+    pub fn register_server(
+        &self,
+        req: pb::RegisterServerRequest,
+        caller: Option<Caller>,
+    ) -> Result<pb::RegisterServerResponse, ApiError> {
+        let name = valid_name("server name", &req.name)?;
+        let caller =
+            caller.ok_or_else(|| ApiError::Unauthenticated("no host credential".into()))?;
+        let host = catalog::host_by_name(&mut *self.db()?, &name)?;
+        match host {
+            Some(host) if Some(host.server_id) == caller.server_id => {
+                Ok(pb::RegisterServerResponse {
+                    server: Some(host_pb(host)),
+                    created: false,
+                })
+            }
+            _ => Err(ApiError::PermissionDenied(format!(
+                "this host credential ({}) is not for a host named {name:?}",
+                caller.name
+            ))),
+        }
+    }
+}
+
+/// A host may list only its own server's sessions.
+pub fn own_sessions_only(
+    req: pb::ListSessionsRequest,
+    caller: Option<Caller>,
+) -> Result<pb::ListSessionsRequest, ApiError> {
+    match caller {
+        Some(c) if c.role == crate::auth::Role::Host && c.server_id != Some(req.server_id) => {
+            Err(ApiError::PermissionDenied(format!(
+                "host credential {} may list only its own server's sessions",
+                c.name
+            )))
+        }
+        _ => Ok(req),
+    }
+}

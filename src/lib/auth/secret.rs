@@ -1,0 +1,101 @@
+//! Secrets: generating tokens, hashing them for storage, and keeping them in files only their
+//! owner can read.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// Every ManMan secret starts with this, so a leaked one is easy to recognise and to scan for.
+pub const PREFIX: &str = "mm_";
+
+/// A new random secret: `mm_{kind}_` and 256 bits from the OS, hex-encoded.
+pub fn generate(kind: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).expect("the OS random source is unavailable");
+    let mut s = format!("{PREFIX}{kind}_");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// What is stored for a secret: its SHA-256 (a 256-bit random secret needs no slow hash).
+pub fn digest(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.trim().as_bytes()).to_vec()
+}
+
+/// Reads a secret from a file that only its owner may read (mode 0600 or 0400); a file that
+/// others can read is refused with a message saying how to fix it.
+pub fn read_file(path: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {mode:04o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secret = text.trim().to_string();
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(secret)
+}
+
+/// Writes a secret to `path` with mode 0600, replacing it atomically.
+pub fn write_file(path: &Path, secret: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(secret.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_prefixed_and_stored_only_as_digests() {
+        let a = generate("tok");
+        let b = generate("tok");
+        assert_ne!(a, b);
+        assert!(a.starts_with("mm_tok_") && a.len() == "mm_tok_".len() + 64);
+        assert_eq!(digest(&a).len(), 32);
+        assert_eq!(digest(&a), digest(&format!("{a}\n")));
+        assert_ne!(digest(&a), digest(&b));
+    }
+
+    #[test]
+    fn secret_files_must_be_private() {
+        let dir = std::env::temp_dir().join(format!("manman-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        write_file(&path, "mm_tok_abc").unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(read_file(&path).unwrap(), "mm_tok_abc");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_file(&path).unwrap_err();
+        assert!(err.contains("readable by others (mode 0644)"), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
