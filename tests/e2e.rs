@@ -694,6 +694,7 @@ fn operators_read_live_logs_and_metrics() {
     });
     let follower = Command::new(env!("CARGO_BIN_EXE_manman"))
         .args(["logs", &session.to_string(), "--follow"])
+        .env("MANMAN_TOKEN", &s.admin_token)
         .env(
             "LOG_PROCESSOR_ADDRESS",
             format!("127.0.0.1:{}", s.logs.grpc_port),
@@ -761,6 +762,17 @@ impl Stack {
     /// id), which a test can SIGKILL, SIGSTOP or SIGTERM. `stop_games`: whether its shutdown
     /// stops the games (HOST_STOP_SESSIONS_ON_SHUTDOWN).
     fn agent_process(&mut self, data_dir: &std::path::Path, stop_games: bool) -> Agent {
+        let url = self.vhost.url();
+        self.agent_process_as(data_dir, stop_games, &url)
+    }
+
+    /// [`agent_process`](Self::agent_process) connecting to the broker with `rabbitmq_url`.
+    fn agent_process_as(
+        &mut self,
+        data_dir: &std::path::Path,
+        stop_games: bool,
+        rabbitmq_url: &str,
+    ) -> Agent {
         if let Some((_, mut d)) = self.host.take() {
             d.shutdown();
         }
@@ -772,7 +784,7 @@ impl Stack {
             std::fs::copy(host::identity::credential_file(&self.data_dir), &credential).unwrap();
         }
         let child = Command::new(env!("CARGO_BIN_EXE_manman-host"))
-            .env("RABBITMQ_URL", self.vhost.url())
+            .env("RABBITMQ_URL", rabbitmq_url)
             .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
             .env("SERVER_NAME", "test-host")
             // Unused (the credential is there) but present, as on a real host's first start:
@@ -1654,4 +1666,64 @@ fn a_second_agent_with_the_same_name_is_refused_and_a_host_speaks_only_for_itsel
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&clone_dir);
+}
+
+#[test]
+fn a_host_with_its_own_broker_user_runs_sessions_under_a_strict_processor() {
+    let mut s = Stack::start_with(|p| p.require_host_users = true);
+    let dir = std::env::temp_dir().join(unique_name("mmhost-own-user"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url_file = dir.join("broker.env");
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/provision-host-broker-user"
+    ))
+    .args([
+        &s.server_id().to_string(),
+        &s.vhost.name,
+        url_file.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user = manman::wire::routing::host_broker_user(s.server_id());
+    struct DeleteUser(String);
+    impl Drop for DeleteUser {
+        fn drop(&mut self) {
+            let _ = Command::new("rabbitmqctl")
+                .args(["-q", "delete_user", &self.0])
+                .output();
+        }
+    }
+    let _user = DeleteUser(user);
+    let url = std::fs::read_to_string(&url_file).unwrap();
+    let url = url
+        .trim()
+        .strip_prefix("RABBITMQ_URL=")
+        .unwrap()
+        .to_string();
+    let sgc = s.deploy_test_game("own-user", 26310);
+    let data_dir = dir.join("data");
+    // Everything the agent does (its queue, commands, replies, statuses, heartbeats, console
+    // lines) fits its user's permissions, and the processor accepts its signed reports.
+    let _agent = s.agent_process_as(&data_dir, true, &url);
+    let session = s.start_session_retrying(sgc);
+    s.wait_status(session, "running");
+    wait_for("the session's log feed", T, || {
+        s.logs.registry.has_feed(session).then_some(())
+    });
+    let (code, _, err) = s.cli(&["session", "input", &session.to_string(), "signed line"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the game's console through the log processor", T, || {
+        let (code, out, _) = s.cli(&["logs", &session.to_string()]);
+        (code == 0 && out.contains("echo: signed line")).then_some(())
+    });
+    let (code, _, err) = s.cli(&["session", "stop", &session.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    s.wait_status(session, "stopped");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -241,7 +241,10 @@ fn the_cli_reads_its_token_from_the_environment_or_a_private_file_only() {
         0o600
     );
     let file_env = [("MANMAN_TOKEN_FILE", file.to_str().unwrap())];
-    let (code, _, err) = api.cli(&["game", "create", "openttd"], &[("MANMAN_TOKEN", &api.admin)]);
+    let (code, _, err) = api.cli(
+        &["game", "create", "openttd"],
+        &[("MANMAN_TOKEN", &api.admin)],
+    );
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = api.cli(&["game", "list"], &file_env);
     assert_eq!(code, 0, "{err}");
@@ -504,7 +507,10 @@ fn a_daemon_connects_over_amqps_and_to_postgresql_with_sslmode_require() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }

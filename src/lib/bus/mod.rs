@@ -10,7 +10,7 @@ pub mod topology;
 
 pub use connection::connect;
 pub use consumer::{run_batch_consumer, BatchContext, BatchHandler, ConsumerSettings};
-pub use publisher::{ConfirmedPublisher, OutgoingMessage};
+pub use publisher::{broker_user, ConfirmedPublisher, OutgoingMessage};
 pub use rpc::{RpcClient, RpcError};
 pub use topic::topic_matches;
 

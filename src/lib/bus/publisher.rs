@@ -98,6 +98,9 @@ impl OutgoingMessage {
 /// A channel in confirm mode.
 pub struct ConfirmedPublisher {
     channel: Channel,
+    /// Stamped on every message as the AMQP `user_id`, which the broker checks against the
+    /// connection's user: consumers can then trust who sent it.
+    user_id: Option<String>,
     confirms: Receiver<Confirm>,
     smoother: ConfirmSmoother,
     published: u64,
@@ -110,11 +113,18 @@ impl ConfirmedPublisher {
         channel.enable_publisher_confirms()?;
         Ok(ConfirmedPublisher {
             channel,
+            user_id: None,
             confirms,
             smoother: ConfirmSmoother::new(),
             published: 0,
             confirmed: 0,
         })
+    }
+
+    /// Signs every message with the connection's broker user (see [`broker_user`]).
+    pub fn signed_as(mut self, user: Option<String>) -> Self {
+        self.user_id = user;
+        self
     }
 
     pub fn channel(&self) -> &Channel {
@@ -129,9 +139,13 @@ impl ConfirmedPublisher {
         timeout: Duration,
     ) -> Result<(), BusError> {
         for m in messages {
+            let mut properties = m.properties();
+            if let Some(user) = &self.user_id {
+                properties = properties.with_user_id(user.clone());
+            }
             self.channel.basic_publish(
                 m.exchange.clone(),
-                Publish::with_properties(&m.body, m.routing_key.clone(), m.properties()),
+                Publish::with_properties(&m.body, m.routing_key.clone(), properties),
             )?;
             self.published += 1;
         }
@@ -161,4 +175,13 @@ impl ConfirmedPublisher {
             Ok(())
         }
     }
+}
+
+/// The user name in an `amqp(s)://user:password@…` URL (percent-decoded); `None` without one.
+pub fn broker_user(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let user = percent_encoding::percent_decode_str(parsed.username())
+        .decode_utf8_lossy()
+        .into_owned();
+    (!user.is_empty()).then_some(user)
 }

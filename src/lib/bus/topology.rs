@@ -74,10 +74,16 @@ pub fn declare_processor_queues(channel: &Channel) -> amiquip::Result<()> {
     Ok(())
 }
 
+/// The `manman` exchange, which must exist already (the processor and the API declare it):
+/// a host's own broker user has no permission to configure it.
+pub fn manman_exchange_exists(channel: &Channel) -> amiquip::Result<Exchange<'_>> {
+    channel.exchange_declare_passive(routing::MANMAN_EXCHANGE)
+}
+
 /// A host's durable command queue `host-{id}-commands`, bound to `command.host.{id}.#`, with a
 /// single active consumer (commands of one session must run in order: start before stop).
 pub fn declare_host_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
-    let exchange = declare_manman_exchange(channel)?;
+    let exchange = manman_exchange_exists(channel)?;
     let mut args = FieldTable::new();
     args.insert("x-single-active-consumer".into(), AmqpValue::Boolean(true));
     let queue = channel.queue_declare(

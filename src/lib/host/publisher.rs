@@ -76,8 +76,9 @@ pub fn run(
         };
         let result = (|| -> Result<bool, bus::BusError> {
             let channel = conn.open_channel(None)?;
-            topology::declare_manman_exchange(&channel)?;
-            let mut publisher = ConfirmedPublisher::new(channel)?;
+            // Passive: a host's broker user may publish to the exchange, not (re)configure it.
+            topology::manman_exchange_exists(&channel)?;
+            let mut publisher = ConfirmedPublisher::new(channel)?.signed_as(bus::broker_user(url));
             if !first {
                 let state = resync();
                 log::info!("reconnected; re-publishing {} state messages", state.len());

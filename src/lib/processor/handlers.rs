@@ -24,8 +24,36 @@ pub struct Envelope<'a> {
     pub routing_key: &'a str,
     pub body: &'a [u8],
     pub message_id: Option<&'a str>,
+    /// The AMQP `user_id`: the broker user that published it (the broker refuses a message
+    /// whose `user_id` is not its connection's user).
+    pub user_id: Option<&'a str>,
     /// The broker delivered it before (so it may have been applied already).
     pub redelivered: bool,
+}
+
+/// Who may report for a host: with per-host broker users, only that host's own user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SenderCheck {
+    pub require_host_users: bool,
+}
+
+impl SenderCheck {
+    /// `Err(reason)` when `event` may not speak for `server_id`.
+    pub fn check(&self, event: &Envelope<'_>, server_id: i64) -> Result<(), String> {
+        if !self.require_host_users {
+            return Ok(());
+        }
+        let expected = routing::host_broker_user(server_id);
+        match event.user_id {
+            Some(user) if user == expected => Ok(()),
+            Some(user) => Err(format!(
+                "published by broker user {user:?}, but only {expected:?} may report for host {server_id}"
+            )),
+            None => Err(format!(
+                "not signed (no user_id): only {expected:?} may report for host {server_id}"
+            )),
+        }
+    }
 }
 
 /// The fate of one event.
@@ -76,10 +104,13 @@ impl HandlerRegistry {
     }
 
     /// The processor's handlers for the contract's routing keys.
-    pub fn standard() -> Self {
+    pub fn standard(senders: SenderCheck) -> Self {
         let mut registry = HandlerRegistry::default();
-        registry.register(&["status.host.*", "health.host.*"], HostEventsHandler);
-        registry.register(&["status.session.*"], SessionStatusHandler);
+        registry.register(
+            &["status.host.*", "health.host.*"],
+            HostEventsHandler { senders },
+        );
+        registry.register(&["status.session.*"], SessionStatusHandler { senders });
         registry
     }
 }
@@ -129,7 +160,9 @@ fn parse_all<T: DeserializeOwned>(
 
 /// `status.host.{id}` (online/offline reported by the host) and `health.host.{id}` (heartbeats:
 /// refresh `last_seen`, bring an offline host back online). Announces status changes only.
-pub struct HostEventsHandler;
+pub struct HostEventsHandler {
+    pub senders: SenderCheck,
+}
 
 impl EventHandler for HostEventsHandler {
     fn handle_batch(
@@ -153,6 +186,7 @@ impl EventHandler for HostEventsHandler {
                     check_key_id(event, m.server_id).map(|_| (m.server_id, m.status, None))
                 })
             };
+            let report = report.and_then(|r| self.senders.check(event, r.0).map(|_| r));
             match report {
                 Ok((id, status, sent)) => reports.push((i, id, status, sent)),
                 Err(reason) => results[i] = Some(Handled::Rejected(reason)),
@@ -201,7 +235,9 @@ impl EventHandler for HostEventsHandler {
 }
 
 /// `status.session.{id}`: enforces the session state machine.
-pub struct SessionStatusHandler;
+pub struct SessionStatusHandler {
+    pub senders: SenderCheck,
+}
 
 impl EventHandler for SessionStatusHandler {
     fn handle_batch(
@@ -227,6 +263,10 @@ impl EventHandler for SessionStatusHandler {
                 )));
                 continue;
             };
+            if let Err(reason) = self.senders.check(events[i], session.server_id) {
+                results[i] = Some(Handled::Rejected(reason));
+                continue;
+            }
             if let Some(sgc) = msg.sgc_id.filter(|sgc| *sgc != session.sgc_id) {
                 results[i] = Some(Handled::Rejected(format!(
                     "session {} belongs to deployment {}, not {sgc}",
@@ -353,7 +393,7 @@ mod tests {
 
     #[test]
     fn registry_routes_by_pattern() {
-        let registry = HandlerRegistry::standard();
+        let registry = HandlerRegistry::standard(SenderCheck::default());
         let host = registry.route("status.host.1").unwrap();
         assert_eq!(
             registry.route("health.host.1"),
@@ -372,6 +412,7 @@ mod tests {
             routing_key: "status.host.2",
             body: br#"{"server_id":3,"status":"online"}"#,
             message_id: None,
+            user_id: None,
             redelivered: false,
         };
         let err = check_key_id(&ev, 3).unwrap_err();
@@ -395,11 +436,38 @@ mod tests {
     }
 
     #[test]
+    fn with_host_broker_users_only_a_host_speaks_for_itself() {
+        let ev = |user: Option<&'static str>| Envelope {
+            routing_key: "status.host.3",
+            body: b"{}",
+            message_id: None,
+            user_id: user,
+            redelivered: false,
+        };
+        let open = SenderCheck::default();
+        assert!(open.check(&ev(None), 3).is_ok());
+        let strict = SenderCheck {
+            require_host_users: true,
+        };
+        assert!(strict.check(&ev(Some("manman-host-3")), 3).is_ok());
+        let forged = strict.check(&ev(Some("manman-host-4")), 3).unwrap_err();
+        assert!(
+            forged.contains("\"manman-host-4\"") && forged.contains("host 3"),
+            "{forged}"
+        );
+        assert!(strict
+            .check(&ev(None), 3)
+            .unwrap_err()
+            .contains("not signed"));
+    }
+
+    #[test]
     fn announcements_keep_the_payload_and_add_changes() {
         let ev = Envelope {
             routing_key: "status.host.3",
             body: br#"{"server_id":3,"status":"online","extra":1}"#,
             message_id: None,
+            user_id: None,
             redelivered: false,
         };
         let e = announce(

@@ -37,6 +37,10 @@ pub struct ProcessorConfig {
     pub prefetch: u16,
     pub max_batch: usize,
     pub pool: PoolSettings,
+    /// Each host publishes as its own broker user (`REQUIRE_HOST_BROKER_USERS`): a host's and
+    /// a session's events are then accepted only when signed (AMQP `user_id`, checked by the
+    /// broker) by the user of the host they concern, `manman-host-{server_id}`.
+    pub require_host_users: bool,
 }
 
 impl ProcessorConfig {
@@ -55,6 +59,7 @@ impl ProcessorConfig {
             prefetch: 500,
             max_batch: 200,
             pool: PoolSettings::default(),
+            require_host_users: false,
         }
     }
 
@@ -70,6 +75,7 @@ impl ProcessorConfig {
             prefetch: env.parse("PROCESSOR_PREFETCH", 500)?,
             max_batch: env.parse("PROCESSOR_MAX_BATCH", 200)?,
             pool: PoolSettings::default(),
+            require_host_users: env.flag("REQUIRE_HOST_BROKER_USERS", false)?,
         })
     }
 }
@@ -121,7 +127,14 @@ pub fn start(
         max_batch: config.max_batch.max(1),
         who: "processor-consumer",
     };
-    let mut pipeline = pipeline::EventPipeline::new(pool.clone(), metrics.clone(), wake_tx.clone());
+    let mut pipeline = pipeline::EventPipeline::new(
+        pool.clone(),
+        metrics.clone(),
+        wake_tx.clone(),
+        handlers::SenderCheck {
+            require_host_users: config.require_host_users,
+        },
+    );
     let consumer_connected = connected.clone();
     supervisor
         .spawn("consumer", move |s| {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use amiquip::{Channel, Delivery};
 use crossbeam_channel::Sender;
 
-use super::handlers::{Envelope, Handled, HandlerRegistry};
+use super::handlers::{Envelope, Handled, HandlerRegistry, SenderCheck};
 use super::metrics::ProcessorMetrics;
 use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
 use crate::db::outbox::OutboxEvent;
@@ -62,9 +62,14 @@ pub struct EventPipeline {
 }
 
 impl EventPipeline {
-    pub fn new(pool: DbPool, metrics: Arc<ProcessorMetrics>, relay_wakeup: Sender<()>) -> Self {
+    pub fn new(
+        pool: DbPool,
+        metrics: Arc<ProcessorMetrics>,
+        relay_wakeup: Sender<()>,
+        senders: SenderCheck,
+    ) -> Self {
         EventPipeline {
-            registry: HandlerRegistry::standard(),
+            registry: HandlerRegistry::standard(senders),
             pool,
             conn: None,
             metrics,
@@ -238,6 +243,7 @@ impl BatchHandler for EventPipeline {
                 routing_key: &d.routing_key,
                 body: &d.body,
                 message_id: d.properties.message_id().as_deref(),
+                user_id: d.properties.user_id().as_deref(),
                 redelivered: d.redelivered,
             })
             .collect();

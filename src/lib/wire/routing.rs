@@ -45,6 +45,12 @@ pub fn trailing_id(routing_key: &str) -> Option<i64> {
     routing_key.rsplit('.').next()?.parse().ok()
 }
 
+/// The broker user of host `server_id` when each host has its own
+/// (`scripts/provision-host-broker-user`): the processor accepts its reports only from it.
+pub fn host_broker_user(server_id: i64) -> String {
+    format!("manman-host-{server_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
