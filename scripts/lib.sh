@@ -98,12 +98,13 @@ ensure_rust_build_deps() {
   command -v c++ >/dev/null || missing+=(g++)
   command -v cmake >/dev/null || missing+=(cmake)          # gRPC's C core (grpcio-sys)
   command -v protoc >/dev/null || missing+=(protobuf-compiler)
-  command -v pkg-config >/dev/null || missing+=(pkg-config)   # openssl-sys (rust-s3's TLS)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)   # openssl-sys: TLS for gRPC, PostgreSQL, AMQP, S3
   [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
 ensure_demo_tools() {
   command -v curl >/dev/null || apt_install curl
+  command -v openssl >/dev/null || apt_install openssl   # the demo's throwaway CA
   command -v psql >/dev/null || apt_install postgresql-client
 }

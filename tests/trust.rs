@@ -21,7 +21,7 @@ const T: Duration = Duration::from_secs(30);
 
 struct Api {
     db: TestDb,
-    _vhost: TestVhost,
+    vhost: TestVhost,
     port: u16,
     admin: String,
     _daemon: Daemon,
@@ -48,7 +48,7 @@ fn start_api(tls: Option<ServerTls>) -> Api {
     let (_, admin) = api::create_token(&mut db.client(), "admin", Role::Admin, 0).unwrap();
     Api {
         db,
-        _vhost: vhost,
+        vhost,
         port: running.port,
         admin,
         _daemon: Daemon::run(sup),
@@ -532,4 +532,43 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A log processor without a database checks stream tokens with the API (`WhoAmI`) and looks
+/// sessions up there with its own token.
+#[test]
+fn a_log_processor_without_a_database_checks_tokens_with_the_api() {
+    let api = start_api(None);
+    let own = api.token("log-processor", "viewer");
+    let operator = api.token("ops", "operator");
+    let mut sup = Supervisor::new();
+    let running = manman::logs::start(
+        manman::logs::LogsConfig {
+            api: Endpoint::plain(&format!("127.0.0.1:{}", api.port)),
+            api_token: Some(own),
+            ..manman::logs::LogsConfig::embedded(api.vhost.url(), None)
+        },
+        &mut sup,
+    )
+    .unwrap();
+    let _daemon = Daemon::run(sup);
+    let client = manman::logs::client(&format!("127.0.0.1:{}", running.grpc_port));
+    let first = |token: Option<&str>| {
+        let req = pb::StreamSessionLogsRequest {
+            session_id: 424_242,
+            after_sequence_number: 0,
+            backlog_only: true,
+        };
+        let stream = client
+            .stream_session_logs_opt(&req, manman::grpc::authorized(token))
+            .unwrap();
+        match futures::executor::block_on_stream(stream).next() {
+            Some(Err(grpcio::Error::RpcFailure(s))) => s.code(),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    };
+    assert_eq!(first(None), C::UNAUTHENTICATED);
+    assert_eq!(first(Some("mm_tok_forged")), C::UNAUTHENTICATED);
+    // Past the token check, the session is looked up through the API: it does not exist.
+    assert_eq!(first(Some(&operator)), C::NOT_FOUND);
 }

@@ -17,6 +17,8 @@ use manman::proto::v1 as pb;
                   hosts; start, watch, talk to and stop sessions.\n\n\
                   A typical first run:\n  \
                   manman migrate\n  \
+                  manman token create root --role admin --bootstrap --output ~/.config/manman/token\n  \
+                  manman host add game-host-1 --output enrollment.secret\n  \
                   manman game create minecraft\n  \
                   manman config create --game 1 --name vanilla --program java --arg -jar --arg server.jar --port 25565 --stop-command stop\n  \
                   manman host list\n  \

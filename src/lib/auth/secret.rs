@@ -2,7 +2,7 @@
 //! owner can read.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -48,8 +48,19 @@ pub fn read_file(path: &Path) -> Result<String, String> {
     Ok(secret)
 }
 
-/// Writes a secret to `path` with mode 0600, replacing it atomically.
+/// Writes a secret to `path` with mode 0600, replacing it atomically; a missing parent
+/// directory is made (0700).
 pub fn write_file(path: &Path, secret: &str) -> Result<(), String> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
@@ -85,7 +96,7 @@ mod tests {
     fn secret_files_must_be_private() {
         let dir = std::env::temp_dir().join(format!("manman-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("token");
+        let path = dir.join("config/manman/token");
         write_file(&path, "mm_tok_abc").unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
