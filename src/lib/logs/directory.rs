@@ -14,6 +14,8 @@ use crate::wire::SessionStatus;
 pub struct SessionInfo {
     pub session_id: i64,
     pub sgc_id: i64,
+    /// The host that runs it.
+    pub server_id: i64,
     pub status: SessionStatus,
 }
 
@@ -41,6 +43,7 @@ impl SessionDirectory {
                     Some(SessionInfo {
                         session_id,
                         sgc_id: v.sgc_id,
+                        server_id: v.server_id,
                         status: SessionStatus::from_str(&v.status).ok()?,
                     })
                 }))
@@ -52,6 +55,7 @@ impl SessionDirectory {
                         Some(SessionInfo {
                             session_id,
                             sgc_id: s.sgc_id,
+                            server_id: s.server_id,
                             status: SessionStatus::from_str(&s.status).ok()?,
                         })
                     })),

@@ -70,6 +70,10 @@ impl BrokerLink {
     }
 }
 
+/// The host that owns a session (`Ok(None)`: no such session), for checking who signed its
+/// lines.
+pub type OwnerLookup = Arc<dyn Fn(i64) -> Result<Option<i64>, String> + Send + Sync>;
+
 /// What every feed shares.
 pub struct FeedContext {
     pub link: Arc<BrokerLink>,
@@ -80,6 +84,34 @@ pub struct FeedContext {
     pub archive: Option<Sender<ArchiveItem>>,
     pub debug_echo: bool,
     pub metrics: Arc<LogMetrics>,
+    /// Set with `REQUIRE_HOST_BROKER_USERS`: a line is accepted only when signed (AMQP
+    /// `user_id`) by the broker user of the session's host; others are dead-lettered.
+    pub session_owner: Option<OwnerLookup>,
+}
+
+/// Who may publish a session's lines: anyone (no per-host broker users), exactly one broker
+/// user, or nobody (the session does not exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signer {
+    Anyone,
+    Only(String),
+    Nobody,
+}
+
+impl Signer {
+    fn check(&self, user_id: Option<&str>) -> Result<(), String> {
+        match (self, user_id) {
+            (Signer::Anyone, _) => Ok(()),
+            (Signer::Only(want), Some(user)) if user == want => Ok(()),
+            (Signer::Only(want), Some(user)) => Err(format!(
+                "published by broker user {user:?}, but only {want:?} may write this session's lines"
+            )),
+            (Signer::Only(want), None) => Err(format!(
+                "not signed (no user_id): only {want:?} may write this session's lines"
+            )),
+            (Signer::Nobody, _) => Err("the session does not exist".into()),
+        }
+    }
 }
 
 /// How a feed is told to stop.
@@ -188,12 +220,23 @@ fn consume(
             ..ConsumerOptions::default()
         })
         .map_err(fail)?;
+    let signer = match &ctx.session_owner {
+        None => Signer::Anyone,
+        Some(owner_of) => match owner_of(log.session_id) {
+            Ok(Some(server_id)) => Signer::Only(routing::host_broker_user(server_id)),
+            Ok(None) => Signer::Nobody,
+            Err(e) => return Err((Some(generation), format!("cannot tell whose session: {e}"))),
+        },
+    };
     log.set_consuming(true);
-    let result = pump(ctx, log, stop, &channel, &consumer, &name, generation);
+    let result = pump(
+        ctx, log, stop, &channel, &consumer, &name, generation, &signer,
+    );
     log.set_consuming(false);
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pump(
     ctx: &FeedContext,
     log: &SessionLog,
@@ -202,6 +245,7 @@ fn pump(
     consumer: &amiquip::Consumer<'_>,
     name: &str,
     generation: u64,
+    signer: &Signer,
 ) -> Result<(), FeedError> {
     let fail = |e: amiquip::Error| (Some(generation), e.to_string());
     loop {
@@ -223,8 +267,8 @@ fn pump(
                 Err(_) => break,
             }
         }
-        if let Some(last) =
-            deliver(ctx, log, channel, burst).map_err(|e| (Some(generation), e.to_string()))?
+        if let Some(last) = deliver(ctx, log, channel, burst, signer)
+            .map_err(|e| (Some(generation), e.to_string()))?
         {
             consumer.ack_multiple(last).map_err(fail)?;
         }
@@ -254,15 +298,17 @@ fn deliver(
     log: &SessionLog,
     channel: &Channel,
     mut burst: Vec<Delivery>,
+    signer: &Signer,
 ) -> Result<Option<Delivery>, BusError> {
     let mut lines = Vec::with_capacity(burst.len());
     for d in &burst {
-        match parse(log.session_id, &d.body) {
+        let signed = signer.check(d.properties.user_id().as_deref());
+        match signed.and_then(|_| parse(log.session_id, &d.body)) {
             Ok(line) => lines.push(line),
             Err(reason) => {
                 ctx.metrics.malformed.inc();
                 log::warn!(session_id = log.session_id, reason = reason.as_str();
-                    "dead-lettering an unreadable log message");
+                    "dead-lettering a log message");
                 OutgoingMessage::raw("", routing::LOG_DLQ, d.body.clone())
                     .with_header(routing::DEAD_LETTER_REASON_HEADER, reason)
                     .with_header("x-original-routing-key", d.routing_key.clone())
@@ -302,4 +348,22 @@ fn parse(session_id: i64, body: &[u8]) -> Result<LogLine, String> {
     }
     line.check_source()?;
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_sessions_host_signs_its_lines_when_required() {
+        assert!(Signer::Anyone.check(None).is_ok());
+        let only = Signer::Only("manman-host-3".into());
+        assert!(only.check(Some("manman-host-3")).is_ok());
+        assert!(only
+            .check(Some("manman-host-4"))
+            .unwrap_err()
+            .contains("\"manman-host-4\""));
+        assert!(only.check(None).unwrap_err().contains("not signed"));
+        assert!(Signer::Nobody.check(Some("manman-host-3")).is_err());
+    }
 }

@@ -63,6 +63,8 @@ pub struct LogsConfig {
     /// After a session ends, how long its feed waits for trailing lines.
     pub end_grace: Duration,
     pub grpc_threads: usize,
+    /// `REQUIRE_HOST_BROKER_USERS`: lines only from the session's host's own broker user.
+    pub require_host_users: bool,
 }
 
 impl LogsConfig {
@@ -132,6 +134,7 @@ impl LogsConfig {
             },
             end_grace: Duration::from_secs(3),
             grpc_threads: env.parse("GRPC_THREADS", 2)?,
+            require_host_users: env.flag("REQUIRE_HOST_BROKER_USERS", false)?,
         })
     }
 
@@ -159,6 +162,7 @@ impl LogsConfig {
             },
             end_grace: Duration::from_millis(300),
             grpc_threads: 2,
+            require_host_users: false,
         }
     }
 
@@ -233,7 +237,17 @@ pub fn start(
         &config.rabbitmq_url,
         shutdown.clone(),
     ));
+    let directory = || match &pool {
+        Some(pool) => SessionDirectory::Database(pool.clone()),
+        None => SessionDirectory::api(&config.api, config.api_token.clone()),
+    };
+    let session_owner: Option<feed::OwnerLookup> = config.require_host_users.then(|| {
+        let directory = directory();
+        Arc::new(move |session_id| Ok(directory.lookup(session_id)?.map(|info| info.server_id)))
+            as feed::OwnerLookup
+    });
     let feeds = Arc::new(feed::FeedContext {
+        session_owner,
         link: link.clone(),
         instance: config.instance.clone(),
         queue_args: config.queue_args(),
@@ -252,10 +266,6 @@ pub fn start(
         archive_tx,
         shutdown.clone(),
     ));
-    let directory = || match &pool {
-        Some(pool) => SessionDirectory::Database(pool.clone()),
-        None => SessionDirectory::api(&config.api, config.api_token.clone()),
-    };
 
     // Sessions already live (after a restart) get their feeds back at once.
     match directory().live_sessions() {
