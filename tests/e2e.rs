@@ -50,6 +50,17 @@ impl Stack {
 
     fn start_with(tweak: impl FnOnce(&mut ProcessorConfig)) -> Stack {
         let db = TestDb::new();
+        // Host ids of this run's own: a test that gives its host a broker user
+        // (`manman-host-{id}`, broker-wide) must not touch a user of anything else.
+        static STACKS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let first_id = 7_400_000
+            + (std::process::id() as i64 % 10_000) * 100
+            + STACKS.fetch_add(1, Ordering::SeqCst) % 100;
+        db.client()
+            .batch_execute(&format!(
+                "ALTER SEQUENCE servers_server_id_seq RESTART WITH {first_id}"
+            ))
+            .unwrap();
         let vhost = TestVhost::new();
         let mut sup = Supervisor::new();
         let mut config = ProcessorConfig::embedded(vhost.url(), db.config.clone());
