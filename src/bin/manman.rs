@@ -297,16 +297,9 @@ fn main() {
         std::process::exit(manman::cli::migrate::run(status, cli.json));
     }
     let env = manman::config::Env::from_process();
-    let connection = manman::grpc::client_token(&env).and_then(|token| {
-        let api = Endpoint::from_env(&env, "API_ADDRESS", &cli.api)?;
-        Ok((
-            token,
-            Endpoint {
-                address: cli.api.clone(),
-                ..api
-            },
-        ))
-    });
+    // clap has read API_ADDRESS into `cli.api` already.
+    let connection = manman::grpc::client_token(&env)
+        .and_then(|token| Ok((token, Endpoint::at(&cli.api, &env)?)));
     let (token, api) = match connection {
         Ok(c) => c,
         Err(e) => {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::secret;
 use crate::config::{ConfigError, Env};
 use crate::lifecycle::Supervisor;
 
@@ -106,8 +107,13 @@ impl Endpoint {
 
     /// The address in `var` (or `default`), with TLS when `GRPC_TLS_CA` names a CA file.
     pub fn from_env(env: &Env, var: &str, default: &str) -> Result<Endpoint, ConfigError> {
+        Endpoint::at(&env.string(var, default), env)
+    }
+
+    /// `address`, with TLS when `GRPC_TLS_CA` names a CA file.
+    pub fn at(address: &str, env: &Env) -> Result<Endpoint, ConfigError> {
         Ok(Endpoint {
-            address: env.string(var, default),
+            address: address.to_string(),
             tls_ca: match env.get("GRPC_TLS_CA") {
                 Some(path) => Some(read_pem("GRPC_TLS_CA", path)?),
                 None => None,
@@ -181,19 +187,14 @@ pub fn authorized(token: Option<&str>) -> grpcio::CallOption {
 /// be 0600), else `~/.config/manman/token` when it exists. Never a command-line argument:
 /// `ps` would show it.
 pub fn client_token(env: &Env) -> Result<Option<String>, ConfigError> {
-    if let Some(token) = env.get("MANMAN_TOKEN") {
-        return Ok(Some(token.to_string()));
-    }
-    if let Some(path) = env.get("MANMAN_TOKEN_FILE") {
-        return crate::auth::secret::read_file(Path::new(path))
-            .map(Some)
-            .map_err(|e| ConfigError::new("MANMAN_TOKEN_FILE", e));
+    if let Some(token) = secret::from_env(env, "MANMAN_TOKEN", "MANMAN_TOKEN_FILE")? {
+        return Ok(Some(token));
     }
     let default = env
         .get("HOME")
         .map(|home| Path::new(home).join(".config/manman/token"));
     match default {
-        Some(path) if path.exists() => crate::auth::secret::read_file(&path)
+        Some(path) if path.exists() => secret::read_file(&path)
             .map(Some)
             .map_err(|e| ConfigError::new("MANMAN_TOKEN_FILE", e)),
         _ => Ok(None),

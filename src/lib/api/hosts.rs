@@ -16,6 +16,16 @@ use crate::proto::v1 as pb;
 /// How long an enrollment secret may wait to be used.
 pub const ENROLLMENT_VALID_FOR: chrono::Duration = chrono::Duration::hours(24);
 
+/// The host just added or enrolled, as the reply carries it.
+fn host_reply(
+    db: &mut impl postgres::GenericClient,
+    server_id: i64,
+) -> Result<pb::Server, ApiError> {
+    catalog::get_host(db, server_id)?
+        .map(host_pb)
+        .ok_or_else(|| ApiError::Internal("the host vanished".into()))
+}
+
 impl ApiService {
     pub fn add_host(&self, req: pb::AddHostRequest) -> Result<pb::AddHostResponse, ApiError> {
         let name = valid_name("host name", &req.name)?;
@@ -35,10 +45,8 @@ impl ApiService {
             ))),
             HostAdded::Ready { server_id } => {
                 log::info!(server_id = server_id, name = name.as_str(); "host added; enrollment secret issued");
-                let host = catalog::get_host(&mut *db, server_id)?
-                    .ok_or_else(|| ApiError::Internal("the host vanished".into()))?;
                 Ok(pb::AddHostResponse {
-                    server: Some(host_pb(host)),
+                    server: Some(host_reply(&mut *db, server_id)?),
                     enrollment_secret: enrollment,
                     expires_at_ms: expires_at.timestamp_millis(),
                 })
@@ -80,10 +88,8 @@ impl ApiService {
             }
         })?;
         log::info!(server_id = server_id, name = name.as_str(); "host enrolled");
-        let host = catalog::get_host(&mut *db, server_id)?
-            .ok_or_else(|| ApiError::Internal("the host vanished".into()))?;
         Ok(pb::EnrollHostResponse {
-            server: Some(host_pb(host)),
+            server: Some(host_reply(&mut *db, server_id)?),
             credential,
         })
     }

@@ -93,6 +93,18 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+impl AuthError {
+    /// The gRPC status for a refused call (the log stream; the API maps through `ApiError`).
+    pub fn status(&self) -> grpcio::RpcStatus {
+        let code = match self {
+            AuthError::Unauthenticated(_) => grpcio::RpcStatusCode::UNAUTHENTICATED,
+            AuthError::PermissionDenied(_) => grpcio::RpcStatusCode::PERMISSION_DENIED,
+            AuthError::Unavailable(_) => grpcio::RpcStatusCode::UNAVAILABLE,
+        };
+        grpcio::RpcStatus::with_message(code, self.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

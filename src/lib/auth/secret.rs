@@ -48,6 +48,24 @@ pub fn read_file(path: &Path) -> Result<String, String> {
     Ok(secret)
 }
 
+/// A secret given in `var`, else in the file `file_var` names (which must be private):
+/// `Ok(None)` when neither is set.
+pub fn from_env(
+    env: &crate::config::Env,
+    var: &str,
+    file_var: &str,
+) -> Result<Option<String>, crate::config::ConfigError> {
+    if let Some(secret) = env.get(var) {
+        return Ok(Some(secret.to_string()));
+    }
+    match env.get(file_var) {
+        Some(path) => read_file(Path::new(path))
+            .map(Some)
+            .map_err(|e| crate::config::ConfigError::new(file_var, e)),
+        None => Ok(None),
+    }
+}
+
 /// Writes a secret to `path` with mode 0600, replacing it atomically; a missing parent
 /// directory is made (0700).
 pub fn write_file(path: &Path, secret: &str) -> Result<(), String> {

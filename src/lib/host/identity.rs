@@ -11,15 +11,7 @@ use crate::proto::v1 as pb;
 /// The one-time enrollment secret: `HOST_ENROLLMENT_SECRET`, or the file
 /// `HOST_ENROLLMENT_SECRET_FILE` (0600). Needed only until the agent has a credential.
 pub fn enrollment_secret(env: &Env) -> Result<Option<String>, ConfigError> {
-    if let Some(s) = env.get("HOST_ENROLLMENT_SECRET") {
-        return Ok(Some(s.to_string()));
-    }
-    match env.get("HOST_ENROLLMENT_SECRET_FILE") {
-        Some(path) => secret::read_file(Path::new(path))
-            .map(Some)
-            .map_err(|e| ConfigError::new("HOST_ENROLLMENT_SECRET_FILE", e)),
-        None => Ok(None),
-    }
+    secret::from_env(env, "HOST_ENROLLMENT_SECRET", "HOST_ENROLLMENT_SECRET_FILE")
 }
 
 pub fn credential_file(data_dir: &Path) -> PathBuf {

@@ -13,7 +13,7 @@ use super::directory::SessionDirectory;
 use super::metrics::LogMetrics;
 use super::registry::Registry;
 use super::ring::{SessionLog, StoredLine};
-use crate::auth::{bearer_of, AuthError, Authenticator, Role};
+use crate::auth::{bearer_of, Authenticator, Role};
 use crate::lifecycle::ShutdownSignal;
 use crate::proto::v1 as pb;
 
@@ -137,14 +137,7 @@ impl pb::LogProcessor for LogStreamService {
             .shared
             .auth
             .authorize(token.as_deref(), Role::Viewer, "stream_session_logs")
-            .map_err(|e| {
-                let code = match e {
-                    AuthError::Unauthenticated(_) => RpcStatusCode::UNAUTHENTICATED,
-                    AuthError::PermissionDenied(_) => RpcStatusCode::PERMISSION_DENIED,
-                    AuthError::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
-                };
-                RpcStatus::with_message(code, e.to_string())
-            });
+            .map_err(|e| e.status());
         let log = match authorized.and_then(|_| self.open(&req)) {
             Ok(log) => log,
             Err(status) => {
