@@ -1683,45 +1683,12 @@ fn a_second_agent_with_the_same_name_is_refused_and_a_host_speaks_only_for_itsel
 fn a_host_with_its_own_broker_user_runs_sessions_under_a_strict_processor() {
     let mut s = Stack::start_with(|p| p.require_host_users = true);
     let dir = std::env::temp_dir().join(unique_name("mmhost-own-user"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url_file = dir.join("broker.env");
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/provision-host-broker-user"
-    ))
-    .args([
-        &s.server_id().to_string(),
-        &s.vhost.name,
-        url_file.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let user = manman::wire::routing::host_broker_user(s.server_id());
-    struct DeleteUser(String);
-    impl Drop for DeleteUser {
-        fn drop(&mut self) {
-            let _ = Command::new("rabbitmqctl")
-                .args(["-q", "delete_user", &self.0])
-                .output();
-        }
-    }
-    let _user = DeleteUser(user);
-    let url = std::fs::read_to_string(&url_file).unwrap();
-    let url = url
-        .trim()
-        .strip_prefix("RABBITMQ_URL=")
-        .unwrap()
-        .to_string();
+    let user = HostBrokerUser::provision(s.server_id(), &s.vhost);
     let sgc = s.deploy_test_game("own-user", 26310);
     let data_dir = dir.join("data");
     // Everything the agent does (its queue, commands, replies, statuses, heartbeats, console
     // lines) fits its user's permissions, and the processor accepts its signed reports.
-    let _agent = s.agent_process_as(&data_dir, true, &url);
+    let _agent = s.agent_process_as(&data_dir, true, &user.url);
     let session = s.start_session_retrying(sgc);
     s.wait_status(session, "running");
     wait_for("the session's log feed", T, || {

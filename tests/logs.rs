@@ -680,80 +680,25 @@ fn with_host_broker_users_only_the_sessions_host_writes_its_lines() {
     let base = 7_200_000 + (std::process::id() as i64 % 100_000) * 2;
     let (owner, other) = (base, base + 1);
     let mut c = db.client();
-    for id in [owner, other] {
-        c.execute(
-            "INSERT INTO servers (server_id, name, status) VALUES ($1, $2, 'online')",
-            &[&id, &unique_name("host")],
-        )
-        .unwrap();
-    }
+    add_host_with_id(&mut c, owner);
+    add_host_with_id(&mut c, other);
     let (_, session) = add_session(&mut c, owner, SessionStatus::Running, &[]);
-    struct Users(Vec<String>);
-    impl Drop for Users {
-        fn drop(&mut self) {
-            for u in &self.0 {
-                let _ = std::process::Command::new("rabbitmqctl")
-                    .args(["-q", "delete_user", u])
-                    .output();
-            }
-        }
-    }
-    let _users = Users(vec![
-        routing::host_broker_user(owner),
-        routing::host_broker_user(other),
-    ]);
-    let dir = std::env::temp_dir().join(unique_name("mmlog-users"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url_of = |id: i64| {
-        let file = dir.join(format!("{id}.env"));
-        let out = std::process::Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/provision-host-broker-user"
-        ))
-        .args([&id.to_string(), &vhost.name, file.to_str().unwrap()])
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(&file).unwrap();
-        text.trim()
-            .strip_prefix("RABBITMQ_URL=")
-            .unwrap()
-            .to_string()
-    };
     let log = stack.feed(session);
     let dlq = Collector::queue(&vhost, routing::LOG_DLQ);
-    let write = |url: &str, message: &str| {
-        let mut conn = manman::bus::connection::open(url).unwrap();
-        let channel = conn.open_channel(None).unwrap();
-        let mut publisher = manman::bus::ConfirmedPublisher::new(channel)
-            .unwrap()
-            .signed_as(manman::bus::broker_user(url));
-        publisher
-            .publish_all(
-                &[manman::bus::OutgoingMessage::json(
-                    "manman",
-                    &routing::session_logs(session),
-                    &line_json(session, now_ms(), message),
-                )],
-                Duration::from_secs(5),
-            )
+    let write = |user: &HostBrokerUser, message: &str| {
+        let line = line_json(session, now_ms(), message);
+        user.publish(true, &routing::session_logs(session), &line)
             .unwrap();
-        let _ = conn.close();
     };
-    write(&url_of(other), "forged");
+    write(&HostBrokerUser::provision(other, &vhost), "forged");
     let dead = dlq.expect("the other host's line dead-lettered");
     assert!(header(&dead, routing::DEAD_LETTER_REASON_HEADER)
         .unwrap()
         .contains(&format!("\"manman-host-{other}\"")));
-    write(&url_of(owner), "genuine");
+    write(&HostBrokerUser::provision(owner, &vhost), "genuine");
     wait_for("the owner's line", WAIT, || (!log.is_empty()).then_some(()));
     assert_eq!(
         messages(&stack.read(session, 0, true, usize::MAX)),
         ["genuine"]
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

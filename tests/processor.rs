@@ -945,19 +945,6 @@ fn two_processors_keep_order_and_apply_nothing_twice() {
     );
 }
 
-/// Deletes the broker users a test made (users are broker-wide, not per vhost).
-struct BrokerUsers(Vec<String>);
-
-impl Drop for BrokerUsers {
-    fn drop(&mut self) {
-        for user in &self.0 {
-            let _ = std::process::Command::new("rabbitmqctl")
-                .args(["-q", "delete_user", user])
-                .output();
-        }
-    }
-}
-
 #[test]
 fn with_host_broker_users_a_host_cannot_report_for_another_hosts_sessions() {
     let h = Harness::start_with(|c, _| c.require_host_users = true);
@@ -965,66 +952,18 @@ fn with_host_broker_users_a_host_cannot_report_for_another_hosts_sessions() {
     let base = 7_000_000 + (std::process::id() as i64 % 100_000) * 2;
     let (a, b) = (base, base + 1);
     let mut c = h.client();
-    for id in [a, b] {
-        c.execute(
-            "INSERT INTO servers (server_id, name, status) VALUES ($1, $2, 'online')",
-            &[&id, &unique_name("host")],
-        )
-        .unwrap();
-    }
+    add_host_with_id(&mut c, a);
+    add_host_with_id(&mut c, b);
     let (_, session) = add_session(&mut c, a, SessionStatus::Starting, &[]);
-    let _users = BrokerUsers(vec![
-        wire::routing::host_broker_user(a),
-        wire::routing::host_broker_user(b),
-    ]);
-    let dir = std::env::temp_dir().join(unique_name("mmbroker-users"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url_of = |id: i64| {
-        let file = dir.join(format!("{id}.env"));
-        let out = std::process::Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/provision-host-broker-user"
-        ))
-        .args([&id.to_string(), &h.vhost.name, file.to_str().unwrap()])
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        std::fs::read_to_string(&file)
-            .unwrap()
-            .trim()
-            .strip_prefix("RABBITMQ_URL=")
-            .unwrap()
-            .to_string()
-    };
-    let (url_a, url_b) = (url_of(a), url_of(b));
-    let report = |url: &str, signed: bool, key: String, body: serde_json::Value| {
-        let mut conn = manman::bus::connection::open(url).unwrap();
-        let channel = conn.open_channel(None).unwrap();
-        let user = signed.then(|| manman::bus::broker_user(url)).flatten();
-        let mut publisher = manman::bus::ConfirmedPublisher::new(channel)
-            .unwrap()
-            .signed_as(user);
-        let result = publisher.publish_all(
-            &[manman::bus::OutgoingMessage::json("manman", &key, &body)],
-            Duration::from_secs(5),
-        );
-        let _ = conn.close();
-        result
-    };
+    let (user_a, user_b) = (
+        HostBrokerUser::provision(a, &h.vhost),
+        HostBrokerUser::provision(b, &h.vhost),
+    );
     let running = json!({"session_id": session, "status": "running"});
     let key = wire::routing::session_status(session);
     // Host B reports for host A's session: the broker lets the key through (it cannot know
     // whose session it is), the processor refuses it.
-    report(&url_b, true, key.clone(), running.clone()).unwrap();
+    user_b.publish(true, &key, &running).unwrap();
     let dead = h.dlq.expect("B's forged report dead-lettered");
     let reason = header(&dead, wire::routing::DEAD_LETTER_REASON_HEADER).unwrap();
     assert!(
@@ -1032,23 +971,22 @@ fn with_host_broker_users_a_host_cannot_report_for_another_hosts_sessions() {
         "{reason}"
     );
     // Unsigned: refused too.
-    report(&url_a, false, key.clone(), running.clone()).unwrap();
+    user_a.publish(false, &key, &running).unwrap();
     let dead = h.dlq.expect("the unsigned report dead-lettered");
     let reason = header(&dead, wire::routing::DEAD_LETTER_REASON_HEADER).unwrap();
     assert!(reason.contains("not signed"), "{reason}");
     // Host A itself: applied.
-    report(&url_a, true, key, running).unwrap();
+    user_a.publish(true, &key, &running).unwrap();
     wait_session_status(&h, session, "running");
     // A host-keyed event for another host is refused by the broker itself.
-    let forged = report(
-        &url_b,
+    let forged = user_b.publish(
         true,
-        wire::routing::host_health(a),
-        json!({"server_id": a, "session_stats": {"total": 0, "running": 0}}),
+        &wire::routing::host_health(a),
+        &json!({"server_id": a, "session_stats": {"total": 0, "running": 0}}),
     );
     assert!(forged.is_err());
     // Nor may B read A's commands.
-    let mut conn = manman::bus::connection::open(&url_b).unwrap();
+    let mut conn = manman::bus::connection::open(&user_b.url).unwrap();
     let channel = conn.open_channel(None).unwrap();
     let queue = channel.queue_declare(
         wire::routing::host_commands_queue(a),
@@ -1056,5 +994,4 @@ fn with_host_broker_users_a_host_cannot_report_for_another_hosts_sessions() {
     );
     assert!(queue.is_err());
     let _ = conn.close();
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -365,3 +365,89 @@ impl Drop for Daemon {
         self.shutdown();
     }
 }
+
+/// A host row with an id of the test's own choosing (for ids no other test uses).
+pub fn add_host_with_id(c: &mut postgres::Client, server_id: i64) {
+    c.execute(
+        "INSERT INTO servers (server_id, name, status) VALUES ($1, $2, 'online')",
+        &[&server_id, &unique_name("host")],
+    )
+    .unwrap();
+}
+
+/// A host's own broker user, made by `scripts/provision-host-broker-user` (the script under
+/// test) and deleted on drop: users are broker-wide, not per vhost, so a test gives them
+/// server ids no other test uses.
+pub struct HostBrokerUser {
+    pub name: String,
+    /// The `RABBITMQ_URL` the script wrote for the host.
+    pub url: String,
+}
+
+impl HostBrokerUser {
+    pub fn provision(server_id: i64, vhost: &TestVhost) -> HostBrokerUser {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(unique_name("mmbroker-user"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("broker.env");
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/provision-host-broker-user"
+        ))
+        .args([&server_id.to_string(), &vhost.name, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+        // Made before the checks, so a failed one still deletes the user.
+        let mut user = HostBrokerUser {
+            name: manman::wire::routing::host_broker_user(server_id),
+            url: String::new(),
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        user.url = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .strip_prefix("RABBITMQ_URL=")
+            .unwrap()
+            .to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        user
+    }
+
+    /// Publishes one JSON message on `manman` as this user, with its AMQP `user_id` when
+    /// `signed`; the broker's answer (a refused routing key closes the channel).
+    pub fn publish(
+        &self,
+        signed: bool,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), manman::bus::BusError> {
+        let mut conn = manman::bus::connection::open(&self.url).unwrap();
+        let channel = conn.open_channel(None).unwrap();
+        let user = signed
+            .then(|| manman::bus::broker_user(&self.url))
+            .flatten();
+        let mut publisher = manman::bus::ConfirmedPublisher::new(channel)?.signed_as(user);
+        let result = publisher.publish_all(
+            &[manman::bus::OutgoingMessage::json("manman", key, body)],
+            Duration::from_secs(5),
+        );
+        let _ = conn.close();
+        result
+    }
+}
+
+impl Drop for HostBrokerUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_user", &self.name])
+            .output();
+    }
+}
