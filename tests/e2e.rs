@@ -38,6 +38,7 @@ struct Stack {
     data_dir: std::path::PathBuf,
     // Dropped in reverse order of start: host first, then API and processor.
     host: Option<(RunningHost, Daemon)>,
+    _bucket: Option<manman::testkit::ScratchBucket>,
     _api: Daemon,
     _logs: Daemon,
     _processor: Daemon,
@@ -49,6 +50,18 @@ impl Stack {
     }
 
     fn start_with(tweak: impl FnOnce(&mut ProcessorConfig)) -> Stack {
+        Self::start_full(tweak, None)
+    }
+
+    /// A stack whose log processor archives to (and whose API reads from) a bucket of its own.
+    fn start_archiving() -> Stack {
+        Self::start_full(|_| {}, Some(manman::testkit::ScratchBucket::new()))
+    }
+
+    fn start_full(
+        tweak: impl FnOnce(&mut ProcessorConfig),
+        bucket: Option<manman::testkit::ScratchBucket>,
+    ) -> Stack {
         let db = TestDb::new();
         // Host ids of this run's own: a test that gives its host a broker user
         // (`manman-host-{id}`, broker-wide) must not touch a user of anything else.
@@ -84,7 +97,7 @@ impl Stack {
                 command_timeout: Duration::from_secs(5),
                 threads: 2,
                 pool: PoolSettings::default(),
-                archive: None,
+                archive: bucket.as_ref().map(|b| b.config.clone()),
             },
             &mut sup,
         )
@@ -106,7 +119,10 @@ impl Stack {
             .enrollment_secret;
         let mut sup = Supervisor::new();
         let logs = logs::start(
-            LogsConfig::embedded(vhost.url(), Some(db.config.clone())),
+            LogsConfig {
+                archive: bucket.as_ref().map(|b| b.config.clone()),
+                ..LogsConfig::embedded(vhost.url(), Some(db.config.clone()))
+            },
             &mut sup,
         )
         .unwrap();
@@ -123,6 +139,7 @@ impl Stack {
             server_id: 0,
             data_dir,
             host: None,
+            _bucket: bucket,
             _api: api_daemon,
             _logs: logs_daemon,
             _processor: processor,
@@ -145,6 +162,7 @@ impl Stack {
             keeper: Some(env!("CARGO_BIN_EXE_manman-keeper").into()),
             // The in-process agent's shutdown cleans up after the test.
             stop_sessions_on_shutdown: true,
+            console: Default::default(),
         }
     }
 
@@ -699,10 +717,6 @@ fn operators_read_live_logs_and_metrics() {
         .as_i64()
         .unwrap();
     s.wait_status(session, "running");
-    // The host's `starting` status started a feed for the session.
-    wait_for("the session's log feed", T, || {
-        s.logs.registry.has_feed(session).then_some(())
-    });
     let follower = Command::new(env!("CARGO_BIN_EXE_manman"))
         .args(["logs", &session.to_string(), "--follow"])
         .env("MANMAN_TOKEN", &s.admin_token)
@@ -1691,9 +1705,6 @@ fn a_host_with_its_own_broker_user_runs_sessions_under_a_strict_processor() {
     let _agent = s.agent_process_as(&data_dir, true, &user.url);
     let session = s.start_session_retrying(sgc);
     s.wait_status(session, "running");
-    wait_for("the session's log feed", T, || {
-        s.logs.registry.has_feed(session).then_some(())
-    });
     let (code, _, err) = s.cli(&["session", "input", &session.to_string(), "signed line"]);
     assert_eq!(code, 0, "{err}");
     wait_for("the game's console through the log processor", T, || {
@@ -1704,4 +1715,77 @@ fn a_host_with_its_own_broker_user_runs_sessions_under_a_strict_processor() {
     assert_eq!(code, 0, "{err}");
     s.wait_status(session, "stopped");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_games_first_lines_are_in_the_live_stream_the_cli_and_the_archive() {
+    let s = Stack::start_archiving();
+    // Three lines at once, then the game exits before its start duration: the lines the
+    // operator needs most when a server fails to start.
+    let sgc = s.deploy(
+        "early",
+        "/bin/sh",
+        &["-c", "echo early-1; echo early-2 >&2; echo early-3"],
+        &[],
+    );
+    let session = s.start_session(sgc);
+    let ended = wait_for("the session to end", T, || {
+        let status = s.status(session).0;
+        ["crashed", "stopped"]
+            .contains(&status.as_str())
+            .then_some(status)
+    });
+    // The live stream (the log processor's buffer).
+    let live = wait_for("the three lines in the live stream", T, || {
+        let (code, out, _) = s.cli(&["--json", "logs", &session.to_string()]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["source"] != "host")
+            .collect();
+        (code == 0 && lines.len() >= 3).then_some(lines)
+    });
+    // stdout and stderr are two pipes: their relative order is the kernel's, not ours.
+    let mut messages: Vec<(&str, &str)> = live
+        .iter()
+        .map(|l| {
+            (
+                l["message"].as_str().unwrap(),
+                l["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            ("early-1", "stdout"),
+            ("early-2", "stderr"),
+            ("early-3", "stdout")
+        ],
+        "session {ended}"
+    );
+    // The archive, through the API, as `manman logs --since` prints it.
+    let mut archived = wait_for("the three lines archived", T, || {
+        let (code, out, _) = s.cli(&["logs", &session.to_string(), "--since", "10m"]);
+        let lines: Vec<String> = out
+            .lines()
+            .filter(|l| !l.contains("[host]"))
+            .map(|l| {
+                l.split_once(' ')
+                    .map_or(l, |(_date, rest)| rest)
+                    .to_string()
+            })
+            .map(|l| {
+                l.split_once(' ')
+                    .map_or(l.clone(), |(_time, rest)| rest.to_string())
+            })
+            .collect();
+        (code == 0 && lines.len() >= 3).then_some(lines)
+    });
+    archived.sort();
+    assert_eq!(
+        archived,
+        ["[stderr] early-2", "[stdout] early-1", "[stdout] early-3"]
+    );
 }

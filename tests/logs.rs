@@ -15,7 +15,7 @@ use manman::logs::{self, LogsConfig, RunningLogProcessor};
 use manman::logstore::{decode_object, minute_of, object_key, S3Config};
 use manman::proto::v1 as pb;
 use manman::testkit::ScratchBucket;
-use manman::wire::{routing, HostStatus, SessionStatus};
+use manman::wire::{routing, ConsoleBatch, ConsoleLine, HostStatus, SessionStatus};
 use serde_json::json;
 use support::proxy::TcpProxy;
 use support::*;
@@ -38,6 +38,8 @@ struct LogStack {
 fn config(vhost: &TestVhost, db: &TestDb, capacity: u32, archive: Option<S3Config>) -> LogsConfig {
     LogsConfig {
         buffer_max_messages: capacity,
+        // These tests count lines; the byte bound has its own (unit) test.
+        buffer_max_bytes: 64 * 1024 * 1024,
         archive,
         ..LogsConfig::embedded(vhost.url(), Some(db.config.clone()))
     }
@@ -68,13 +70,10 @@ fn start(config: LogsConfig) -> LogStack {
 }
 
 impl LogStack {
-    /// Starts the session's feed (as its `running` event would) and waits until it consumes.
-    fn feed(&self, session_id: i64) -> Arc<logs::SessionLog> {
-        let log = self.running.registry.session_started(session_id).unwrap();
-        wait_for("the feed to consume", WAIT, || {
-            log.is_consuming().then_some(())
-        });
-        log
+    /// The session's buffer, as its `running` event would make it. (Lines need no such
+    /// step: the instance's queue is bound before `/readyz` answers.)
+    fn buffer(&self, session_id: i64) -> Arc<logs::SessionLog> {
+        self.running.registry.session_started(session_id)
     }
 
     /// Every message of a stream until it ends (backlog_only) or `n` lines arrived.
@@ -112,21 +111,34 @@ fn read(
     out
 }
 
+/// An older agent's single-line message (still read for one release).
 fn line_json(session_id: i64, ts: i64, message: &str) -> serde_json::Value {
     json!({"session_id": session_id, "timestamp": ts, "source": "stdout", "message": message})
 }
 
+/// Publishes lines as a host does: numbered, in batches of up to 50.
 fn publish_lines(
     p: &TestPublisher,
     session_id: i64,
     lines: impl IntoIterator<Item = (i64, String)>,
 ) {
-    for (ts, message) in lines {
-        p.publish(
-            &routing::session_logs(session_id),
-            &line_json(session_id, ts, &message).to_string(),
-            None,
-        );
+    let lines: Vec<ConsoleLine> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, (timestamp, message))| ConsoleLine {
+            seq: i as u64 + 1,
+            timestamp,
+            source: "stdout".into(),
+            message,
+            dropped: 0,
+        })
+        .collect();
+    for chunk in lines.chunks(50) {
+        let batch = ConsoleBatch {
+            session_id,
+            lines: chunk.to_vec(),
+        };
+        p.publish_bytes(&routing::session_logs(session_id), batch.encode());
     }
 }
 
@@ -153,7 +165,7 @@ fn ten_clients_receive_identical_ordered_lines() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 5000, None));
     let (_, session) = new_session(&db);
-    stack.feed(session);
+    stack.buffer(session);
     const N: usize = 2000;
     let readers: Vec<_> = (0..10)
         .map(|_| {
@@ -184,7 +196,7 @@ fn late_clients_get_the_backlog_and_resume_after_a_sequence_number() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 100, None));
     let (_, session) = new_session(&db);
-    let log = stack.feed(session);
+    let log = stack.buffer(session);
     let p = TestPublisher::new(&vhost);
     publish_lines(
         &p,
@@ -220,20 +232,10 @@ fn late_clients_get_the_backlog_and_resume_after_a_sequence_number() {
 }
 
 #[test]
-fn queue_has_the_seed_arguments_and_goes_when_the_session_ends() {
+fn the_instance_queue_is_bound_before_any_session_and_a_buffer_closes_when_its_session_ends() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 321, None));
-    let (_, session) = new_session(&db);
-    // The processor's external event starts the feed.
-    publish_external(
-        &vhost,
-        "manman.session.running",
-        json!({"session_id": session, "status": "running"}),
-    );
-    wait_for("feed started by the running event", WAIT, || {
-        stack.running.registry.has_feed(session).then_some(())
-    });
-    let queue = routing::session_log_queue(session, &stack.instance);
+    let queue = routing::log_ingest_queue(&stack.instance);
     let listed = wait_for("the queue to be listed", WAIT, || {
         let out = manman::testkit::rabbitmqctl(&[
             "list_queues",
@@ -251,32 +253,48 @@ fn queue_has_the_seed_arguments_and_goes_when_the_session_ends() {
             .find(|q| q["name"] == queue.as_str())
             .cloned()
     });
-    assert_eq!(listed["durable"], false);
+    // Durable: a broker restart finds it still bound, so hosts never publish into nothing.
+    assert_eq!(listed["durable"], true);
     let args = listed["arguments"].to_string();
     for expected in [
         "\"x-message-ttl\"",
         "60000",
-        "\"x-max-length\"",
-        "321",
+        "\"x-max-length-bytes\"",
         "\"x-overflow\"",
         "\"drop-head\"",
         "\"x-expires\"",
     ] {
         assert!(args.contains(expected), "{expected} missing in {args}");
     }
-    // The session ends: the feed stops after its grace, the queue is deleted, streams finish.
+
+    // The first lines of a session nobody has announced yet are all kept.
+    let (_, session) = new_session(&db);
+    let p = TestPublisher::new(&vhost);
+    publish_lines(
+        &p,
+        session,
+        (1..=3).map(|i| (now_ms(), format!("early-{i}"))),
+    );
+    wait_for("the early lines", WAIT, || {
+        (stack.read(session, 0, true, usize::MAX).len() == 3).then_some(())
+    });
+    assert_eq!(
+        messages(&stack.read(session, 0, true, usize::MAX)),
+        ["early-1", "early-2", "early-3"]
+    );
+
+    // The session ends: its buffer closes after the grace, and streams finish.
+    assert!(stack.running.registry.is_open(session));
     publish_external(
         &vhost,
         "manman.session.stopped",
         json!({"session_id": session, "status": "stopped"}),
     );
-    wait_for("the feed to stop", WAIT, || {
-        (!stack.running.registry.has_feed(session)).then_some(())
+    wait_for("the buffer to close", WAIT, || {
+        (!stack.running.registry.is_open(session)).then_some(())
     });
-    let gone = manman::testkit::rabbitmqctl(&["list_queues", "-p", &vhost.name, "name"]);
-    assert!(!gone.contains(&queue), "{gone}");
     let ended = stack.read(session, 0, false, usize::MAX);
-    assert!(ended.is_empty());
+    assert_eq!(messages(&ended), ["early-1", "early-2", "early-3"]);
 }
 
 fn publish_external(vhost: &TestVhost, key: &str, body: serde_json::Value) {
@@ -293,7 +311,7 @@ fn a_slow_client_does_not_hold_up_a_fast_one_and_is_told_what_it_missed() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 500, None));
     let (_, session) = new_session(&db);
-    stack.feed(session);
+    stack.buffer(session);
     // The slow client (its own connection, as another process would have) opens its stream
     // and then does not read: flow control stalls its server thread.
     let own_connection = grpcio::ChannelBuilder::new(Arc::new(grpcio::Environment::new(1)))
@@ -408,7 +426,7 @@ fn a_backlog_read_of_an_empty_buffer_ends_at_once() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 10, None));
     let (_, session) = new_session(&db);
-    stack.feed(session);
+    stack.buffer(session);
     assert!(stack.read(session, 0, true, usize::MAX).is_empty());
     // Lines arriving during a backlog read are not waited for either.
     let p = TestPublisher::new(&vhost);
@@ -451,7 +469,7 @@ fn a_stream_needs_a_valid_token() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 10, None));
     let (_, session) = new_session(&db);
-    stack.feed(session);
+    stack.buffer(session);
     let refusal = |option: grpcio::CallOption| {
         let req = pb::StreamSessionLogsRequest {
             session_id: session,
@@ -480,7 +498,7 @@ fn unreadable_log_messages_are_dead_lettered_with_the_reason() {
     let (db, vhost) = (TestDb::new(), TestVhost::new());
     let stack = start(config(&vhost, &db, 10, None));
     let (_, session) = new_session(&db);
-    let log = stack.feed(session);
+    let log = stack.buffer(session);
     let dlq = Collector::queue(&vhost, routing::LOG_DLQ);
     let p = TestPublisher::new(&vhost);
     p.publish(&routing::session_logs(session), "not json", None);
@@ -489,7 +507,7 @@ fn unreadable_log_messages_are_dead_lettered_with_the_reason() {
     assert_eq!(dead.raw, b"not json");
     assert!(header(&dead, routing::DEAD_LETTER_REASON_HEADER)
         .unwrap()
-        .contains("not a log line"));
+        .contains("not JSON"));
     wait_for("the good line", WAIT, || (!log.is_empty()).then_some(()));
     assert_eq!(
         messages(&stack.read(session, 0, true, usize::MAX)),
@@ -506,6 +524,30 @@ fn unreadable_log_messages_are_dead_lettered_with_the_reason() {
     assert!(header(&dead, routing::DEAD_LETTER_REASON_HEADER)
         .unwrap()
         .contains("not a stream name"));
+
+    // A batch for one session published under another's key.
+    let batch = ConsoleBatch {
+        session_id: session + 1,
+        lines: vec![],
+    };
+    p.publish_bytes(&routing::session_logs(session), batch.encode());
+    let dead = dlq.expect("the misrouted batch dead-lettered");
+    assert!(header(&dead, routing::DEAD_LETTER_REASON_HEADER)
+        .unwrap()
+        .contains("published with routing key"));
+
+    // An older agent's single line is still read.
+    p.publish_json(
+        &routing::session_logs(session),
+        line_json(session, now_ms(), "from an older agent"),
+    );
+    wait_for("the older agent's line", WAIT, || {
+        (stack.read(session, 0, true, usize::MAX).len() == 2).then_some(())
+    });
+    assert_eq!(
+        messages(&stack.read(session, 0, true, usize::MAX)),
+        ["good", "from an older agent"]
+    );
 }
 
 /// Rows of a session's archived minutes: (minute ms, path, line count).
@@ -534,7 +576,7 @@ fn lines_are_archived_per_minute_late_lines_appended_and_history_reads_them() {
     let (db, vhost, bucket) = (TestDb::new(), TestVhost::new(), ScratchBucket::new());
     let stack = start(config(&vhost, &db, 100, Some(bucket.config.clone())));
     let (sgc, session) = new_session(&db);
-    stack.feed(session);
+    stack.buffer(session);
     let base = minute_of(now_ms()) - 5 * 60_000; // closed minutes: due at once
     let plan = [(base, 3), (base + 60_000, 2), (base + 120_000, 4)];
     let p = TestPublisher::new(&vhost);
@@ -640,7 +682,7 @@ fn an_s3_outage_loses_no_line() {
     s3.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
     let stack = start(config(&vhost, &db, 100, Some(s3)));
     let (_, session) = new_session(&db);
-    stack.feed(session);
+    stack.buffer(session);
     proxy.disable();
     let base = minute_of(now_ms()) - 3 * 60_000;
     let p = TestPublisher::new(&vhost);
@@ -683,7 +725,7 @@ fn with_host_broker_users_only_the_sessions_host_writes_its_lines() {
     add_host_with_id(&mut c, owner);
     add_host_with_id(&mut c, other);
     let (_, session) = add_session(&mut c, owner, SessionStatus::Running, &[]);
-    let log = stack.feed(session);
+    let log = stack.buffer(session);
     let dlq = Collector::queue(&vhost, routing::LOG_DLQ);
     let write = |user: &HostBrokerUser, message: &str| {
         let line = line_json(session, now_ms(), message);
@@ -701,4 +743,116 @@ fn with_host_broker_users_only_the_sessions_host_writes_its_lines() {
         messages(&stack.read(session, 0, true, usize::MAX)),
         ["genuine"]
     );
+}
+
+#[test]
+fn history_of_long_lines_comes_in_pages_and_streams_every_line_exactly_once() {
+    let (db, vhost, bucket) = (TestDb::new(), TestVhost::new(), ScratchBucket::new());
+    let _stack = start(config(&vhost, &db, 100, Some(bucket.config.clone())));
+    let (_, session) = new_session(&db);
+    // 2,000 lines of 5 KB over three closed minutes: ~10 MB, more than any one gRPC reply.
+    const N: i64 = 2000;
+    let base = minute_of(now_ms()) - 5 * 60_000;
+    let text = |i: i64| format!("{i:05} {}", "x".repeat(5 * 1024));
+    let p = TestPublisher::new(&vhost);
+    publish_lines(&p, session, (0..N).map(|i| (base + i * 90, text(i))));
+    wait_for("every line archived", WAIT, || {
+        (archived(&db, session)
+            .iter()
+            .map(|r| r.2 as i64)
+            .sum::<i64>()
+            == N)
+            .then_some(())
+    });
+    let expected: Vec<String> = (0..N).map(text).collect();
+
+    // Pages: each under the size limit, together every line once, in order.
+    let pool = db::pool(db.config.clone(), &PoolSettings::default()).unwrap();
+    let mut paged = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = historical_logs(
+            &pool,
+            Some(&bucket.store),
+            pb::GetHistoricalLogsRequest {
+                session_id: session,
+                since_ms: 0,
+                until_ms: 0,
+                offset: paged.len() as i64,
+                limit: 10_000,
+            },
+        )
+        .unwrap();
+        pages += 1;
+        let size = prost::Message::encoded_len(&page);
+        assert!(size < 4 * 1024 * 1024, "a page of {size} bytes");
+        assert!(!page.lines.is_empty());
+        paged.extend(page.lines.into_iter().map(|l| l.message));
+        if !page.has_more {
+            break;
+        }
+    }
+    assert!(pages >= 5, "{pages} pages");
+    assert_eq!(paged, expected);
+
+    // The stream, through a real API: every line once, in order, numbered by position.
+    let mut sup = Supervisor::new();
+    let api = manman::api::start(
+        manman::api::ApiConfig {
+            rabbitmq_url: vhost.url(),
+            database: db.config.clone(),
+            listen: "127.0.0.1:0".into(),
+            tls: None,
+            health_addr: "127.0.0.1:0".into(),
+            command_timeout: Duration::from_secs(5),
+            threads: 2,
+            pool: PoolSettings::default(),
+            archive: Some(bucket.config.clone()),
+        },
+        &mut sup,
+    )
+    .unwrap();
+    let _api = Daemon::run(sup);
+    let client = manman::api::client(&format!("127.0.0.1:{}", api.port));
+    let stream = |since_ms: i64, offset: i64, limit: i64| -> Vec<pb::LogMessage> {
+        let req = pb::GetHistoricalLogsRequest {
+            session_id: session,
+            since_ms,
+            until_ms: 0,
+            offset,
+            limit,
+        };
+        let stream = client.stream_historical_logs_opt(&req, viewer()).unwrap();
+        futures::executor::block_on_stream(stream)
+            .map(|m| m.expect("stream item"))
+            .collect()
+    };
+    let streamed = stream(0, 0, 0);
+    assert_eq!(messages(&streamed), expected);
+    assert!(streamed
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.sequence_number == i as i64 + 1));
+    // A range, an offset and a limit, as the unary call takes them.
+    let part = stream(base + 60_000, 10, 5);
+    let first_in_range = (0..N).find(|i| base + i * 90 >= base + 60_000).unwrap();
+    assert_eq!(
+        messages(&part),
+        (first_in_range + 10..first_in_range + 15)
+            .map(text)
+            .collect::<Vec<_>>()
+    );
+    // Errors come as statuses on the stream.
+    let req = pb::GetHistoricalLogsRequest {
+        session_id: session + 1000,
+        since_ms: 0,
+        until_ms: 0,
+        offset: 0,
+        limit: 0,
+    };
+    let missing = client.stream_historical_logs_opt(&req, viewer()).unwrap();
+    match futures::executor::block_on_stream(missing).next() {
+        Some(Err(grpcio::Error::RpcFailure(s))) => assert_eq!(s.code(), RpcStatusCode::NOT_FOUND),
+        other => panic!("expected NOT_FOUND, got {other:?}"),
+    }
 }

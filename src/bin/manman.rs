@@ -103,7 +103,7 @@ enum Command {
         /// Archived lines before this time (same forms as --since).
         #[arg(long)]
         until: Option<String>,
-        /// Most archived lines to print.
+        /// Most archived lines to print (0: every line in the range).
         #[arg(long, default_value_t = 10_000)]
         limit: i64,
         /// The log processor serving live lines.

@@ -200,3 +200,32 @@ pub fn client_token(env: &Env) -> Result<Option<String>, ConfigError> {
         _ => Ok(None),
     }
 }
+
+/// Writes a batch of messages to a server stream, blocking this (plain) thread until gRPC
+/// takes them. All but the last may wait in gRPC's buffer; the last goes out at once, or a
+/// quiet stream would hold its newest message back until the next one.
+pub fn send_batch<T: Send + 'static>(
+    sink: &mut grpcio::ServerStreamingSink<T>,
+    batch: Vec<T>,
+) -> Result<(), grpcio::Error> {
+    use futures::SinkExt;
+    let last = batch.len().saturating_sub(1);
+    futures::executor::block_on(async {
+        for (i, m) in batch.into_iter().enumerate() {
+            let flags = grpcio::WriteFlags::default().buffer_hint(i < last);
+            sink.feed((m, flags)).await?;
+        }
+        sink.flush().await
+    })
+}
+
+/// Whether the client of a server stream cancelled or disconnected (polled without blocking).
+pub fn client_gone<T>(sink: &mut grpcio::ServerStreamingSink<T>) -> bool {
+    use futures::Sink;
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    matches!(
+        std::pin::Pin::new(sink).poll_ready(&mut cx),
+        std::task::Poll::Ready(Err(_))
+    )
+}

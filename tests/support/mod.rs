@@ -92,6 +92,15 @@ impl TestPublisher {
     }
 
     pub fn publish(&self, key: &str, body: &str, message_id: Option<&str>) {
+        self.publish_with(key, body.as_bytes(), message_id);
+    }
+
+    /// A body as it is (console batches are bytes already).
+    pub fn publish_bytes(&self, key: &str, body: Vec<u8>) {
+        self.publish_with(key, &body, None);
+    }
+
+    fn publish_with(&self, key: &str, body: &[u8], message_id: Option<&str>) {
         let mut props = AmqpProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2);
@@ -99,10 +108,7 @@ impl TestPublisher {
             props = props.with_message_id(id.to_string());
         }
         self.channel
-            .basic_publish(
-                "manman",
-                Publish::with_properties(body.as_bytes(), key, props),
-            )
+            .basic_publish("manman", Publish::with_properties(body, key, props))
             .unwrap();
     }
 

@@ -16,7 +16,8 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "get_game_config"
         | "list_sessions"
         | "get_session"
-        | "get_historical_logs" => Role::Viewer,
+        | "get_historical_logs"
+        | "stream_historical_logs" => Role::Viewer,
         "start_session" | "stop_session" | "send_input" | "drain_server" => Role::Operator,
         "create_game" | "create_game_config" | "deploy_game_config" | "add_host"
         | "create_token" | "list_tokens" | "revoke_token" => Role::Admin,

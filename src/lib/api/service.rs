@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use grpcio::{RpcContext, UnarySink};
+use grpcio::{RpcContext, ServerStreamingSink, UnarySink};
 
 use super::access;
 use super::error::ApiError;
@@ -99,8 +99,10 @@ impl ApiService {
 }
 
 macro_rules! rpc {
-    ($($name:ident($req:ty) -> $resp:ty => |$s:ident, $r:ident, $c:ident| $body:expr;)*) => {
+    (streaming { $($streaming:item)* }
+     $($name:ident($req:ty) -> $resp:ty => |$s:ident, $r:ident, $c:ident| $body:expr;)*) => {
         impl pb::ManManApi for ApiService {
+            $($streaming)*
             $(
                 fn $name(&mut self, ctx: RpcContext, $r: $req, sink: UnarySink<$resp>) {
                     let started = std::time::Instant::now();
@@ -119,6 +121,27 @@ macro_rules! rpc {
 }
 
 rpc! {
+    streaming {
+        fn stream_historical_logs(
+            &mut self,
+            ctx: RpcContext,
+            req: pb::GetHistoricalLogsRequest,
+            sink: ServerStreamingSink<pb::LogMessage>,
+        ) {
+            if let Err(e) = self.authorize(&ctx, "stream_historical_logs") {
+                ctx.spawn(sink.fail(e.status()).map(|_| ()));
+                return;
+            }
+            let service = self.clone();
+            // A plain thread per stream: S3 reads and the client's pace block only it.
+            let spawned = std::thread::Builder::new()
+                .name("history-stream".into())
+                .spawn(move || super::history::stream(&service.inner, req, sink));
+            if let Err(e) = spawned {
+                log::error!("cannot start a history stream: {e}");
+            }
+        }
+    }
     register_server(pb::RegisterServerRequest) -> pb::RegisterServerResponse => |s, r, c| s.register_server(r, c);
     add_host(pb::AddHostRequest) -> pb::AddHostResponse => |s, r, _c| s.add_host(r);
     enroll_host(pb::EnrollHostRequest) -> pb::EnrollHostResponse => |s, r, _c| s.enroll_host(r);

@@ -25,6 +25,8 @@ pub struct ConsumerSettings {
 
 /// What a handler gets with each batch: acks, and a confirmed publisher on the same connection.
 pub struct BatchContext<'a> {
+    /// The channel the deliveries came on (for passive declares and the like).
+    pub channel: &'a Channel,
     pub consumer: &'a Consumer<'a>,
     pub publisher: &'a mut ConfirmedPublisher,
     pub shutdown: &'a ShutdownSignal,
@@ -110,6 +112,7 @@ fn consume_session(
         }
         if !batch.is_empty() {
             let mut ctx = BatchContext {
+                channel: &channel,
                 consumer: &consumer,
                 publisher: &mut publisher,
                 shutdown,

@@ -102,52 +102,6 @@ pub fn declare_host_commands_queue(channel: &Channel, server_id: i64) -> amiquip
     Ok(())
 }
 
-/// The arguments of a per-session log queue (seed 002): a bounded, expiring buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogQueueArgs {
-    /// `x-message-ttl`: a line older than this is dropped (`LOG_BUFFER_TTL`).
-    pub message_ttl_ms: u32,
-    /// `x-max-length` with `x-overflow: drop-head` (`LOG_BUFFER_MAX_MESSAGES`).
-    pub max_length: u32,
-    /// `x-expires`: the queue is deleted once unused for this long.
-    pub expires_ms: u32,
-}
-
-/// A non-durable per-session log queue bound to `logs.session.{session_id}` on `manman`.
-pub fn declare_log_queue<'a>(
-    channel: &'a Channel,
-    exchange: &Exchange<'_>,
-    queue: &str,
-    session_id: i64,
-    args: &LogQueueArgs,
-) -> amiquip::Result<Queue<'a>> {
-    let mut table = FieldTable::new();
-    table.insert(
-        "x-message-ttl".into(),
-        AmqpValue::LongUInt(args.message_ttl_ms),
-    );
-    table.insert("x-max-length".into(), AmqpValue::LongUInt(args.max_length));
-    table.insert(
-        "x-overflow".into(),
-        AmqpValue::LongString("drop-head".into()),
-    );
-    table.insert("x-expires".into(), AmqpValue::LongUInt(args.expires_ms));
-    let queue = channel.queue_declare(
-        queue,
-        QueueDeclareOptions {
-            durable: false,
-            arguments: table,
-            ..QueueDeclareOptions::default()
-        },
-    )?;
-    queue.bind(
-        exchange,
-        routing::session_logs(session_id),
-        FieldTable::new(),
-    )?;
-    Ok(queue)
-}
-
 /// Where unreadable log messages go, bounded so a misbehaving publisher cannot fill the disk.
 pub fn declare_log_dlq(channel: &Channel) -> amiquip::Result<Queue<'_>> {
     let mut table = FieldTable::new();

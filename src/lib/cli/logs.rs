@@ -1,6 +1,7 @@
 //! `manman logs`: a session's console, live from the log processor (`-f` follows and resumes
 //! after reconnects) or archived from the API (`--since` / `--until`).
 
+use std::io::Write;
 use std::time::Duration;
 
 use grpcio::RpcStatusCode;
@@ -61,29 +62,57 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     Ok(now_ms - n * unit_ms)
 }
 
-fn print_line(m: &pb::LogMessage, req: &LogsRequest) {
-    use std::io::IsTerminal;
-    let escape = !req.raw && std::io::stdout().is_terminal();
-    let message = if escape {
-        escape_controls(&m.message)
-    } else {
-        std::borrow::Cow::Borrowed(m.message.as_str())
-    };
-    if m.source == "gap" {
-        eprintln!("-- {message} --");
-        return;
+/// Writes console lines to stdout: escaped for a terminal unless `--raw`, JSON with `--json`.
+/// A closed pipe (`| head`) ends the command quietly.
+struct LinePrinter<W: Write> {
+    out: W,
+    escape: bool,
+    json: bool,
+}
+
+impl<W: Write> LinePrinter<W> {
+    fn new(out: W, req: &LogsRequest) -> Self {
+        use std::io::IsTerminal;
+        LinePrinter {
+            out,
+            escape: !req.raw && std::io::stdout().is_terminal(),
+            json: req.json,
+        }
     }
-    if req.json {
-        println!(
-            "{}",
-            json!({"session_id": m.session_id, "timestamp": m.timestamp, "source": m.source,
-                   "message": m.message, "sequence_number": m.sequence_number})
-        );
-    } else {
-        let time = chrono::DateTime::from_timestamp_millis(m.timestamp)
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-            .unwrap_or_default();
-        println!("{time} [{}] {message}", escape_controls(&m.source));
+
+    fn print(&mut self, m: &pb::LogMessage) -> std::io::Result<()> {
+        let message = if self.escape {
+            escape_controls(&m.message)
+        } else {
+            std::borrow::Cow::Borrowed(m.message.as_str())
+        };
+        if m.source == "gap" {
+            eprintln!("-- {message} --");
+            return Ok(());
+        }
+        if self.json {
+            let line = json!({"session_id": m.session_id, "timestamp": m.timestamp,
+                "source": m.source, "message": m.message, "sequence_number": m.sequence_number});
+            writeln!(self.out, "{line}")
+        } else {
+            let time = chrono::DateTime::from_timestamp_millis(m.timestamp)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default();
+            writeln!(
+                self.out,
+                "{time} [{}] {message}",
+                escape_controls(&m.source)
+            )
+        }
+    }
+}
+
+/// A write error: a closed pipe is the reader saying it has enough (quiet success).
+fn written(result: std::io::Result<()>) -> Result<(), Outcome> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Ok(())),
+        Err(e) => Err(Err(Failure::from(format!("cannot write to stdout: {e}")))),
     }
 }
 
@@ -109,39 +138,40 @@ fn history(ctx: &Ctx, req: &LogsRequest) -> Outcome {
         .map(|t| parse_time(t, now))
         .transpose()?
         .unwrap_or(0);
-    let mut offset = 0;
-    loop {
-        let page = (req.limit - offset).clamp(0, 1000);
-        if page == 0 {
-            return Ok(());
+    // A stream, printed as it arrives: the API reads one archived minute at a time.
+    let request = pb::GetHistoricalLogsRequest {
+        session_id: req.session_id,
+        since_ms,
+        until_ms,
+        offset: 0,
+        limit: req.limit,
+    };
+    let stream = ctx
+        .client
+        .stream_historical_logs_opt(&request, ctx.opt_for(Duration::from_secs(3600)))?;
+    let mut printer = LinePrinter::new(std::io::BufWriter::new(std::io::stdout().lock()), req);
+    let mut printed = 0u64;
+    for item in futures::executor::block_on_stream(stream) {
+        if let Err(done) = written(printer.print(&item?)) {
+            return done;
         }
-        let reply = ctx.client.get_historical_logs_opt(
-            &pb::GetHistoricalLogsRequest {
-                session_id: req.session_id,
-                since_ms,
-                until_ms,
-                offset,
-                limit: page,
-            },
-            ctx.opt_for(Duration::from_secs(60)),
-        )?;
-        for line in &reply.lines {
-            print_line(line, req);
-        }
-        offset += reply.lines.len() as i64;
-        if !reply.has_more || reply.lines.is_empty() {
-            if offset == 0 && !req.json {
-                eprintln!("(no archived lines in that range)");
-            }
-            return Ok(());
-        }
+        printed += 1;
     }
+    if let Err(done) = written(printer.out.flush()) {
+        return done;
+    }
+    if printed == 0 && !req.json {
+        eprintln!("(no archived lines in that range)");
+    }
+    Ok(())
 }
 
 fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
     let address = &endpoint.address;
     let client = pb::LogProcessorClient::new(endpoint.channel());
     let backoff = Backoff::reconnect();
+    // Line by line: a followed console shows each line as it comes.
+    let mut printer = LinePrinter::new(std::io::stdout(), req);
     let mut after = 0;
     let mut failures = 0;
     loop {
@@ -160,7 +190,9 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
                         Ok(m) => {
                             failures = 0;
                             after = m.sequence_number;
-                            print_line(&m, req);
+                            if let Err(done) = written(printer.print(&m)) {
+                                return done;
+                            }
                         }
                         Err(e) => {
                             failure = Some(e);

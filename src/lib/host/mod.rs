@@ -8,6 +8,7 @@
 //! shutdown order), `health`.
 
 mod commands;
+pub mod console;
 pub mod identity;
 mod publisher;
 pub mod recovery;
@@ -15,7 +16,7 @@ mod reporting;
 pub mod sessions;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use crate::wire::game_process::MAX_STOP_TIMEOUT;
 use crate::wire::{routing, HostStatus, SessionStatus};
 
 use commands::CommandHandler;
+use console::{ConsoleLines, ConsoleSettings};
 use recovery::Reconciler;
 use reporting::{
     host_message, process_metrics, report_events, session_stats, status_message, EventSink,
@@ -66,6 +68,9 @@ pub struct HostConfig {
     /// false: a restart or upgrade of the agent leaves them running). Always true without a
     /// keeper, and at machine shutdown.
     pub stop_sessions_on_shutdown: bool,
+    /// Console throttle and batching (`LOG_MAX_LINES_PER_SECOND`, `LOG_BATCH_LINES`,
+    /// `LOG_BATCH_LINGER_MS`).
+    pub console: ConsoleSettings,
 }
 
 /// The keeper binary: `HOST_KEEPER` (`none` for no keeper), else `manman-keeper` next to the
@@ -117,6 +122,7 @@ impl HostConfig {
             reconcile_every: env.seconds("RECONCILE_SECONDS", 30)?,
             keeper: keeper_binary(env)?,
             stop_sessions_on_shutdown: env.flag("HOST_STOP_SESSIONS_ON_SHUTDOWN", false)?,
+            console: ConsoleSettings::from_env(env)?,
         })
     }
 }
@@ -125,7 +131,8 @@ pub struct RunningHost {
     pub server_id: i64,
     pub health_port: u16,
     pub commands_connected: Arc<AtomicBool>,
-    pub dropped_logs: Arc<AtomicU64>,
+    /// The console queue (dropped and throttled lines are counted there).
+    pub console: Arc<ConsoleLines>,
 }
 
 /// Registers with the API (retrying while it starts), recovers from a previous crash, and
@@ -180,8 +187,8 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     let server_id = server_id.ok_or("the API did not answer; giving up")?;
     log::info!(server_id = server_id; "registered");
 
-    let (out, inbound) = publisher::channels();
-    let dropped_logs = out.dropped_logs.clone();
+    let (out, inbound) = publisher::channels(&config.console);
+    let console = out.console.clone();
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let mut builder = Manager::builder()
         .output(LogSink { out: out.clone() })
@@ -405,6 +412,6 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         server_id,
         health_port,
         commands_connected: connected,
-        dropped_logs,
+        console,
     })
 }

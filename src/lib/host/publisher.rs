@@ -3,57 +3,58 @@
 //! through a bounded queue and are dropped (and counted) if the broker is away for long.
 //! After a reconnect the current state is re-published first.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+use super::console::{batch_messages, ConsoleLines, ConsoleSettings, QueuedLine};
 use crate::bus::{self, topology, ConfirmedPublisher, OutgoingMessage};
 use crate::lifecycle::ShutdownSignal;
 use crate::retry::Backoff;
 
+/// Most messages (statuses and log batches) published per confirm round.
 const BATCH: usize = 500;
-pub const LOG_QUEUE: usize = 20_000;
+/// Most console lines taken off the queue per round.
+const LINES_PER_ROUND: usize = 20_000;
+/// How often an idle publisher still lets the console throttle announce held-back lines.
+const IDLE_TICK: Duration = Duration::from_millis(200);
 
 /// Where the host's threads put what they want published.
 #[derive(Clone)]
 pub struct Outbound {
     pub critical: Sender<OutgoingMessage>,
-    pub logs: Sender<OutgoingMessage>,
-    pub dropped_logs: Arc<AtomicU64>,
+    /// Console lines: numbered, throttled, queued (never blocking the game).
+    pub console: Arc<ConsoleLines>,
 }
 
 impl Outbound {
     pub fn send(&self, message: OutgoingMessage) {
         let _ = self.critical.send(message);
     }
-
-    /// Never blocks: a full queue drops the line and counts it.
-    pub fn log(&self, message: OutgoingMessage) {
-        if self.logs.try_send(message).is_err() {
-            self.dropped_logs.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 pub struct Inbound {
     pub critical: Receiver<OutgoingMessage>,
-    pub logs: Receiver<OutgoingMessage>,
+    pub lines: Receiver<QueuedLine>,
+    pub console: Arc<ConsoleLines>,
+    pub settings: ConsoleSettings,
 }
 
-pub fn channels() -> (Outbound, Inbound) {
+pub fn channels(settings: &ConsoleSettings) -> (Outbound, Inbound) {
     let (ct, cr) = crossbeam_channel::unbounded();
-    let (lt, lr) = crossbeam_channel::bounded(LOG_QUEUE);
+    let (console, lines) = ConsoleLines::new(settings);
+    let console = Arc::new(console);
     (
         Outbound {
             critical: ct,
-            logs: lt,
-            dropped_logs: Arc::default(),
+            console: console.clone(),
         },
         Inbound {
             critical: cr,
-            logs: lr,
+            lines,
+            console,
+            settings: settings.clone(),
         },
     )
 }
@@ -112,34 +113,60 @@ pub fn run(
     }
 }
 
-/// Waits for messages and takes a batch, statuses first. False once the queues are closed
-/// (every `Outbound` dropped; both close together) and empty.
+/// Waits for something to publish and takes a round of it: statuses first, then console
+/// lines grouped into per-session batches. A round with lines but no status lingers up to
+/// `batch_linger` for more lines, so batches fill under load. False once the queues are
+/// closed (every `Outbound` dropped) and empty.
 fn next_batch(inbound: &Inbound, batch: &mut Vec<OutgoingMessage>) -> bool {
-    let first = select! {
-        recv(inbound.critical) -> m => m,
-        recv(inbound.logs) -> m => m,
-    };
-    let first = match first {
-        Ok(m) => m,
-        Err(_) => match inbound
-            .critical
-            .try_recv()
-            .or_else(|_| inbound.logs.try_recv())
+    let mut lines: Vec<QueuedLine> = Vec::new();
+    // The status queue closes when every `Outbound` is gone; the line queue's sender lives
+    // in `ConsoleLines`, which the publisher shares, so it never closes.
+    let mut closed = false;
+    loop {
+        inbound.console.tick();
+        select! {
+            recv(inbound.critical) -> m => match m {
+                Ok(m) => batch.push(m),
+                Err(_) => closed = true,
+            },
+            recv(inbound.lines) -> l => lines.extend(l),
+            default(IDLE_TICK) => continue,
+        }
+        break;
+    }
+    let linger_until = Instant::now() + inbound.settings.batch_linger;
+    loop {
+        batch.extend(
+            inbound
+                .critical
+                .try_iter()
+                .take(BATCH.saturating_sub(batch.len())),
+        );
+        lines.extend(
+            inbound
+                .lines
+                .try_iter()
+                .take(LINES_PER_ROUND.saturating_sub(lines.len())),
+        );
+        let wait = linger_until.saturating_duration_since(Instant::now());
+        if closed
+            || !batch.is_empty()
+            || lines.is_empty()
+            || lines.len() >= inbound.settings.batch_lines
+            || wait.is_zero()
         {
-            Ok(m) => m,
-            Err(_) => return false,
-        },
-    };
-    batch.push(first);
-    while batch.len() < BATCH {
-        match inbound
-            .critical
-            .try_recv()
-            .or_else(|_| inbound.logs.try_recv())
-        {
-            Ok(m) => batch.push(m),
-            Err(_) => break,
+            break;
+        }
+        select! {
+            recv(inbound.critical) -> m => match m {
+                Ok(m) => batch.push(m),
+                Err(_) => closed = true,
+            },
+            recv(inbound.lines) -> l => lines.extend(l),
+            default(wait) => {}
         }
     }
-    true
+    batch.extend(batch_messages(lines, inbound.settings.batch_lines));
+    // Closed and nothing left: done. Closed with something left: publish it, then come back.
+    !batch.is_empty()
 }

@@ -59,24 +59,7 @@ pub fn host_message(server_id: i64, status: HostStatus) -> OutgoingMessage {
     )
 }
 
-/// One console line of a session on `logs.session.{id}` (transient: the live view; archival
-/// is the log processor's). `source` is stdout, stderr, or host (the agent's own markers).
-pub fn log_message(session_id: i64, source: &str, line: &str) -> OutgoingMessage {
-    let body = json!({
-        "session_id": session_id,
-        "timestamp": chrono::Utc::now().timestamp_millis(),
-        "source": source,
-        "message": line,
-    });
-    OutgoingMessage::json(
-        routing::MANMAN_EXCHANGE,
-        &routing::session_logs(session_id),
-        &body,
-    )
-    .transient()
-}
-
-/// Output lines → `logs.session.{id}`.
+/// Output lines → the session's console (throttled, batched to `logs.session.{id}`).
 pub struct LogSink {
     pub out: Outbound,
 }
@@ -84,7 +67,9 @@ pub struct LogSink {
 impl OutputSink for LogSink {
     fn line(&self, process: &str, source: Source, line: &str) {
         if let Some(session_id) = session_of(process) {
-            self.out.log(log_message(session_id, source.as_str(), line));
+            self.out
+                .console
+                .game_output(session_id, source.as_str(), line);
         }
     }
 }
@@ -122,14 +107,13 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
             } => {
                 log::info!(session_id = session_id, restart = attempt;
                     "game {reason}; restarting in {delay_ms} ms (restart {attempt})");
-                out.log(log_message(
+                out.console.host_line(
                     session_id,
-                    "host",
                     &format!(
                         "[manman] the server {reason}; restarting in {:.1} s (restart {attempt})",
                         delay_ms as f64 / 1000.0
                     ),
-                ));
+                );
                 let status = if ran.contains(&session_id) {
                     SessionStatus::Running
                 } else {
@@ -152,11 +136,8 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
             } => {
                 ran.remove(&session_id);
                 if let Some(r) = &reason {
-                    out.log(log_message(
-                        session_id,
-                        "host",
-                        &format!("[manman] the server {r}"),
-                    ));
+                    out.console
+                        .host_line(session_id, &format!("[manman] the server {r}"));
                 }
                 send(
                     SessionStatus::Crashed,

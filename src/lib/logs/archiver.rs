@@ -22,13 +22,13 @@ use crate::logstore::{
     decode_object, encode_lines, minute_of, object_key, ArchivedLine, ObjectStore,
 };
 use crate::retry::Backoff;
-use crate::wire::LogLine;
 
 /// The advisory lock key of the archiving instance ("manman-log-archiver").
 pub const ARCHIVER_LOCK_KEY: i64 = 0x6d61_6e6d_616e_4c41;
 
 pub enum ArchiveItem {
-    Line(LogLine),
+    /// A session's lines, in order (one console batch).
+    Lines(i64, Vec<ArchivedLine>),
     /// The session is over: flush its minutes now.
     SessionEnded(i64),
 }
@@ -180,16 +180,14 @@ impl Archiver {
 
     fn ingest_one(&mut self, item: ArchiveItem) {
         match item {
-            ArchiveItem::Line(l) => {
-                self.pending
-                    .entry((l.session_id, minute_of(l.timestamp)))
-                    .or_default()
-                    .push(ArchivedLine {
-                        timestamp: l.timestamp,
-                        source: l.source,
-                        message: l.message,
-                    });
-                self.pending_lines += 1;
+            ArchiveItem::Lines(session_id, lines) => {
+                self.pending_lines += lines.len();
+                for l in lines {
+                    self.pending
+                        .entry((session_id, minute_of(l.timestamp)))
+                        .or_default()
+                        .push(l);
+                }
             }
             ArchiveItem::SessionEnded(id) => {
                 self.ended.insert(id);

@@ -1,5 +1,5 @@
-//! Session lifecycle events → feeds: a session that is starting or running gets a feed; one
-//! that ended has its feed stopped after the grace. Listens to the host's own
+//! Session lifecycle events → buffers: a session that is starting or running gets a ring; one
+//! that ended has its ring closed after the grace. Listens to the host's own
 //! `status.session.*` (earliest: before its first line) and the processor's external
 //! `manman.session.*`, on one queue per instance.
 
@@ -64,9 +64,7 @@ impl BatchHandler for SessionEventsHandler {
             if status.is_terminal() {
                 self.registry.session_ended(session_id);
             } else if matches!(status, SessionStatus::Starting | SessionStatus::Running) {
-                if let Err(e) = self.registry.session_started(session_id) {
-                    return Err(BusError::Other(format!("cannot start a log feed: {e}")));
-                }
+                self.registry.session_started(session_id);
             }
         }
         match batch.pop() {

@@ -9,8 +9,16 @@ pub struct LogMetrics {
     pub malformed: Counter,
     pub gaps: Counter,
     pub clients: Gauge,
-    pub feeds: Gauge,
     pub sessions: Gauge,
+    /// Batches waiting in this instance's queue (the broker's count, every few seconds).
+    pub queue_depth: Gauge,
+    /// Lines the hosts numbered that never arrived (queue drop-head or TTL, a host's full
+    /// queue while the broker was away).
+    pub lost_in_transit: Counter,
+    /// Lines the hosts' throttles held back (from their marker lines).
+    pub throttled: Counter,
+    /// How old the newest line taken off the queue was when taken (milliseconds).
+    pub consumer_lag_ms: Gauge,
     pub archived_lines: Counter,
     pub archive_dropped: Counter,
     pub archive_failures: Counter,
@@ -56,13 +64,34 @@ impl LogMetrics {
         );
         render_sample(
             &mut out,
-            "manman_log_session_feeds",
+            "manman_log_buffered_sessions",
             "gauge",
-            "Per-session broker consumers (feeds) running, and sessions buffered.",
+            "Sessions with a console buffer (ring) in this instance.",
+            &[("", self.sessions.get())],
+        );
+        render_sample(
+            &mut out,
+            "manman_log_queue_depth",
+            "gauge",
+            "Console batches waiting in this instance's queue (logs.ingest.{instance}).",
+            &[("", self.queue_depth.get())],
+        );
+        render_sample(
+            &mut out,
+            "manman_log_lines_dropped_total",
+            "counter",
+            "Lines that never reached the buffer: lost on the way (queue drop-head or TTL, a host's full queue) or held back by a host's throttle.",
             &[
-                ("kind=\"feeds\"", self.feeds.get()),
-                ("kind=\"buffered_sessions\"", self.sessions.get()),
+                ("reason=\"lost_in_transit\"", self.lost_in_transit.get()),
+                ("reason=\"throttled\"", self.throttled.get()),
             ],
+        );
+        render_sample(
+            &mut out,
+            "manman_log_consumer_lag_milliseconds",
+            "gauge",
+            "Age of the newest line when it was last taken off the queue (host clock to here).",
+            &[("", self.consumer_lag_ms.get())],
         );
         render_sample(
             &mut out,

@@ -1,13 +1,14 @@
 //! `manman-log-processor`: live console lines per session, fanned out over gRPC to any number
 //! of clients, and archived per minute to S3 with references in PostgreSQL (seed 002).
 //!
-//! Threads: one feed per buffered session (its own queue copy → its ring), one per streaming
-//! client, the session-events consumer, the archiver, housekeeping, gRPC and health.
+//! Threads: the ingest consumer (this instance's queue of every session's console batches →
+//! the sessions' rings and the archiver), one per streaming client, the session-events
+//! consumer, the archiver, housekeeping, gRPC and health. No thread per session.
 
 mod archiver;
 mod directory;
 mod events;
-mod feed;
+mod ingest;
 mod metrics;
 mod registry;
 mod ring;
@@ -22,11 +23,10 @@ pub use directory::{SessionDirectory, SessionInfo};
 pub use events::session_event;
 pub use metrics::LogMetrics;
 pub use registry::{Registry, RegistrySettings};
-pub use ring::{ReadResult, SessionLog, StoredLine};
+pub use ring::{PushOutcome, ReadResult, SessionLog, StoredLine, DEFAULT_MAX_BYTES};
 pub use stream::LogStreamService;
 
 use crate::auth::{Authenticator, TokenBackend};
-use crate::bus::topology::LogQueueArgs;
 use crate::bus::{run_batch_consumer, ConsumerSettings};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
@@ -35,6 +35,7 @@ use crate::health::{HealthServer, ReadinessCheck};
 use crate::lifecycle::Supervisor;
 use crate::logstore::{ObjectStore, S3Config};
 use crate::wire::routing;
+use ingest::{IngestHandler, IngestQueueArgs, OwnerLookup};
 
 #[derive(Debug, Clone)]
 pub struct LogsConfig {
@@ -49,6 +50,10 @@ pub struct LogsConfig {
     pub instance: String,
     pub buffer_ttl: Duration,
     pub buffer_max_messages: u32,
+    /// `LOG_BUFFER_MAX_BYTES`: a session's ring keeps about this much (slots and text).
+    pub buffer_max_bytes: usize,
+    /// `LOG_INGEST_MAX_BYTES`: what this instance's queue holds while it is away.
+    pub ingest_max_bytes: u64,
     pub debug_output: bool,
     pub max_clients: u64,
     /// Where sessions are looked up and stream tokens checked: PostgreSQL when configured,
@@ -98,6 +103,20 @@ impl LogsConfig {
                 "must be 1 .. 1000000",
             ));
         }
+        let buffer_max_bytes: usize = env.parse("LOG_BUFFER_MAX_BYTES", DEFAULT_MAX_BYTES)?;
+        if !(1024..=64 * 1024 * 1024).contains(&buffer_max_bytes) {
+            return Err(ConfigError::new(
+                "LOG_BUFFER_MAX_BYTES",
+                "must be 1024 .. 67108864",
+            ));
+        }
+        let ingest_max_bytes: u64 = env.parse("LOG_INGEST_MAX_BYTES", 256 * 1024 * 1024)?;
+        if ingest_max_bytes < 1024 * 1024 {
+            return Err(ConfigError::new(
+                "LOG_INGEST_MAX_BYTES",
+                "must be at least 1048576",
+            ));
+        }
         let has_database = ["DATABASE_URL", "DB_HOST", "DB_NAME"]
             .iter()
             .any(|v| env.get(v).is_some());
@@ -122,6 +141,8 @@ impl LogsConfig {
             instance,
             buffer_ttl,
             buffer_max_messages,
+            buffer_max_bytes,
+            ingest_max_bytes,
             debug_output: env.flag("DEBUG_LOG_OUTPUT", false)?,
             max_clients: env.parse("LOG_MAX_CLIENTS", 1000)?,
             database,
@@ -150,6 +171,8 @@ impl LogsConfig {
             instance: crate::testkit::unique_name("lp"),
             buffer_ttl: Duration::from_secs(60),
             buffer_max_messages: 500,
+            buffer_max_bytes: DEFAULT_MAX_BYTES,
+            ingest_max_bytes: 64 * 1024 * 1024,
             debug_output: false,
             max_clients: 100,
             database,
@@ -166,14 +189,12 @@ impl LogsConfig {
         }
     }
 
-    fn queue_args(&self) -> LogQueueArgs {
-        let ttl_ms = self.buffer_ttl.as_millis() as u32;
-        LogQueueArgs {
-            message_ttl_ms: ttl_ms,
-            max_length: self.buffer_max_messages,
-            // Unused queues go after the TTL (their lines would have expired by then anyway),
-            // but never sooner than a minute, so a restart finds its queues still there.
-            expires_ms: ttl_ms.max(60_000),
+    fn ingest_args(&self) -> IngestQueueArgs {
+        IngestQueueArgs {
+            message_ttl_ms: self.buffer_ttl.as_millis() as u32,
+            max_bytes: self.ingest_max_bytes,
+            // The queue outlives restarts and upgrades; an instance gone for a day leaves none.
+            expires_ms: 86_400_000,
         }
     }
 }
@@ -213,7 +234,8 @@ pub fn start(
     let archive_tx = match (&config.archive, &pool, &config.database) {
         (Some(s3), Some(pool), Some(database)) => {
             let store = ObjectStore::new(s3).map_err(|e| format!("S3 configuration: {e}"))?;
-            let (tx, rx) = crossbeam_channel::bounded(65_536);
+            // Console batches of up to a few hundred lines each.
+            let (tx, rx) = crossbeam_channel::bounded(4_096);
             let archiver = Archiver::new(
                 config.archiver.clone(),
                 store,
@@ -233,48 +255,59 @@ pub fn start(
     };
 
     let shutdown = supervisor.signal();
-    let link = Arc::new(feed::BrokerLink::new(
-        &config.rabbitmq_url,
-        shutdown.clone(),
-    ));
     let directory = || match &pool {
         Some(pool) => SessionDirectory::Database(pool.clone()),
         None => SessionDirectory::api(&config.api, config.api_token.clone()),
     };
-    let session_owner: Option<feed::OwnerLookup> = config.require_host_users.then(|| {
-        let directory = directory();
-        Arc::new(move |session_id| Ok(directory.lookup(session_id)?.map(|info| info.server_id)))
-            as feed::OwnerLookup
-    });
-    let feeds = Arc::new(feed::FeedContext {
-        session_owner,
-        link: link.clone(),
-        instance: config.instance.clone(),
-        queue_args: config.queue_args(),
-        prefetch: 512,
-        archive: archive_tx.clone(),
-        debug_echo: config.debug_output,
-        metrics: metrics.clone(),
-    });
     let registry = Arc::new(Registry::new(
-        feeds,
         RegistrySettings {
             capacity: config.buffer_max_messages as usize,
+            max_bytes: config.buffer_max_bytes,
             end_grace: config.end_grace,
             keep_after_end: config.buffer_ttl,
         },
-        archive_tx,
-        shutdown.clone(),
+        archive_tx.clone(),
+        metrics.clone(),
     ));
 
-    // Sessions already live (after a restart) get their feeds back at once.
+    // Sessions already live (after a restart) get their buffers back at once.
     match directory().live_sessions() {
         Ok(ids) => {
             for id in ids {
-                registry.session_started(id).map_err(spawn_err)?;
+                registry.session_started(id);
             }
         }
         Err(e) => log::warn!("cannot list live sessions: {e}"),
+    }
+
+    let ingest_connected = Arc::new(AtomicBool::new(false));
+    {
+        let mut handler = IngestHandler::new(
+            registry.clone(),
+            &config.instance,
+            config.ingest_args(),
+            metrics.clone(),
+        );
+        handler.archive = archive_tx;
+        handler.debug_echo = config.debug_output;
+        handler.session_owner = config.require_host_users.then(|| {
+            let directory = directory();
+            Arc::new(move |session_id| Ok(directory.lookup(session_id)?.map(|info| info.server_id)))
+                as OwnerLookup
+        });
+        let settings = ConsumerSettings {
+            url: config.rabbitmq_url.clone(),
+            queue: handler.queue.clone(),
+            prefetch: 256,
+            max_batch: 128,
+            who: "log-ingest",
+        };
+        let flag = ingest_connected.clone();
+        supervisor
+            .spawn("log-ingest", move |s| {
+                run_batch_consumer(&settings, &mut handler, &s, &flag)
+            })
+            .map_err(spawn_err)?;
     }
 
     let consumer_connected = Arc::new(AtomicBool::new(false));
@@ -312,8 +345,7 @@ pub fn start(
                         reconcile(&registry, &directory);
                     }
                 }
-                registry.stop_all();
-                link.close();
+                registry.close_all();
                 Ok(())
             })
             .map_err(spawn_err)?;
@@ -343,11 +375,18 @@ pub fn start(
         let m = metrics.clone();
         HealthServer::bind(
             &config.health_addr,
-            vec![ReadinessCheck::flag(
-                "broker",
-                consumer_connected,
-                "session-events consumer is not connected",
-            )],
+            vec![
+                ReadinessCheck::flag(
+                    "broker",
+                    consumer_connected,
+                    "session-events consumer is not connected",
+                ),
+                ReadinessCheck::flag(
+                    "ingest",
+                    ingest_connected,
+                    "console-lines consumer is not connected",
+                ),
+            ],
             Some(Arc::new(move || m.render())),
         )?
     };
@@ -364,9 +403,9 @@ pub fn start(
     })
 }
 
-/// Ends the feeds of sessions the database says are over (an end event we missed while down).
+/// Ends the buffers of sessions the database says are over (an end event we missed while down).
 fn reconcile(registry: &Registry, directory: &SessionDirectory) {
-    for id in registry.fed_sessions() {
+    for id in registry.open_sessions() {
         if let Ok(Some(info)) = directory.lookup(id) {
             if info.status.is_terminal() {
                 registry.session_ended(id);

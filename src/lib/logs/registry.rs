@@ -1,7 +1,7 @@
-//! The sessions this instance buffers: each one's ring and, while lines may still come, its
-//! feed. Feeds start when a session starts (events) or when a client asks (on demand); they
-//! stop a short grace after the session ends, and the ring is forgotten once no client reads
-//! it and `LOG_BUFFER_TTL` has passed.
+//! The sessions this instance buffers: each one's ring. A ring is made when a session starts
+//! (events), when its first line arrives, or when a client asks; it is closed a short grace
+//! after the session ends (trailing lines still land), and forgotten once no client reads it
+//! and `LOG_BUFFER_TTL` has passed. No thread per session: an idle session is one small ring.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::archiver::ArchiveItem;
-use super::feed::{spawn_feed, FeedContext, FeedHandle, FeedStop};
+use super::metrics::LogMetrics;
 use super::ring::SessionLog;
-use crate::lifecycle::ShutdownSignal;
 
 struct Entry {
     log: Arc<SessionLog>,
-    feed: Option<FeedHandle>,
     ended_at: Option<Instant>,
     clients: usize,
 }
@@ -24,7 +22,9 @@ struct Entry {
 pub struct RegistrySettings {
     /// Lines kept per session (`LOG_BUFFER_MAX_MESSAGES`).
     pub capacity: usize,
-    /// After a session ends, how long its feed still waits for trailing lines.
+    /// Bytes kept per session, about (`LOG_BUFFER_MAX_BYTES`).
+    pub max_bytes: usize,
+    /// After a session ends, how long its ring still takes trailing lines.
     pub end_grace: Duration,
     /// After a session ends, how long its ring stays for late clients (`LOG_BUFFER_TTL`).
     pub keep_after_end: Duration,
@@ -32,25 +32,22 @@ pub struct RegistrySettings {
 
 pub struct Registry {
     entries: Mutex<HashMap<i64, Entry>>,
-    feeds: Arc<FeedContext>,
     settings: RegistrySettings,
     archive: Option<Sender<ArchiveItem>>,
-    shutdown: ShutdownSignal,
+    metrics: Arc<LogMetrics>,
 }
 
 impl Registry {
     pub fn new(
-        feeds: Arc<FeedContext>,
         settings: RegistrySettings,
         archive: Option<Sender<ArchiveItem>>,
-        shutdown: ShutdownSignal,
+        metrics: Arc<LogMetrics>,
     ) -> Self {
         Registry {
             entries: Mutex::new(HashMap::new()),
-            feeds,
             settings,
             archive,
-            shutdown,
+            metrics,
         }
     }
 
@@ -58,29 +55,37 @@ impl Registry {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts buffering a live session (idempotent).
-    pub fn session_started(&self, session_id: i64) -> std::io::Result<Arc<SessionLog>> {
-        let mut entries = self.entries();
-        if let Some(e) = entries.get(&session_id) {
-            return Ok(e.log.clone());
-        }
-        let log = Arc::new(SessionLog::new(session_id, self.settings.capacity));
-        let feed = spawn_feed(self.feeds.clone(), log.clone(), self.shutdown.clone())?;
-        entries.insert(
-            session_id,
-            Entry {
-                log: log.clone(),
-                feed: Some(feed),
-                ended_at: None,
-                clients: 0,
-            },
-        );
-        self.feeds.metrics.sessions.set(entries.len() as u64);
-        log::info!(session_id = session_id; "buffering session logs");
-        Ok(log)
+    /// The session's ring, made if it has none (a live session, or a client asking).
+    pub fn session_started(&self, session_id: i64) -> Arc<SessionLog> {
+        self.rings_for(&[session_id]).remove(0)
     }
 
-    /// The session is over; its feed stops after the grace period.
+    /// The rings for lines of these sessions (one lock for a whole delivery burst).
+    pub fn rings_for(&self, session_ids: &[i64]) -> Vec<Arc<SessionLog>> {
+        let mut entries = self.entries();
+        let rings = session_ids
+            .iter()
+            .map(|&id| {
+                entries
+                    .entry(id)
+                    .or_insert_with(|| Entry {
+                        log: Arc::new(SessionLog::new(
+                            id,
+                            self.settings.capacity,
+                            self.settings.max_bytes,
+                        )),
+                        ended_at: None,
+                        clients: 0,
+                    })
+                    .log
+                    .clone()
+            })
+            .collect();
+        self.metrics.sessions.set(entries.len() as u64);
+        rings
+    }
+
+    /// The session is over; its ring closes after the grace period.
     pub fn session_ended(&self, session_id: i64) {
         let mut entries = self.entries();
         match entries.get_mut(&session_id) {
@@ -107,12 +112,11 @@ impl Registry {
         Some(e.log.clone())
     }
 
-    /// Counts a client in on a ring just created by `session_started`.
-    pub fn attach_started(&self, session_id: i64) -> std::io::Result<Arc<SessionLog>> {
-        self.session_started(session_id)?;
-        Ok(self
-            .attach(session_id)
-            .expect("a session just started is registered"))
+    /// Counts a client in on the session's ring, making the ring if it has none.
+    pub fn attach_started(&self, session_id: i64) -> Arc<SessionLog> {
+        self.session_started(session_id);
+        self.attach(session_id)
+            .expect("a session just started is registered")
     }
 
     pub fn detach(&self, session_id: i64) {
@@ -121,66 +125,51 @@ impl Registry {
         }
     }
 
-    pub fn has_feed(&self, session_id: i64) -> bool {
+    /// Whether the session's ring still takes lines (it exists and has not been closed).
+    pub fn is_open(&self, session_id: i64) -> bool {
         self.entries()
             .get(&session_id)
-            .is_some_and(|e| e.feed.is_some())
+            .is_some_and(|e| !e.log.is_closed())
     }
 
-    /// Stops the feeds of sessions ended more than the grace ago (deleting their queues) and
-    /// forgets rings nobody reads any more. Run every second or so.
+    /// Closes the rings of sessions ended more than the grace ago and forgets rings nobody
+    /// reads any more. Run every second or so.
     pub fn reap(&self) {
         let now = Instant::now();
-        let mut stopping = Vec::new();
+        let mut closing = Vec::new();
         {
             let mut entries = self.entries();
-            for (id, e) in entries.iter_mut() {
-                if let Some(ended) = e.ended_at {
-                    if now >= ended + self.settings.end_grace {
-                        if let Some(feed) = e.feed.take() {
-                            stopping.push((*id, feed, e.log.clone()));
-                        }
-                    }
+            for (id, e) in entries.iter() {
+                if e.ended_at
+                    .is_some_and(|t| now >= t + self.settings.end_grace && !e.log.is_closed())
+                {
+                    closing.push((*id, e.log.clone()));
                 }
             }
             let keep = self.settings.keep_after_end;
-            entries.retain(|_, e| {
-                e.clients > 0 || e.feed.is_some() || e.ended_at.is_none_or(|t| now < t + keep)
-            });
-            self.feeds.metrics.sessions.set(entries.len() as u64);
+            entries.retain(|_, e| e.clients > 0 || e.ended_at.is_none_or(|t| now < t + keep));
+            self.metrics.sessions.set(entries.len() as u64);
         }
-        // Joining feeds happens outside the lock: clients keep attaching meanwhile.
-        for (id, feed, log) in stopping {
-            feed.stop(FeedStop::SessionEnded);
+        for (id, log) in closing {
             log.close();
             self.archive_ended(id);
-            log::info!(session_id = id; "session ended: stopped its log feed");
+            log::info!(session_id = id; "session ended: its console buffer is closed");
         }
     }
 
-    /// Sessions with a feed (for reconciling with the database).
-    pub fn fed_sessions(&self) -> Vec<i64> {
+    /// Sessions whose rings are open and not known to have ended (for reconciling with the
+    /// database).
+    pub fn open_sessions(&self) -> Vec<i64> {
         self.entries()
             .iter()
-            .filter(|(_, e)| e.feed.is_some() && e.ended_at.is_none())
+            .filter(|(_, e)| e.ended_at.is_none())
             .map(|(id, _)| *id)
             .collect()
     }
 
-    /// Shutdown: every feed stops, keeping its queue so lines published while we restart
-    /// wait there (bounded by the queue's TTL and length).
-    pub fn stop_all(&self) {
-        let feeds: Vec<FeedHandle> = self
-            .entries()
-            .values_mut()
-            .filter_map(|e| e.feed.take())
-            .collect();
-        for f in &feeds {
-            f.request_stop(FeedStop::Shutdown);
-        }
-        for f in feeds {
-            f.join();
-        }
+    /// Shutdown: every ring closes (clients finish what is buffered); lines published
+    /// meanwhile wait in this instance's queue.
+    pub fn close_all(&self) {
         for e in self.entries().values() {
             e.log.close();
         }

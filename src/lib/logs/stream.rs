@@ -1,18 +1,16 @@
 //! `manman.v1.LogProcessor/StreamSessionLogs`: each client gets a plain thread that reads the
 //! session's ring from its own cursor and writes to the gRPC stream, blocking only itself.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{FutureExt, Sink, SinkExt};
-use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, WriteFlags};
+use futures::{FutureExt, SinkExt};
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink};
 
 use super::directory::SessionDirectory;
 use super::metrics::LogMetrics;
 use super::registry::Registry;
-use super::ring::{SessionLog, StoredLine};
+use super::ring::{SessionLog, StoredLine, DEFAULT_MAX_BYTES};
 use crate::auth::{bearer_of, Authenticator, Role};
 use crate::lifecycle::ShutdownSignal;
 use crate::proto::v1 as pb;
@@ -91,17 +89,12 @@ impl LogStreamService {
                     })?;
                 if info.status.is_terminal() {
                     // Nothing buffered and nothing more will come: an empty, finished stream.
-                    let log = SessionLog::new(req.session_id, 1);
+                    let log = SessionLog::new(req.session_id, 1, DEFAULT_MAX_BYTES);
                     log.close();
                     s.metrics.clients.add(1);
                     return Ok(Arc::new(log));
                 }
-                s.registry.attach_started(req.session_id).map_err(|e| {
-                    RpcStatus::with_message(
-                        RpcStatusCode::INTERNAL,
-                        format!("cannot start a feed: {e}"),
-                    )
-                })?
+                s.registry.attach_started(req.session_id)
             }
         };
         s.metrics.clients.add(1);
@@ -231,39 +224,16 @@ fn serve_client(
             if read.closed || req.backlog_only {
                 break;
             }
-            if client_gone(&mut sink) {
+            if crate::grpc::client_gone(&mut sink) {
                 return;
             }
             continue;
         }
         let sent = batch.iter().filter(|m| m.source != "gap").count() as u64;
-        if send_all(&mut sink, batch).is_err() {
+        if crate::grpc::send_batch(&mut sink, batch).is_err() {
             return; // the client went away
         }
         shared.metrics.lines_out.add(sent);
     }
     let _ = futures::executor::block_on(sink.close());
-}
-
-fn send_all(
-    sink: &mut ServerStreamingSink<pb::LogMessage>,
-    batch: Vec<pb::LogMessage>,
-) -> Result<(), grpcio::Error> {
-    // All but the last message may wait in gRPC's buffer; the last one goes out at once, or
-    // a quiet session would hold its newest line back until the next one.
-    let last = batch.len().saturating_sub(1);
-    futures::executor::block_on(async {
-        for (i, m) in batch.into_iter().enumerate() {
-            let flags = WriteFlags::default().buffer_hint(i < last);
-            sink.feed((m, flags)).await?;
-        }
-        sink.flush().await
-    })
-}
-
-/// Whether the client cancelled or disconnected (polled without blocking).
-fn client_gone(sink: &mut ServerStreamingSink<pb::LogMessage>) -> bool {
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    matches!(Pin::new(sink).poll_ready(&mut cx), Poll::Ready(Err(_)))
 }

@@ -213,6 +213,11 @@ impl ManagedProcess {
 
     /// Queues bytes for the process's stdin, up to [`MAX_PENDING_INPUT`] not yet written.
     pub(crate) fn send_input(&self, bytes: Vec<u8>) -> Result<(), InputRefused> {
+        // The state is checked as well as the thread: a stop has returned (state Stopped)
+        // a moment before the supervisor thread ends, and input then would be swallowed.
+        if !self.status().state.is_live() {
+            return Err(InputRefused::NotRunning);
+        }
         let control = lock(&self.control);
         let c = control
             .as_ref()

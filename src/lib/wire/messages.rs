@@ -55,7 +55,8 @@ pub struct HealthUpdate {
     pub sent_at_ms: Option<i64>,
 }
 
-/// `logs.session.{session_id}`: one line of a game server's output.
+/// `logs.session.{session_id}` from agents before batching: one line of a game server's output
+/// (read as a batch of one; see [`super::ConsoleBatch`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub session_id: i64,
@@ -69,10 +70,13 @@ impl LogLine {
     /// The source names a stream (`stdout`, `stderr`, `host`, …): a short lowercase word, so a
     /// host cannot smuggle text (or whole lines) into the archive through it.
     pub fn check_source(&self) -> Result<(), String> {
-        let ok = (1..=16).contains(&self.source.len())
-            && self.source.starts_with(|c: char| c.is_ascii_lowercase())
-            && self
-                .source
+        Self::check_source_name(&self.source)
+    }
+
+    pub fn check_source_name(source: &str) -> Result<(), String> {
+        let ok = (1..=16).contains(&source.len())
+            && source.starts_with(|c: char| c.is_ascii_lowercase())
+            && source
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if ok {
@@ -80,7 +84,7 @@ impl LogLine {
         } else {
             Err(format!(
                 "source {:?} is not a stream name (1-16 of a-z 0-9 _ -)",
-                self.source.chars().take(40).collect::<String>()
+                source.chars().take(40).collect::<String>()
             ))
         }
     }

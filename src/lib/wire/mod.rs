@@ -3,11 +3,13 @@
 pub mod commands;
 pub mod game_process;
 pub mod host_status;
+pub mod log_batch;
 pub mod messages;
 pub mod routing;
 pub mod session_status;
 
 pub use game_process::{GameProcess, RestartPolicy};
 pub use host_status::HostStatus;
+pub use log_batch::{ConsoleBatch, ConsoleLine};
 pub use messages::{HealthUpdate, HostStatusUpdate, LogLine, SessionStats, SessionStatusUpdate};
 pub use session_status::SessionStatus;

@@ -30,10 +30,13 @@ pub fn session_logs(session_id: i64) -> String {
     format!("logs.session.{session_id}")
 }
 
-/// One log processor's own queue for a session's lines. Each instance consumes its own copy,
-/// so replicas never split one queue's messages between them.
-pub fn session_log_queue(session_id: i64, instance: &str) -> String {
-    format!("logs.session.{session_id}.{instance}")
+/// What a log processor's queue is bound with: every session's console batches.
+pub const SESSION_LOGS_PATTERN: &str = "logs.session.*";
+
+/// One log processor's own queue for every session's lines. Each instance consumes its own
+/// copy, so replicas never split the lines between them.
+pub fn log_ingest_queue(instance: &str) -> String {
+    format!("logs.ingest.{instance}")
 }
 
 pub fn host_commands_queue(server_id: i64) -> String {
