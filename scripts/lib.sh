@@ -5,6 +5,9 @@ set -euo pipefail
 
 MANMAN_HOME="${MANMAN_HOME:-$HOME/.cache/manman}"
 mkdir -p "$MANMAN_HOME"
+# One build directory for every script, CI and the demo, outside the clone: gRPC's C core is
+# built once (about 10-20 minutes on 2 cores), not once per script.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MANMAN_HOME/target}"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 info() { printf '    %s\n' "$*"; }

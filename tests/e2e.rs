@@ -282,7 +282,7 @@ impl Drop for Stack {
 #[test]
 fn a_session_runs_end_to_end_from_the_cli() {
     let s = Stack::start();
-    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let logs = Collector::console_lines(&s.vhost);
     let sgc = s.deploy_test_game("lifecycle", 25565);
 
     let started = s.cli_json(&["session", "start", &sgc.to_string()]);
@@ -680,7 +680,7 @@ fn a_host_shutting_down_stops_its_sessions_and_reports_before_going_offline() {
 #[test]
 fn the_host_rides_out_a_broker_drop_and_keeps_its_game_running() {
     let s = Stack::start();
-    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let logs = Collector::console_lines(&s.vhost);
     let sgc = s.deploy_test_game("resilient", 29200);
     let session = s.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
         .as_i64()
@@ -694,7 +694,7 @@ fn the_host_rides_out_a_broker_drop_and_keeps_its_game_running() {
     // The game kept running: the same process answers its console after the drop.
     let logs = {
         drop(logs);
-        Collector::bind(&s.vhost, "manman", "logs.session.#")
+        Collector::console_lines(&s.vhost)
     };
     wait_for("console works after the drop", T, || {
         let (code, _, _) = s.cli(&["session", "input", &session.to_string(), "still here"]);
@@ -994,7 +994,7 @@ fn pid_gone(pid: u32) -> bool {
 #[test]
 fn a_start_that_timed_out_is_never_acted_on_later() {
     let mut s = Stack::start();
-    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let logs = Collector::console_lines(&s.vhost);
     let sgc = s.deploy_test_game("late", 26100);
     if let Some((_, mut d)) = s.host.take() {
         d.shutdown(); // the agent is down (or just slow)
@@ -1096,7 +1096,7 @@ fn a_missing_program_ends_crashed_with_the_reason() {
 #[test]
 fn crash_restarts_are_visible_and_a_stop_is_never_restarted() {
     let s = Stack::start();
-    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let logs = Collector::console_lines(&s.vhost);
     let events = Collector::bind(&s.vhost, "external", "manman.session.#");
     let sgc = s.deploy(
         "restarter",
@@ -1273,7 +1273,7 @@ fn games_outlive_a_killed_agent_and_are_re_attached_without_losing_a_line() {
     const GAMES: usize = 20;
     let mut s = Stack::start();
     let data_dir = std::env::temp_dir().join(unique_name("mmhost-keep"));
-    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let logs = Collector::console_lines(&s.vhost);
     let deployments: Vec<i64> = (0..GAMES)
         .map(|i| {
             s.deploy(
@@ -1535,7 +1535,7 @@ fn a_killed_keeper_takes_its_game_along_and_the_session_says_why() {
 fn a_game_sees_its_own_environment_and_none_of_the_agents_credentials() {
     let mut s = Stack::start();
     let data_dir = std::env::temp_dir().join(unique_name("mmhost-env"));
-    let logs = Collector::bind(&s.vhost, "manman", "logs.session.#");
+    let logs = Collector::console_lines(&s.vhost);
     let sgc = s.deploy(
         "env-printer",
         "/bin/sh",

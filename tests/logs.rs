@@ -212,6 +212,20 @@ fn late_clients_get_the_backlog_and_resume_after_a_sequence_number() {
     let backlog = stack.read(session, 0, true, usize::MAX);
     let expected: Vec<String> = (50..150).map(|i| format!("line {i}")).collect();
     assert_eq!(messages(&backlog), expected);
+    // The batched stream carries the same lines with the same numbers.
+    let req = pb::StreamSessionLogsRequest {
+        session_id: session,
+        after_sequence_number: 0,
+        backlog_only: true,
+    };
+    let batches = stack
+        .client
+        .stream_session_log_batches_opt(&req, viewer())
+        .unwrap();
+    let batched: Vec<pb::LogMessage> = futures::executor::block_on_stream(batches)
+        .flat_map(|b| b.expect("a batch").lines)
+        .collect();
+    assert_eq!(batched, backlog);
     // Resume after line 119: exactly the lines after it.
     let after = backlog[69].sequence_number;
     assert_eq!(backlog[69].message, "line 119");
@@ -824,7 +838,11 @@ fn history_of_long_lines_comes_in_pages_and_streams_every_line_exactly_once() {
         };
         let stream = client.stream_historical_logs_opt(&req, viewer()).unwrap();
         futures::executor::block_on_stream(stream)
-            .map(|m| m.expect("stream item"))
+            .flat_map(|b| {
+                let b = b.expect("stream item");
+                assert!(prost::Message::encoded_len(&b) < 4 * 1024 * 1024);
+                b.lines
+            })
             .collect()
     };
     let streamed = stream(0, 0, 0);

@@ -139,18 +139,31 @@ impl Collector {
             vhost,
             Some((exchange.to_string(), pattern.to_string())),
             None,
+            false,
+        )
+    }
+
+    /// Every console line hosts publish (`logs.session.*` batches), one `Received` per line
+    /// with a body of `session_id` and the line's fields.
+    pub fn console_lines(vhost: &TestVhost) -> Collector {
+        Self::start(
+            vhost,
+            Some(("manman".to_string(), "logs.session.#".to_string())),
+            None,
+            true,
         )
     }
 
     /// Reads a queue by name (e.g. a DLQ).
     pub fn queue(vhost: &TestVhost, queue: &str) -> Collector {
-        Self::start(vhost, None, Some(queue.to_string()))
+        Self::start(vhost, None, Some(queue.to_string()), false)
     }
 
     fn start(
         vhost: &TestVhost,
         bind: Option<(String, String)>,
         queue: Option<String>,
+        flatten_batches: bool,
     ) -> Collector {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -203,15 +216,29 @@ impl Collector {
             for msg in consumer.receiver().iter() {
                 match msg {
                     ConsumerMessage::Delivery(d) => {
-                        let received = Received {
-                            routing_key: d.routing_key.clone(),
-                            body: serde_json::from_slice(&d.body)
-                                .unwrap_or(serde_json::Value::Null),
-                            raw: d.body.clone(),
-                            headers: d.properties.headers().clone().unwrap_or_default(),
+                        let body: serde_json::Value =
+                            serde_json::from_slice(&d.body).unwrap_or(serde_json::Value::Null);
+                        let bodies = match body["lines"].as_array() {
+                            Some(lines) if flatten_batches => lines
+                                .iter()
+                                .map(|l| {
+                                    let mut line = l.clone();
+                                    line["session_id"] = body["session_id"].clone();
+                                    line
+                                })
+                                .collect(),
+                            _ => vec![body],
                         };
-                        if tx.send(received).is_err() {
-                            break;
+                        for body in bodies {
+                            let received = Received {
+                                routing_key: d.routing_key.clone(),
+                                body,
+                                raw: d.body.clone(),
+                                headers: d.properties.headers().clone().unwrap_or_default(),
+                            };
+                            if tx.send(received).is_err() {
+                                return;
+                            }
                         }
                     }
                     _ => break,

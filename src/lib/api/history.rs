@@ -191,15 +191,15 @@ pub fn historical_logs(
     })
 }
 
-/// Messages per write to a history stream.
-const STREAM_CHUNK: usize = 256;
+/// Lines per message of a history stream (and at most [`MAX_PAGE_BYTES`] of text).
+const STREAM_CHUNK: usize = 1000;
 
 /// `StreamHistoricalLogs`: every line of the range after `offset` (at most `limit`, 0 = all),
 /// sent as each archived minute is read; ends early if the client goes away.
 pub(crate) fn stream(
     inner: &super::service::Inner,
     req: pb::GetHistoricalLogsRequest,
-    mut sink: grpcio::ServerStreamingSink<pb::LogMessage>,
+    mut sink: grpcio::ServerStreamingSink<pb::LogBatch>,
 ) {
     use futures::SinkExt;
     let result = (|| -> Result<(), ApiError> {
@@ -212,12 +212,26 @@ pub(crate) fn stream(
         while let Some(mut minute) = archived.next_minute()? {
             minute.truncate(left);
             left -= minute.len();
-            let mut minute = minute.into_iter().peekable();
-            while minute.peek().is_some() {
-                let chunk: Vec<pb::LogMessage> = minute.by_ref().take(STREAM_CHUNK).collect();
-                if crate::grpc::send_batch(&mut sink, chunk).is_err() {
-                    return Ok(()); // the client went away
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            for m in minute {
+                let size = message_bytes(&m);
+                if chunk.len() == STREAM_CHUNK
+                    || (!chunk.is_empty() && bytes + size > MAX_PAGE_BYTES)
+                {
+                    let lines = std::mem::take(&mut chunk);
+                    if crate::grpc::send_batch(&mut sink, vec![pb::LogBatch { lines }]).is_err() {
+                        return Ok(()); // the client went away
+                    }
+                    bytes = 0;
                 }
+                bytes += size;
+                chunk.push(m);
+            }
+            if !chunk.is_empty()
+                && crate::grpc::send_batch(&mut sink, vec![pb::LogBatch { lines: chunk }]).is_err()
+            {
+                return Ok(());
             }
             if left == 0 {
                 break;

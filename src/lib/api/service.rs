@@ -126,7 +126,7 @@ rpc! {
             &mut self,
             ctx: RpcContext,
             req: pb::GetHistoricalLogsRequest,
-            sink: ServerStreamingSink<pb::LogMessage>,
+            sink: ServerStreamingSink<pb::LogBatch>,
         ) {
             if let Err(e) = self.authorize(&ctx, "stream_historical_logs") {
                 ctx.spawn(sink.fail(e.status()).map(|_| ()));

@@ -151,11 +151,13 @@ fn history(ctx: &Ctx, req: &LogsRequest) -> Outcome {
         .stream_historical_logs_opt(&request, ctx.opt_for(Duration::from_secs(3600)))?;
     let mut printer = LinePrinter::new(std::io::BufWriter::new(std::io::stdout().lock()), req);
     let mut printed = 0u64;
-    for item in futures::executor::block_on_stream(stream) {
-        if let Err(done) = written(printer.print(&item?)) {
-            return done;
+    for batch in futures::executor::block_on_stream(stream) {
+        for line in &batch?.lines {
+            if let Err(done) = written(printer.print(line)) {
+                return done;
+            }
+            printed += 1;
         }
-        printed += 1;
     }
     if let Err(done) = written(printer.out.flush()) {
         return done;

@@ -10,7 +10,7 @@
 mod commands;
 pub mod console;
 pub mod identity;
-mod publisher;
+pub mod publisher;
 pub mod recovery;
 mod reporting;
 pub mod sessions;
@@ -36,8 +36,8 @@ use commands::CommandHandler;
 use console::{ConsoleLines, ConsoleSettings};
 use recovery::Reconciler;
 use reporting::{
-    host_message, process_metrics, report_events, session_stats, status_message, EventSink,
-    LogSink, Report,
+    console_metrics, host_message, process_metrics, report_events, session_stats, status_message,
+    EventSink, LogSink, Report,
 };
 use sessions::session_of;
 
@@ -188,7 +188,6 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     log::info!(server_id = server_id; "registered");
 
     let (out, inbound) = publisher::channels(&config.console);
-    let console = out.console.clone();
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let mut builder = Manager::builder()
         .output(LogSink { out: out.clone() })
@@ -252,6 +251,8 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
 
     let connected = Arc::new(AtomicBool::new(false));
     let manager_for_metrics = Arc::downgrade(&manager);
+    let console = out.console.clone();
+    let console_for_metrics = out.console.clone();
     let health = {
         let connected = connected.clone();
         HealthServer::bind(
@@ -262,7 +263,9 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
                 "command consumer is not connected",
             )],
             Some(Arc::new(move || match manager_for_metrics.upgrade() {
-                Some(m) => process_metrics(&m.status_all("*")),
+                Some(m) => {
+                    process_metrics(&m.status_all("*")) + &console_metrics(&console_for_metrics)
+                }
                 None => String::new(),
             })),
         )?

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_channel::Receiver;
 use serde_json::json;
 
+use super::console::ConsoleLines;
 use super::publisher::Outbound;
 use super::sessions::{exit_code, session_of};
 use crate::bus::OutgoingMessage;
@@ -230,6 +231,25 @@ pub fn process_metrics(statuses: &[crate::procman::Status]) -> String {
         "counter",
         "Automatic restarts of managed processes (current processes).",
         &[("", restarts)],
+    );
+    out
+}
+
+/// `/metrics` of the host: console lines held back by the throttle or dropped (queue full).
+pub fn console_metrics(console: &ConsoleLines) -> String {
+    let mut out = String::new();
+    crate::metrics::render_sample(
+        &mut out,
+        "manman_host_console_lines_dropped_total",
+        "counter",
+        "Console lines not published: over a session's rate (throttled) or the queue full while the broker was away.",
+        &[
+            (
+                "reason=\"throttled\"",
+                console.throttled.load(Ordering::Relaxed),
+            ),
+            ("reason=\"queue_full\"", console.dropped.load(Ordering::Relaxed)),
+        ],
     );
     out
 }

@@ -118,18 +118,22 @@ impl LogStreamService {
     }
 }
 
-impl pb::LogProcessor for LogStreamService {
-    fn stream_session_logs(
-        &mut self,
-        ctx: RpcContext<'_>,
+impl LogStreamService {
+    /// Authorizes and opens the stream, then serves it from a plain thread; `group` turns
+    /// each read of the ring into the stream's messages.
+    fn serve<T: Send + 'static>(
+        &self,
+        ctx: &RpcContext<'_>,
+        rpc: &str,
         req: pb::StreamSessionLogsRequest,
-        sink: ServerStreamingSink<pb::LogMessage>,
+        sink: ServerStreamingSink<T>,
+        group: fn(Vec<pb::LogMessage>) -> Vec<T>,
     ) {
         let token = bearer_of(ctx.request_headers());
         let authorized = self
             .shared
             .auth
-            .authorize(token.as_deref(), Role::Viewer, "stream_session_logs")
+            .authorize(token.as_deref(), Role::Viewer, rpc)
             .map_err(|e| e.status());
         let log = match authorized.and_then(|_| self.open(&req)) {
             Ok(log) => log,
@@ -144,7 +148,7 @@ impl pb::LogProcessor for LogStreamService {
             .name(format!("log-client-{}", req.session_id))
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve_client(&service.shared, &log, &req, sink);
+                serve_client(&service.shared, &log, &req, sink, group);
                 service.release(req.session_id);
             });
         if let Err(e) = spawned {
@@ -154,12 +158,35 @@ impl pb::LogProcessor for LogStreamService {
     }
 }
 
-fn message(session_id: i64, l: &StoredLine) -> pb::LogMessage {
+impl pb::LogProcessor for LogStreamService {
+    fn stream_session_logs(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::StreamSessionLogsRequest,
+        sink: ServerStreamingSink<pb::LogMessage>,
+    ) {
+        self.serve(&ctx, "stream_session_logs", req, sink, |lines| lines);
+    }
+
+    fn stream_session_log_batches(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::StreamSessionLogsRequest,
+        sink: ServerStreamingSink<pb::LogBatch>,
+    ) {
+        self.serve(&ctx, "stream_session_log_batches", req, sink, |lines| {
+            vec![pb::LogBatch { lines }]
+        });
+    }
+}
+
+fn message(session_id: i64, l: StoredLine) -> pb::LogMessage {
     pb::LogMessage {
         session_id,
         timestamp: l.timestamp,
-        source: l.source.to_string(),
-        message: l.message.to_string(),
+        // Box<str> → String moves the text: no copy.
+        source: l.source.into(),
+        message: l.message.into(),
         sequence_number: l.sequence_number,
     }
 }
@@ -180,11 +207,12 @@ fn gap_marker(session_id: i64, missed: i64, next: i64) -> pb::LogMessage {
     }
 }
 
-fn serve_client(
+fn serve_client<T: Send + 'static>(
     shared: &Shared,
     log: &SessionLog,
     req: &pb::StreamSessionLogsRequest,
-    mut sink: ServerStreamingSink<pb::LogMessage>,
+    mut sink: ServerStreamingSink<T>,
+    group: fn(Vec<pb::LogMessage>) -> Vec<T>,
 ) {
     let mut cursor = req.after_sequence_number;
     let backlog_end = log.last_sequence_number();
@@ -212,12 +240,12 @@ fn serve_client(
             shared.metrics.gaps.inc();
             batch.push(gap_marker(log.session_id, missed, first.sequence_number));
         }
-        for l in &read.lines {
+        for l in read.lines {
             if req.backlog_only && l.sequence_number > backlog_end {
                 break;
             }
-            batch.push(message(log.session_id, l));
             cursor = l.sequence_number;
+            batch.push(message(log.session_id, l));
         }
         if batch.is_empty() {
             // An empty buffer, or only lines newer than the backlog: a backlog read is done.
@@ -230,7 +258,7 @@ fn serve_client(
             continue;
         }
         let sent = batch.iter().filter(|m| m.source != "gap").count() as u64;
-        if crate::grpc::send_batch(&mut sink, batch).is_err() {
+        if crate::grpc::send_batch(&mut sink, group(batch)).is_err() {
             return; // the client went away
         }
         shared.metrics.lines_out.add(sent);
