@@ -150,8 +150,10 @@ impl HostConsole {
 
 /// Announces sessions as their hosts would (`status.session.{id}` running), so the log
 /// processor buffers them before any line (clients can attach), and waits until it does.
-fn announce(daemon: &Daemon, vhost: &ScratchVhost, sessions: &[i64]) {
-    let want = daemon.metric("manman_log_buffered_sessions") + sessions.len() as u64;
+/// `buffered_after`: how many sessions the daemon buffers then (default: these are new).
+fn announce(daemon: &Daemon, vhost: &ScratchVhost, sessions: &[i64], buffered_after: Option<u64>) {
+    let want = buffered_after
+        .unwrap_or(daemon.metric("manman_log_buffered_sessions") + sessions.len() as u64);
     let mut conn = vhost.connect();
     let channel = conn.open_channel(None).unwrap();
     manman::bus::topology::declare_manman_exchange(&channel).unwrap();
@@ -302,7 +304,7 @@ fn phase(
     n_clients: usize,
     settings: ConsoleSettings,
 ) {
-    announce(daemon, vhost, sessions);
+    announce(daemon, vhost, sessions, None);
     let since = now_us();
     let streams = clients(daemon, sessions[0], n_clients, since);
     let console = HostConsole::start(vhost.url(), settings);
@@ -359,8 +361,7 @@ fn phase(
 /// Memory with 1,000 active sessions and full rings.
 fn memory(daemon: &Daemon, vhost: &ScratchVhost) {
     let sessions: Vec<i64> = (1..=MANY_SESSIONS).collect();
-    // Sessions 1 to 103 are buffered already (the earlier phases).
-    announce(daemon, vhost, &sessions[SESSIONS as usize + 3..]);
+    announce(daemon, vhost, &sessions, Some(MANY_SESSIONS as u64));
     let (idle_rss, _) = rss_kib(daemon.child.id());
     let console = HostConsole::start(vhost.url(), ConsoleSettings::default());
     let before = daemon.lines_in();
@@ -494,29 +495,32 @@ fn main() {
         ],
     );
     let sessions: Vec<i64> = (1..=SESSIONS).collect();
-    phase(
-        "throughput",
-        &daemon,
-        &vhost,
-        &sessions,
-        rate,
-        secs,
-        10,
-        ConsoleSettings::default(),
-    );
-    phase(
-        "fan-out",
-        &daemon,
-        &vhost,
-        &[SESSIONS + 1],
-        env_or("FANOUT_RATE", 20_000),
-        10,
-        100,
-        ConsoleSettings::default(),
-    );
-    // The same fan-out against an instance with a deeper buffer: what 100 clients on these
-    // cores need to never fall behind at this rate.
-    {
+    // The host's console settings as an agent would read them (LOG_BATCH_LINES,
+    // LOG_BATCH_LINGER_MS, LOG_MAX_LINES_PER_SECOND), to compare batch sizes.
+    let console = ConsoleSettings::from_env(&manman::config::Env::from_process()).unwrap();
+    println!("host console settings: {console:?}");
+    // BENCH_PHASES: a comma list of throughput, fanout, latency, memory, history (default all).
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_default();
+    let run = |name: &str| phases.is_empty() || phases.split(',').any(|p| p == name);
+    if run("throughput") {
+        let c = console.clone();
+        phase("throughput", &daemon, &vhost, &sessions, rate, secs, 10, c);
+    }
+    if run("fanout") {
+        let fanout_rate = env_or("FANOUT_RATE", 20_000);
+        let one = [SESSIONS + 1];
+        phase(
+            "fan-out",
+            &daemon,
+            &vhost,
+            &one,
+            fanout_rate,
+            10,
+            100,
+            console.clone(),
+        );
+        // The same fan-out against an instance with a deeper buffer: what 100 clients on
+        // these cores need to never fall behind at this rate.
         let deep = Daemon::spawn(
             "manman-log-processor",
             &[
@@ -527,28 +531,38 @@ fn main() {
                 ("LOG_BUFFER_MAX_BYTES", (1024 * 1024).to_string()),
             ],
         );
+        let label = "fan-out, 5,000-line buffer";
+        let other = [SESSIONS + 3];
         phase(
-            "fan-out, 5,000-line buffer",
+            label,
             &deep,
             &vhost,
-            &[SESSIONS + 3],
-            env_or("FANOUT_RATE", 20_000),
+            &other,
+            fanout_rate,
             10,
             100,
-            ConsoleSettings::default(),
+            console.clone(),
         );
     }
-    phase(
-        "latency",
-        &daemon,
-        &vhost,
-        &[SESSIONS + 2],
-        env_or("LATENCY_RATE", 5_000),
-        10,
-        10,
-        ConsoleSettings::default(),
-    );
-    memory(&daemon, &vhost);
+    if run("latency") {
+        let latency_rate = env_or("LATENCY_RATE", 5_000);
+        let one = [SESSIONS + 2];
+        phase(
+            "latency",
+            &daemon,
+            &vhost,
+            &one,
+            latency_rate,
+            10,
+            10,
+            console.clone(),
+        );
+    }
+    if run("memory") {
+        memory(&daemon, &vhost);
+    }
     drop(daemon);
-    history(&vhost, &db);
+    if run("history") {
+        history(&vhost, &db);
+    }
 }
