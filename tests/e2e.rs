@@ -38,6 +38,8 @@ struct Stack {
     data_dir: std::path::PathBuf,
     // Dropped in reverse order of start: host first, then API and processor.
     host: Option<(RunningHost, Daemon)>,
+    /// The in-process agent's console settings (throttle, batches).
+    console: manman::host::console::ConsoleSettings,
     _bucket: Option<manman::testkit::ScratchBucket>,
     _api: Daemon,
     _logs: Daemon,
@@ -139,6 +141,7 @@ impl Stack {
             server_id: 0,
             data_dir,
             host: None,
+            console: Default::default(),
             _bucket: bucket,
             _api: api_daemon,
             _logs: logs_daemon,
@@ -162,7 +165,7 @@ impl Stack {
             keeper: Some(env!("CARGO_BIN_EXE_manman-keeper").into()),
             // The in-process agent's shutdown cleans up after the test.
             stop_sessions_on_shutdown: true,
-            console: Default::default(),
+            console: self.console.clone(),
         }
     }
 
@@ -1788,4 +1791,53 @@ fn a_games_first_lines_are_in_the_live_stream_the_cli_and_the_archive() {
         archived,
         ["[stderr] early-2", "[stdout] early-1", "[stdout] early-3"]
     );
+}
+
+#[test]
+fn a_flooding_game_is_throttled_and_its_marker_counts_exactly() {
+    let mut s = Stack::start_archiving();
+    if let Some((_, mut d)) = s.host.take() {
+        d.shutdown();
+    }
+    s.console = manman::host::console::ConsoleSettings {
+        max_lines_per_second: 1000,
+        ..Default::default()
+    };
+    s.start_host();
+    // Fewer lines than the keeper holds for an agent not yet attached (4,096), so every line
+    // reaches the agent's throttle.
+    const PRINTED: u64 = 3000;
+    let sgc = s.deploy("flood", "/bin/sh", &["-c", "seq 1 3000; sleep 2"], &[]);
+    let session = s.start_session(sgc);
+    wait_for("the session to end", T, || {
+        let status = s.status(session).0;
+        ["crashed", "stopped"].contains(&status.as_str()).then_some(())
+    });
+    let marker_count = |line: &serde_json::Value| -> Option<u64> {
+        let text = line["message"].as_str()?;
+        let n = text
+            .strip_prefix("[manman] ")?
+            .strip_suffix(" lines dropped: output too fast")?;
+        (line["source"] == "host").then(|| n.parse().ok())?
+    };
+    let json_lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let (code, out, err) = s.cli(args);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    // The archive has every line that went out and the markers for the rest: exactly 3,000.
+    let id = session.to_string();
+    let archived = wait_for("the flood archived", T, || {
+        let lines = json_lines(&["--json", "logs", &id, "--since", "10m", "--limit", "0"]);
+        let printed = lines.iter().filter(|l| l["source"] == "stdout").count() as u64;
+        let dropped: u64 = lines.iter().filter_map(marker_count).sum();
+        (printed + dropped == PRINTED).then_some((printed, dropped))
+    });
+    assert!(archived.1 > 0, "nothing was throttled: {archived:?}");
+    assert!(archived.0 >= 1000, "{archived:?}");
+    // The marker is in the live stream too, after the lines that went out.
+    let live = json_lines(&["--json", "logs", &id]);
+    assert!(live.iter().any(|l| marker_count(l).is_some()), "{live:?}");
 }
