@@ -1811,7 +1811,9 @@ fn a_flooding_game_is_throttled_and_its_marker_counts_exactly() {
     let session = s.start_session(sgc);
     wait_for("the session to end", T, || {
         let status = s.status(session).0;
-        ["crashed", "stopped"].contains(&status.as_str()).then_some(())
+        ["crashed", "stopped"]
+            .contains(&status.as_str())
+            .then_some(())
     });
     let marker_count = |line: &serde_json::Value| -> Option<u64> {
         let text = line["message"].as_str()?;

@@ -874,3 +874,51 @@ fn history_of_long_lines_comes_in_pages_and_streams_every_line_exactly_once() {
         other => panic!("expected NOT_FOUND, got {other:?}"),
     }
 }
+
+#[test]
+fn lost_and_throttled_lines_and_the_queue_depth_are_on_metrics() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 100, None));
+    let (_, session) = new_session(&db);
+    let p = TestPublisher::new(&vhost);
+    let line = |seq: u64, source: &str, message: &str, dropped: u64| ConsoleLine {
+        seq,
+        timestamp: now_ms(),
+        source: source.into(),
+        message: message.into(),
+        dropped,
+    };
+    // Lines 3 and 4 never arrive; the host's throttle held 40 back (its marker says so).
+    let batches = [
+        vec![line(1, "stdout", "one", 0), line(2, "stdout", "two", 0)],
+        vec![
+            line(5, "stdout", "five", 0),
+            line(6, "host", "[manman] 40 lines dropped: output too fast", 40),
+        ],
+    ];
+    for lines in batches {
+        let batch = ConsoleBatch {
+            session_id: session,
+            lines,
+        };
+        p.publish_bytes(&routing::session_logs(session), batch.encode());
+    }
+    wait_for("the lines", WAIT, || {
+        (stack.read(session, 0, true, usize::MAX).len() == 4).then_some(())
+    });
+    assert_eq!(stack.running.metrics.lost_in_transit.get(), 2);
+    assert_eq!(stack.running.metrics.throttled.get(), 40);
+    let metrics = manman::testkit::http_get(stack.running.health_port, "/metrics");
+    for expected in [
+        "manman_log_lines_dropped_total{reason=\"lost_in_transit\"} 2",
+        "manman_log_lines_dropped_total{reason=\"throttled\"} 40",
+        "manman_log_queue_depth ",
+        "manman_log_consumer_lag_milliseconds ",
+        "manman_log_buffered_sessions 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in {metrics}"
+        );
+    }
+}
