@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use manman::api::{self, ApiConfig};
-use manman::db::PoolSettings;
 use manman::host::{self, HostConfig, RunningHost};
 use manman::lifecycle::Supervisor;
 use manman::logs::{self, LogsConfig, RunningLogProcessor};
@@ -91,15 +90,8 @@ impl Stack {
         let mut sup = Supervisor::new();
         let api = api::start(
             ApiConfig {
-                rabbitmq_url: vhost.url(),
-                database: db.config.clone(),
-                listen: "127.0.0.1:0".into(),
-                tls: None,
-                health_addr: "127.0.0.1:0".into(),
-                command_timeout: Duration::from_secs(5),
-                threads: 2,
-                pool: PoolSettings::default(),
                 archive: bucket.as_ref().map(|b| b.config.clone()),
+                ..ApiConfig::embedded(vhost.url(), db.config.clone())
             },
             &mut sup,
         )

@@ -813,15 +813,8 @@ fn history_of_long_lines_comes_in_pages_and_streams_every_line_exactly_once() {
     let mut sup = Supervisor::new();
     let api = manman::api::start(
         manman::api::ApiConfig {
-            rabbitmq_url: vhost.url(),
-            database: db.config.clone(),
-            listen: "127.0.0.1:0".into(),
-            tls: None,
-            health_addr: "127.0.0.1:0".into(),
-            command_timeout: Duration::from_secs(5),
-            threads: 2,
-            pool: PoolSettings::default(),
             archive: Some(bucket.config.clone()),
+            ..manman::api::ApiConfig::embedded(vhost.url(), db.config.clone())
         },
         &mut sup,
     )

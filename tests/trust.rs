@@ -32,15 +32,8 @@ fn start_api(tls: Option<ServerTls>) -> Api {
     let mut sup = Supervisor::new();
     let running = api::start(
         ApiConfig {
-            rabbitmq_url: vhost.url(),
-            database: db.config.clone(),
-            listen: "127.0.0.1:0".into(),
             tls,
-            health_addr: "127.0.0.1:0".into(),
-            command_timeout: Duration::from_secs(5),
-            threads: 2,
-            pool: PoolSettings::default(),
-            archive: None,
+            ..ApiConfig::embedded(vhost.url(), db.config.clone())
         },
         &mut sup,
     )

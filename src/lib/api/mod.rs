@@ -75,6 +75,21 @@ impl ApiConfig {
             },
         })
     }
+
+    /// For tests and benchmarks: ephemeral loopback ports, no TLS, no archive.
+    pub fn embedded(rabbitmq_url: String, database: postgres::Config) -> Self {
+        ApiConfig {
+            rabbitmq_url,
+            database,
+            listen: "127.0.0.1:0".into(),
+            tls: None,
+            health_addr: "127.0.0.1:0".into(),
+            command_timeout: Duration::from_secs(5),
+            threads: 2,
+            pool: PoolSettings::default(),
+            archive: None,
+        }
+    }
 }
 
 pub struct RunningApi {
