@@ -1835,3 +1835,32 @@ fn a_flooding_game_is_throttled_and_its_marker_counts_exactly() {
     let live = json_lines(&["--json", "logs", &id]);
     assert!(live.iter().any(|l| marker_count(l).is_some()), "{live:?}");
 }
+
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    let s = Stack::start();
+    // Far more than a pipe holds (64 KiB), so `head` closes it while manman still writes.
+    s.db.client()
+        .batch_execute(
+            "INSERT INTO games (name) SELECT 'pipe-' || i FROM generate_series(1, 3000) i",
+        )
+        .unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#""$MANMAN" --json game list | head -1; echo "manman exited ${PIPESTATUS[0]}""#)
+        .env("MANMAN", env!("CARGO_BIN_EXE_manman"))
+        .env("API_ADDRESS", format!("127.0.0.1:{}", s.api_port))
+        .env("MANMAN_TOKEN", &s.admin_token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.is_empty(),
+        "manman said something on a closed pipe: {stderr}"
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("["));
+    // Ended by SIGPIPE (128 + 13) like any Unix tool, never a panic (101).
+    assert_eq!(lines.next(), Some("manman exited 141"), "{stdout}");
+}

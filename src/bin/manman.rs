@@ -292,6 +292,12 @@ enum SessionCmd {
 }
 
 fn main() {
+    // A closed pipe (`manman logs 7 | head -1`) ends the command quietly, as for any Unix
+    // tool, instead of a panic in `println!`. gRPC's sockets send with MSG_NOSIGNAL.
+    // SAFETY: setting a signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::Migrate { status } = cli.command {
         std::process::exit(manman::cli::migrate::run(status, cli.json));
@@ -421,8 +427,16 @@ fn main() {
         ),
         Command::Status => control::status(&ctx),
     };
-    if let Err(f) = result {
-        eprintln!("error: {}", f.message);
-        std::process::exit(f.code);
-    }
+    let code = match result {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            f.code
+        }
+    };
+    // Exit now: the answer is out, and dropping the gRPC client would wait for its
+    // completion-queue threads to wind down (up to a second, now and then).
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
 }
