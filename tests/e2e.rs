@@ -1864,3 +1864,68 @@ fn a_closed_pipe_ends_the_cli_quietly() {
     // Ended by SIGPIPE (128 + 13) like any Unix tool, never a panic (101).
     assert_eq!(lines.next(), Some("manman exited 141"), "{stdout}");
 }
+
+#[test]
+fn deployments_are_listed_redeploys_say_so_and_a_host_shows_what_it_runs() {
+    let s = Stack::start();
+    let sgc = s.deploy_test_game("day-two", 26100);
+    let server = s.server_id().to_string();
+    let deployed = s.cli_json(&["deploy", "list", "--server", &server]);
+    let config = deployed[0]["config_id"].as_i64().unwrap().to_string();
+    assert_eq!(deployed.as_array().unwrap().len(), 1, "{deployed}");
+    assert_eq!(deployed[0]["sgc_id"], sgc);
+    assert_eq!(deployed[0]["ports"][0], "26100:26100/tcp");
+    // Deploying the same config on the same host again replaces the bindings, and says so.
+    let again = [
+        "deploy", "--server", &server, "--config", &config, "--port", "26101",
+    ];
+    let (code, out, err) = s.cli(&again);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("updated deployment {sgc} ")) && out.contains("26101:26101/tcp"),
+        "{out}"
+    );
+    let mut json_again = vec!["--json"];
+    json_again.extend_from_slice(&again);
+    let (_, out, _) = s.cli(&json_again);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (value["sgc_id"].as_i64(), value["updated"].as_bool()),
+        (Some(sgc), Some(true))
+    );
+    // Listing by a config nobody deployed gives nothing; a bad id is refused.
+    assert_eq!(
+        s.cli_json(&["deploy", "list", "--config", "999999"]),
+        serde_json::json!([])
+    );
+    assert_eq!(s.cli(&["deploy", "list", "--server=-3"]).0, 65);
+    // The host: its status, its deployment, and its live session.
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    let shown = s.cli_json(&["host", "show", &server]);
+    assert_eq!(shown["status"], "online");
+    assert_eq!(shown["deployments"][0]["sgc_id"], sgc);
+    assert_eq!(shown["live_sessions"][0]["session_id"], session);
+    let (code, table, _) = s.cli(&["host", "show", &server]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("DEPLOYMENT") && table.contains("26101:26101/tcp"),
+        "{table}"
+    );
+    assert_eq!(s.cli(&["host", "show", "999999"]).0, 4);
+}
+
+#[test]
+fn logs_of_a_session_with_nothing_buffered_point_to_the_archive() {
+    let s = Stack::start();
+    let sgc = s.deploy("quiet", "/bin/sleep", &["30"], &[]);
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    let (code, out, err) = s.cli(&["logs", &session.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("live buffer") && err.contains(&format!("manman logs {session} --since")),
+        "{err}"
+    );
+}

@@ -74,14 +74,18 @@ enum Command {
     /// Game configs: how to run a game.
     #[command(subcommand)]
     Config(ConfigCmd),
-    /// Place a config on a host with its port bindings (a deployment).
+    /// Place a config on a host with its port bindings (a deployment); deploying it there
+    /// again replaces the bindings (and says so). `manman deploy list` lists deployments.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Deploy {
+        #[command(subcommand)]
+        list: Option<DeployCmd>,
         /// Host id (see `manman host list`).
-        #[arg(long)]
-        server: i64,
+        #[arg(long, required = true)]
+        server: Option<i64>,
         /// Config id (see `manman config list`).
-        #[arg(long)]
-        config: i64,
+        #[arg(long, required = true)]
+        config: Option<i64>,
         /// HOST[:CONTAINER][/PROTOCOL], repeatable, e.g. --port 25565 --port 19132/udp.
         #[arg(long = "port")]
         ports: Vec<String>,
@@ -119,9 +123,24 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum DeployCmd {
+    /// List deployments (all, or of one host and/or one config).
+    List {
+        /// Only this host's.
+        #[arg(long)]
+        server: Option<i64>,
+        /// Only this config's.
+        #[arg(long)]
+        config: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum HostCmd {
     /// List hosts with their status and last heartbeat.
     List,
+    /// One host: its status, last heartbeat, deployments and live sessions.
+    Show { id: i64 },
     /// Add a host (admin) and issue its one-time enrollment secret: the agent started with
     /// SERVER_NAME=NAME and HOST_ENROLLMENT_SECRET (or _FILE) enrolls once and keeps its own
     /// credential in HOST_DATA_DIR. Another agent with the same name is then refused.
@@ -317,6 +336,7 @@ fn main() {
     let result = match cli.command {
         Command::Migrate { .. } => unreachable!(),
         Command::Host(HostCmd::List) => control::host_list(&ctx),
+        Command::Host(HostCmd::Show { id }) => control::host_show(&ctx, id),
         Command::Host(HostCmd::Add {
             name,
             reissue,
@@ -371,10 +391,20 @@ fn main() {
         Command::Config(ConfigCmd::List { game }) => control::config_list(&ctx, game),
         Command::Config(ConfigCmd::Show { id }) => control::config_show(&ctx, id),
         Command::Deploy {
+            list: Some(DeployCmd::List { server, config }),
+            ..
+        } => control::deploy_list(&ctx, server, config),
+        Command::Deploy {
+            list: None,
             server,
             config,
             ports,
-        } => control::deploy(&ctx, server, config, &ports),
+        } => control::deploy(
+            &ctx,
+            server.expect("clap requires --server"),
+            config.expect("clap requires --config"),
+            &ports,
+        ),
         Command::Session(SessionCmd::Start { deployment, force }) => {
             control::session_start(&ctx, deployment, force)
         }

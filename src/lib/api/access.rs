@@ -14,6 +14,7 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "list_games"
         | "list_game_configs"
         | "get_game_config"
+        | "list_deployments"
         | "list_sessions"
         | "get_session"
         | "get_historical_logs"

@@ -156,23 +156,44 @@ impl ApiService {
                 "no game config with id {config_id}"
             )));
         }
-        let d = catalog::deploy(&mut *db, server_id, config_id, &ports)?;
+        let (d, updated) = catalog::deploy(&mut *db, server_id, config_id, &ports)?;
         Ok(pb::DeployGameConfigResponse {
-            deployment: Some(pb::Deployment {
-                sgc_id: d.sgc_id,
-                server_id: d.server_id,
-                config_id: d.config_id,
-                ports: d
-                    .ports
-                    .into_iter()
-                    .map(|p| pb::PortBinding {
-                        container_port: p.container_port,
-                        host_port: p.host_port,
-                        protocol: p.protocol,
-                    })
-                    .collect(),
-                status: d.status,
-            }),
+            deployment: Some(deployment_pb(d)),
+            updated,
         })
+    }
+
+    pub fn list_deployments(
+        &self,
+        req: pb::ListDeploymentsRequest,
+    ) -> Result<pb::ListDeploymentsResponse, ApiError> {
+        let any_or = |name: &str, id: i64| match id {
+            0 => Ok(None),
+            id => positive_id(name, id).map(Some),
+        };
+        let server_id = any_or("server_id", req.server_id)?;
+        let config_id = any_or("config_id", req.config_id)?;
+        let rows = catalog::list_deployments(&mut *self.db()?, server_id, config_id)?;
+        Ok(pb::ListDeploymentsResponse {
+            deployments: rows.into_iter().map(deployment_pb).collect(),
+        })
+    }
+}
+
+fn deployment_pb(d: catalog::DeploymentRow) -> pb::Deployment {
+    pb::Deployment {
+        sgc_id: d.sgc_id,
+        server_id: d.server_id,
+        config_id: d.config_id,
+        ports: d
+            .ports
+            .into_iter()
+            .map(|p| pb::PortBinding {
+                container_port: p.container_port,
+                host_port: p.host_port,
+                protocol: p.protocol,
+            })
+            .collect(),
+        status: d.status,
     }
 }

@@ -157,6 +157,7 @@ rpc! {
     list_game_configs(pb::ListGameConfigsRequest) -> pb::ListGameConfigsResponse => |s, r, _c| s.list_game_configs(r);
     get_game_config(pb::GetGameConfigRequest) -> pb::GetGameConfigResponse => |s, r, _c| s.get_game_config(r);
     deploy_game_config(pb::DeployGameConfigRequest) -> pb::DeployGameConfigResponse => |s, r, _c| s.deploy_game_config(r);
+    list_deployments(pb::ListDeploymentsRequest) -> pb::ListDeploymentsResponse => |s, r, _c| s.list_deployments(r);
     list_sessions(pb::ListSessionsRequest) -> pb::ListSessionsResponse => |s, r, c| super::hosts::own_sessions_only(r, c).and_then(|r| s.list_sessions(r));
     get_session(pb::GetSessionRequest) -> pb::GetSessionResponse => |s, r, _c| s.get_session(r);
     start_session(pb::StartSessionRequest) -> pb::StartSessionResponse => |s, r, _c| s.start_session(r);

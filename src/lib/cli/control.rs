@@ -411,16 +411,121 @@ pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome 
     )?;
     let d = r.deployment.unwrap_or_default();
     if ctx.json {
+        let mut value = deployment_json(&d);
+        value["updated"] = json!(r.updated);
+        println!("{value}");
+    } else if r.updated {
         println!(
-            "{}",
-            json!({"sgc_id": d.sgc_id, "server_id": d.server_id, "config_id": d.config_id, "status": d.status,
-            "ports": d.ports.iter().map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol)).collect::<Vec<_>>()})
+            "updated deployment {} (config {} on server {}): its port bindings are now {}",
+            d.sgc_id,
+            d.config_id,
+            d.server_id,
+            ports_text(&d)
         );
     } else {
         println!(
             "deployment {} (config {} on server {})",
             d.sgc_id, d.config_id, d.server_id
         );
+    }
+    Ok(())
+}
+
+fn ports_text(d: &pb::Deployment) -> String {
+    if d.ports.is_empty() {
+        return "none".into();
+    }
+    d.ports
+        .iter()
+        .map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn deployment_json(d: &pb::Deployment) -> Value {
+    json!({"sgc_id": d.sgc_id, "server_id": d.server_id, "config_id": d.config_id, "status": d.status,
+        "ports": d.ports.iter().map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol)).collect::<Vec<_>>()})
+}
+
+const DEPLOYMENT_HEADERS: [&str; 5] = ["DEPLOYMENT", "SERVER", "CONFIG", "STATUS", "PORTS"];
+
+fn deployment_row(d: &pb::Deployment) -> Vec<String> {
+    vec![
+        d.sgc_id.to_string(),
+        d.server_id.to_string(),
+        d.config_id.to_string(),
+        d.status.clone(),
+        ports_text(d),
+    ]
+}
+
+fn deployments(
+    ctx: &Ctx,
+    server: Option<i64>,
+    config: Option<i64>,
+) -> Result<Vec<pb::Deployment>, Failure> {
+    Ok(ctx
+        .client
+        .list_deployments_opt(
+            &pb::ListDeploymentsRequest {
+                server_id: server.unwrap_or(0),
+                config_id: config.unwrap_or(0),
+            },
+            ctx.opt(),
+        )?
+        .deployments)
+}
+
+pub fn deploy_list(ctx: &Ctx, server: Option<i64>, config: Option<i64>) -> Outcome {
+    let list = deployments(ctx, server, config)?;
+    print(
+        ctx,
+        json!(list.iter().map(deployment_json).collect::<Vec<_>>()),
+        &DEPLOYMENT_HEADERS,
+        list.iter().map(deployment_row).collect(),
+    );
+    Ok(())
+}
+
+/// One host, its deployments and its live sessions.
+pub fn host_show(ctx: &Ctx, id: i64) -> Outcome {
+    let host = ctx
+        .client
+        .get_server_opt(&pb::GetServerRequest { server_id: id }, ctx.opt())?
+        .server
+        .unwrap_or_default();
+    let deployed = deployments(ctx, Some(id), None)?;
+    let live = ctx.client.list_sessions_opt(
+        &pb::ListSessionsRequest {
+            server_id: id,
+            live_only: true,
+            limit: 500,
+            ..Default::default()
+        },
+        ctx.opt(),
+    )?;
+    if ctx.json {
+        let mut value = host_json(&host);
+        value["deployments"] = json!(deployed.iter().map(deployment_json).collect::<Vec<_>>());
+        value["live_sessions"] = json!(live.sessions.iter().map(session_json).collect::<Vec<_>>());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("serialisable")
+        );
+        return Ok(());
+    }
+    print!("{}", table(&HOST_HEADERS, &[host_row(&host)]));
+    let rows: Vec<Vec<String>> = deployed.iter().map(deployment_row).collect();
+    if rows.is_empty() {
+        println!("\nno deployments");
+    } else {
+        print!("\n{}", table(&DEPLOYMENT_HEADERS, &rows));
+    }
+    let rows: Vec<Vec<String>> = live.sessions.iter().map(session_row).collect();
+    if rows.is_empty() {
+        println!("\nno live sessions");
+    } else {
+        print!("\n{}", table(&SESSION_HEADERS, &rows));
     }
     Ok(())
 }

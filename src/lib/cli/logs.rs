@@ -175,6 +175,7 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
     // Line by line: a followed console shows each line as it comes.
     let mut printer = LinePrinter::new(std::io::stdout(), req);
     let mut after = 0;
+    let mut printed = 0u64;
     let mut failures = 0;
     loop {
         let request = pb::StreamSessionLogsRequest {
@@ -195,6 +196,7 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
                             if let Err(done) = written(printer.print(&m)) {
                                 return done;
                             }
+                            printed += 1;
                         }
                         Err(e) => {
                             failure = Some(e);
@@ -207,7 +209,15 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
                         eprintln!("-- session {} ended --", req.session_id);
                         return Ok(());
                     }
-                    None => return Ok(()),
+                    None => {
+                        if printed == 0 && !req.json {
+                            eprintln!(
+                                "(no lines in session {id}'s live buffer: it holds the newest lines while the session runs and for LOG_BUFFER_TTL after; archived lines: manman logs {id} --since 1h)",
+                                id = req.session_id
+                            );
+                        }
+                        return Ok(());
+                    }
                     Some(e) => e,
                 }
             }

@@ -208,21 +208,40 @@ fn deployment(r: &Row) -> DeploymentRow {
 }
 
 /// Deploys a config on a host (or updates the port bindings of the existing deployment).
+/// Returns the deployment and whether it existed already (an update).
 pub fn deploy(
     c: &mut impl GenericClient,
     server_id: i64,
     config_id: i64,
     ports: &[PortBinding],
-) -> Result<DeploymentRow, postgres::Error> {
+) -> Result<(DeploymentRow, bool), postgres::Error> {
     let bindings = serde_json::to_value(ports).expect("serialisable");
     let r = c.query_one(
         "INSERT INTO server_game_configs (server_id, game_config_id, port_bindings) VALUES ($1, $2, $3)
          ON CONFLICT (server_id, game_config_id)
             DO UPDATE SET port_bindings = excluded.port_bindings, status = 'active', updated_at = now()
-         RETURNING sgc_id, server_id, game_config_id, port_bindings, status",
+         RETURNING sgc_id, server_id, game_config_id, port_bindings, status, (xmax <> 0) AS updated",
         &[&server_id, &config_id, &bindings],
     )?;
-    Ok(deployment(&r))
+    Ok((deployment(&r), r.get(5)))
+}
+
+/// Deployments of one host and/or one config (`None`: any), by id.
+pub fn list_deployments(
+    c: &mut impl GenericClient,
+    server_id: Option<i64>,
+    config_id: Option<i64>,
+) -> Result<Vec<DeploymentRow>, postgres::Error> {
+    Ok(c
+        .query(
+            "SELECT sgc_id, server_id, game_config_id, port_bindings, status FROM server_game_configs
+              WHERE ($1::bigint IS NULL OR server_id = $1) AND ($2::bigint IS NULL OR game_config_id = $2)
+              ORDER BY sgc_id",
+            &[&server_id, &config_id],
+        )?
+        .iter()
+        .map(deployment)
+        .collect())
 }
 
 pub fn get_deployment(
