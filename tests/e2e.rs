@@ -1913,6 +1913,12 @@ fn deployments_are_listed_redeploys_say_so_and_a_host_shows_what_it_runs() {
         "{table}"
     );
     assert_eq!(s.cli(&["host", "show", "999999"]).0, 4);
+    // With --json, the error is JSON on stderr too.
+    let (code, out, err) = s.cli(&["--json", "host", "show", "999999"]);
+    assert_eq!((code, out.as_str()), (4, ""));
+    let error: serde_json::Value = serde_json::from_str(err.trim()).expect("a JSON error");
+    assert_eq!(error["exit_code"], 4);
+    assert!(!error["error"].as_str().unwrap().is_empty(), "{error}");
 }
 
 #[test]

@@ -995,3 +995,38 @@ fn with_host_broker_users_a_host_cannot_report_for_another_hosts_sessions() {
     assert!(queue.is_err());
     let _ = conn.close();
 }
+
+#[test]
+fn hosts_and_sessions_by_status_are_gauges_on_metrics() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let online = add_host(&mut c, HostStatus::Online);
+    add_host(&mut c, HostStatus::Online);
+    add_host(&mut c, HostStatus::Offline);
+    add_session(&mut c, online, SessionStatus::Running, &[]);
+    add_session(&mut c, online, SessionStatus::Running, &[]);
+    add_session(&mut c, online, SessionStatus::Crashed, &[]);
+    let metrics = manman::testkit::http_get(h.running.health_port, "/metrics");
+    for expected in [
+        "manman_hosts{status=\"online\"} 2\n",
+        "manman_hosts{status=\"offline\"} 1\n",
+        "manman_sessions{status=\"running\"} 2\n",
+        "manman_sessions{status=\"crashed\"} 1\n",
+        // Every status is listed, zeros included.
+        "manman_sessions{status=\"lost\"} 0\n",
+        "manman_sessions{status=\"pending\"} 0\n",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in {metrics}"
+        );
+    }
+    // A transition moves the count.
+    h.host_status(online, "offline");
+    h.expect_event("manman.host.offline");
+    let metrics = manman::testkit::http_get(h.running.health_port, "/metrics");
+    assert!(
+        metrics.contains("manman_hosts{status=\"offline\"} 2\n"),
+        "{metrics}"
+    );
+}

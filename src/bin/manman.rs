@@ -328,11 +328,12 @@ fn main() {
     let (token, api) = match connection {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            report_error(cli.json, &e.to_string(), 78);
             std::process::exit(78);
         }
     };
-    let ctx = Ctx::new(&api, token, cli.json);
+    let json = cli.json;
+    let ctx = Ctx::new(&api, token, json);
     let result = match cli.command {
         Command::Migrate { .. } => unreachable!(),
         Command::Host(HostCmd::List) => control::host_list(&ctx),
@@ -460,7 +461,7 @@ fn main() {
     let code = match result {
         Ok(()) => 0,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            report_error(json, &f.message, f.code);
             f.code
         }
     };
@@ -469,4 +470,16 @@ fn main() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(code);
+}
+
+/// An error on stderr: a line for people, or with `--json` an object scripts can read.
+fn report_error(json: bool, message: &str, code: i32) {
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({"error": message, "exit_code": code})
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
 }

@@ -108,6 +108,23 @@ pub fn render_sample(
     }
 }
 
+/// Writes one sample per value of a single label (`status="online"` …), every value listed.
+pub fn render_by_label(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) {
+    let labelled: Vec<(String, u64)> = samples
+        .iter()
+        .map(|(value, n)| (format!("{label}=\"{value}\""), *n))
+        .collect();
+    let refs: Vec<(&str, u64)> = labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    render_sample(out, name, kind, help, &refs);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -202,7 +202,7 @@ fn state_name(state: ProcessState) -> &'static str {
 pub fn process_metrics(statuses: &[crate::procman::Status]) -> String {
     use crate::procman::ProcessState as S;
     let mut out = String::new();
-    let labels: Vec<(String, u64)> = [
+    let by_state: Vec<(&str, u64)> = [
         S::Stopped,
         S::Starting,
         S::Running,
@@ -213,16 +213,16 @@ pub fn process_metrics(statuses: &[crate::procman::Status]) -> String {
     .iter()
     .map(|state| {
         let n = statuses.iter().filter(|s| s.state == *state).count() as u64;
-        (format!("state=\"{}\"", state_name(*state)), n)
+        (state_name(*state), n)
     })
     .collect();
-    let refs: Vec<(&str, u64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    crate::metrics::render_sample(
+    crate::metrics::render_by_label(
         &mut out,
         "manman_host_processes",
         "gauge",
         "Managed game-server processes by state.",
-        &refs,
+        "state",
+        &by_state,
     );
     let restarts: u64 = statuses.iter().map(|s| u64::from(s.restarts)).sum();
     crate::metrics::render_sample(

@@ -1,6 +1,8 @@
 //! The processor's counters, exported on `/metrics`.
 
-use crate::metrics::{render_sample, Counter, Gauge, Histogram};
+use crate::db::DbPool;
+use crate::metrics::{render_by_label, render_sample, Counter, Gauge, Histogram};
+use crate::wire::{HostStatus, SessionStatus};
 
 #[derive(Default, Debug)]
 pub struct ProcessorMetrics {
@@ -63,4 +65,65 @@ impl ProcessorMetrics {
         );
         out
     }
+}
+
+/// Hosts and sessions by status, counted in PostgreSQL when `/metrics` is scraped (seed 001's
+/// gauges). Every status is listed, zeros included, so a dashboard's series never vanish. An
+/// unreachable database leaves them out (and `/readyz` says why).
+pub fn render_state_gauges(pool: &DbPool) -> String {
+    let counts = match state_counts(pool) {
+        Ok(c) => c,
+        Err(e) => {
+            log::debug!("cannot count hosts and sessions for /metrics: {e}");
+            return String::new();
+        }
+    };
+    let count = |kind: &str, status: &str| {
+        counts
+            .iter()
+            .find(|(k, s, _)| k == kind && s == status)
+            .map_or(0, |c| c.2)
+    };
+    let hosts: Vec<(&str, u64)> = [HostStatus::Online, HostStatus::Offline]
+        .iter()
+        .map(|s| (s.as_str(), count("host", s.as_str())))
+        .collect();
+    let sessions: Vec<(&str, u64)> = SessionStatus::ALL
+        .iter()
+        .map(|s| (s.as_str(), count("session", s.as_str())))
+        .collect();
+    let mut out = String::new();
+    render_by_label(
+        &mut out,
+        "manman_hosts",
+        "gauge",
+        "Registered hosts by status.",
+        "status",
+        &hosts,
+    );
+    render_by_label(
+        &mut out,
+        "manman_sessions",
+        "gauge",
+        "Sessions by status (ended ones included: they stay as history).",
+        "status",
+        &sessions,
+    );
+    out
+}
+
+fn state_counts(pool: &DbPool) -> Result<Vec<(String, String, u64)>, String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let rows = conn
+        .query(
+            "SELECT 'host', status, count(*) FROM servers GROUP BY status
+             UNION ALL
+             SELECT 'session', status, count(*) FROM sessions GROUP BY status",
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2).max(0) as u64))
+        .collect())
 }

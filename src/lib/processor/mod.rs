@@ -104,13 +104,16 @@ pub fn start(
         let pool = pool.clone();
         let connected = connected.clone();
         let m = metrics.clone();
+        let counted = pool.clone();
         HealthServer::bind(
             &config.health_addr,
             vec![
                 ReadinessCheck::new("database", move || db::ping(&pool)),
                 ReadinessCheck::flag("broker", connected, "consumer is not connected"),
             ],
-            Some(Arc::new(move || m.render())),
+            Some(Arc::new(move || {
+                m.render() + &metrics::render_state_gauges(&counted)
+            })),
         )?
     };
     let health_port = health.port();
