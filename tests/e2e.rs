@@ -1935,3 +1935,27 @@ fn logs_of_a_session_with_nothing_buffered_point_to_the_archive() {
         "{err}"
     );
 }
+
+#[test]
+fn a_restart_stops_with_the_console_command_and_starts_the_deployment_again() {
+    let s = Stack::start();
+    let sgc = s.deploy_test_game("restart", 26200);
+    let first = s.start_session(sgc);
+    s.wait_status(first, "running");
+    let restarted = s.cli_json(&["session", "restart", &first.to_string()]);
+    assert_eq!(restarted["stopped"]["session_id"], first);
+    assert_eq!(restarted["stopped"]["status"], "stopped");
+    let second = restarted["started"]["session_id"].as_i64().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(restarted["started"]["sgc_id"], sgc);
+    s.wait_status(second, "running");
+    // The first one ended through its console stop command (exit 0), not a signal.
+    assert_eq!(s.status(first), ("stopped".to_string(), Some(0)));
+    // An ended session is simply started again.
+    s.cli_json(&["session", "stop", &second.to_string()]);
+    s.wait_status(second, "stopped");
+    let again = s.cli_json(&["session", "restart", &second.to_string()]);
+    let third = again["started"]["session_id"].as_i64().unwrap();
+    assert!(third > second);
+    s.wait_status(third, "running");
+}

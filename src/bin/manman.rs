@@ -287,6 +287,15 @@ enum SessionCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Stop a live session the usual way (console stop command, its stop timeout), wait
+    /// until it has ended, and start a new session of the same deployment, with its config
+    /// as it is now. A session that has ended already is just started again.
+    Restart {
+        id: i64,
+        /// Give up (exit 1) if the session has not ended after this many seconds.
+        #[arg(long, default_value_t = 330)]
+        timeout: u64,
+    },
     /// List sessions, newest first.
     List {
         #[arg(long)]
@@ -411,6 +420,9 @@ fn main() {
         }
         Command::Session(SessionCmd::Stop { id, kill, force }) => {
             control::session_stop(&ctx, id, kill, force)
+        }
+        Command::Session(SessionCmd::Restart { id, timeout }) => {
+            control::session_restart(&ctx, id, Duration::from_secs(timeout))
         }
         Command::Session(SessionCmd::List {
             server,

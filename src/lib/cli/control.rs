@@ -567,6 +567,84 @@ pub fn session_stop(ctx: &Ctx, id: i64, kill: bool, force: bool) -> Outcome {
     Ok(())
 }
 
+/// Stops the session (console stop command first), waits until it has ended, and starts the
+/// same deployment again.
+pub fn session_restart(ctx: &Ctx, id: i64, timeout: Duration) -> Outcome {
+    let get = |id| -> Result<pb::Session, Failure> {
+        Ok(ctx
+            .client
+            .get_session_opt(&pb::GetSessionRequest { session_id: id }, ctx.opt())?
+            .session
+            .unwrap_or_default())
+    };
+    let mut old = get(id)?;
+    if is_live(&old.status) {
+        ctx.client.stop_session_opt(
+            &pb::StopSessionRequest {
+                session_id: id,
+                kill: false,
+                force: false,
+            },
+            ctx.opt(),
+        )?;
+        if !ctx.json {
+            eprintln!("stopping session {id} ({} on {})…", old.game, old.host);
+        }
+        let until = std::time::Instant::now() + timeout;
+        while is_live(&old.status) {
+            if std::time::Instant::now() >= until {
+                return Err(Failure {
+                    message: format!(
+                        "session {id} is still {} after {} s; not started again",
+                        old.status,
+                        timeout.as_secs()
+                    ),
+                    code: 1,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            old = get(id)?;
+        }
+    }
+    let new = ctx
+        .client
+        .start_session_opt(
+            &pb::StartSessionRequest {
+                sgc_id: old.sgc_id,
+                force: false,
+            },
+            ctx.opt(),
+        )?
+        .session
+        .unwrap_or_default();
+    if ctx.json {
+        println!(
+            "{}",
+            json!({"stopped": session_json(&old), "started": session_json(&new)})
+        );
+    } else {
+        println!(
+            "session {id} {} (exit {}); started session {} of deployment {}: {}",
+            old.status,
+            if old.has_exit_code {
+                old.exit_code.to_string()
+            } else {
+                "-".into()
+            },
+            new.session_id,
+            new.sgc_id,
+            new.status
+        );
+    }
+    Ok(())
+}
+
+fn is_live(status: &str) -> bool {
+    status
+        .parse::<crate::wire::SessionStatus>()
+        .is_ok_and(|s| !s.is_terminal())
+}
+
 pub fn session_input(ctx: &Ctx, id: i64, input: &str) -> Outcome {
     ctx.client.send_input_opt(
         &pb::SendInputRequest {
