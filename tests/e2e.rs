@@ -1959,3 +1959,48 @@ fn a_restart_stops_with_the_console_command_and_starts_the_deployment_again() {
     assert!(third > second);
     s.wait_status(third, "running");
 }
+
+#[test]
+fn deletes_are_refused_while_live_forced_with_a_stop_and_keep_history() {
+    let s = Stack::start();
+    let sgc = s.deploy_test_game("deletable", 26300);
+    let deployment = s.cli_json(&["deploy", "list"])[0].clone();
+    let config = deployment["config_id"].as_i64().unwrap().to_string();
+    let game = s.cli_json(&["config", "show", &config])["game_id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    // Refused while live, naming the session; nothing changes.
+    for what in [["game", "delete", &game], ["config", "delete", &config]] {
+        let (code, _, err) = s.cli(&what);
+        assert_eq!(code, 5, "{err}");
+        assert!(
+            err.contains(&format!("session {session} (running)")),
+            "{err}"
+        );
+    }
+    let (code, _, err) = s.cli(&["deploy", "delete", &sgc.to_string()]);
+    assert_eq!(code, 5, "{err}");
+    assert_eq!(s.cli_json(&["game", "list"]).as_array().unwrap().len(), 1);
+    // Forced: the session is stopped the usual way (console command, exit 0), then deleted.
+    let deleted = s.cli_json(&["game", "delete", &game, "--force"]);
+    assert_eq!(deleted["stopped_sessions"], serde_json::json!([session]));
+    assert_eq!(s.wait_status(session, "stopped"), Some(0));
+    // Gone from every list, its deployment cannot start, and deleting again is NOT_FOUND.
+    assert_eq!(s.cli_json(&["game", "list"]), serde_json::json!([]));
+    assert_eq!(s.cli_json(&["config", "list"]), serde_json::json!([]));
+    assert_eq!(s.cli_json(&["deploy", "list"]), serde_json::json!([]));
+    let (code, _, err) = s.cli(&["session", "start", &sgc.to_string()]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("was deleted"), "{err}");
+    assert_eq!(s.cli(&["game", "delete", &game]).0, 4);
+    // History stays readable: the session and what it ran.
+    let shown = s.cli_json(&["session", "show", &session.to_string()]);
+    assert_eq!(shown["status"], "stopped");
+    assert_eq!(shown["game"], "deletable");
+    // The name is free again.
+    let again = s.cli_json(&["game", "create", "deletable"]);
+    assert_ne!(again["game_id"].as_i64().unwrap().to_string(), game);
+}

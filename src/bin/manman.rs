@@ -124,6 +124,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DeployCmd {
+    /// Delete a deployment (history stays readable). Refused while its session is live,
+    /// unless --force (stops it first).
+    Delete {
+        id: i64,
+        #[arg(long)]
+        force: bool,
+    },
     /// List deployments (all, or of one host and/or one config).
     List {
         /// Only this host's.
@@ -197,6 +204,13 @@ enum GameCmd {
     Create { name: String },
     /// List games.
     List,
+    /// Delete a game with its configs and deployments (history stays readable). Refused
+    /// while one of its sessions is live, unless --force (stops them first).
+    Delete {
+        id: i64,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args)]
@@ -257,6 +271,13 @@ struct ConfigCreate {
 enum ConfigCmd {
     /// Create a config for a game.
     Create(Box<ConfigCreate>),
+    /// Delete a config with its deployments (history stays readable). Refused while one of
+    /// its sessions is live, unless --force (stops them first).
+    Delete {
+        id: i64,
+        #[arg(long)]
+        force: bool,
+    },
     /// List configs (of one game with --game).
     List {
         #[arg(long)]
@@ -378,6 +399,16 @@ fn main() {
         }
         Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
         Command::Game(GameCmd::List) => control::game_list(&ctx),
+        Command::Game(GameCmd::Delete { id, force }) => {
+            control::delete(&ctx, control::Deletable::Game, id, force)
+        }
+        Command::Config(ConfigCmd::Delete { id, force }) => {
+            control::delete(&ctx, control::Deletable::Config, id, force)
+        }
+        Command::Deploy {
+            list: Some(DeployCmd::Delete { id, force }),
+            ..
+        } => control::delete(&ctx, control::Deletable::Deployment, id, force),
         Command::Config(ConfigCmd::Create(c)) => {
             let config = pb::GameConfig {
                 game_id: c.game,

@@ -4,7 +4,7 @@ use super::convert::{config_pb, host_pb};
 use super::error::ApiError;
 use super::validate::{game_process, positive_id, valid_name, valid_port, valid_protocol};
 use super::ApiService;
-use crate::db::catalog::{self, ConfigRow};
+use crate::db::catalog::{self, ConfigRow, DeleteScope};
 use crate::proto::v1 as pb;
 use crate::wire::commands::PortBinding;
 
@@ -176,6 +176,52 @@ impl ApiService {
         let rows = catalog::list_deployments(&mut *self.db()?, server_id, config_id)?;
         Ok(pb::ListDeploymentsResponse {
             deployments: rows.into_iter().map(deployment_pb).collect(),
+        })
+    }
+}
+
+impl ApiService {
+    /// Deletes a game, a config or a deployment (see `DeleteRequest` in the proto).
+    pub fn delete(&self, scope: DeleteScope, force: bool) -> Result<pb::DeleteResponse, ApiError> {
+        let (field, id) = match scope {
+            DeleteScope::Game(id) => ("game_id", id),
+            DeleteScope::Config(id) => ("config_id", id),
+            DeleteScope::Deployment(id) => ("sgc_id", id),
+        };
+        positive_id(field, id)?;
+        let mut db = self.db()?;
+        if !catalog::scope_exists(&mut *db, scope)? {
+            return Err(ApiError::NotFound(format!("no {}", scope.describe())));
+        }
+        let live = catalog::live_sessions_in(&mut *db, scope)?;
+        drop(db);
+        if !live.is_empty() && !force {
+            let sessions: Vec<String> = live
+                .iter()
+                .map(|(id, status)| format!("session {id} ({status})"))
+                .collect();
+            return Err(ApiError::FailedPrecondition(format!(
+                "{} has live {}: stop it first, or delete with force (stops it)",
+                scope.describe(),
+                sessions.join(", ")
+            )));
+        }
+        let mut stopped = Vec::new();
+        for (session_id, status) in live {
+            // A session already stopping needs no second stop.
+            if status != "stopping" {
+                self.stop_session(pb::StopSessionRequest {
+                    session_id,
+                    kill: false,
+                    force: false,
+                })?;
+            }
+            stopped.push(session_id);
+        }
+        catalog::soft_delete(&mut *self.db()?, scope)?;
+        log::info!(deleted = scope.describe().as_str(), stopped = stopped.len(); "deleted");
+        Ok(pb::DeleteResponse {
+            stopped_sessions: stopped,
         })
     }
 }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::metrics::ApiMetrics;
 use crate::auth::{bearer_of, Authenticator, Caller, Role, TokenBackend};
 use crate::bus::RpcClient;
+use crate::db::catalog::DeleteScope;
 use crate::db::DbPool;
 use crate::logstore::ObjectStore;
 use crate::proto::v1 as pb;
@@ -158,6 +159,9 @@ rpc! {
     get_game_config(pb::GetGameConfigRequest) -> pb::GetGameConfigResponse => |s, r, _c| s.get_game_config(r);
     deploy_game_config(pb::DeployGameConfigRequest) -> pb::DeployGameConfigResponse => |s, r, _c| s.deploy_game_config(r);
     list_deployments(pb::ListDeploymentsRequest) -> pb::ListDeploymentsResponse => |s, r, _c| s.list_deployments(r);
+    delete_game(pb::DeleteRequest) -> pb::DeleteResponse => |s, r, _c| s.delete(DeleteScope::Game(r.id), r.force);
+    delete_game_config(pb::DeleteRequest) -> pb::DeleteResponse => |s, r, _c| s.delete(DeleteScope::Config(r.id), r.force);
+    delete_deployment(pb::DeleteRequest) -> pb::DeleteResponse => |s, r, _c| s.delete(DeleteScope::Deployment(r.id), r.force);
     list_sessions(pb::ListSessionsRequest) -> pb::ListSessionsResponse => |s, r, c| super::hosts::own_sessions_only(r, c).and_then(|r| s.list_sessions(r));
     get_session(pb::GetSessionRequest) -> pb::GetSessionResponse => |s, r, _c| s.get_session(r);
     start_session(pb::StartSessionRequest) -> pb::StartSessionResponse => |s, r, _c| s.start_session(r);

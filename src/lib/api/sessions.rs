@@ -88,6 +88,11 @@ impl ApiService {
         let mut db = self.db()?;
         let d = catalog::get_deployment(&mut *db, sgc_id)?
             .ok_or_else(|| ApiError::NotFound(format!("no deployment with id {sgc_id}")))?;
+        if d.status == "retired" {
+            return Err(ApiError::FailedPrecondition(format!(
+                "deployment {sgc_id} was deleted; deploy the config again to start it"
+            )));
+        }
         let c = catalog::get_config(&mut *db, d.config_id)?
             .ok_or_else(|| ApiError::NotFound(format!("deployment {sgc_id} has no config")))?;
         // A config stored before validation existed may still be one no host can run.

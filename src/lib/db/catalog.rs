@@ -58,26 +58,29 @@ pub fn get_host(c: &mut impl GenericClient, id: i64) -> Result<Option<HostRow>, 
 /// Creates a game; `None` if the name is taken.
 pub fn create_game(c: &mut impl GenericClient, name: &str) -> Result<Option<i64>, postgres::Error> {
     Ok(c.query_opt(
-        "INSERT INTO games (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING game_id",
+        "INSERT INTO games (name) VALUES ($1)
+         ON CONFLICT (name) WHERE deleted_at IS NULL DO NOTHING RETURNING game_id",
         &[&name],
     )?
     .map(|r| r.get(0)))
 }
 
 pub fn list_games(c: &mut impl GenericClient) -> Result<Vec<(i64, String)>, postgres::Error> {
-    Ok(
-        c.query("SELECT game_id, name FROM games ORDER BY game_id", &[])?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect(),
-    )
+    Ok(c.query(
+        "SELECT game_id, name FROM games WHERE deleted_at IS NULL ORDER BY game_id",
+        &[],
+    )?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
 }
 
 pub fn game_exists(c: &mut impl GenericClient, id: i64) -> Result<bool, postgres::Error> {
-    Ok(
-        c.query_opt("SELECT 1 FROM games WHERE game_id = $1", &[&id])?
-            .is_some(),
-    )
+    Ok(c.query_opt(
+        "SELECT 1 FROM games WHERE game_id = $1 AND deleted_at IS NULL",
+        &[&id],
+    )?
+    .is_some())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +143,8 @@ pub fn create_config(
                  stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
                  backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-             ON CONFLICT (game_id, name) DO NOTHING RETURNING {CONFIG_COLUMNS}"
+             ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING
+             RETURNING {CONFIG_COLUMNS}"
         ),
         &[
             &cfg.game_id,
@@ -169,7 +173,8 @@ pub fn list_configs(
     game_id: Option<i64>,
 ) -> Result<Vec<ConfigRow>, postgres::Error> {
     Ok(c.query(
-        &format!("SELECT {CONFIG_COLUMNS} FROM game_configs WHERE $1::bigint IS NULL OR game_id = $1 ORDER BY config_id"),
+        &format!("SELECT {CONFIG_COLUMNS} FROM game_configs
+                   WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR game_id = $1) ORDER BY config_id"),
         &[&game_id],
     )?
     .iter()
@@ -182,7 +187,9 @@ pub fn get_config(
     id: i64,
 ) -> Result<Option<ConfigRow>, postgres::Error> {
     Ok(c.query_opt(
-        &format!("SELECT {CONFIG_COLUMNS} FROM game_configs WHERE config_id = $1"),
+        &format!(
+            "SELECT {CONFIG_COLUMNS} FROM game_configs WHERE config_id = $1 AND deleted_at IS NULL"
+        ),
         &[&id],
     )?
     .map(|r| config(&r)))
@@ -235,7 +242,8 @@ pub fn list_deployments(
     Ok(c
         .query(
             "SELECT sgc_id, server_id, game_config_id, port_bindings, status FROM server_game_configs
-              WHERE ($1::bigint IS NULL OR server_id = $1) AND ($2::bigint IS NULL OR game_config_id = $2)
+              WHERE status = 'active'
+                AND ($1::bigint IS NULL OR server_id = $1) AND ($2::bigint IS NULL OR game_config_id = $2)
               ORDER BY sgc_id",
             &[&server_id, &config_id],
         )?
@@ -253,4 +261,111 @@ pub fn get_deployment(
         &[&sgc_id],
     )?
     .map(|r| deployment(&r)))
+}
+
+/// What a delete removes: a game (its configs and their deployments with it), a config (its
+/// deployments with it), or one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteScope {
+    Game(i64),
+    Config(i64),
+    Deployment(i64),
+}
+
+impl DeleteScope {
+    /// `game 3`, `config 5`, `deployment 7`.
+    pub fn describe(self) -> String {
+        match self {
+            DeleteScope::Game(id) => format!("game {id}"),
+            DeleteScope::Config(id) => format!("config {id}"),
+            DeleteScope::Deployment(id) => format!("deployment {id}"),
+        }
+    }
+}
+
+/// The deployments a delete retires (those not retired yet); empty if the thing does not
+/// exist or was deleted already.
+const SCOPE_DEPLOYMENTS: &str = "SELECT d.sgc_id FROM server_game_configs d
+       JOIN game_configs c ON c.config_id = d.game_config_id
+      WHERE d.status = 'active' AND c.deleted_at IS NULL
+        AND CASE $1 WHEN 'game' THEN c.game_id = $2
+                    WHEN 'config' THEN c.config_id = $2
+                    ELSE d.sgc_id = $2 END";
+
+fn scope_args(scope: DeleteScope) -> (&'static str, i64) {
+    match scope {
+        DeleteScope::Game(id) => ("game", id),
+        DeleteScope::Config(id) => ("config", id),
+        DeleteScope::Deployment(id) => ("deployment", id),
+    }
+}
+
+/// Whether the thing exists and is not deleted.
+pub fn scope_exists(
+    c: &mut impl GenericClient,
+    scope: DeleteScope,
+) -> Result<bool, postgres::Error> {
+    let sql = match scope {
+        DeleteScope::Game(_) => "SELECT 1 FROM games WHERE game_id = $1 AND deleted_at IS NULL",
+        DeleteScope::Config(_) => {
+            "SELECT 1 FROM game_configs WHERE config_id = $1 AND deleted_at IS NULL"
+        }
+        DeleteScope::Deployment(_) => {
+            "SELECT 1 FROM server_game_configs WHERE sgc_id = $1 AND status = 'active'"
+        }
+    };
+    Ok(c.query_opt(sql, &[&scope_args(scope).1])?.is_some())
+}
+
+/// Live sessions (id, status) of what a delete would remove.
+pub fn live_sessions_in(
+    c: &mut impl GenericClient,
+    scope: DeleteScope,
+) -> Result<Vec<(i64, String)>, postgres::Error> {
+    let (kind, id) = scope_args(scope);
+    Ok(c.query(
+        &format!(
+            "SELECT s.session_id, s.status FROM sessions s
+                  WHERE s.sgc_id IN ({SCOPE_DEPLOYMENTS})
+                    AND s.status IN ('pending', 'starting', 'running', 'stopping')
+                  ORDER BY s.session_id"
+        ),
+        &[&kind, &id],
+    )?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+/// Retires the deployments and marks the config(s) and game deleted, in one transaction.
+pub fn soft_delete(c: &mut impl GenericClient, scope: DeleteScope) -> Result<(), postgres::Error> {
+    let (kind, id) = scope_args(scope);
+    let mut tx = c.transaction()?;
+    tx.execute(
+        &format!(
+            "UPDATE server_game_configs SET status = 'retired', updated_at = now()
+              WHERE sgc_id IN ({SCOPE_DEPLOYMENTS})"
+        ),
+        &[&kind, &id],
+    )?;
+    match scope {
+        DeleteScope::Game(id) => {
+            tx.execute(
+                "UPDATE game_configs SET deleted_at = now() WHERE game_id = $1 AND deleted_at IS NULL",
+                &[&id],
+            )?;
+            tx.execute(
+                "UPDATE games SET deleted_at = now() WHERE game_id = $1",
+                &[&id],
+            )?;
+        }
+        DeleteScope::Config(id) => {
+            tx.execute(
+                "UPDATE game_configs SET deleted_at = now() WHERE config_id = $1",
+                &[&id],
+            )?;
+        }
+        DeleteScope::Deployment(_) => {}
+    }
+    tx.commit()
 }
