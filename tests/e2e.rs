@@ -2004,3 +2004,98 @@ fn deletes_are_refused_while_live_forced_with_a_stop_and_keep_history() {
     let again = s.cli_json(&["game", "create", "deletable"]);
     assert_ne!(again["game_id"].as_i64().unwrap().to_string(), game);
 }
+
+#[test]
+fn a_changed_config_runs_at_the_next_session_and_a_restart_applies_it_now() {
+    let s = Stack::start();
+    let sgc = s.deploy(
+        "changing",
+        "/bin/sh",
+        &["-c", "echo version-one; exec sleep 60"],
+        &["--start-duration-ms", "100"],
+    );
+    let config = s.cli_json(&["deploy", "list"])[0]["config_id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let game = s.cli_json(&["config", "show", &config])["game_id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let first = s.start_session(sgc);
+    s.wait_status(first, "running");
+    let update = |name: &str, script: &str| {
+        s.cli(&[
+            "--json",
+            "config",
+            "update",
+            &config,
+            "--game",
+            &game,
+            "--name",
+            name,
+            "--program",
+            "/bin/sh",
+            "--arg",
+            "-c",
+            "--arg",
+            script,
+            "--start-duration-ms",
+            "100",
+        ])
+    };
+    let (code, out, err) = update("default", "echo version-two; exec sleep 60");
+    assert_eq!(code, 0, "{err}");
+    let updated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(updated["args"][1], "echo version-two; exec sleep 60");
+    let restarted = s.cli_json(&["session", "restart", &first.to_string()]);
+    let second = restarted["started"]["session_id"].as_i64().unwrap();
+    s.wait_status(second, "running");
+    let console = |session: i64| {
+        wait_for("the console line", T, || {
+            let (_, out, _) = s.cli(&["logs", &session.to_string()]);
+            out.contains("version-").then_some(out)
+        })
+    };
+    assert!(console(first).contains("version-one"));
+    assert!(console(second).contains("version-two"));
+    // The same validation as create, and the name rule within the game.
+    let (code, _, err) = s.cli(&[
+        "config",
+        "update",
+        &config,
+        "--game",
+        &game,
+        "--name",
+        "default",
+        "--program",
+        "/bin/true",
+        "--workdir",
+        "../escape",
+    ]);
+    assert_eq!(code, 65, "{err}");
+    s.cli_json(&[
+        "config",
+        "create",
+        "--game",
+        &game,
+        "--name",
+        "other",
+        "--program",
+        "/bin/true",
+    ]);
+    let (code, _, err) = update("other", "echo clash");
+    assert_eq!(code, 5, "{err}");
+    let (code, _, _) = s.cli(&[
+        "config",
+        "update",
+        "999999",
+        "--game",
+        &game,
+        "--name",
+        "x",
+        "--program",
+        "/bin/true",
+    ]);
+    assert_eq!(code, 4);
+}

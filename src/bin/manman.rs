@@ -214,6 +214,36 @@ enum GameCmd {
 }
 
 #[derive(Args)]
+struct ConfigUpdate {
+    /// Config id (see `manman config list`).
+    id: i64,
+    #[command(flatten)]
+    config: ConfigCreate,
+}
+
+impl ConfigCreate {
+    fn into_config(self) -> pb::GameConfig {
+        pb::GameConfig {
+            game_id: self.game,
+            name: self.name,
+            program: self.program,
+            args: self.args,
+            working_dir: self.workdir.unwrap_or_default(),
+            stop_signal: self.stop_signal.unwrap_or_default(),
+            stop_command: self.stop_command.unwrap_or_default(),
+            stop_timeout_seconds: self.stop_timeout,
+            restart_policy: self.restart.unwrap_or_default(),
+            start_duration_ms: self.start_duration_ms,
+            backoff_initial_ms: self.backoff_ms,
+            backoff_max_ms: self.backoff_max_ms,
+            retry_limit: self.retry_limit,
+            reset_after_seconds: self.reset_after,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args)]
 struct ConfigCreate {
     #[arg(long)]
     game: i64,
@@ -271,6 +301,9 @@ struct ConfigCreate {
 enum ConfigCmd {
     /// Create a config for a game.
     Create(Box<ConfigCreate>),
+    /// Replace a config's whole definition (the same flags as create; --game must be its
+    /// game). Each deployment's next session runs it; `manman session restart` applies it now.
+    Update(Box<ConfigUpdate>),
     /// Delete a config with its deployments (history stays readable). Refused while one of
     /// its sessions is live, unless --force (stops them first).
     Delete {
@@ -410,24 +443,13 @@ fn main() {
             ..
         } => control::delete(&ctx, control::Deletable::Deployment, id, force),
         Command::Config(ConfigCmd::Create(c)) => {
-            let config = pb::GameConfig {
-                game_id: c.game,
-                name: c.name,
-                program: c.program,
-                args: c.args,
-                working_dir: c.workdir.unwrap_or_default(),
-                stop_signal: c.stop_signal.unwrap_or_default(),
-                stop_command: c.stop_command.unwrap_or_default(),
-                stop_timeout_seconds: c.stop_timeout,
-                restart_policy: c.restart.unwrap_or_default(),
-                start_duration_ms: c.start_duration_ms,
-                backoff_initial_ms: c.backoff_ms,
-                backoff_max_ms: c.backoff_max_ms,
-                retry_limit: c.retry_limit,
-                reset_after_seconds: c.reset_after,
-                ..Default::default()
-            };
-            control::config_create(&ctx, config, &c.env, &c.ports)
+            let (env, ports) = (c.env.clone(), c.ports.clone());
+            control::config_create(&ctx, c.into_config(), &env, &ports)
+        }
+        Command::Config(ConfigCmd::Update(u)) => {
+            let ConfigUpdate { id, config: c } = *u;
+            let (env, ports) = (c.env.clone(), c.ports.clone());
+            control::config_update(&ctx, id, c.into_config(), &env, &ports)
         }
         Command::Config(ConfigCmd::List { game }) => control::config_list(&ctx, game),
         Command::Config(ConfigCmd::Show { id }) => control::config_show(&ctx, id),

@@ -53,37 +53,51 @@ impl ApiService {
         &self,
         req: pb::CreateGameConfigRequest,
     ) -> Result<pb::CreateGameConfigResponse, ApiError> {
-        let c = req
-            .config
-            .ok_or_else(|| ApiError::InvalidArgument("config is required".into()))?;
-        let game_id = positive_id("game_id", c.game_id)?;
-        let name = valid_name("config name", &c.name)?;
-        let process = game_process(&c)?;
-        let mut ports = Vec::new();
-        for p in &c.ports {
-            ports.push(serde_json::json!({
-                "port": valid_port("port", p.port)?,
-                "protocol": valid_protocol(&p.protocol)?,
-            }));
-        }
+        let row = config_row(req.config)?;
         let mut db = self.db()?;
-        if !catalog::game_exists(&mut *db, game_id)? {
-            return Err(ApiError::NotFound(format!("no game with id {game_id}")));
+        if !catalog::game_exists(&mut *db, row.game_id)? {
+            return Err(ApiError::NotFound(format!(
+                "no game with id {}",
+                row.game_id
+            )));
         }
-        let row = ConfigRow {
-            config_id: 0,
-            game_id,
-            name: name.clone(),
-            process,
-            port_definitions: serde_json::Value::Array(ports),
-        };
         let created = catalog::create_config(&mut *db, &row)?.ok_or_else(|| {
             ApiError::AlreadyExists(format!(
-                "game {game_id} already has a config named {name:?}"
+                "game {} already has a config named {:?}",
+                row.game_id, row.name
             ))
         })?;
         Ok(pb::CreateGameConfigResponse {
             config: Some(config_pb(created)),
+        })
+    }
+
+    /// Replaces a config's definition (same validation as create); the next session of each
+    /// of its deployments runs it (`manman session restart` for one now).
+    pub fn update_game_config(
+        &self,
+        req: pb::UpdateGameConfigRequest,
+    ) -> Result<pb::UpdateGameConfigResponse, ApiError> {
+        let mut row = config_row(req.config)?;
+        row.config_id = positive_id("config_id", req.config_id)?;
+        let updated = match catalog::update_config(&mut *self.db()?, &row) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(ApiError::NotFound(format!(
+                    "no game config with id {} in game {}",
+                    row.config_id, row.game_id
+                )))
+            }
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                return Err(ApiError::AlreadyExists(format!(
+                    "game {} already has a config named {:?}",
+                    row.game_id, row.name
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(pb::UpdateGameConfigResponse {
+            config: Some(config_pb(updated)),
         })
     }
 
@@ -224,6 +238,28 @@ impl ApiService {
             stopped_sessions: stopped,
         })
     }
+}
+
+/// A config as the API received it, validated (the one `wire::GameProcess` contract).
+fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
+    let c = config.ok_or_else(|| ApiError::InvalidArgument("config is required".into()))?;
+    let game_id = positive_id("game_id", c.game_id)?;
+    let name = valid_name("config name", &c.name)?;
+    let process = game_process(&c)?;
+    let mut ports = Vec::new();
+    for p in &c.ports {
+        ports.push(serde_json::json!({
+            "port": valid_port("port", p.port)?,
+            "protocol": valid_protocol(&p.protocol)?,
+        }));
+    }
+    Ok(ConfigRow {
+        config_id: 0,
+        game_id,
+        name,
+        process,
+        port_definitions: serde_json::Value::Array(ports),
+    })
 }
 
 fn deployment_pb(d: catalog::DeploymentRow) -> pb::Deployment {

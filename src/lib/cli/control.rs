@@ -298,16 +298,7 @@ pub fn config_create(
     env: &[String],
     ports: &[String],
 ) -> Outcome {
-    for kv in env {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("invalid --env {kv:?} (expected KEY=VALUE)"))?;
-        config.env.insert(k.into(), v.into());
-    }
-    for p in ports {
-        let (port, protocol) = parse_port(p)?;
-        config.ports.push(pb::PortDefinition { port, protocol });
-    }
+    add_env_and_ports(&mut config, env, ports)?;
     let r = ctx.client.create_game_config_opt(
         &pb::CreateGameConfigRequest {
             config: Some(config),
@@ -322,6 +313,47 @@ pub fn config_create(
             "created config {} ({}) for game {}",
             c.config_id, c.name, c.game_id
         );
+    }
+    Ok(())
+}
+
+pub fn config_update(
+    ctx: &Ctx,
+    id: i64,
+    mut config: pb::GameConfig,
+    env: &[String],
+    ports: &[String],
+) -> Outcome {
+    add_env_and_ports(&mut config, env, ports)?;
+    let r = ctx.client.update_game_config_opt(
+        &pb::UpdateGameConfigRequest {
+            config_id: id,
+            config: Some(config),
+        },
+        ctx.opt(),
+    )?;
+    let c = r.config.unwrap_or_default();
+    if ctx.json {
+        println!("{}", config_json(&c));
+    } else {
+        println!(
+            "updated config {} ({}) of game {}: the next session of each deployment runs it (`manman session restart` for one now)",
+            c.config_id, c.name, c.game_id
+        );
+    }
+    Ok(())
+}
+
+fn add_env_and_ports(config: &mut pb::GameConfig, env: &[String], ports: &[String]) -> Outcome {
+    for kv in env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("invalid --env {kv:?} (expected KEY=VALUE)"))?;
+        config.env.insert(k.into(), v.into());
+    }
+    for p in ports {
+        let (port, protocol) = parse_port(p)?;
+        config.ports.push(pb::PortDefinition { port, protocol });
     }
     Ok(())
 }

@@ -133,39 +133,77 @@ pub fn create_config(
     c: &mut impl GenericClient,
     cfg: &ConfigRow,
 ) -> Result<Option<ConfigRow>, postgres::Error> {
+    write_config(
+        c,
+        cfg,
+        "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
+             stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
+             backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
+        None,
+    )
+}
+
+/// Replaces a config's definition (its game stays). `None` if it does not exist or was
+/// deleted; a name another config of the game has fails with a unique violation.
+pub fn update_config(
+    c: &mut impl GenericClient,
+    cfg: &ConfigRow,
+) -> Result<Option<ConfigRow>, postgres::Error> {
+    write_config(
+        c,
+        cfg,
+        "UPDATE game_configs SET name = $2, command = $3, args = $4, env = $5, working_dir = $6,
+             stop_signal = $7, stop_command = $8, stop_timeout_seconds = $9, restart_policy = $10,
+             start_duration_ms = $11, port_definitions = $12, backoff_initial_ms = $13,
+             backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, updated_at = now()
+          WHERE config_id = $17 AND game_id = $1 AND deleted_at IS NULL",
+        Some(cfg.config_id),
+    )
+}
+
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$16 (and $17 the id of the
+/// config an UPDATE replaces).
+fn write_config(
+    c: &mut impl GenericClient,
+    cfg: &ConfigRow,
+    statement: &str,
+    config_id: Option<i64>,
+) -> Result<Option<ConfigRow>, postgres::Error> {
     let p = &cfg.process;
     let args = serde_json::to_value(&p.args).expect("serialisable");
     let env = serde_json::to_value(&p.env).expect("serialisable");
     let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-    Ok(c.query_opt(
-        &format!(
-            "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
-                 stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
-                 backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-             ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING
-             RETURNING {CONFIG_COLUMNS}"
-        ),
-        &[
-            &cfg.game_id,
-            &cfg.name,
-            &p.program,
-            &args,
-            &env,
-            &p.working_dir,
-            &p.stop_signal,
-            &p.stop_command,
-            &int(p.stop_timeout_seconds),
-            &p.restart_policy.as_str(),
-            &int(p.start_duration_ms),
-            &cfg.port_definitions,
-            &int(p.backoff_initial_ms),
-            &int(p.backoff_max_ms),
-            &int(p.retry_limit),
-            &int(p.reset_after_seconds),
-        ],
-    )?
-    .map(|r| config(&r)))
+    let (stop_timeout, start_duration) = (int(p.stop_timeout_seconds), int(p.start_duration_ms));
+    let (backoff, backoff_max) = (int(p.backoff_initial_ms), int(p.backoff_max_ms));
+    let (retry_limit, reset_after) = (int(p.retry_limit), int(p.reset_after_seconds));
+    let restart = p.restart_policy.as_str();
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+        &cfg.game_id,
+        &cfg.name,
+        &p.program,
+        &args,
+        &env,
+        &p.working_dir,
+        &p.stop_signal,
+        &p.stop_command,
+        &stop_timeout,
+        &restart,
+        &start_duration,
+        &cfg.port_definitions,
+        &backoff,
+        &backoff_max,
+        &retry_limit,
+        &reset_after,
+    ];
+    if let Some(id) = &config_id {
+        params.push(id);
+    }
+    Ok(
+        c.query_opt(&format!("{statement} RETURNING {CONFIG_COLUMNS}"), &params)?
+            .map(|r| config(&r)),
+    )
 }
 
 pub fn list_configs(
