@@ -318,7 +318,19 @@ fn a_session_runs_end_to_end_from_the_cli() {
             .get(0);
     assert_eq!(ports, 0, "ports freed");
     let listed = s.cli_json(&["session", "list", "--deployment", &sgc.to_string()]);
-    assert_eq!(listed["sessions"][0]["status"], "stopped");
+    assert_eq!(listed["items"][0]["status"], "stopped");
+    assert_eq!(listed["total"], 1);
+    // Times are RFC 3339, and one that has not happened is null.
+    let started = listed["items"][0]["started_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(started).is_ok(),
+        "{started}"
+    );
+    let ended = listed["items"][0]["ended_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(ended).is_ok(),
+        "{ended}"
+    );
 }
 
 #[test]
@@ -1860,7 +1872,7 @@ fn a_closed_pipe_ends_the_cli_quietly() {
         "manman said something on a closed pipe: {stderr}"
     );
     let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("["));
+    assert_eq!(lines.next(), Some("{"));
     // Ended by SIGPIPE (128 + 13) like any Unix tool, never a panic (101).
     assert_eq!(lines.next(), Some("manman exited 141"), "{stdout}");
 }
@@ -1870,7 +1882,7 @@ fn deployments_are_listed_redeploys_say_so_and_a_host_shows_what_it_runs() {
     let s = Stack::start();
     let sgc = s.deploy_test_game("day-two", 26100);
     let server = s.server_id().to_string();
-    let deployed = s.cli_json(&["deploy", "list", "--server", &server]);
+    let deployed = s.cli_json(&["deploy", "list", "--server", &server])["items"].clone();
     let config = deployed[0]["config_id"].as_i64().unwrap().to_string();
     assert_eq!(deployed.as_array().unwrap().len(), 1, "{deployed}");
     assert_eq!(deployed[0]["sgc_id"], sgc);
@@ -1896,7 +1908,7 @@ fn deployments_are_listed_redeploys_say_so_and_a_host_shows_what_it_runs() {
     // Listing by a config nobody deployed gives nothing; a bad id is refused.
     assert_eq!(
         s.cli_json(&["deploy", "list", "--config", "999999"]),
-        serde_json::json!([])
+        serde_json::json!({"items": [], "total": 0})
     );
     assert_eq!(s.cli(&["deploy", "list", "--server=-3"]).0, 65);
     // The host: its status, its deployment, and its live session.
@@ -1949,6 +1961,9 @@ fn a_restart_stops_with_the_console_command_and_starts_the_deployment_again() {
     assert_ne!(second, first);
     assert_eq!(restarted["started"]["sgc_id"], sgc);
     s.wait_status(second, "running");
+    // A time that has not happened yet is null.
+    let shown = s.cli_json(&["session", "show", &second.to_string()]);
+    assert_eq!(shown["ended_at"], serde_json::Value::Null);
     // The first one ended through its console stop command (exit 0), not a signal.
     assert_eq!(s.status(first), ("stopped".to_string(), Some(0)));
     // An ended session is simply started again.
@@ -1964,7 +1979,7 @@ fn a_restart_stops_with_the_console_command_and_starts_the_deployment_again() {
 fn deletes_are_refused_while_live_forced_with_a_stop_and_keep_history() {
     let s = Stack::start();
     let sgc = s.deploy_test_game("deletable", 26300);
-    let deployment = s.cli_json(&["deploy", "list"])[0].clone();
+    let deployment = s.cli_json(&["deploy", "list"])["items"][0].clone();
     let config = deployment["config_id"].as_i64().unwrap().to_string();
     let game = s.cli_json(&["config", "show", &config])["game_id"]
         .as_i64()
@@ -1983,15 +1998,16 @@ fn deletes_are_refused_while_live_forced_with_a_stop_and_keep_history() {
     }
     let (code, _, err) = s.cli(&["deploy", "delete", &sgc.to_string()]);
     assert_eq!(code, 5, "{err}");
-    assert_eq!(s.cli_json(&["game", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(s.cli_json(&["game", "list"])["total"], 1);
     // Forced: the session is stopped the usual way (console command, exit 0), then deleted.
     let deleted = s.cli_json(&["game", "delete", &game, "--force"]);
     assert_eq!(deleted["stopped_sessions"], serde_json::json!([session]));
     assert_eq!(s.wait_status(session, "stopped"), Some(0));
     // Gone from every list, its deployment cannot start, and deleting again is NOT_FOUND.
-    assert_eq!(s.cli_json(&["game", "list"]), serde_json::json!([]));
-    assert_eq!(s.cli_json(&["config", "list"]), serde_json::json!([]));
-    assert_eq!(s.cli_json(&["deploy", "list"]), serde_json::json!([]));
+    let empty = serde_json::json!({"items": [], "total": 0});
+    assert_eq!(s.cli_json(&["game", "list"]), empty);
+    assert_eq!(s.cli_json(&["config", "list"]), empty);
+    assert_eq!(s.cli_json(&["deploy", "list"]), empty);
     let (code, _, err) = s.cli(&["session", "start", &sgc.to_string()]);
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("was deleted"), "{err}");
@@ -2014,7 +2030,7 @@ fn a_changed_config_runs_at_the_next_session_and_a_restart_applies_it_now() {
         &["-c", "echo version-one; exec sleep 60"],
         &["--start-duration-ms", "100"],
     );
-    let config = s.cli_json(&["deploy", "list"])[0]["config_id"]
+    let config = s.cli_json(&["deploy", "list"])["items"][0]["config_id"]
         .as_i64()
         .unwrap()
         .to_string();

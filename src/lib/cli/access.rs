@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::control::{print, when, Ctx, Failure, Outcome};
+use super::control::{json_time, print, when, Ctx, Failure, Outcome};
 use crate::auth::{secret, Role};
 use crate::config::{self, Env};
 use crate::proto::v1 as pb;
@@ -58,7 +58,7 @@ pub fn token_create(ctx: &Ctx, t: &TokenCreate) -> Outcome {
         &format!("token {:?} ({}) created", token.name, token.role),
         &r.secret,
         t.output,
-        json!({"name": token.name, "role": token.role, "expires": when_json(token.expires_ms)}),
+        json!({"name": token.name, "role": token.role, "expires": json_time(token.expires_ms)}),
     )
 }
 
@@ -100,15 +100,6 @@ pub fn token_bootstrap(ctx: &Ctx, t: &TokenCreate) -> Outcome {
     )
 }
 
-fn when_json(ms: i64) -> serde_json::Value {
-    if ms <= 0 {
-        return serde_json::Value::Null;
-    }
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| json!(t.to_rfc3339()))
-        .unwrap_or(serde_json::Value::Null)
-}
-
 pub fn token_list(ctx: &Ctx) -> Outcome {
     let r = ctx
         .client
@@ -135,15 +126,15 @@ pub fn token_list(ctx: &Ctx) -> Outcome {
             ]
         })
         .collect();
-    let value = json!(r
+    let value = r
         .tokens
         .iter()
-        .map(
-            |t| json!({"name": t.name, "role": t.role, "created": when_json(t.created_ms),
-            "expires": when_json(t.expires_ms), "last_used": when_json(t.last_used_ms),
-            "revoked": when_json(t.revoked_ms)})
-        )
-        .collect::<Vec<_>>());
+        .map(|t| {
+            json!({"name": t.name, "role": t.role, "created": json_time(t.created_ms),
+            "expires": json_time(t.expires_ms), "last_used": json_time(t.last_used_ms),
+            "revoked": json_time(t.revoked_ms)})
+        })
+        .collect();
     print(
         ctx,
         value,
@@ -161,7 +152,7 @@ pub fn token_revoke(ctx: &Ctx, name: &str) -> Outcome {
     if ctx.json {
         println!(
             "{}",
-            json!({"name": token.name, "role": token.role, "revoked": when_json(token.revoked_ms)})
+            json!({"name": token.name, "role": token.role, "revoked": json_time(token.revoked_ms)})
         );
     } else {
         println!(
@@ -192,6 +183,6 @@ pub fn host_add(ctx: &Ctx, name: &str, reissue: bool, output: Option<&Path>) -> 
         ),
         &r.enrollment_secret,
         output,
-        json!({"server_id": server.server_id, "name": server.name, "expires": when_json(r.expires_at_ms)}),
+        json!({"server_id": server.server_id, "name": server.name, "expires": json_time(r.expires_at_ms)}),
     )
 }

@@ -86,11 +86,40 @@ pub(crate) fn when(ms: i64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub(crate) fn print(ctx: &Ctx, value: Value, headers: &[&str], rows: Vec<Vec<String>>) {
+/// A time for JSON: RFC 3339 in UTC, or `null` when it has not happened (0).
+pub(crate) fn json_time(ms: i64) -> Value {
+    if ms <= 0 {
+        return Value::Null;
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// The one JSON shape of every list: `{"items": [...], "total": N}` (`total` counts every
+/// match, which may be more than the items of one page).
+pub(crate) fn json_list(items: Vec<Value>, total: usize) -> Value {
+    json!({"items": items, "total": total})
+}
+
+/// A list: a table for people, `{"items", "total"}` with `--json`.
+pub(crate) fn print(ctx: &Ctx, items: Vec<Value>, headers: &[&str], rows: Vec<Vec<String>>) {
+    let total = items.len();
+    print_page(ctx, items, total, headers, rows);
+}
+
+/// One page of a longer list (`total` counts every match).
+pub(crate) fn print_page(
+    ctx: &Ctx,
+    items: Vec<Value>,
+    total: usize,
+    headers: &[&str],
+    rows: Vec<Vec<String>>,
+) {
     if ctx.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&value).expect("serialisable")
+            serde_json::to_string_pretty(&json_list(items, total)).expect("serialisable")
         );
     } else if rows.is_empty() {
         println!("(none)");
@@ -100,7 +129,7 @@ pub(crate) fn print(ctx: &Ctx, value: Value, headers: &[&str], rows: Vec<Vec<Str
 }
 
 fn host_json(s: &pb::Server) -> Value {
-    json!({"server_id": s.server_id, "name": s.name, "status": s.status, "last_seen_ms": s.last_seen_ms})
+    json!({"server_id": s.server_id, "name": s.name, "status": s.status, "last_seen": json_time(s.last_seen_ms)})
 }
 
 const HOST_HEADERS: [&str; 4] = ["ID", "NAME", "STATUS", "LAST SEEN"];
@@ -118,12 +147,12 @@ fn session_json(s: &pb::Session) -> Value {
     json!({
         "session_id": s.session_id, "sgc_id": s.sgc_id, "server_id": s.server_id, "status": s.status,
         "host": s.host, "game": s.game, "config": s.config,
-        "started_at_ms": s.started_at_ms, "ended_at_ms": s.ended_at_ms,
+        "started_at": json_time(s.started_at_ms), "ended_at": json_time(s.ended_at_ms),
         "exit_code": if s.has_exit_code { json!(s.exit_code) } else { Value::Null },
         "reason": if s.reason.is_empty() { Value::Null } else { json!(s.reason) },
         "restart_count": s.restart_count,
         "last_exit_code": if s.has_last_exit_code { json!(s.last_exit_code) } else { Value::Null },
-        "last_exit_at_ms": s.last_exit_at_ms,
+        "last_exit_at": json_time(s.last_exit_at_ms),
     })
 }
 
@@ -174,7 +203,7 @@ pub fn host_list(ctx: &Ctx) -> Outcome {
     let rows = r.servers.iter().map(host_row).collect();
     print(
         ctx,
-        json!(r.servers.iter().map(host_json).collect::<Vec<_>>()),
+        r.servers.iter().map(host_json).collect(),
         &HOST_HEADERS,
         rows,
     );
@@ -272,11 +301,10 @@ pub fn game_list(ctx: &Ctx) -> Outcome {
         .collect();
     print(
         ctx,
-        json!(r
-            .games
+        r.games
             .iter()
             .map(|g| json!({"game_id": g.game_id, "name": g.name}))
-            .collect::<Vec<_>>()),
+            .collect(),
         &["ID", "NAME"],
         rows,
     );
@@ -382,7 +410,7 @@ pub fn config_list(ctx: &Ctx, game: Option<i64>) -> Outcome {
         .collect();
     print(
         ctx,
-        json!(r.configs.iter().map(config_json).collect::<Vec<_>>()),
+        r.configs.iter().map(config_json).collect(),
         &["ID", "GAME", "NAME", "COMMAND", "RESTART"],
         rows,
     );
@@ -550,7 +578,7 @@ pub fn deploy_list(ctx: &Ctx, server: Option<i64>, config: Option<i64>) -> Outco
     let list = deployments(ctx, server, config)?;
     print(
         ctx,
-        json!(list.iter().map(deployment_json).collect::<Vec<_>>()),
+        list.iter().map(deployment_json).collect(),
         &DEPLOYMENT_HEADERS,
         list.iter().map(deployment_row).collect(),
     );
@@ -754,9 +782,10 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
 pub fn session_list(ctx: &Ctx, req: pb::ListSessionsRequest) -> Outcome {
     let r = ctx.client.list_sessions_opt(&req, ctx.opt())?;
     let rows = r.sessions.iter().map(session_row).collect();
-    print(
+    print_page(
         ctx,
-        json!({"total": r.total, "sessions": r.sessions.iter().map(session_json).collect::<Vec<_>>()}),
+        r.sessions.iter().map(session_json).collect(),
+        r.total.max(0) as usize,
         &SESSION_HEADERS,
         rows,
     );
