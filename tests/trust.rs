@@ -96,8 +96,9 @@ fn failure<T: std::fmt::Debug>(r: grpcio::Result<T>) -> (C, String) {
 fn every_rpc_needs_a_valid_token_with_the_right_role() {
     let api = start_api(None);
     let c = api.client();
-    let list =
-        |token: Option<&str>| c.list_games_opt(&pb::ListGamesRequest {}, call_option(token, T));
+    let list = |token: Option<&str>| {
+        c.list_games_opt(&pb::ListGamesRequest::default(), call_option(token, T))
+    };
 
     let (code, message) = failure(list(None));
     assert_eq!(code, C::UNAUTHENTICATED);
@@ -195,7 +196,10 @@ fn an_expired_token_is_refused() {
         .unwrap()
         .secret;
     wait_for("the token to expire", Duration::from_secs(15), || {
-        let r = c.list_games_opt(&pb::ListGamesRequest {}, call_option(Some(&secret), T));
+        let r = c.list_games_opt(
+            &pb::ListGamesRequest::default(),
+            call_option(Some(&secret), T),
+        );
         matches!(r, Err(grpcio::Error::RpcFailure(s)) if s.code() == C::UNAUTHENTICATED)
             .then_some(())
     });
@@ -337,7 +341,10 @@ fn the_cli_talks_to_the_api_over_tls_with_the_ca_and_not_without_it() {
     };
     let games = endpoint
         .api_client()
-        .list_games_opt(&pb::ListGamesRequest {}, call_option(Some(&api.admin), T))
+        .list_games_opt(
+            &pb::ListGamesRequest::default(),
+            call_option(Some(&api.admin), T),
+        )
         .unwrap();
     assert_eq!(games.games.len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();

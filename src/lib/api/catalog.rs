@@ -2,19 +2,25 @@
 
 use super::convert::{config_pb, host_pb};
 use super::error::ApiError;
-use super::validate::{game_process, positive_id, valid_name, valid_port, valid_protocol};
+use super::validate::{
+    game_process, next_page_after, page, positive_id, valid_name, valid_port, valid_protocol,
+};
 use super::ApiService;
 use crate::db::catalog::{self, ConfigRow, DeleteScope};
 use crate::proto::v1 as pb;
 use crate::wire::commands::PortBinding;
 
 impl ApiService {
-    pub fn list_servers(&self) -> Result<pb::ListServersResponse, ApiError> {
+    pub fn list_servers(
+        &self,
+        req: pb::ListServersRequest,
+    ) -> Result<pb::ListServersResponse, ApiError> {
+        let page = page(req.page_after, req.page_size)?;
+        let mut rows = catalog::list_hosts(&mut *self.db()?, page)?;
+        let next_page_after = next_page_after(&mut rows, page, |h| h.server_id);
         Ok(pb::ListServersResponse {
-            servers: catalog::list_hosts(&mut *self.db()?)?
-                .into_iter()
-                .map(host_pb)
-                .collect(),
+            servers: rows.into_iter().map(host_pb).collect(),
+            next_page_after,
         })
     }
 
@@ -40,12 +46,16 @@ impl ApiService {
         })
     }
 
-    pub fn list_games(&self) -> Result<pb::ListGamesResponse, ApiError> {
+    pub fn list_games(&self, req: pb::ListGamesRequest) -> Result<pb::ListGamesResponse, ApiError> {
+        let page = page(req.page_after, req.page_size)?;
+        let mut rows = catalog::list_games(&mut *self.db()?, page)?;
+        let next_page_after = next_page_after(&mut rows, page, |g| g.0);
         Ok(pb::ListGamesResponse {
-            games: catalog::list_games(&mut *self.db()?)?
+            games: rows
                 .into_iter()
                 .map(|(game_id, name)| pb::Game { game_id, name })
                 .collect(),
+            next_page_after,
         })
     }
 
@@ -111,11 +121,12 @@ impl ApiService {
             ));
         }
         let game = Some(req.game_id).filter(|g| *g > 0);
+        let page = page(req.page_after, req.page_size)?;
+        let mut rows = catalog::list_configs(&mut *self.db()?, game, page)?;
+        let next_page_after = next_page_after(&mut rows, page, |c| c.config_id);
         Ok(pb::ListGameConfigsResponse {
-            configs: catalog::list_configs(&mut *self.db()?, game)?
-                .into_iter()
-                .map(config_pb)
-                .collect(),
+            configs: rows.into_iter().map(config_pb).collect(),
+            next_page_after,
         })
     }
 
@@ -187,9 +198,12 @@ impl ApiService {
         };
         let server_id = any_or("server_id", req.server_id)?;
         let config_id = any_or("config_id", req.config_id)?;
-        let rows = catalog::list_deployments(&mut *self.db()?, server_id, config_id)?;
+        let page = page(req.page_after, req.page_size)?;
+        let mut rows = catalog::list_deployments(&mut *self.db()?, server_id, config_id, page)?;
+        let next_page_after = next_page_after(&mut rows, page, |d| d.sgc_id);
         Ok(pb::ListDeploymentsResponse {
             deployments: rows.into_iter().map(deployment_pb).collect(),
+            next_page_after,
         })
     }
 }

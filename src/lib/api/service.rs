@@ -150,10 +150,10 @@ rpc! {
     list_tokens(pb::ListTokensRequest) -> pb::ListTokensResponse => |s, _r, _c| s.list_tokens();
     revoke_token(pb::RevokeTokenRequest) -> pb::RevokeTokenResponse => |s, r, c| s.revoke_token(r, c);
     who_am_i(pb::WhoAmIRequest) -> pb::WhoAmIResponse => |_s, _r, c| Ok(super::tokens::who_am_i(c));
-    list_servers(pb::ListServersRequest) -> pb::ListServersResponse => |s, _r, _c| s.list_servers();
+    list_servers(pb::ListServersRequest) -> pb::ListServersResponse => |s, r, _c| s.list_servers(r);
     get_server(pb::GetServerRequest) -> pb::GetServerResponse => |s, r, _c| s.get_server(r);
     create_game(pb::CreateGameRequest) -> pb::CreateGameResponse => |s, r, _c| s.create_game(r);
-    list_games(pb::ListGamesRequest) -> pb::ListGamesResponse => |s, _r, _c| s.list_games();
+    list_games(pb::ListGamesRequest) -> pb::ListGamesResponse => |s, r, _c| s.list_games(r);
     create_game_config(pb::CreateGameConfigRequest) -> pb::CreateGameConfigResponse => |s, r, _c| s.create_game_config(r);
     list_game_configs(pb::ListGameConfigsRequest) -> pb::ListGameConfigsResponse => |s, r, _c| s.list_game_configs(r);
     get_game_config(pb::GetGameConfigRequest) -> pb::GetGameConfigResponse => |s, r, _c| s.get_game_config(r);

@@ -2,6 +2,7 @@
 //! contract the host also uses, so what is accepted here is what a host can run).
 
 use super::error::ApiError;
+use crate::db::catalog::Page;
 use crate::proto::v1 as pb;
 use crate::wire::GameProcess;
 
@@ -30,6 +31,42 @@ pub fn positive_id(what: &str, id: i64) -> Result<i64, ApiError> {
         )));
     }
     Ok(id)
+}
+
+/// Rows per page of a list when the caller does not say, and at most.
+pub const DEFAULT_PAGE_SIZE: i32 = 500;
+pub const MAX_PAGE_SIZE: i32 = 1000;
+
+/// A list request's page; one more row than asked is fetched, to tell whether another follows.
+pub fn page(after: i64, size: i32) -> Result<Page, ApiError> {
+    if after < 0 {
+        return Err(ApiError::InvalidArgument(
+            "page_after must not be negative".into(),
+        ));
+    }
+    let size = match size {
+        0 => DEFAULT_PAGE_SIZE,
+        1..=MAX_PAGE_SIZE => size,
+        _ => {
+            return Err(ApiError::InvalidArgument(format!(
+                "page_size must be 1 to {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE})"
+            )))
+        }
+    };
+    Ok(Page {
+        after,
+        limit: i64::from(size) + 1,
+    })
+}
+
+/// Cuts the extra row `page` fetched and returns where the next page starts (0: no more).
+pub fn next_page_after<T>(rows: &mut Vec<T>, page: Page, id: impl Fn(&T) -> i64) -> i64 {
+    if rows.len() as i64 >= page.limit {
+        rows.truncate(page.limit as usize - 1);
+        rows.last().map_or(0, id)
+    } else {
+        0
+    }
 }
 
 pub fn valid_protocol(p: &str) -> Result<String, ApiError> {

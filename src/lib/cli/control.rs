@@ -196,14 +196,38 @@ fn config_json(c: &pb::GameConfig) -> Value {
     })
 }
 
+/// Every page of a list: `fetch(after)` returns a page and where the next starts (0: done).
+pub(crate) fn all_pages<T>(
+    mut fetch: impl FnMut(i64) -> Result<(Vec<T>, i64), Failure>,
+) -> Result<Vec<T>, Failure> {
+    let (mut all, mut after) = fetch(0)?;
+    while after > 0 {
+        let (page, next) = fetch(after)?;
+        all.extend(page);
+        after = next;
+    }
+    Ok(all)
+}
+
+fn hosts(ctx: &Ctx) -> Result<Vec<pb::Server>, Failure> {
+    all_pages(|page_after| {
+        let r = ctx.client.list_servers_opt(
+            &pb::ListServersRequest {
+                page_after,
+                page_size: 0,
+            },
+            ctx.opt(),
+        )?;
+        Ok((r.servers, r.next_page_after))
+    })
+}
+
 pub fn host_list(ctx: &Ctx) -> Outcome {
-    let r = ctx
-        .client
-        .list_servers_opt(&pb::ListServersRequest {}, ctx.opt())?;
-    let rows = r.servers.iter().map(host_row).collect();
+    let servers = hosts(ctx)?;
+    let rows = servers.iter().map(host_row).collect();
     print(
         ctx,
-        r.servers.iter().map(host_json).collect(),
+        servers.iter().map(host_json).collect(),
         &HOST_HEADERS,
         rows,
     );
@@ -291,17 +315,23 @@ pub fn game_create(ctx: &Ctx, name: &str) -> Outcome {
 }
 
 pub fn game_list(ctx: &Ctx) -> Outcome {
-    let r = ctx
-        .client
-        .list_games_opt(&pb::ListGamesRequest {}, ctx.opt())?;
-    let rows = r
-        .games
+    let games = all_pages(|page_after| {
+        let r = ctx.client.list_games_opt(
+            &pb::ListGamesRequest {
+                page_after,
+                page_size: 0,
+            },
+            ctx.opt(),
+        )?;
+        Ok((r.games, r.next_page_after))
+    })?;
+    let rows = games
         .iter()
         .map(|g| vec![g.game_id.to_string(), g.name.clone()])
         .collect();
     print(
         ctx,
-        r.games
+        games
             .iter()
             .map(|g| json!({"game_id": g.game_id, "name": g.name}))
             .collect(),
@@ -387,14 +417,18 @@ fn add_env_and_ports(config: &mut pb::GameConfig, env: &[String], ports: &[Strin
 }
 
 pub fn config_list(ctx: &Ctx, game: Option<i64>) -> Outcome {
-    let r = ctx.client.list_game_configs_opt(
-        &pb::ListGameConfigsRequest {
-            game_id: game.unwrap_or(0),
-        },
-        ctx.opt(),
-    )?;
-    let rows = r
-        .configs
+    let configs = all_pages(|page_after| {
+        let r = ctx.client.list_game_configs_opt(
+            &pb::ListGameConfigsRequest {
+                game_id: game.unwrap_or(0),
+                page_after,
+                page_size: 0,
+            },
+            ctx.opt(),
+        )?;
+        Ok((r.configs, r.next_page_after))
+    })?;
+    let rows = configs
         .iter()
         .map(|c| {
             vec![
@@ -410,7 +444,7 @@ pub fn config_list(ctx: &Ctx, game: Option<i64>) -> Outcome {
         .collect();
     print(
         ctx,
-        r.configs.iter().map(config_json).collect(),
+        configs.iter().map(config_json).collect(),
         &["ID", "GAME", "NAME", "COMMAND", "RESTART"],
         rows,
     );
@@ -524,16 +558,18 @@ fn deployments(
     server: Option<i64>,
     config: Option<i64>,
 ) -> Result<Vec<pb::Deployment>, Failure> {
-    Ok(ctx
-        .client
-        .list_deployments_opt(
+    all_pages(|page_after| {
+        let r = ctx.client.list_deployments_opt(
             &pb::ListDeploymentsRequest {
                 server_id: server.unwrap_or(0),
                 config_id: config.unwrap_or(0),
+                page_after,
+                page_size: 0,
             },
             ctx.opt(),
-        )?
-        .deployments)
+        )?;
+        Ok((r.deployments, r.next_page_after))
+    })
 }
 
 /// What `delete` removes.
@@ -801,9 +837,7 @@ pub fn session_list(ctx: &Ctx, req: pb::ListSessionsRequest) -> Outcome {
 
 /// Hosts and live sessions at a glance.
 pub fn status(ctx: &Ctx) -> Outcome {
-    let hosts = ctx
-        .client
-        .list_servers_opt(&pb::ListServersRequest {}, ctx.opt())?;
+    let servers = hosts(ctx)?;
     let live = ctx.client.list_sessions_opt(
         &pb::ListSessionsRequest {
             live_only: true,
@@ -816,26 +850,22 @@ pub fn status(ctx: &Ctx) -> Outcome {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "hosts": hosts.servers.iter().map(host_json).collect::<Vec<_>>(),
+                "hosts": servers.iter().map(host_json).collect::<Vec<_>>(),
                 "live_sessions": live.sessions.iter().map(session_json).collect::<Vec<_>>(),
             }))
             .expect("serialisable")
         );
         return Ok(());
     }
-    let online = hosts
-        .servers
-        .iter()
-        .filter(|h| h.status == "online")
-        .count();
+    let online = servers.iter().filter(|h| h.status == "online").count();
     println!(
         "hosts: {} ({} online)   live sessions: {}",
-        hosts.servers.len(),
+        servers.len(),
         online,
         live.total
     );
-    if !hosts.servers.is_empty() {
-        let rows: Vec<Vec<String>> = hosts.servers.iter().map(host_row).collect();
+    if !servers.is_empty() {
+        let rows: Vec<Vec<String>> = servers.iter().map(host_row).collect();
         print!("\n{}", table(&HOST_HEADERS, &rows));
     }
     if !live.sessions.is_empty() {

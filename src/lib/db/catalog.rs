@@ -37,10 +37,18 @@ pub fn host_by_name(
     .map(host))
 }
 
-pub fn list_hosts(c: &mut impl GenericClient) -> Result<Vec<HostRow>, postgres::Error> {
+/// One page of a list ordered by id (keyset: the ids after `after`, at most `limit` rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub after: i64,
+    pub limit: i64,
+}
+
+pub fn list_hosts(c: &mut impl GenericClient, page: Page) -> Result<Vec<HostRow>, postgres::Error> {
     Ok(c.query(
-        "SELECT server_id, name, status, last_seen FROM servers ORDER BY server_id",
-        &[],
+        "SELECT server_id, name, status, last_seen FROM servers WHERE server_id > $1
+          ORDER BY server_id LIMIT $2",
+        &[&page.after, &page.limit],
     )?
     .iter()
     .map(host)
@@ -65,10 +73,14 @@ pub fn create_game(c: &mut impl GenericClient, name: &str) -> Result<Option<i64>
     .map(|r| r.get(0)))
 }
 
-pub fn list_games(c: &mut impl GenericClient) -> Result<Vec<(i64, String)>, postgres::Error> {
+pub fn list_games(
+    c: &mut impl GenericClient,
+    page: Page,
+) -> Result<Vec<(i64, String)>, postgres::Error> {
     Ok(c.query(
-        "SELECT game_id, name FROM games WHERE deleted_at IS NULL ORDER BY game_id",
-        &[],
+        "SELECT game_id, name FROM games WHERE deleted_at IS NULL AND game_id > $1
+          ORDER BY game_id LIMIT $2",
+        &[&page.after, &page.limit],
     )?
     .iter()
     .map(|r| (r.get(0), r.get(1)))
@@ -209,11 +221,13 @@ fn write_config(
 pub fn list_configs(
     c: &mut impl GenericClient,
     game_id: Option<i64>,
+    page: Page,
 ) -> Result<Vec<ConfigRow>, postgres::Error> {
     Ok(c.query(
         &format!("SELECT {CONFIG_COLUMNS} FROM game_configs
-                   WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR game_id = $1) ORDER BY config_id"),
-        &[&game_id],
+                   WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR game_id = $1) AND config_id > $2
+                   ORDER BY config_id LIMIT $3"),
+        &[&game_id, &page.after, &page.limit],
     )?
     .iter()
     .map(config)
@@ -276,14 +290,15 @@ pub fn list_deployments(
     c: &mut impl GenericClient,
     server_id: Option<i64>,
     config_id: Option<i64>,
+    page: Page,
 ) -> Result<Vec<DeploymentRow>, postgres::Error> {
     Ok(c
         .query(
             "SELECT sgc_id, server_id, game_config_id, port_bindings, status FROM server_game_configs
-              WHERE status = 'active'
+              WHERE status = 'active' AND sgc_id > $3
                 AND ($1::bigint IS NULL OR server_id = $1) AND ($2::bigint IS NULL OR game_config_id = $2)
-              ORDER BY sgc_id",
-            &[&server_id, &config_id],
+              ORDER BY sgc_id LIMIT $4",
+            &[&server_id, &config_id, &page.after, &page.limit],
         )?
         .iter()
         .map(deployment)
