@@ -126,11 +126,7 @@ enum Command {
 enum DeployCmd {
     /// Delete a deployment (history stays readable). Refused while its session is live,
     /// unless --force (stops it first).
-    Delete {
-        id: i64,
-        #[arg(long)]
-        force: bool,
-    },
+    Delete(DeleteArgs),
     /// List deployments (all, or of one host and/or one config).
     List {
         /// Only this host's.
@@ -206,11 +202,15 @@ enum GameCmd {
     List,
     /// Delete a game with its configs and deployments (history stays readable). Refused
     /// while one of its sessions is live, unless --force (stops them first).
-    Delete {
-        id: i64,
-        #[arg(long)]
-        force: bool,
-    },
+    Delete(DeleteArgs),
+}
+
+#[derive(Args)]
+struct DeleteArgs {
+    id: i64,
+    /// Stop its live sessions first (console stop command, stop timeout), then delete.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -306,11 +306,7 @@ enum ConfigCmd {
     Update(Box<ConfigUpdate>),
     /// Delete a config with its deployments (history stays readable). Refused while one of
     /// its sessions is live, unless --force (stops them first).
-    Delete {
-        id: i64,
-        #[arg(long)]
-        force: bool,
-    },
+    Delete(DeleteArgs),
     /// List configs (of one game with --game).
     List {
         #[arg(long)]
@@ -432,16 +428,16 @@ fn main() {
         }
         Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
         Command::Game(GameCmd::List) => control::game_list(&ctx),
-        Command::Game(GameCmd::Delete { id, force }) => {
-            control::delete(&ctx, control::Deletable::Game, id, force)
+        Command::Game(GameCmd::Delete(d)) => {
+            control::delete(&ctx, control::Deletable::Game, d.id, d.force)
         }
-        Command::Config(ConfigCmd::Delete { id, force }) => {
-            control::delete(&ctx, control::Deletable::Config, id, force)
+        Command::Config(ConfigCmd::Delete(d)) => {
+            control::delete(&ctx, control::Deletable::Config, d.id, d.force)
         }
         Command::Deploy {
-            list: Some(DeployCmd::Delete { id, force }),
+            list: Some(DeployCmd::Delete(d)),
             ..
-        } => control::delete(&ctx, control::Deletable::Deployment, id, force),
+        } => control::delete(&ctx, control::Deletable::Deployment, d.id, d.force),
         Command::Config(ConfigCmd::Create(c)) => {
             let (env, ports) = (c.env.clone(), c.ports.clone());
             control::config_create(&ctx, c.into_config(), &env, &ports)

@@ -364,15 +364,20 @@ pub fn config_create(
         ctx.opt(),
     )?;
     let c = r.config.unwrap_or_default();
-    if ctx.json {
-        println!("{}", config_json(&c));
-    } else {
-        println!(
-            "created config {} ({}) for game {}",
-            c.config_id, c.name, c.game_id
-        );
-    }
+    let line = format!(
+        "created config {} ({}) for game {}",
+        c.config_id, c.name, c.game_id
+    );
+    show_config(ctx, &c, &line);
     Ok(())
+}
+
+fn show_config(ctx: &Ctx, c: &pb::GameConfig, line: &str) {
+    if ctx.json {
+        println!("{}", config_json(c));
+    } else {
+        println!("{line}");
+    }
 }
 
 pub fn config_update(
@@ -391,14 +396,11 @@ pub fn config_update(
         ctx.opt(),
     )?;
     let c = r.config.unwrap_or_default();
-    if ctx.json {
-        println!("{}", config_json(&c));
-    } else {
-        println!(
-            "updated config {} ({}) of game {}: the next session of each deployment runs it (`manman session restart` for one now)",
-            c.config_id, c.name, c.game_id
-        );
-    }
+    let line = format!(
+        "updated config {} ({}) of game {}: the next session of each deployment runs it (`manman session restart` for one now)",
+        c.config_id, c.name, c.game_id
+    );
+    show_config(ctx, &c, &line);
     Ok(())
 }
 
