@@ -2176,3 +2176,48 @@ fn lists_come_in_pages_every_row_exactly_once_and_the_cli_follows_them() {
     assert_eq!(listed["total"], 2345);
     assert_eq!(listed["items"].as_array().unwrap().len(), 2345);
 }
+
+#[test]
+fn a_games_growing_memory_shows_on_the_agents_metrics() {
+    let s = Stack::start();
+    // Doubles a string 24 times (16 MiB), a step every 200 ms, then idles.
+    let script =
+        "i=0; x=a; while [ $i -lt 24 ]; do x=\"$x$x\"; i=$((i+1)); sleep 0.2; done; exec sleep 60";
+    let sgc = s.deploy(
+        "hungry",
+        "/bin/sh",
+        &["-c", script],
+        &["--start-duration-ms", "100"],
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    let port = s.host.as_ref().unwrap().0.health_port;
+    let rss = || -> Option<u64> {
+        let metrics = http_get(port, "/metrics");
+        let prefix = format!("manman_host_session_rss_bytes{{session_id=\"{session}\"");
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let first = wait_for("the session's memory on /metrics", T, rss);
+    let grown = wait_for("the memory to grow", T, || {
+        rss().filter(|now| *now >= first + 8 * 1024 * 1024)
+    });
+    assert!(grown > first);
+    let metrics = http_get(port, "/metrics");
+    for series in [
+        "manman_host_session_cpu_seconds_total",
+        "manman_host_session_threads",
+        "manman_host_session_open_files",
+        "manman_host_session_processes",
+    ] {
+        assert!(
+            metrics.contains(&format!("{series}{{session_id=\"{session}\"")),
+            "{series} missing in {metrics}"
+        );
+    }
+}

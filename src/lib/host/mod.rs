@@ -14,6 +14,7 @@ pub mod publisher;
 pub mod recovery;
 mod reporting;
 pub mod sessions;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -264,7 +265,15 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             )],
             Some(Arc::new(move || match manager_for_metrics.upgrade() {
                 Some(m) => {
-                    process_metrics(&m.status_all("*")) + &console_metrics(&console_for_metrics)
+                    let statuses = m.status_all("*");
+                    let games: Vec<(i64, u32)> = statuses
+                        .iter()
+                        .filter(|s| s.state.is_live())
+                        .filter_map(|s| Some((session_of(&s.name)?, s.pid?)))
+                        .collect();
+                    process_metrics(&statuses)
+                        + &console_metrics(&console_for_metrics)
+                        + &stats::session_metrics(&games)
                 }
                 None => String::new(),
             })),

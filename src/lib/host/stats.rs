@@ -1,0 +1,150 @@
+//! What each game is doing, read from /proc when `/metrics` is scraped: CPU time, memory,
+//! threads and open files of its process group (the game and whatever it started), labelled
+//! with the session id so an operator can join them with the control plane's series.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// One game's process group, summed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GroupSample {
+    pub processes: u64,
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+    pub threads: u64,
+    pub open_files: u64,
+}
+
+/// Samples the process groups led by `leaders` (the games' pids) in one pass over /proc.
+pub fn sample_groups(leaders: &[u32]) -> HashMap<u32, GroupSample> {
+    let mut samples: HashMap<u32, GroupSample> = HashMap::new();
+    if leaders.is_empty() {
+        return samples;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+            libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
+        )
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return samples;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // gone meanwhile
+        };
+        // After "pid (comm)": the comm may hold spaces and parentheses, so split after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is the state (field 3 of stat(5)); pgrp is field 5, utime 14, stime 15,
+        // num_threads 20, rss 24.
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let Some(pgrp) = field(5).map(|g| g as u32) else {
+            continue;
+        };
+        if !leaders.contains(&pgrp) {
+            continue;
+        }
+        let s = samples.entry(pgrp).or_default();
+        s.processes += 1;
+        s.cpu_seconds += (field(14).unwrap_or(0) + field(15).unwrap_or(0)) as f64 / ticks;
+        s.threads += field(20).unwrap_or(0);
+        s.rss_bytes += field(24).unwrap_or(0) * page;
+        s.open_files += std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+    }
+    samples
+}
+
+/// `/metrics` lines for the live sessions `(session_id, game pid)`.
+pub fn session_metrics(sessions: &[(i64, u32)]) -> String {
+    let leaders: Vec<u32> = sessions.iter().map(|(_, pid)| *pid).collect();
+    let samples = sample_groups(&leaders);
+    let mut out = String::new();
+    let series: [(&str, &str, &str, fn(&GroupSample) -> String); 5] = [
+        (
+            "manman_host_session_cpu_seconds_total",
+            "counter",
+            "CPU time (user + system) of the session's game process group.",
+            |s| format!("{:.2}", s.cpu_seconds),
+        ),
+        (
+            "manman_host_session_rss_bytes",
+            "gauge",
+            "Resident memory of the session's game process group.",
+            |s| s.rss_bytes.to_string(),
+        ),
+        (
+            "manman_host_session_threads",
+            "gauge",
+            "Threads in the session's game process group.",
+            |s| s.threads.to_string(),
+        ),
+        (
+            "manman_host_session_open_files",
+            "gauge",
+            "Open file descriptors in the session's game process group.",
+            |s| s.open_files.to_string(),
+        ),
+        (
+            "manman_host_session_processes",
+            "gauge",
+            "Processes in the session's game process group.",
+            |s| s.processes.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (session_id, pid) in sessions {
+            if let Some(s) = samples.get(pid) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{session_id=\"{session_id}\",pid=\"{pid}\"}} {}",
+                    value(s)
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn samples_a_real_process_group() {
+        // A child in a group of its own, as the agent starts games; it holds a file open.
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "exec 3</proc/self/stat; exec sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let sample = crate::testkit::wait_for(
+            "the group in /proc",
+            std::time::Duration::from_secs(10),
+            || sample_groups(&[pid]).remove(&pid),
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(sample.processes, 1);
+        assert!(sample.rss_bytes > 100 * 1024, "{sample:?}");
+        assert!(sample.threads >= 1 && sample.open_files >= 4, "{sample:?}");
+        let text = session_metrics(&[(7, std::process::id())]);
+        assert!(text.contains("# TYPE manman_host_session_rss_bytes gauge"));
+    }
+}
