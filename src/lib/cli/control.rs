@@ -209,6 +209,19 @@ pub(crate) fn all_pages<T>(
     Ok(all)
 }
 
+/// The live sessions (the newest 500, and how many there are) of a host, or of all (0).
+fn live_sessions(ctx: &Ctx, server_id: i64) -> Result<pb::ListSessionsResponse, Failure> {
+    Ok(ctx.client.list_sessions_opt(
+        &pb::ListSessionsRequest {
+            server_id,
+            live_only: true,
+            limit: 500,
+            ..Default::default()
+        },
+        ctx.opt(),
+    )?)
+}
+
 fn hosts(ctx: &Ctx) -> Result<Vec<pb::Server>, Failure> {
     all_pages(|page_after| {
         let r = ctx.client.list_servers_opt(
@@ -257,15 +270,7 @@ pub fn host_drain(ctx: &Ctx, id: i64, timeout: Duration) -> Outcome {
     let until = std::time::Instant::now() + timeout;
     let mut last_left = -1;
     let left = loop {
-        let live = ctx.client.list_sessions_opt(
-            &pb::ListSessionsRequest {
-                server_id: id,
-                live_only: true,
-                limit: 500,
-                ..Default::default()
-            },
-            ctx.opt(),
-        )?;
+        let live = live_sessions(ctx, id)?;
         if live.total != last_left && !ctx.json {
             println!("  {} session(s) still live", live.total);
             last_left = live.total;
@@ -631,15 +636,7 @@ pub fn host_show(ctx: &Ctx, id: i64) -> Outcome {
         .server
         .unwrap_or_default();
     let deployed = deployments(ctx, Some(id), None)?;
-    let live = ctx.client.list_sessions_opt(
-        &pb::ListSessionsRequest {
-            server_id: id,
-            live_only: true,
-            limit: 500,
-            ..Default::default()
-        },
-        ctx.opt(),
-    )?;
+    let live = live_sessions(ctx, id)?;
     if ctx.json {
         let mut value = host_json(&host);
         value["deployments"] = json!(deployed.iter().map(deployment_json).collect::<Vec<_>>());
@@ -840,14 +837,7 @@ pub fn session_list(ctx: &Ctx, req: pb::ListSessionsRequest) -> Outcome {
 /// Hosts and live sessions at a glance.
 pub fn status(ctx: &Ctx) -> Outcome {
     let servers = hosts(ctx)?;
-    let live = ctx.client.list_sessions_opt(
-        &pb::ListSessionsRequest {
-            live_only: true,
-            limit: 500,
-            ..Default::default()
-        },
-        ctx.opt(),
-    )?;
+    let live = live_sessions(ctx, 0)?;
     if ctx.json {
         println!(
             "{}",

@@ -68,12 +68,20 @@ pub fn sample_groups(leaders: &[u32]) -> HashMap<u32, GroupSample> {
     samples
 }
 
+/// A metric: name, type, help, and its value in a sample.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&GroupSample) -> String,
+);
+
 /// `/metrics` lines for the live sessions `(session_id, game pid)`.
 pub fn session_metrics(sessions: &[(i64, u32)]) -> String {
     let leaders: Vec<u32> = sessions.iter().map(|(_, pid)| *pid).collect();
     let samples = sample_groups(&leaders);
     let mut out = String::new();
-    let series: [(&str, &str, &str, fn(&GroupSample) -> String); 5] = [
+    let series: [Series; 5] = [
         (
             "manman_host_session_cpu_seconds_total",
             "counter",
