@@ -388,6 +388,7 @@ fn every_message_type_round_trips_through_the_broker() {
             other: Default::default(),
         },
         sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
+        sessions: Vec::new(),
     };
     c.execute(
         "UPDATE servers SET status = 'offline' WHERE server_id = $1",
@@ -1029,4 +1030,48 @@ fn hosts_and_sessions_by_status_are_gauges_on_metrics() {
         metrics.contains("manman_hosts{status=\"offline\"} 2\n"),
         "{metrics}"
     );
+}
+
+#[test]
+fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() {
+    let h = Harness::start();
+    let mut c = h.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let other = add_host(&mut c, HostStatus::Online);
+    let (_, mine) = add_session(&mut c, host, SessionStatus::Running, &[]);
+    let (_, theirs) = add_session(&mut c, other, SessionStatus::Running, &[]);
+    let sample = |session_id: i64, rss: u64| {
+        json!({"session_id": session_id, "cpu_percent": 12.5, "rss_bytes": rss,
+               "threads": 4, "open_files": 9, "processes": 2})
+    };
+    let beat = |rss: u64| {
+        h.publisher.publish_json(
+            &wire::routing::host_health(host),
+            json!({"server_id": host, "session_stats": {"total": 1, "running": 1},
+                   "sessions": [sample(mine, rss), sample(theirs, 1), sample(999_999, 1)]}),
+        );
+    };
+    let stored = |session: i64| -> Option<(i64, i32)> {
+        h.client()
+            .query_opt(
+                "SELECT rss_bytes, threads FROM session_samples WHERE session_id = $1",
+                &[&session],
+            )
+            .unwrap()
+            .map(|r| (r.get(0), r.get(1)))
+    };
+    beat(100 << 20);
+    wait_for("the sample stored", T, || stored(mine));
+    // The latest replaces the previous one: a row per session, not a series.
+    beat(200 << 20);
+    wait_for("the newer sample", T, || {
+        (stored(mine) == Some((200 << 20, 4))).then_some(())
+    });
+    assert_eq!(stored(theirs), None, "a host wrote another host's session");
+    let rows: i64 = h
+        .client()
+        .query_one("SELECT count(*) FROM session_samples", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
 }

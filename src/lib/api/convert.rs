@@ -69,5 +69,11 @@ pub fn session_pb(s: SessionView) -> pb::Session {
         has_last_exit_code: s.last_exit_code.is_some(),
         last_exit_code: s.last_exit_code.unwrap_or(0),
         last_exit_at_ms: millis(s.last_exit_at),
+        sampled_at_ms: millis(s.sample.as_ref().map(|x| x.sampled_at)),
+        cpu_percent: s.sample.as_ref().map_or(0.0, |x| x.cpu_percent),
+        rss_bytes: s.sample.as_ref().map_or(0, |x| x.rss_bytes),
+        threads: s.sample.as_ref().map_or(0, |x| x.threads),
+        open_files: s.sample.as_ref().map_or(0, |x| x.open_files),
+        processes: s.sample.as_ref().map_or(0, |x| x.processes),
     }
 }

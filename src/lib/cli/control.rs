@@ -153,6 +153,13 @@ fn session_json(s: &pb::Session) -> Value {
         "restart_count": s.restart_count,
         "last_exit_code": if s.has_last_exit_code { json!(s.last_exit_code) } else { Value::Null },
         "last_exit_at": json_time(s.last_exit_at_ms),
+        "sample": if s.sampled_at_ms > 0 {
+            json!({"sampled_at": json_time(s.sampled_at_ms), "cpu_percent": s.cpu_percent,
+                   "rss_bytes": s.rss_bytes, "threads": s.threads, "open_files": s.open_files,
+                   "processes": s.processes})
+        } else {
+            Value::Null
+        },
     })
 }
 
@@ -810,6 +817,17 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
     println!("\nrestarts: {}   last exit: {last_exit}", s.restart_count);
     if !s.reason.is_empty() {
         println!("reason: {}", s.reason);
+    }
+    if s.sampled_at_ms > 0 {
+        println!(
+            "cpu {:.1}%   memory {:.1} MiB   threads {}   open files {}   processes {}   (sampled {})",
+            s.cpu_percent,
+            s.rss_bytes as f64 / (1024.0 * 1024.0),
+            s.threads,
+            s.open_files,
+            s.processes,
+            when(s.sampled_at_ms)
+        );
     }
     Ok(())
 }

@@ -227,12 +227,27 @@ pub struct SessionView {
     pub restart_count: i32,
     pub last_exit_code: Option<i32>,
     pub last_exit_at: Option<DateTime<Utc>>,
+    /// The latest heartbeat sample of its game, if any.
+    pub sample: Option<StoredSample>,
+}
+
+/// A session's latest sample as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    pub sampled_at: DateTime<Utc>,
+    pub cpu_percent: f32,
+    pub rss_bytes: i64,
+    pub threads: i32,
+    pub open_files: i32,
+    pub processes: i32,
 }
 
 const VIEW: &str = "SELECT x.session_id, x.sgc_id, g.server_id, x.status, x.started_at, x.ended_at,
             x.exit_code, x.created_at, h.name, gm.name, gc.name, x.reason, x.restart_count,
-            x.last_exit_code, x.last_exit_at
+            x.last_exit_code, x.last_exit_at, ss.sampled_at, ss.cpu_percent, ss.rss_bytes,
+            ss.threads, ss.open_files, ss.processes
        FROM sessions x
+       LEFT JOIN session_samples ss ON ss.session_id = x.session_id
        JOIN server_game_configs g ON g.sgc_id = x.sgc_id
        JOIN servers h ON h.server_id = g.server_id
        JOIN game_configs gc ON gc.config_id = g.game_config_id
@@ -255,6 +270,16 @@ fn view(r: &postgres::Row) -> SessionView {
         restart_count: r.get(12),
         last_exit_code: r.get(13),
         last_exit_at: r.get(14),
+        sample: r
+            .get::<_, Option<DateTime<Utc>>>(15)
+            .map(|sampled_at| StoredSample {
+                sampled_at,
+                cpu_percent: r.get(16),
+                rss_bytes: r.get(17),
+                threads: r.get(18),
+                open_files: r.get(19),
+                processes: r.get(20),
+            }),
     }
 }
 
@@ -400,4 +425,41 @@ pub fn live_of_deployment(
     .iter()
     .map(|r| r.get(0))
     .collect())
+}
+
+/// Replaces the latest sample of each session, for sessions of the reporting host only (a
+/// host cannot write another host's numbers; unknown sessions are skipped).
+pub fn store_samples(
+    c: &mut crate::db::Tx<'_>,
+    samples: &[(i64, crate::wire::SessionSample)],
+) -> Result<(), postgres::Error> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&(i64, crate::wire::SessionSample)) -> i64| -> Vec<i64> {
+        samples.iter().map(f).collect()
+    };
+    let hosts = col(|s| s.0);
+    let ids = col(|s| s.1.session_id);
+    let rss = col(|s| s.1.rss_bytes.min(i64::MAX as u64) as i64);
+    let threads = col(|s| i64::from(s.1.threads));
+    let files = col(|s| i64::from(s.1.open_files));
+    let processes = col(|s| i64::from(s.1.processes));
+    let cpu: Vec<f32> = samples.iter().map(|s| s.1.cpu_percent as f32).collect();
+    c.execute(
+        "INSERT INTO session_samples
+              (session_id, sampled_at, cpu_percent, rss_bytes, threads, open_files, processes)
+         SELECT s.id, now(), s.cpu, s.rss, s.threads, s.files, s.processes
+           FROM unnest($1::bigint[], $2::bigint[], $3::real[], $4::bigint[], $5::bigint[],
+                       $6::bigint[], $7::bigint[])
+                AS s (host, id, cpu, rss, threads, files, processes)
+           JOIN sessions x ON x.session_id = s.id
+           JOIN server_game_configs g ON g.sgc_id = x.sgc_id AND g.server_id = s.host
+         ON CONFLICT (session_id) DO UPDATE SET
+              sampled_at = excluded.sampled_at, cpu_percent = excluded.cpu_percent,
+              rss_bytes = excluded.rss_bytes, threads = excluded.threads,
+              open_files = excluded.open_files, processes = excluded.processes",
+        &[&hosts, &ids, &cpu, &rss, &threads, &files, &processes],
+    )?;
+    Ok(())
 }

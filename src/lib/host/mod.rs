@@ -265,15 +265,9 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             )],
             Some(Arc::new(move || match manager_for_metrics.upgrade() {
                 Some(m) => {
-                    let statuses = m.status_all("*");
-                    let games: Vec<(i64, u32)> = statuses
-                        .iter()
-                        .filter(|s| s.state.is_live())
-                        .filter_map(|s| Some((session_of(&s.name)?, s.pid?)))
-                        .collect();
-                    process_metrics(&statuses)
+                    process_metrics(&m.status_all("*"))
                         + &console_metrics(&console_for_metrics)
-                        + &stats::session_metrics(&games)
+                        + &stats::session_metrics(&live_games(&m))
                 }
                 None => String::new(),
             })),
@@ -332,22 +326,26 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         let manager = manager.clone();
         let every = config.heartbeat;
         supervisor
-            .spawn("heartbeat", move |shutdown| loop {
-                let beat = json!({
-                    "server_id": server_id,
-                    "session_stats": session_stats(&manager),
-                    "sent_at_ms": chrono::Utc::now().timestamp_millis(),
-                });
-                out.send(
-                    OutgoingMessage::json(
-                        routing::MANMAN_EXCHANGE,
-                        &routing::host_health(server_id),
-                        &beat,
-                    )
-                    .transient(),
-                );
-                if shutdown.wait(every) {
-                    return Ok(());
+            .spawn("heartbeat", move |shutdown| {
+                let mut cpu = stats::CpuRates::default();
+                loop {
+                    let beat = json!({
+                        "server_id": server_id,
+                        "session_stats": session_stats(&manager),
+                        "sent_at_ms": chrono::Utc::now().timestamp_millis(),
+                        "sessions": cpu.sample(&live_games(&manager)),
+                    });
+                    out.send(
+                        OutgoingMessage::json(
+                            routing::MANMAN_EXCHANGE,
+                            &routing::host_health(server_id),
+                            &beat,
+                        )
+                        .transient(),
+                    );
+                    if shutdown.wait(every) {
+                        return Ok(());
+                    }
                 }
             })
             .map_err(spawn_err)?;
@@ -426,4 +424,14 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         commands_connected: connected,
         console,
     })
+}
+
+/// The live sessions and their games' pids.
+fn live_games(manager: &Manager) -> Vec<(i64, u32)> {
+    manager
+        .status_all("session-*")
+        .iter()
+        .filter(|s| s.state.is_live())
+        .filter_map(|s| Some((session_of(&s.name)?, s.pid?)))
+        .collect()
 }

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::wire::SessionSample;
+
 /// One game's process group, summed.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct GroupSample {
@@ -66,6 +68,50 @@ pub fn sample_groups(leaders: &[u32]) -> HashMap<u32, GroupSample> {
             .unwrap_or(0);
     }
     samples
+}
+
+/// CPU use between heartbeats: each sample's CPU time against the previous one's.
+#[derive(Default)]
+pub struct CpuRates {
+    previous: HashMap<i64, (f64, std::time::Instant)>,
+}
+
+impl CpuRates {
+    /// Samples the games `(session_id, pid)` for a heartbeat. A game's first sample has no
+    /// rate yet (0 %); the next ones are CPU seconds per wall second, in percent of a core.
+    pub fn sample(&mut self, games: &[(i64, u32)]) -> Vec<SessionSample> {
+        let leaders: Vec<u32> = games.iter().map(|(_, pid)| *pid).collect();
+        let groups = sample_groups(&leaders);
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for (session_id, pid) in games {
+            let Some(g) = groups.get(pid) else { continue };
+            let cpu_percent = match self.previous.get(session_id) {
+                Some((cpu, at)) if g.cpu_seconds >= *cpu => {
+                    let wall = now.duration_since(*at).as_secs_f64();
+                    if wall > 0.0 {
+                        (g.cpu_seconds - cpu) / wall * 100.0
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 0.0,
+            };
+            seen.insert(*session_id, (g.cpu_seconds, now));
+            out.push(SessionSample {
+                session_id: *session_id,
+                cpu_percent: (cpu_percent * 10.0).round() / 10.0,
+                rss_bytes: g.rss_bytes,
+                threads: g.threads.min(u64::from(u32::MAX)) as u32,
+                open_files: g.open_files.min(u64::from(u32::MAX)) as u32,
+                processes: g.processes.min(u64::from(u32::MAX)) as u32,
+            });
+        }
+        // Ended sessions are forgotten.
+        self.previous = seen;
+        out
+    }
 }
 
 /// A metric: name, type, help, and its value in a sample.

@@ -15,7 +15,8 @@ use crate::db::sessions::SessionChange;
 use crate::db::{servers, sessions, Tx};
 use crate::wire::session_status::Transition;
 use crate::wire::{
-    routing, HealthUpdate, HostStatus, HostStatusUpdate, SessionStatus, SessionStatusUpdate,
+    routing, HealthUpdate, HostStatus, HostStatusUpdate, SessionSample, SessionStatus,
+    SessionStatusUpdate,
 };
 
 /// One delivery as the handlers see it.
@@ -173,13 +174,15 @@ impl EventHandler for HostEventsHandler {
         let mut results: Vec<Option<Handled>> = vec![None; events.len()];
         let mut reports: Vec<(usize, i64, HostStatus, Option<i64>)> =
             Vec::with_capacity(events.len());
+        let mut samples: Vec<(usize, i64, SessionSample)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
             let report = if event.routing_key.starts_with("health.") {
                 parse::<HealthUpdate>(event).and_then(|m| {
                     log::debug!(server_id = m.server_id, total = m.session_stats.total,
                         running = m.session_stats.running; "heartbeat");
-                    check_key_id(event, m.server_id)
-                        .map(|_| (m.server_id, HostStatus::Online, m.sent_at_ms))
+                    check_key_id(event, m.server_id)?;
+                    samples.extend(m.sessions.iter().map(|s| (i, m.server_id, s.clone())));
+                    Ok((m.server_id, HostStatus::Online, m.sent_at_ms))
                 })
             } else {
                 parse::<HostStatusUpdate>(event).and_then(|m| {
@@ -192,6 +195,13 @@ impl EventHandler for HostEventsHandler {
                 Err(reason) => results[i] = Some(Handled::Rejected(reason)),
             }
         }
+        // Samples only from heartbeats that passed every check, and (`store_samples` joins on
+        // it) only for the host's own sessions.
+        let samples: Vec<(i64, SessionSample)> = samples
+            .into_iter()
+            .filter(|(i, _, _)| reports.iter().any(|r| r.0 == *i))
+            .map(|(_, server_id, s)| (server_id, s))
+            .collect();
         let ids: Vec<i64> = reports.iter().map(|r| r.1).collect();
         let mut hosts = servers::lock_many(tx, &ids)?;
         let mut touched: Vec<(i64, Option<i64>)> = Vec::new();
@@ -227,6 +237,7 @@ impl EventHandler for HostEventsHandler {
             })
             .collect();
         servers::apply_statuses(tx, &updates)?;
+        sessions::store_samples(tx, &samples)?;
         Ok(results
             .into_iter()
             .map(|r| r.expect("every event decided"))

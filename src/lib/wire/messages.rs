@@ -53,6 +53,21 @@ pub struct HealthUpdate {
     /// were sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at_ms: Option<i64>,
+    /// What each live session's game is doing (its process group), sampled for this beat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<SessionSample>,
+}
+
+/// One session's game, sampled from /proc by its host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSample {
+    pub session_id: i64,
+    /// Of one core, since the previous beat (can exceed 100 on several cores).
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+    pub threads: u32,
+    pub open_files: u32,
+    pub processes: u32,
 }
 
 /// `logs.session.{session_id}` from agents before batching: one line of a game server's output
@@ -123,6 +138,14 @@ mod tests {
                 other,
             },
             sent_at_ms: Some(1_732_300_000_123),
+            sessions: vec![SessionSample {
+                session_id: 7,
+                cpu_percent: 12.5,
+                rss_bytes: 512 << 20,
+                threads: 40,
+                open_files: 120,
+                processes: 2,
+            }],
         });
         round_trip(LogLine {
             session_id: 7,

@@ -11,5 +11,7 @@ pub mod session_status;
 pub use game_process::{GameProcess, RestartPolicy};
 pub use host_status::HostStatus;
 pub use log_batch::{ConsoleBatch, ConsoleLine};
-pub use messages::{HealthUpdate, HostStatusUpdate, LogLine, SessionStats, SessionStatusUpdate};
+pub use messages::{
+    HealthUpdate, HostStatusUpdate, LogLine, SessionSample, SessionStats, SessionStatusUpdate,
+};
 pub use session_status::SessionStatus;
