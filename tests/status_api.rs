@@ -194,7 +194,30 @@ fn servers_with_filters_and_paging() {
     assert_eq!(by_id["total"], 3);
     assert_eq!(by_id["servers"].as_array().unwrap().len(), 1);
 
+    // The latest heartbeat sample of a session's game, null before the first.
+    db.client()
+        .execute(
+            "INSERT INTO session_samples (session_id, sampled_at, cpu_percent, rss_bytes,
+                                          threads, open_files, processes)
+             VALUES ($1, now(), 12.5, 536870912, 40, 120, 2)",
+            &[&running],
+        )
+        .unwrap();
     let (_, active) = get_json(api.port, "/status/servers/active");
+    let sampled = active["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == running)
+        .unwrap();
+    assert_eq!(sampled["sample"]["rss_bytes"], 536_870_912);
+    assert_eq!(sampled["sample"]["threads"], 40);
+    assert!(sampled["sample"]["sampled_at"].is_string());
+    assert!(active["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["session_id"] != running && s["sample"].is_null()));
     let statuses: Vec<&str> = active["servers"]
         .as_array()
         .unwrap()

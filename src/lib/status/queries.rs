@@ -16,7 +16,11 @@ macro_rules! session_select {
            coalesce((SELECT json_agg(json_build_object('port', p.port, 'protocol', p.protocol)
                                      ORDER BY p.port)
                        FROM server_ports p WHERE p.session_id = x.session_id), '[]'::json),
-           x.reason, x.restart_count, x.last_exit_code, x.last_exit_at
+           x.reason, x.restart_count, x.last_exit_code, x.last_exit_at,
+           (SELECT json_build_object('sampled_at', ss.sampled_at, 'cpu_percent', ss.cpu_percent,
+                   'rss_bytes', ss.rss_bytes, 'threads', ss.threads, 'open_files', ss.open_files,
+                   'processes', ss.processes)
+              FROM session_samples ss WHERE ss.session_id = x.session_id)
       FROM sessions x
       JOIN server_game_configs g ON g.sgc_id = x.sgc_id
       JOIN servers h ON h.server_id = g.server_id
@@ -114,6 +118,8 @@ fn session_json(r: &postgres::Row) -> Value {
         "restart_count": r.get::<_, i32>(14),
         "last_exit_code": r.get::<_, Option<i32>>(15),
         "last_exit_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(16),
+        // The latest heartbeat sample of its game (null before the first).
+        "sample": r.get::<_, Option<Value>>(17),
     })
 }
 
