@@ -188,14 +188,16 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        // Until the shell has exec'd `sleep` with the file still open (a moment after spawn,
+        // the process may not have its memory mapped yet).
         let sample = crate::testkit::wait_for(
             "the group in /proc",
             std::time::Duration::from_secs(10),
-            || // Until the shell has exec'd `sleep` with the file still open (a moment after spawn,
-            // the process may not have its memory mapped yet).
-            sample_groups(&[pid])
-                .remove(&pid)
-                .filter(|s| s.rss_bytes > 100 * 1024 && s.open_files >= 4),
+            || {
+                sample_groups(&[pid])
+                    .remove(&pid)
+                    .filter(|s| s.rss_bytes > 100 * 1024 && s.open_files >= 4)
+            },
         );
         let _ = child.kill();
         let _ = child.wait();
