@@ -54,7 +54,7 @@ impl ConsoleSettings {
         if !(1..=10_000).contains(&batch_lines) {
             return Err(ConfigError::new("LOG_BATCH_LINES", "must be 1 .. 10000"));
         }
-        let linger_ms: u64 = env.parse("LOG_BATCH_LINGER_MS", 10)?;
+        let linger_ms: u64 = env.parse("LOG_BATCH_LINGER_MS", d.batch_linger.as_millis() as u64)?;
         if linger_ms > 1_000 {
             return Err(ConfigError::new("LOG_BATCH_LINGER_MS", "must be 0 .. 1000"));
         }
