@@ -62,16 +62,24 @@ fn session_msg(id: i64, status: &str) -> Msg {
     )
 }
 
-fn heartbeat_msg(host: i64) -> Msg {
-    (
-        format!("health.host.{host}"),
-        json!({"server_id": host, "session_stats": {"total": 10, "running": 10}}),
-    )
+/// A heartbeat; with `samples`, carrying a sample of each of the host's 10 sessions (seeded
+/// in order: host h has sessions 10h-9 ..= 10h) as an agent does.
+fn heartbeat_msg(host: i64, samples: bool) -> Msg {
+    let mut beat = json!({"server_id": host, "session_stats": {"total": 10, "running": 10}});
+    if samples {
+        beat["sessions"] = (host * 10 - 9..=host * 10)
+            .map(|session_id| {
+                json!({"session_id": session_id, "cpu_percent": 12.5, "rss_bytes": 512u64 << 20,
+                       "threads": 40, "open_files": 120, "processes": 2})
+            })
+            .collect();
+    }
+    (format!("health.host.{host}"), beat)
 }
 
 /// `sessions` × 4 transitions interleaved 2:3 with heartbeats, ending on session events so the
 /// last external event marks the end of the whole stream.
-fn mix(sessions: i64, heartbeats: i64) -> Vec<Msg> {
+fn mix(sessions: i64, heartbeats: i64, samples: bool) -> Vec<Msg> {
     let mut transitions = Vec::new();
     for status in LIFECYCLE {
         for id in 1..=sessions {
@@ -79,7 +87,7 @@ fn mix(sessions: i64, heartbeats: i64) -> Vec<Msg> {
         }
     }
     let beats: Vec<Msg> = (0..heartbeats)
-        .map(|i| heartbeat_msg(i % HOSTS + 1))
+        .map(|i| heartbeat_msg(i % HOSTS + 1, samples))
         .collect();
     let tail = transitions.split_off(transitions.len() - 100);
     let mut out = Vec::with_capacity(transitions.len() + beats.len() + tail.len());
@@ -344,13 +352,14 @@ fn end_to_end(
     prefetch: u16,
     batch: usize,
     tls: bool,
+    samples: bool,
 ) -> Throughput {
     let db = ScratchDb::new("mmbench");
     let vhost = ScratchVhost::new("mmbench");
     seed(&db);
     let external = external_listener(&vhost);
     let child = Child::spawn(&db, &vhost, prefetch, batch, tls);
-    let msgs = mix(sessions, heartbeats);
+    let msgs = mix(sessions, heartbeats, samples);
     let events = msgs.len();
     // running + stopped per session, plus one host.online per host revived by a heartbeat.
     let expected = 2 * sessions as usize + heartbeats.min(HOSTS) as usize;
@@ -392,7 +401,7 @@ fn latency_at(rate: f64, seconds: f64) -> (f64, f64, usize) {
     let _child = Child::spawn(&db, &vhost, 500, 200, false);
     let total = (rate * seconds) as i64;
     let sessions = total * 4 / 5 / 4; // 80 % session transitions, 20 % heartbeats
-    let msgs = mix(sessions, total - sessions * 4);
+    let msgs = mix(sessions, total - sessions * 4, false);
     let expected = 2 * sessions as usize + (total - sessions * 4).min(HOSTS) as usize;
     let publisher = publish(&vhost, msgs, Some(rate));
     let mut latencies: Vec<i64> = (0..expected)
@@ -422,13 +431,13 @@ fn main() {
     println!("raw PostgreSQL single-row UPDATE:    {pg:>9.0} rows/s");
     let slower = broker.min(pg);
 
-    let base = end_to_end(2_500, 15_000, 1, 1, false);
+    let base = end_to_end(2_500, 15_000, 1, 1, false, false);
     println!(
         "seed baseline (QoS=1, one at a time): {:>9.0} events/s  ({} events)",
         base.rate, base.events
     );
 
-    let run = end_to_end(SESSIONS, 60_000, 500, 200, false);
+    let run = end_to_end(SESSIONS, 60_000, 500, 200, false, false);
     println!(
         "processor end to end:                 {:>9.0} events/s  ({} events; publisher offered {:.0}/s)",
         run.rate, run.events, run.publish_rate
@@ -445,7 +454,14 @@ fn main() {
         run.rss.1 as f64 / 1024.0
     );
 
-    let tls = end_to_end(SESSIONS, 60_000, 500, 200, true);
+    let sampled = end_to_end(SESSIONS, 60_000, 500, 200, false, true);
+    println!(
+        "  with 10 session samples per heartbeat: {:>5.0} events/s  ({:.0} % of the run without)",
+        sampled.rate,
+        100.0 * sampled.rate / run.rate
+    );
+
+    let tls = end_to_end(SESSIONS, 60_000, 500, 200, true, false);
     println!(
         "processor end to end over TLS:        {:>9.0} events/s  ({:.0} % of the plaintext run; amqps + sslmode=require)",
         tls.rate,

@@ -137,6 +137,7 @@ fn main() {
         // Phase 3 leaves the games running across an agent restart.
         stop_sessions_on_shutdown: false,
         console: Default::default(),
+        port_range: host::DEFAULT_PORT_RANGE,
     };
     let h = host::start(host_config.clone(), &mut sup).unwrap();
     wait_for("host", Duration::from_secs(30), || {

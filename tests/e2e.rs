@@ -158,6 +158,7 @@ impl Stack {
             // The in-process agent's shutdown cleans up after the test.
             stop_sessions_on_shutdown: true,
             console: self.console.clone(),
+            port_range: host::DEFAULT_PORT_RANGE,
         }
     }
 
@@ -1151,6 +1152,7 @@ fn crash_restarts_are_visible_and_a_stop_is_never_restarted() {
         (v["restart_count"] == 1).then_some(v)
     });
     assert_eq!(shown["last_exit_code"], 4);
+    assert_eq!(shown["last_exit_reason"], "exited with code 4");
     assert_eq!(shown["status"], "running");
     wait_for("game back up", T, || {
         let l = logs.next(T)?;
@@ -1993,6 +1995,16 @@ fn deletes_are_refused_while_live_forced_with_a_stop_and_keep_history() {
         .to_string();
     let session = s.start_session(sgc);
     s.wait_status(session, "running");
+    // A rename keeps everything attached; a taken name is refused (exit 5: conflict).
+    let taken = s.cli_json(&["game", "create", "taken"])["game_id"].to_string();
+    assert_eq!(s.cli(&["game", "rename", &game, "taken"]).0, 5);
+    let renamed = s.cli_json(&["game", "rename", &game, "deletable"]);
+    assert_eq!(renamed["name"], "deletable");
+    s.cli_json(&["game", "rename", &game, "renamed"]);
+    let shown = s.cli_json(&["session", "show", &session.to_string()]);
+    assert_eq!(shown["game"], "renamed");
+    s.cli_json(&["game", "rename", &game, "deletable"]);
+    s.cli_json(&["game", "delete", &taken]);
     // Refused while live, naming the session; nothing changes.
     for what in [["game", "delete", &game], ["config", "delete", &config]] {
         let (code, _, err) = s.cli(&what);
@@ -2235,4 +2247,228 @@ fn a_games_growing_memory_shows_on_the_agents_metrics_and_in_session_show() {
     assert!(shown["sample"]["sampled_at"].is_string(), "{shown}");
     let (_, table, _) = s.cli(&["session", "show", &id]);
     assert!(table.contains("memory") && table.contains("MiB"), "{table}");
+}
+
+#[test]
+fn probes_decide_when_a_session_runs_and_restart_a_hung_server_with_the_reason() {
+    let s = Stack::start();
+    let logs = Collector::console_lines(&s.vhost);
+    let sgc = s.deploy(
+        "probed",
+        &game_script(),
+        &[],
+        &[
+            "--env",
+            "READY_AFTER=2",
+            "--ready-line",
+            "^Done! Ready",
+            "--ready-timeout",
+            "30",
+            "--restart",
+            "on-failure",
+            "--backoff-ms",
+            "100",
+            "--live-command",
+            "list",
+            "--live-reply",
+            "players online$",
+            "--live-interval",
+            "1",
+            "--live-timeout",
+            "1",
+            "--live-failures",
+            "2",
+        ],
+    );
+    let config = s.cli_json(&["deploy", "list"])["items"][0]["config_id"].clone();
+    let shown = s.cli_json(&["config", "show", &config.to_string()]);
+    assert_eq!(
+        shown["readiness"]["check"]["console_pattern"],
+        "^Done! Ready"
+    );
+    assert_eq!(shown["liveness"]["failure_threshold"], 2);
+
+    let session = s.start_session(sgc);
+    wait_for("the game's first line", T, || {
+        let l = logs.next(T)?;
+        l.body["message"]
+            .as_str()?
+            .starts_with("test-game starting")
+            .then_some(())
+    });
+    assert_eq!(
+        s.status(session).0,
+        "starting",
+        "not ready before its Done! line"
+    );
+    s.wait_status(session, "running");
+
+    assert_eq!(
+        s.cli(&["session", "input", &session.to_string(), "hang"]).0,
+        0
+    );
+    let shown = wait_for("a restart for the failed probe", T, || {
+        let v = s.cli_json(&["session", "show", &session.to_string()]);
+        (v["restart_count"] == 1).then_some(v)
+    });
+    let reason = shown["last_exit_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("failed its liveness probe 2 times in a row"),
+        "{shown}"
+    );
+    assert_eq!(shown["status"], "running");
+    assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
+    s.wait_status(session, "stopped");
+
+    // Never ready: the session fails with the probe's reason.
+    let sgc = s.deploy(
+        "never-ready",
+        &game_script(),
+        &[],
+        &[
+            "--env",
+            "READY_AFTER=60",
+            "--ready-port",
+            "1",
+            "--ready-timeout",
+            "1",
+        ],
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "crashed");
+    let shown = s.cli_json(&["session", "show", &session.to_string()]);
+    assert_eq!(
+        shown["reason"], "was not ready within 1 s (waiting for 127.0.0.1:1 accepting connections)",
+        "{shown}"
+    );
+}
+
+#[test]
+fn fifty_concurrent_placements_never_overcommit_a_host_or_share_a_port() {
+    let s = Stack::start();
+    const TIB_IN_MIB: i32 = 1 << 20;
+    // Three hosts with room for 20, 16 and 14 sessions of 1 TiB (the real agent's host has
+    // far less, so it never fits), heard from in the future so the stale checker leaves them.
+    let mut hosts = Vec::new();
+    for tib in [20i64, 16, 14] {
+        let id = add_host(&mut s.db.client(), manman::wire::HostStatus::Online);
+        s.db.client()
+            .execute(
+                "UPDATE servers SET memory_total_bytes = $2::bigint << 40, memory_available_bytes = $2::bigint << 40,
+                        last_seen = now() + interval '1 hour' WHERE server_id = $1",
+                &[&id, &tib],
+            )
+            .unwrap();
+        hosts.push((id, tib));
+    }
+    let c = manman::api::client(&format!("127.0.0.1:{}", s.api_port));
+    let game = c
+        .create_game_opt(
+            &pb::CreateGameRequest {
+                name: "placed".into(),
+            },
+            s.opt(),
+        )
+        .unwrap()
+        .game
+        .unwrap()
+        .game_id;
+    let configs: Vec<i64> = (0..51)
+        .map(|i| {
+            let config = pb::GameConfig {
+                game_id: game,
+                name: format!("big-{i}"),
+                program: "/bin/true".into(),
+                ports: vec![pb::PortDefinition {
+                    port: 25565,
+                    protocol: "tcp".into(),
+                }],
+                memory_estimate_mb: TIB_IN_MIB,
+                ..Default::default()
+            };
+            c.create_game_config_opt(
+                &pb::CreateGameConfigRequest {
+                    config: Some(config),
+                },
+                s.opt(),
+            )
+            .unwrap()
+            .config
+            .unwrap()
+            .config_id
+        })
+        .collect();
+    let auto = |config_id: i64| pb::DeployGameConfigRequest {
+        server_id: 0,
+        config_id,
+        ports: vec![pb::PortBinding {
+            host_port: 0,
+            container_port: 25565,
+            protocol: "tcp".into(),
+        }],
+    };
+    let placed: Vec<pb::Deployment> = std::thread::scope(|scope| {
+        let threads: Vec<_> = configs[..50]
+            .iter()
+            .map(|&id| {
+                let (c, opt) = (c.clone(), s.opt());
+                scope.spawn(move || c.deploy_game_config_opt(&auto(id), opt))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                let r = t.join().unwrap().expect("a deploy with room");
+                assert!(r.placed);
+                r.deployment.unwrap()
+            })
+            .collect()
+    });
+    for (id, tib) in &hosts {
+        let mine: Vec<&pb::Deployment> = placed.iter().filter(|d| d.server_id == *id).collect();
+        assert_eq!(mine.len() as i64, *tib, "host {id} holds exactly what fits");
+        let mut ports: Vec<i32> = mine.iter().map(|d| d.ports[0].host_port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len() as i64, *tib, "no port given twice on host {id}");
+        assert!(ports.iter().all(|p| (7000..=8000).contains(p)), "{ports:?}");
+    }
+    // Every host is full now: the 51st is refused, saying why.
+    match c.deploy_game_config_opt(&auto(configs[50]), s.opt()) {
+        Err(grpcio::Error::RpcFailure(st)) => {
+            assert_eq!(st.code(), grpcio::RpcStatusCode::FAILED_PRECONDITION);
+            assert!(
+                st.message().contains("no online host has 1048576 MiB free"),
+                "{}",
+                st.message()
+            );
+        }
+        other => panic!("expected FAILED_PRECONDITION, got {other:?}"),
+    }
+    // The CLI: no --server, --port auto binds every port of the config.
+    let small = s.cli_json(&[
+        "config",
+        "create",
+        "--game",
+        &game.to_string(),
+        "--name",
+        "small",
+        "--program",
+        "/bin/true",
+        "--port",
+        "27015/udp",
+        "--port",
+        "27016",
+        "--memory-mb",
+        "512",
+    ]);
+    let config = small["config_id"].to_string();
+    let d = s.cli_json(&["deploy", "--config", &config, "--port", "auto"]);
+    assert_eq!(d["placed"], true);
+    assert_eq!(
+        d["server_id"],
+        s.server_id(),
+        "the only host with 512 MiB free"
+    );
+    assert_eq!(d["ports"].as_array().unwrap().len(), 2, "{d}");
 }

@@ -389,6 +389,12 @@ fn every_message_type_round_trips_through_the_broker() {
         },
         sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
         sessions: Vec::new(),
+        capacity: Some(wire::HostCapacity {
+            memory_total_bytes: 8 << 30,
+            memory_available_bytes: 5 << 30,
+            port_range_low: 27000,
+            port_range_high: 27100,
+        }),
     };
     c.execute(
         "UPDATE servers SET status = 'offline' WHERE server_id = $1",
@@ -402,6 +408,17 @@ fn every_message_type_round_trips_through_the_broker() {
     let e = h.expect_event("manman.host.online");
     let back: wire::HealthUpdate = serde_json::from_value(e.body.clone()).unwrap();
     assert_eq!(back, beat);
+    // What placement needs is stored with the heartbeat.
+    let row = c
+        .query_one(
+            "SELECT memory_total_bytes, memory_available_bytes, port_range_low, port_range_high
+               FROM servers WHERE server_id = $1",
+            &[&host],
+        )
+        .unwrap();
+    let stored: (Option<i64>, Option<i64>, i32, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(stored, (Some(8 << 30), Some(5 << 30), 27000, 27100));
 }
 
 #[test]

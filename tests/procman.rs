@@ -11,6 +11,7 @@ use manman::procman::{
     ProcessState, RestartPolicy, Source, Spec,
 };
 use manman::testkit::{unique_name, wait_for};
+use manman::wire::probes::{LivenessProbe, ReadinessProbe};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -667,4 +668,151 @@ fn input_for_a_process_that_never_reads_is_bounded() {
         "{sent} KiB accepted"
     );
     f.manager.stop("deaf", Duration::from_secs(2)).unwrap();
+}
+
+/// The stand-in game server of the demo and the e2e tests, with `env` set.
+fn test_game(name: &str, env: &[(&str, String)]) -> Spec {
+    let mut spec = Spec::new(
+        name,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-game"),
+        &[],
+    );
+    spec.start_duration = Duration::ZERO;
+    spec.stop_timeout = Duration::from_secs(5);
+    spec.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    spec
+}
+
+fn ready_when_line(pattern: &str, timeout_seconds: u32) -> Option<ReadinessProbe> {
+    Some(ReadinessProbe {
+        console_pattern: Some(pattern.into()),
+        timeout_seconds,
+        ..ReadinessProbe::default()
+    })
+}
+
+#[test]
+fn readiness_by_console_line_keeps_it_starting_until_the_line() {
+    let f = manager();
+    let mut spec = test_game("ready-line", &[("READY_AFTER", "1".into())]);
+    spec.readiness = ready_when_line("^Done! Ready", 30);
+    f.manager.start(spec).unwrap();
+    assert!(next_line(&f, "ready-line")
+        .line
+        .starts_with("test-game starting"));
+    assert_eq!(
+        f.manager.status("ready-line").unwrap().state,
+        ProcessState::Starting,
+        "up only once the line is printed (a second later)"
+    );
+    next_event(&f, |e| matches!(e, HistoryEvent::Running { .. }));
+    let printed: Vec<String> = f.output.try_iter().map(|l| l.line).collect();
+    assert!(
+        printed.iter().any(|l| l.starts_with("Done! Ready")),
+        "running came after the line: {printed:?}"
+    );
+    f.manager.stop("ready-line", None).unwrap();
+}
+
+#[test]
+fn readiness_by_port_waits_for_the_port_to_accept() {
+    let f = manager();
+    let port = manman::testkit::free_port();
+    let mut spec = test_game(
+        "ready-port",
+        &[("LISTEN_AFTER", "1".into()), ("PORT", port.to_string())],
+    );
+    spec.readiness = Some(ReadinessProbe {
+        tcp_port: Some(port),
+        ..ReadinessProbe::default()
+    });
+    f.manager.start(spec).unwrap();
+    next_event(&f, |e| matches!(e, HistoryEvent::Started { .. }));
+    assert_eq!(
+        f.manager.status("ready-port").unwrap().state,
+        ProcessState::Starting
+    );
+    next_event(&f, |e| matches!(e, HistoryEvent::Running { .. }));
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the port accepts once running");
+    f.manager.stop("ready-port", None).unwrap();
+}
+
+#[test]
+fn a_server_not_ready_in_time_fails_with_the_reason_and_is_stopped() {
+    let f = manager();
+    let mut spec = test_game("never-ready", &[("READY_AFTER", "60".into())]);
+    spec.readiness = ready_when_line("^Done!", 1);
+    f.manager.start(spec).unwrap();
+    let pid = match next_event(&f, |e| matches!(e, HistoryEvent::Started { .. })) {
+        HistoryEvent::Started { pid, .. } => pid,
+        _ => unreachable!(),
+    };
+    match next_event(&f, |e| matches!(e, HistoryEvent::Finished { .. })) {
+        HistoryEvent::Finished {
+            state,
+            reason,
+            requested,
+            ..
+        } => {
+            assert_eq!(state, ProcessState::Failed);
+            assert!(!requested);
+            assert_eq!(
+                reason.as_deref(),
+                Some("was not ready within 1 s (waiting for a console line matching \"^Done!\")")
+            );
+        }
+        _ => unreachable!(),
+    }
+    assert!(pid_is_dead(pid), "the unready server was stopped");
+}
+
+#[test]
+fn a_failed_liveness_probe_restarts_the_server_once_with_the_reason() {
+    let f = manager();
+    let mut spec = test_game("hangs", &[]);
+    spec.restart = RestartPolicy::OnFailure;
+    spec.backoff_initial = Duration::from_millis(100);
+    spec.liveness = Some(LivenessProbe {
+        command: Some("list".into()),
+        reply_pattern: Some("players online$".into()),
+        interval_seconds: 1,
+        timeout_seconds: 1,
+        failure_threshold: 2,
+        ..LivenessProbe::default()
+    });
+    f.manager.start(spec).unwrap();
+    let answered = |f: &Fixture| loop {
+        let line = next_line(f, "hangs").line;
+        if line.ends_with("players online") {
+            return;
+        }
+    };
+    answered(&f);
+    f.manager.send_input("hangs", b"hang\n").unwrap();
+    match next_event(&f, |e| matches!(e, HistoryEvent::Restarting { .. })) {
+        HistoryEvent::Restarting {
+            attempt, reason, ..
+        } => {
+            assert_eq!(attempt, 1);
+            assert!(
+                reason.starts_with("failed its liveness probe 2 times in a row (no reply matching"),
+                "{reason}"
+            );
+        }
+        _ => unreachable!(),
+    }
+    // The new run answers its probes: three answers later it has still restarted only once.
+    for _ in 0..3 {
+        answered(&f);
+    }
+    let status = f.manager.status("hangs").unwrap();
+    assert_eq!((status.state, status.restarts), (ProcessState::Running, 1));
+    assert!(!f
+        .history
+        .try_iter()
+        .any(|e| matches!(e, HistoryEvent::Restarting { .. })));
+    f.manager.stop("hangs", None).unwrap();
 }

@@ -438,3 +438,75 @@ fn sessions_moved_by_the_processor_show_up() {
     stop.stop();
     processor_thread.join().unwrap();
 }
+
+#[test]
+fn cursors_page_through_hosts_and_sessions_every_row_exactly_once() {
+    let db = TestDb::new();
+    let mut c = db.client();
+    // 23 hosts with a deployment each, and 57 sessions on them, some live.
+    c.batch_execute(
+        "INSERT INTO servers (name, status, last_seen)
+              SELECT 'paged-' || i, 'online', now() FROM generate_series(1, 23) i;
+         INSERT INTO games (name) VALUES ('paged');
+         INSERT INTO game_configs (game_id, name, command)
+              SELECT game_id, 'default', '/bin/true' FROM games WHERE name = 'paged';
+         INSERT INTO server_game_configs (server_id, game_config_id)
+              SELECT s.server_id, gc.config_id FROM servers s, game_configs gc;
+         INSERT INTO sessions (sgc_id, status)
+              SELECT (SELECT min(sgc_id) FROM server_game_configs) + i % 23,
+                     CASE WHEN i % 3 = 0 THEN 'running' ELSE 'stopped' END
+                FROM generate_series(1, 57) i;",
+    )
+    .unwrap();
+    let api = start_api(db.config.clone());
+
+    let mut hosts = Vec::new();
+    let mut path = "/status/workers?limit=10".to_string();
+    loop {
+        let (code, body) = get_json(api.port, &path);
+        assert_eq!(code, 200, "{body}");
+        hosts.extend(
+            body["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["server_id"].as_i64().unwrap()),
+        );
+        match body["next_after"].as_i64() {
+            Some(after) => path = format!("/status/workers?limit=10&after={after}"),
+            None => break,
+        }
+    }
+    let mut unique = hosts.clone();
+    unique.dedup();
+    assert_eq!((hosts.len(), unique.len()), (23, 23));
+    assert!(hosts.windows(2).all(|w| w[0] < w[1]));
+
+    for (list, expected) in [("/status/servers", 57), ("/status/servers/active", 19)] {
+        let mut sessions = Vec::new();
+        let mut path = format!("{list}?limit=7");
+        loop {
+            let (code, body) = get_json(api.port, &path);
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body["total"], expected);
+            sessions.extend(
+                body["servers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["session_id"].as_i64().unwrap()),
+            );
+            match body["next_after"].as_i64() {
+                Some(after) => path = format!("{list}?limit=7&after={after}"),
+                None => break,
+            }
+        }
+        assert!(
+            sessions.windows(2).all(|w| w[0] > w[1]),
+            "newest first, no repeats"
+        );
+        assert_eq!(sessions.len(), expected, "{list}");
+    }
+    let (code, body) = get_json(api.port, "/status/servers?after=5&offset=5");
+    assert_eq!(code, 400, "{body}");
+}

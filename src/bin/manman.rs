@@ -80,13 +80,16 @@ enum Command {
     Deploy {
         #[command(subcommand)]
         list: Option<DeployCmd>,
-        /// Host id (see `manman host list`).
-        #[arg(long, required = true)]
+        /// Host id (see `manman host list`); without it, the online host with the most free
+        /// memory that fits the config's --memory-mb.
+        #[arg(long)]
         server: Option<i64>,
         /// Config id (see `manman config list`).
         #[arg(long, required = true)]
         config: Option<i64>,
         /// HOST[:CONTAINER][/PROTOCOL], repeatable, e.g. --port 25565 --port 19132/udp.
+        /// `auto` binds every port of the config to a free port of the host's range
+        /// (HOST_PORT_RANGE, 7000-8000); `auto:25565` just that one.
         #[arg(long = "port")]
         ports: Vec<String>,
     },
@@ -200,6 +203,8 @@ enum GameCmd {
     Create { name: String },
     /// List games.
     List,
+    /// Give a game a new name (its configs, deployments and history stay with it).
+    Rename { id: i64, name: String },
     /// Delete a game with its configs and deployments (history stays readable). Refused
     /// while one of its sessions is live, unless --force (stops them first).
     Delete(DeleteArgs),
@@ -238,6 +243,24 @@ impl ConfigCreate {
             backoff_max_ms: self.backoff_max_ms,
             retry_limit: self.retry_limit,
             reset_after_seconds: self.reset_after,
+            readiness: (self.ready_line.is_some() || self.ready_port.is_some()).then(|| {
+                pb::ReadinessProbe {
+                    console_pattern: self.ready_line.unwrap_or_default(),
+                    tcp_port: self.ready_port.unwrap_or_default(),
+                    timeout_seconds: self.ready_timeout,
+                }
+            }),
+            liveness: (self.live_port.is_some() || self.live_command.is_some()).then(|| {
+                pb::LivenessProbe {
+                    tcp_port: self.live_port.unwrap_or_default(),
+                    command: self.live_command.unwrap_or_default(),
+                    reply_pattern: self.live_reply.unwrap_or_default(),
+                    interval_seconds: self.live_interval,
+                    timeout_seconds: self.live_timeout,
+                    failure_threshold: self.live_failures,
+                }
+            }),
+            memory_estimate_mb: self.memory_mb.unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -295,6 +318,40 @@ struct ConfigCreate {
     /// PORT[/PROTOCOL] the game listens on, repeatable.
     #[arg(long = "port")]
     ports: Vec<String>,
+    /// Readiness: the session is running once a console line matches this regex (e.g.
+    /// 'Done \(' for Minecraft) instead of after --start-duration-ms.
+    #[arg(long, conflicts_with = "ready_port", help_heading = "Probes")]
+    ready_line: Option<String>,
+    /// Readiness: the session is running once this port accepts TCP on 127.0.0.1 (a --port of
+    /// the config means its deployment's host port).
+    #[arg(long, help_heading = "Probes")]
+    ready_port: Option<i32>,
+    /// Seconds to become ready; later, the run fails with that reason [default: 120].
+    #[arg(long, help_heading = "Probes")]
+    ready_timeout: Option<i32>,
+    /// Liveness: this port must accept TCP on 127.0.0.1 at every check.
+    #[arg(long, conflicts_with = "live_command", help_heading = "Probes")]
+    live_port: Option<i32>,
+    /// Liveness: this console command (e.g. `list`) must be answered by a line matching
+    /// --live-reply at every check.
+    #[arg(long, requires = "live_reply", help_heading = "Probes")]
+    live_command: Option<String>,
+    /// Liveness: the regex the reply to --live-command must match (e.g. 'players online').
+    #[arg(long, help_heading = "Probes")]
+    live_reply: Option<String>,
+    /// Liveness: seconds between checks [default: 30].
+    #[arg(long, help_heading = "Probes")]
+    live_interval: Option<i32>,
+    /// Liveness: seconds a check may take [default: 5].
+    #[arg(long, help_heading = "Probes")]
+    live_timeout: Option<i32>,
+    /// Liveness: failed checks in a row that stop the server as a failed run (then the
+    /// restart policy decides) [default: 3].
+    #[arg(long, help_heading = "Probes")]
+    live_failures: Option<i32>,
+    /// Memory a session needs, in MiB: `deploy` without --server picks a host with room.
+    #[arg(long)]
+    memory_mb: Option<i32>,
 }
 
 #[derive(Subcommand)]
@@ -360,8 +417,12 @@ enum SessionCmd {
         live: bool,
         #[arg(long, default_value_t = 50)]
         limit: i32,
-        #[arg(long, default_value_t = 0)]
+        /// Skip this many (slow on long histories; prefer --after).
+        #[arg(long, default_value_t = 0, conflicts_with = "after")]
         offset: i32,
+        /// Sessions older than this id: the next page after the one that ended at it.
+        #[arg(long)]
+        after: Option<i64>,
     },
     /// Show one session.
     Show { id: i64 },
@@ -428,6 +489,7 @@ fn main() {
         }
         Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
         Command::Game(GameCmd::List) => control::game_list(&ctx),
+        Command::Game(GameCmd::Rename { id, name }) => control::game_rename(&ctx, id, &name),
         Command::Game(GameCmd::Delete(d)) => {
             control::delete(&ctx, control::Deletable::Game, d.id, d.force)
         }
@@ -460,7 +522,7 @@ fn main() {
             ports,
         } => control::deploy(
             &ctx,
-            server.expect("clap requires --server"),
+            server.unwrap_or(0),
             config.expect("clap requires --config"),
             &ports,
         ),
@@ -480,6 +542,7 @@ fn main() {
             live,
             limit,
             offset,
+            after,
         }) => control::session_list(
             &ctx,
             pb::ListSessionsRequest {
@@ -489,6 +552,7 @@ fn main() {
                 live_only: live,
                 limit,
                 offset,
+                page_after: after.unwrap_or(0),
             },
         ),
         Command::Session(SessionCmd::Show { id }) => control::session_show(&ctx, id),

@@ -7,6 +7,7 @@ use super::validate::{
 };
 use super::ApiService;
 use crate::db::catalog::{self, ConfigRow, DeleteScope};
+use crate::db::placement;
 use crate::proto::v1 as pb;
 use crate::wire::commands::PortBinding;
 
@@ -44,6 +45,24 @@ impl ApiService {
         Ok(pb::CreateGameResponse {
             game: Some(pb::Game { game_id: id, name }),
         })
+    }
+
+    pub fn update_game(
+        &self,
+        req: pb::UpdateGameRequest,
+    ) -> Result<pb::UpdateGameResponse, ApiError> {
+        let game_id = positive_id("game_id", req.game_id)?;
+        let name = valid_name("game name", &req.name)?;
+        match catalog::rename_game(&mut *self.db()?, game_id, &name) {
+            Ok(Some(())) => Ok(pb::UpdateGameResponse {
+                game: Some(pb::Game { game_id, name }),
+            }),
+            Ok(None) => Err(ApiError::NotFound(format!("no game with id {game_id}"))),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => Err(
+                ApiError::AlreadyExists(format!("a game named {name:?} already exists")),
+            ),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn list_games(&self, req: pb::ListGamesRequest) -> Result<pb::ListGamesResponse, ApiError> {
@@ -146,7 +165,11 @@ impl ApiService {
         &self,
         req: pb::DeployGameConfigRequest,
     ) -> Result<pb::DeployGameConfigResponse, ApiError> {
-        let server_id = positive_id("server_id", req.server_id)?;
+        let placed = req.server_id == 0;
+        let server_id = match placed {
+            true => 0,
+            false => positive_id("server_id", req.server_id)?,
+        };
         let config_id = positive_id("config_id", req.config_id)?;
         let mut ports = Vec::new();
         for p in &req.ports {
@@ -159,12 +182,18 @@ impl ApiService {
                         p.container_port
                     },
                 )?,
-                host_port: valid_port("host port", p.host_port)?,
+                // 0: chosen below, from the host's range.
+                host_port: match p.host_port {
+                    0 => 0,
+                    port => valid_port("host port", port)?,
+                },
                 protocol: valid_protocol(&p.protocol)?,
             };
-            if ports.iter().any(|b: &PortBinding| {
-                b.host_port == binding.host_port && b.protocol == binding.protocol
-            }) {
+            if binding.host_port != 0
+                && ports.iter().any(|b: &PortBinding| {
+                    b.host_port == binding.host_port && b.protocol == binding.protocol
+                })
+            {
                 return Err(ApiError::InvalidArgument(format!(
                     "host port {} is bound twice",
                     binding.host_port
@@ -173,18 +202,51 @@ impl ApiService {
             ports.push(binding);
         }
         let mut db = self.db()?;
-        if catalog::get_host(&mut *db, server_id)?.is_none() {
-            return Err(ApiError::NotFound(format!("no server with id {server_id}")));
-        }
-        if catalog::get_config(&mut *db, config_id)?.is_none() {
+        let Some(config) = catalog::get_config(&mut *db, config_id)? else {
             return Err(ApiError::NotFound(format!(
                 "no game config with id {config_id}"
             )));
+        };
+        let mut tx = db.transaction()?;
+        let server_id = match placed {
+            true => placement::choose(&placement::candidates(&mut tx)?, config.memory_estimate_mb)
+                .map_err(ApiError::FailedPrecondition)?,
+            false => server_id,
+        };
+        let Some(range) = placement::lock_host(&mut tx, server_id)? else {
+            return Err(ApiError::NotFound(format!("no server with id {server_id}")));
+        };
+        for protocol in ["tcp", "udp"] {
+            let mut taken = placement::ports_in_use(&mut tx, server_id, config_id, protocol)?;
+            taken.extend(
+                ports
+                    .iter()
+                    .filter(|b| b.protocol == protocol)
+                    .map(|b| b.host_port),
+            );
+            for b in ports
+                .iter_mut()
+                .filter(|b| b.protocol == protocol && b.host_port == 0)
+            {
+                b.host_port = placement::free_port(range, &taken).ok_or_else(|| {
+                    ApiError::FailedPrecondition(format!(
+                        "host {server_id} has no free {protocol} port in {}-{}",
+                        range.0, range.1
+                    ))
+                })?;
+                taken.insert(b.host_port);
+            }
         }
-        let (d, updated) = catalog::deploy(&mut *db, server_id, config_id, &ports)?;
+        let (d, updated) = catalog::deploy(&mut tx, server_id, config_id, &ports)?;
+        tx.commit()?;
+        if placed {
+            log::info!(config_id = config_id, server_id = server_id,
+                memory_estimate_mb = config.memory_estimate_mb; "placed a deployment");
+        }
         Ok(pb::DeployGameConfigResponse {
             deployment: Some(deployment_pb(d)),
             updated,
+            placed,
         })
     }
 
@@ -267,12 +329,15 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
             "protocol": valid_protocol(&p.protocol)?,
         }));
     }
+    let memory_estimate_mb = u32::try_from(c.memory_estimate_mb)
+        .map_err(|_| ApiError::InvalidArgument("memory_estimate_mb: cannot be negative".into()))?;
     Ok(ConfigRow {
         config_id: 0,
         game_id,
         name,
         process,
         port_definitions: serde_json::Value::Array(ports),
+        memory_estimate_mb,
     })
 }
 

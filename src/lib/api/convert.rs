@@ -47,6 +47,20 @@ pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
         backoff_max_ms: int(p.backoff_max_ms),
         retry_limit: int(p.retry_limit),
         reset_after_seconds: int(p.reset_after_seconds),
+        readiness: p.readiness.map(|r| pb::ReadinessProbe {
+            console_pattern: r.console_pattern.unwrap_or_default(),
+            tcp_port: r.tcp_port.map_or(0, i32::from),
+            timeout_seconds: int(r.timeout_seconds),
+        }),
+        liveness: p.liveness.map(|l| pb::LivenessProbe {
+            tcp_port: l.tcp_port.map_or(0, i32::from),
+            command: l.command.unwrap_or_default(),
+            reply_pattern: l.reply_pattern.unwrap_or_default(),
+            interval_seconds: int(l.interval_seconds),
+            timeout_seconds: int(l.timeout_seconds),
+            failure_threshold: int(l.failure_threshold),
+        }),
+        memory_estimate_mb: int(c.memory_estimate_mb).unwrap_or_default(),
     }
 }
 
@@ -69,6 +83,7 @@ pub fn session_pb(s: SessionView) -> pb::Session {
         has_last_exit_code: s.last_exit_code.is_some(),
         last_exit_code: s.last_exit_code.unwrap_or(0),
         last_exit_at_ms: millis(s.last_exit_at),
+        last_exit_reason: s.last_exit_reason.unwrap_or_default(),
         sampled_at_ms: millis(s.sample.as_ref().map(|x| x.sampled_at)),
         cpu_percent: s.sample.as_ref().map_or(0.0, |x| x.cpu_percent),
         rss_bytes: s.sample.as_ref().map_or(0, |x| x.rss_bytes),

@@ -160,6 +160,7 @@ rpc! {
     deploy_game_config(pb::DeployGameConfigRequest) -> pb::DeployGameConfigResponse => |s, r, _c| s.deploy_game_config(r);
     list_deployments(pb::ListDeploymentsRequest) -> pb::ListDeploymentsResponse => |s, r, _c| s.list_deployments(r);
     update_game_config(pb::UpdateGameConfigRequest) -> pb::UpdateGameConfigResponse => |s, r, _c| s.update_game_config(r);
+    update_game(pb::UpdateGameRequest) -> pb::UpdateGameResponse => |s, r, _c| s.update_game(r);
     delete_game(pb::DeleteRequest) -> pb::DeleteResponse => |s, r, _c| s.delete(DeleteScope::Game(r.id), r.force);
     delete_game_config(pb::DeleteRequest) -> pb::DeleteResponse => |s, r, _c| s.delete(DeleteScope::Config(r.id), r.force);
     delete_deployment(pb::DeleteRequest) -> pb::DeleteResponse => |s, r, _c| s.delete(DeleteScope::Deployment(r.id), r.force);

@@ -23,11 +23,17 @@ impl ApiService {
         if req.server_id < 0
             || req.sgc_id < 0
             || req.offset < 0
+            || req.page_after < 0
             || !(0..=MAX_PAGE).contains(&req.limit)
         {
             return Err(ApiError::InvalidArgument(format!(
-                "ids and offset must not be negative; limit must be 0 (default 50) to {MAX_PAGE}"
+                "ids, offset and page_after must not be negative; limit must be 0 (default 50) to {MAX_PAGE}"
             )));
+        }
+        if req.offset > 0 && req.page_after > 0 {
+            return Err(ApiError::InvalidArgument(
+                "use either page_after (a cursor) or offset, not both".into(),
+            ));
         }
         let mut statuses: Vec<SessionStatus> = Vec::new();
         for s in req
@@ -45,10 +51,7 @@ impl ApiService {
                 statuses.into_iter().filter(|s| s.is_live()).collect()
             };
             if statuses.is_empty() {
-                return Ok(pb::ListSessionsResponse {
-                    sessions: Vec::new(),
-                    total: 0,
-                });
+                return Ok(pb::ListSessionsResponse::default());
             }
         }
         let filter = ListFilter {
@@ -57,11 +60,17 @@ impl ApiService {
             statuses,
             limit: if req.limit == 0 { 50 } else { req.limit as i64 },
             offset: req.offset as i64,
+            before: req.page_after,
         };
         let (views, total) = sessions::list_views(&mut *self.db()?, &filter)?;
+        let next_page_after = match views.last() {
+            Some(last) if views.len() as i64 == filter.limit => last.session_id,
+            _ => 0,
+        };
         Ok(pb::ListSessionsResponse {
             sessions: views.into_iter().map(session_pb).collect(),
             total,
+            next_page_after,
         })
     }
 

@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use crate::db::catalog::Page;
 use crate::proto::v1 as pb;
+use crate::wire::probes::{LivenessProbe, ReadinessProbe};
 use crate::wire::GameProcess;
 
 pub fn valid_name(what: &str, name: &str) -> Result<String, ApiError> {
@@ -92,13 +93,6 @@ pub fn valid_port(what: &str, port: i32) -> Result<i32, ApiError> {
 /// validated. The error names the field.
 pub fn game_process(c: &pb::GameConfig) -> Result<GameProcess, ApiError> {
     let defaults = GameProcess::default();
-    let unsigned = |field: &str, v: Option<i32>, default: u32| -> Result<u32, ApiError> {
-        match v {
-            None => Ok(default),
-            Some(n) => u32::try_from(n)
-                .map_err(|_| ApiError::InvalidArgument(format!("{field}: cannot be negative"))),
-        }
-    };
     let text = |s: &str| Some(s.to_string()).filter(|s| !s.trim().is_empty());
     let process = GameProcess {
         program: c.program.trim().to_string(),
@@ -135,9 +129,66 @@ pub fn game_process(c: &pb::GameConfig) -> Result<GameProcess, ApiError> {
             c.reset_after_seconds,
             defaults.reset_after_seconds,
         )?,
+        readiness: c.readiness.as_ref().map(readiness).transpose()?,
+        liveness: c.liveness.as_ref().map(liveness).transpose()?,
     };
     process
         .validate()
         .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     Ok(process)
+}
+
+fn probe_port(field: &str, port: i32) -> Result<Option<u16>, ApiError> {
+    match port {
+        0 => Ok(None),
+        p => u16::try_from(p)
+            .map(Some)
+            .map_err(|_| ApiError::InvalidArgument(format!("{field}: must be 1 to 65535"))),
+    }
+}
+
+/// An optional number of the proto: its default when unset, never negative.
+fn unsigned(field: &str, v: Option<i32>, default: u32) -> Result<u32, ApiError> {
+    v.map_or(Ok(default), |n| {
+        u32::try_from(n)
+            .map_err(|_| ApiError::InvalidArgument(format!("{field}: cannot be negative")))
+    })
+}
+
+/// The proto's readiness probe as the wire type (checked with the rest of the config).
+fn readiness(p: &pb::ReadinessProbe) -> Result<ReadinessProbe, ApiError> {
+    let defaults = ReadinessProbe::default();
+    Ok(ReadinessProbe {
+        console_pattern: Some(p.console_pattern.clone()).filter(|s| !s.is_empty()),
+        tcp_port: probe_port("readiness.tcp_port", p.tcp_port)?,
+        timeout_seconds: unsigned(
+            "readiness.timeout_seconds",
+            p.timeout_seconds,
+            defaults.timeout_seconds,
+        )?,
+    })
+}
+
+fn liveness(p: &pb::LivenessProbe) -> Result<LivenessProbe, ApiError> {
+    let defaults = LivenessProbe::default();
+    Ok(LivenessProbe {
+        tcp_port: probe_port("liveness.tcp_port", p.tcp_port)?,
+        command: Some(p.command.clone()).filter(|s| !s.is_empty()),
+        reply_pattern: Some(p.reply_pattern.clone()).filter(|s| !s.is_empty()),
+        interval_seconds: unsigned(
+            "liveness.interval_seconds",
+            p.interval_seconds,
+            defaults.interval_seconds,
+        )?,
+        timeout_seconds: unsigned(
+            "liveness.timeout_seconds",
+            p.timeout_seconds,
+            defaults.timeout_seconds,
+        )?,
+        failure_threshold: unsigned(
+            "liveness.failure_threshold",
+            p.failure_threshold,
+            defaults.failure_threshold,
+        )?,
+    })
 }

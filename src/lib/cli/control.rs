@@ -153,6 +153,7 @@ fn session_json(s: &pb::Session) -> Value {
         "restart_count": s.restart_count,
         "last_exit_code": if s.has_last_exit_code { json!(s.last_exit_code) } else { Value::Null },
         "last_exit_at": json_time(s.last_exit_at_ms),
+        "last_exit_reason": Some(&s.last_exit_reason).filter(|r| !r.is_empty()),
         "sample": if s.sampled_at_ms > 0 {
             json!({"sampled_at": json_time(s.sampled_at_ms), "cpu_percent": s.cpu_percent,
                    "rss_bytes": s.rss_bytes, "threads": s.threads, "open_files": s.open_files,
@@ -200,6 +201,22 @@ fn config_json(c: &pb::GameConfig) -> Value {
         "backoff_initial_ms": c.backoff_initial_ms, "backoff_max_ms": c.backoff_max_ms,
         "retry_limit": c.retry_limit, "reset_after_seconds": c.reset_after_seconds,
         "ports": c.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect::<Vec<_>>(),
+        "readiness": c.readiness.as_ref().map(|r| {
+            let check = match r.tcp_port {
+                0 => json!({"console_pattern": r.console_pattern}),
+                port => json!({"tcp_port": port}),
+            };
+            json!({"check": check, "timeout_seconds": r.timeout_seconds})
+        }),
+        "liveness": c.liveness.as_ref().map(|l| {
+            let check = match l.tcp_port {
+                0 => json!({"command": l.command, "reply_pattern": l.reply_pattern}),
+                port => json!({"tcp_port": port}),
+            };
+            json!({"check": check, "interval_seconds": l.interval_seconds,
+                   "timeout_seconds": l.timeout_seconds, "failure_threshold": l.failure_threshold})
+        }),
+        "memory_estimate_mb": c.memory_estimate_mb,
     })
 }
 
@@ -317,13 +334,28 @@ pub fn game_create(ctx: &Ctx, name: &str) -> Outcome {
     let r = ctx
         .client
         .create_game_opt(&pb::CreateGameRequest { name: name.into() }, ctx.opt())?;
-    let g = r.game.unwrap_or_default();
+    show_game(ctx, r.game.unwrap_or_default(), "created");
+    Ok(())
+}
+
+pub fn game_rename(ctx: &Ctx, id: i64, name: &str) -> Outcome {
+    let r = ctx.client.update_game_opt(
+        &pb::UpdateGameRequest {
+            game_id: id,
+            name: name.into(),
+        },
+        ctx.opt(),
+    )?;
+    show_game(ctx, r.game.unwrap_or_default(), "renamed");
+    Ok(())
+}
+
+fn show_game(ctx: &Ctx, g: pb::Game, done: &str) {
     if ctx.json {
         println!("{}", json!({"game_id": g.game_id, "name": g.name}));
     } else {
-        println!("created game {} ({})", g.game_id, g.name);
+        println!("{done} game {} ({})", g.game_id, g.name);
     }
-    Ok(())
 }
 
 pub fn game_list(ctx: &Ctx) -> Outcome {
@@ -465,11 +497,39 @@ pub fn config_list(ctx: &Ctx, game: Option<i64>) -> Outcome {
     Ok(())
 }
 
+/// A config's probe in words, for `config show`.
+fn probe_words(c: &pb::GameConfig, which: &str) -> String {
+    let secs = |v: Option<i32>| v.map_or("-".into(), |s| format!("{s} s"));
+    match (which, &c.readiness, &c.liveness) {
+        ("readiness", Some(r), _) => {
+            let check = match r.tcp_port {
+                0 => format!("console line matching {:?}", r.console_pattern),
+                port => format!("127.0.0.1:{port} accepting"),
+            };
+            format!("{check}, within {}", secs(r.timeout_seconds))
+        }
+        ("liveness", _, Some(l)) => {
+            let check = match l.tcp_port {
+                0 => format!("{:?} answered by {:?}", l.command, l.reply_pattern),
+                port => format!("127.0.0.1:{port} accepting"),
+            };
+            format!(
+                "{check}, every {} within {}; {} failures in a row stop it",
+                secs(l.interval_seconds),
+                secs(l.timeout_seconds),
+                l.failure_threshold.unwrap_or_default()
+            )
+        }
+        _ => "-".into(),
+    }
+}
+
 pub fn config_show(ctx: &Ctx, id: i64) -> Outcome {
     let r = ctx
         .client
         .get_game_config_opt(&pb::GetGameConfigRequest { config_id: id }, ctx.opt())?;
-    let c = config_json(&r.config.unwrap_or_default());
+    let config = r.config.unwrap_or_default();
+    let c = config_json(&config);
     if ctx.json {
         println!(
             "{}",
@@ -479,13 +539,14 @@ pub fn config_show(ctx: &Ctx, id: i64) -> Outcome {
         let rows: Vec<Vec<String>> = fields
             .into_iter()
             .map(|(k, v)| {
-                vec![
-                    k,
-                    match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    },
-                ]
+                let value = match (k.as_str(), v) {
+                    ("readiness", Value::Null) => "start duration".into(),
+                    ("liveness", Value::Null) => "none".into(),
+                    ("readiness" | "liveness", _) => probe_words(&config, &k),
+                    (_, Value::String(s)) => s,
+                    (_, other) => other.to_string(),
+                };
+                vec![k, value]
             })
             .collect();
         print!("{}", table(&["FIELD", "VALUE"], &rows));
@@ -494,17 +555,33 @@ pub fn config_show(ctx: &Ctx, id: i64) -> Outcome {
 }
 
 /// `--port HOST[:CONTAINER][/PROTOCOL]`.
+/// `deploy`: on `server` (0: the API places it), with `ports` as the operator wrote them.
 pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome {
     let mut bindings = Vec::new();
     for p in ports {
+        if p == "auto" {
+            // Every port the config defines, each on a free host port (0 = the API picks).
+            let c = ctx
+                .client
+                .get_game_config_opt(&pb::GetGameConfigRequest { config_id: config }, ctx.opt())?
+                .config
+                .unwrap_or_default();
+            bindings.extend(c.ports.iter().map(|d| pb::PortBinding {
+                host_port: 0,
+                container_port: d.port,
+                protocol: d.protocol.clone(),
+            }));
+            continue;
+        }
         let (spec, protocol) = p.split_once('/').unwrap_or((p, "tcp"));
         let (host, container) = spec.split_once(':').unwrap_or((spec, spec));
         let parse = |s: &str| {
-            s.parse::<i32>()
-                .map_err(|_| format!("invalid --port {p:?} (expected HOST[:CONTAINER][/PROTOCOL])"))
+            s.parse::<i32>().map_err(|_| {
+                format!("invalid --port {p:?} (expected HOST[:CONTAINER][/PROTOCOL], auto or auto:CONTAINER)")
+            })
         };
         bindings.push(pb::PortBinding {
-            host_port: parse(host)?,
+            host_port: if host == "auto" { 0 } else { parse(host)? },
             container_port: parse(container)?,
             protocol: protocol.into(),
         });
@@ -521,6 +598,7 @@ pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome 
     if ctx.json {
         let mut value = deployment_json(&d);
         value["updated"] = json!(r.updated);
+        value["placed"] = json!(r.placed);
         println!("{value}");
     } else if r.updated {
         println!(
@@ -531,9 +609,17 @@ pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome 
             ports_text(&d)
         );
     } else {
+        let placed = if r.placed {
+            ", chosen for its free memory"
+        } else {
+            ""
+        };
         println!(
-            "deployment {} (config {} on server {})",
-            d.sgc_id, d.config_id, d.server_id
+            "deployment {} (config {} on server {}{placed}), ports {}",
+            d.sgc_id,
+            d.config_id,
+            d.server_id,
+            ports_text(&d)
         );
     }
     Ok(())
@@ -810,7 +896,11 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
     }
     print!("{}", table(&SESSION_HEADERS, &[session_row(&s)]));
     let last_exit = if s.has_last_exit_code {
-        format!("{} at {}", s.last_exit_code, when(s.last_exit_at_ms))
+        let why = Some(&s.last_exit_reason)
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        format!("{} at {}{why}", s.last_exit_code, when(s.last_exit_at_ms))
     } else {
         "-".into()
     };
@@ -842,11 +932,12 @@ pub fn session_list(ctx: &Ctx, req: pb::ListSessionsRequest) -> Outcome {
         &SESSION_HEADERS,
         rows,
     );
-    if !ctx.json && r.total > r.sessions.len() as i64 {
+    if !ctx.json && r.next_page_after > 0 {
         println!(
-            "({} of {} shown; use --limit/--offset)",
+            "({} of {} shown; the next page: --after {})",
             r.sessions.len(),
-            r.total
+            r.total,
+            r.next_page_after
         );
     }
     Ok(())
@@ -879,8 +970,41 @@ pub fn status(ctx: &Ctx) -> Outcome {
         print!("\n{}", table(&HOST_HEADERS, &rows));
     }
     if !live.sessions.is_empty() {
-        let rows: Vec<Vec<String>> = live.sessions.iter().map(session_row).collect();
-        print!("\n{}", table(&SESSION_HEADERS, &rows));
+        // What each live game is doing, from its host's latest heartbeat.
+        let rows: Vec<Vec<String>> = live
+            .sessions
+            .iter()
+            .map(|s| {
+                let (cpu, memory) = match s.sampled_at_ms {
+                    0 => ("-".into(), "-".into()),
+                    _ => (
+                        format!("{:.1}%", s.cpu_percent),
+                        format!("{:.1} MiB", s.rss_bytes as f64 / (1024.0 * 1024.0)),
+                    ),
+                };
+                vec![
+                    s.session_id.to_string(),
+                    s.status.clone(),
+                    s.host.clone(),
+                    format!("{}/{}", s.game, s.config),
+                    when(s.started_at_ms),
+                    s.restart_count.to_string(),
+                    cpu,
+                    memory,
+                ]
+            })
+            .collect();
+        let headers = [
+            "SESSION",
+            "STATUS",
+            "HOST",
+            "GAME/CONFIG",
+            "STARTED",
+            "RESTARTS",
+            "CPU",
+            "MEMORY",
+        ];
+        print!("\n{}", table(&headers, &rows));
     }
     Ok(())
 }

@@ -73,6 +73,20 @@ pub fn create_game(c: &mut impl GenericClient, name: &str) -> Result<Option<i64>
     .map(|r| r.get(0)))
 }
 
+/// Renames a live game. `Ok(None)` if there is none with that id; a name another live game
+/// has fails with a unique violation.
+pub fn rename_game(
+    c: &mut impl GenericClient,
+    game_id: i64,
+    name: &str,
+) -> Result<Option<()>, postgres::Error> {
+    Ok(c.query_opt(
+        "UPDATE games SET name = $2 WHERE game_id = $1 AND deleted_at IS NULL RETURNING game_id",
+        &[&game_id, &name],
+    )?
+    .map(drop))
+}
+
 pub fn list_games(
     c: &mut impl GenericClient,
     page: Page,
@@ -104,12 +118,15 @@ pub struct ConfigRow {
     pub process: GameProcess,
     /// `[{"port": 25565, "protocol": "tcp"}]`
     pub port_definitions: Value,
+    /// What a session needs, for placement (0: unknown, fits anywhere).
+    pub memory_estimate_mb: u32,
 }
 
 const CONFIG_COLUMNS: &str =
     "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
      stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
-     backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds";
+     backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness, liveness, \
+     memory_estimate_mb";
 
 fn config(r: &Row) -> ConfigRow {
     let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
@@ -135,8 +152,16 @@ fn config(r: &Row) -> ConfigRow {
             backoff_max_ms: unsigned(14),
             retry_limit: unsigned(15),
             reset_after_seconds: unsigned(16),
+            // Written from the typed probes only; an unreadable one would have failed create.
+            readiness: r
+                .get::<_, Option<Value>>(17)
+                .and_then(|v| serde_json::from_value(v).ok()),
+            liveness: r
+                .get::<_, Option<Value>>(18)
+                .and_then(|v| serde_json::from_value(v).ok()),
         },
         port_definitions: r.get(12),
+        memory_estimate_mb: unsigned(19),
     }
 }
 
@@ -150,8 +175,10 @@ pub fn create_config(
         cfg,
         "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
              stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
-             backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness,
+             liveness, memory_estimate_mb)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                 $19)
          ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
         None,
     )
@@ -169,13 +196,14 @@ pub fn update_config(
         "UPDATE game_configs SET name = $2, command = $3, args = $4, env = $5, working_dir = $6,
              stop_signal = $7, stop_command = $8, stop_timeout_seconds = $9, restart_policy = $10,
              start_duration_ms = $11, port_definitions = $12, backoff_initial_ms = $13,
-             backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, updated_at = now()
-          WHERE config_id = $17 AND game_id = $1 AND deleted_at IS NULL",
+             backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, readiness = $17,
+             liveness = $18, memory_estimate_mb = $19, updated_at = now()
+          WHERE config_id = $20 AND game_id = $1 AND deleted_at IS NULL",
         Some(cfg.config_id),
     )
 }
 
-/// Runs an INSERT or UPDATE of a config whose parameters are $1-$16 (and $17 the id of the
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$19 (and $20 the id of the
 /// config an UPDATE replaces).
 fn write_config(
     c: &mut impl GenericClient,
@@ -191,6 +219,15 @@ fn write_config(
     let (backoff, backoff_max) = (int(p.backoff_initial_ms), int(p.backoff_max_ms));
     let (retry_limit, reset_after) = (int(p.retry_limit), int(p.reset_after_seconds));
     let restart = p.restart_policy.as_str();
+    let readiness = p
+        .readiness
+        .as_ref()
+        .map(|r| serde_json::to_value(r).expect("serialisable"));
+    let liveness = p
+        .liveness
+        .as_ref()
+        .map(|l| serde_json::to_value(l).expect("serialisable"));
+    let memory = int(cfg.memory_estimate_mb);
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
         &cfg.game_id,
         &cfg.name,
@@ -208,6 +245,9 @@ fn write_config(
         &backoff_max,
         &retry_limit,
         &reset_after,
+        &readiness,
+        &liveness,
+        &memory,
     ];
     if let Some(id) = &config_id {
         params.push(id);

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_tokens_and_host_identity.sql"),
     migration!(6, "0006_deletes_keep_history.sql"),
     migration!(7, "0007_session_samples.sql"),
+    migration!(8, "0008_probes_and_placement.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

@@ -6,6 +6,7 @@ pub mod inbox;
 pub mod log_references;
 pub mod migrate;
 pub mod outbox;
+pub mod placement;
 pub mod servers;
 pub mod sessions;
 pub mod statements;

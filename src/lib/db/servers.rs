@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use super::Tx;
-use crate::wire::HostStatus;
+use crate::wire::{HostCapacity, HostStatus};
 
 /// A host as locked for an update.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +48,8 @@ pub struct HostUpdate {
     pub status: HostStatus,
     /// When its latest message was sent (unix ms), if it said; else the receive time counts.
     pub sent_at_ms: Option<i64>,
+    /// Its memory and port range from its latest heartbeat, if it sent them.
+    pub capacity: Option<HostCapacity>,
 }
 
 /// Sets each host's final status and `last_seen` (the send time of its latest message, never
@@ -60,6 +62,13 @@ pub fn apply_statuses(tx: &mut Tx<'_>, updates: &[HostUpdate]) -> Result<(), pos
     let ids: Vec<i64> = updates.iter().map(|u| u.server_id).collect();
     let statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
     let sent: Vec<Option<i64>> = updates.iter().map(|u| u.sent_at_ms).collect();
+    let capacity = |f: fn(&HostCapacity) -> i64| -> Vec<Option<i64>> {
+        updates.iter().map(|u| u.capacity.as_ref().map(f)).collect()
+    };
+    let total = capacity(|c| c.memory_total_bytes as i64);
+    let available = capacity(|c| c.memory_available_bytes as i64);
+    let low = capacity(|c| c.port_range_low.into());
+    let high = capacity(|c| c.port_range_high.into());
     tx.execute(
         "UPDATE servers s
             SET status = u.status,
@@ -68,10 +77,15 @@ pub fn apply_statuses(tx: &mut Tx<'_>, updates: &[HostUpdate]) -> Result<(), pos
                 offline_since = CASE WHEN u.status = 'online' THEN NULL
                                      WHEN s.status = 'offline' THEN coalesce(s.offline_since, now())
                                      ELSE now() END,
-                updated_at = CASE WHEN s.status <> u.status THEN now() ELSE s.updated_at END
-           FROM unnest($1::bigint[], $2::text[], $3::int8[]) AS u(server_id, status, sent_ms)
+                updated_at = CASE WHEN s.status <> u.status THEN now() ELSE s.updated_at END,
+                memory_total_bytes = coalesce(u.total, s.memory_total_bytes),
+                memory_available_bytes = coalesce(u.available, s.memory_available_bytes),
+                port_range_low = coalesce(u.low, s.port_range_low),
+                port_range_high = coalesce(u.high, s.port_range_high)
+           FROM unnest($1::bigint[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                       $7::int8[]) AS u(server_id, status, sent_ms, total, available, low, high)
           WHERE s.server_id = u.server_id AND s.server_id = ANY($1)",
-        &[&ids, &statuses, &sent],
+        &[&ids, &statuses, &sent, &total, &available, &low, &high],
     )?;
     Ok(())
 }

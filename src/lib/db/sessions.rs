@@ -60,8 +60,17 @@ pub struct SessionChange {
     pub exit_code: Option<i32>,
     /// Why it ended (kept if already set).
     pub reason: Option<String>,
-    /// A crash-restart was reported: the new count and the exit that caused it.
-    pub restarted: Option<(i32, Option<i32>)>,
+    /// A crash-restart was reported.
+    pub restarted: Option<Restart>,
+}
+
+/// A crash-restart as reported by the host: the new count, and the exit that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    pub count: i32,
+    pub exit_code: Option<i32>,
+    /// Why the run ended, in words ("exited with code 1", "failed its liveness probe…").
+    pub reason: Option<String>,
 }
 
 impl SessionChange {
@@ -101,10 +110,17 @@ pub fn apply_changes(
     let ended: Vec<bool> = changes.iter().map(|c| c.ended).collect();
     let exit_codes: Vec<Option<i32>> = changes.iter().map(|c| c.exit_code).collect();
     let reasons: Vec<Option<&str>> = changes.iter().map(|c| c.reason.as_deref()).collect();
-    let restarts: Vec<Option<i32>> = changes.iter().map(|c| c.restarted.map(|r| r.0)).collect();
+    let restarts: Vec<Option<i32>> = changes
+        .iter()
+        .map(|c| c.restarted.as_ref().map(|r| r.count))
+        .collect();
     let restart_exits: Vec<Option<i32>> = changes
         .iter()
-        .map(|c| c.restarted.and_then(|r| r.1))
+        .map(|c| c.restarted.as_ref().and_then(|r| r.exit_code))
+        .collect();
+    let restart_reasons: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| c.restarted.as_ref().and_then(|r| r.reason.as_deref()))
         .collect();
     let rows = tx.query(
         "UPDATE sessions s
@@ -117,13 +133,26 @@ pub fn apply_changes(
                 last_exit_code = CASE WHEN u.restarts IS NOT NULL THEN u.restart_exit
                                       WHEN u.ended THEN u.exit_code ELSE s.last_exit_code END,
                 last_exit_at   = CASE WHEN u.restarts IS NOT NULL OR u.ended THEN now()
-                                      ELSE s.last_exit_at END
+                                      ELSE s.last_exit_at END,
+                last_exit_reason = CASE WHEN u.restarts IS NOT NULL THEN u.restart_reason
+                                        WHEN u.ended THEN u.reason ELSE s.last_exit_reason END
            FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::bool[], $5::int4[], $6::text[],
-                       $7::int4[], $8::int4[])
-                AS u(session_id, status, started, ended, exit_code, reason, restarts, restart_exit)
+                       $7::int4[], $8::int4[], $9::text[])
+                AS u(session_id, status, started, ended, exit_code, reason, restarts, restart_exit,
+                     restart_reason)
           WHERE s.session_id = u.session_id AND s.session_id = ANY($1)
       RETURNING s.session_id, s.started_at, s.ended_at",
-        &[&ids, &statuses, &started, &ended, &exit_codes, &reasons, &restarts, &restart_exits],
+        &[
+            &ids,
+            &statuses,
+            &started,
+            &ended,
+            &exit_codes,
+            &reasons,
+            &restarts,
+            &restart_exits,
+            &restart_reasons,
+        ],
     )?;
     let mut applied: HashMap<i64, AppliedChange> = rows
         .into_iter()
@@ -227,6 +256,7 @@ pub struct SessionView {
     pub restart_count: i32,
     pub last_exit_code: Option<i32>,
     pub last_exit_at: Option<DateTime<Utc>>,
+    pub last_exit_reason: Option<String>,
     /// The latest heartbeat sample of its game, if any.
     pub sample: Option<StoredSample>,
 }
@@ -245,7 +275,7 @@ pub struct StoredSample {
 const VIEW: &str = "SELECT x.session_id, x.sgc_id, g.server_id, x.status, x.started_at, x.ended_at,
             x.exit_code, x.created_at, h.name, gm.name, gc.name, x.reason, x.restart_count,
             x.last_exit_code, x.last_exit_at, ss.sampled_at, ss.cpu_percent, ss.rss_bytes,
-            ss.threads, ss.open_files, ss.processes
+            ss.threads, ss.open_files, ss.processes, x.last_exit_reason
        FROM sessions x
        LEFT JOIN session_samples ss ON ss.session_id = x.session_id
        JOIN server_game_configs g ON g.sgc_id = x.sgc_id
@@ -270,6 +300,7 @@ fn view(r: &postgres::Row) -> SessionView {
         restart_count: r.get(12),
         last_exit_code: r.get(13),
         last_exit_at: r.get(14),
+        last_exit_reason: r.get(21),
         sample: r
             .get::<_, Option<DateTime<Utc>>>(15)
             .map(|sampled_at| StoredSample {
@@ -301,6 +332,8 @@ pub struct ListFilter {
     pub statuses: Vec<SessionStatus>,
     pub limit: i64,
     pub offset: i64,
+    /// Only sessions with a smaller id (a keyset cursor; newest first); 0: none.
+    pub before: i64,
 }
 
 pub fn list_views(
@@ -314,9 +347,19 @@ pub fn list_views(
     };
     let filter = "WHERE x.status = ANY($1) AND ($2::bigint IS NULL OR g.server_id = $2)
                     AND ($3::bigint IS NULL OR x.sgc_id = $3)";
+    let before = if f.before > 0 { f.before } else { i64::MAX };
     let rows = c.query(
-        &format!("{VIEW} {filter} ORDER BY x.session_id DESC LIMIT $4 OFFSET $5"),
-        &[&statuses, &f.server_id, &f.sgc_id, &f.limit, &f.offset],
+        &format!(
+            "{VIEW} {filter} AND x.session_id < $6 ORDER BY x.session_id DESC LIMIT $4 OFFSET $5"
+        ),
+        &[
+            &statuses,
+            &f.server_id,
+            &f.sgc_id,
+            &f.limit,
+            &f.offset,
+            &before,
+        ],
     )?;
     let total: i64 = c
         .query_one(

@@ -31,7 +31,7 @@ use crate::keeper::KeeperLauncher;
 use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::procman::{FileStore, Manager, ProcessState};
 use crate::wire::game_process::MAX_STOP_TIMEOUT;
-use crate::wire::{routing, HostStatus, SessionStatus};
+use crate::wire::{routing, HostCapacity, HostStatus, SessionStatus};
 
 use commands::CommandHandler;
 use console::{ConsoleLines, ConsoleSettings};
@@ -72,6 +72,28 @@ pub struct HostConfig {
     /// Console throttle and batching (`LOG_MAX_LINES_PER_SECOND`, `LOG_BATCH_LINES`,
     /// `LOG_BATCH_LINGER_MS`).
     pub console: ConsoleSettings,
+    /// The ports `deploy --port auto` may give this host's games (`HOST_PORT_RANGE`,
+    /// `LOW-HIGH`, default Agones' 7000-8000), reported in each heartbeat.
+    pub port_range: (u16, u16),
+}
+
+/// Agones' game-server port range, the default of `HOST_PORT_RANGE`.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (7000, 8000);
+
+/// `HOST_PORT_RANGE=7000-8000`.
+fn port_range(env: &Env) -> Result<(u16, u16), ConfigError> {
+    let (low, high) = DEFAULT_PORT_RANGE;
+    let text = env.string("HOST_PORT_RANGE", &format!("{low}-{high}"));
+    let parsed = text
+        .split_once('-')
+        .and_then(|(l, h)| Some((l.trim().parse::<u16>().ok()?, h.trim().parse::<u16>().ok()?)))
+        .filter(|(l, h)| *l >= 1 && l <= h);
+    parsed.ok_or_else(|| {
+        ConfigError::new(
+            "HOST_PORT_RANGE",
+            "must be LOW-HIGH with 1 <= LOW <= HIGH <= 65535 (e.g. 7000-8000)",
+        )
+    })
 }
 
 /// The keeper binary: `HOST_KEEPER` (`none` for no keeper), else `manman-keeper` next to the
@@ -124,6 +146,7 @@ impl HostConfig {
             keeper: keeper_binary(env)?,
             stop_sessions_on_shutdown: env.flag("HOST_STOP_SESSIONS_ON_SHUTDOWN", false)?,
             console: ConsoleSettings::from_env(env)?,
+            port_range: port_range(env)?,
         })
     }
 }
@@ -325,6 +348,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         let out = out.clone();
         let manager = manager.clone();
         let every = config.heartbeat;
+        let (port_range_low, port_range_high) = config.port_range;
         supervisor
             .spawn("heartbeat", move |shutdown| {
                 let mut cpu = stats::CpuRates::default();
@@ -334,6 +358,12 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
                         "session_stats": session_stats(&manager),
                         "sent_at_ms": chrono::Utc::now().timestamp_millis(),
                         "sessions": cpu.sample(&live_games(&manager)),
+                        "capacity": stats::memory().map(|(total, available)| HostCapacity {
+                            memory_total_bytes: total,
+                            memory_available_bytes: available,
+                            port_range_low,
+                            port_range_high,
+                        }),
                     });
                     out.send(
                         OutgoingMessage::json(

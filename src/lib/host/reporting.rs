@@ -124,7 +124,8 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
                     status,
                     Report {
                         exit_code: exit_code(last_exit),
-                        reason: None,
+                        // With a restart count, the reason is that run's end (not the session's).
+                        reason: Some(reason),
                         restart_count: Some(attempt),
                     },
                 );

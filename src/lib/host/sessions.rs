@@ -53,6 +53,24 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
     spec.stop_signal = p.signal();
     spec.stop_input = p.stop_command.clone().filter(|c| !c.trim().is_empty());
     spec.stop_timeout = p.stop_timeout();
+    // A probe names the port as the config does; the game listens on its deployment's binding.
+    let on_host = |port: Option<u16>| {
+        port.map(|port| {
+            cmd.ports
+                .iter()
+                .find(|b| b.container_port == i32::from(port) && b.protocol == "tcp")
+                .and_then(|b| u16::try_from(b.host_port).ok())
+                .unwrap_or(port)
+        })
+    };
+    spec.readiness = p.readiness.clone().map(|mut r| {
+        r.tcp_port = on_host(r.tcp_port);
+        r
+    });
+    spec.liveness = p.liveness.clone().map(|mut l| {
+        l.tcp_port = on_host(l.tcp_port);
+        l
+    });
     spec.validate()?;
     Ok(spec)
 }
@@ -60,6 +78,7 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::probes::{LivenessProbe, ReadinessProbe};
     use crate::wire::GameProcess;
 
     fn cmd(process: GameProcess) -> StartSession {
@@ -96,6 +115,33 @@ mod tests {
         assert!(spec.env.contains(&("PORT".into(), "25570".into())));
         assert!(spec.env.contains(&("MANMAN_SESSION_ID".into(), "9".into())));
         assert!(!spec.inherit_env);
+        assert_eq!(spec.readiness, None);
+        let probed = spec_for(
+            &cmd(GameProcess {
+                program: "/bin/game".into(),
+                readiness: Some(ReadinessProbe {
+                    tcp_port: Some(25565),
+                    ..ReadinessProbe::default()
+                }),
+                liveness: Some(LivenessProbe {
+                    tcp_port: Some(9999),
+                    ..LivenessProbe::default()
+                }),
+                ..GameProcess::default()
+            }),
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(
+            probed.readiness.unwrap().tcp_port,
+            Some(25570),
+            "the host port"
+        );
+        assert_eq!(
+            probed.liveness.unwrap().tcp_port,
+            Some(9999),
+            "not a bound port"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

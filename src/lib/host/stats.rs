@@ -7,6 +7,27 @@ use std::fmt::Write;
 
 use crate::wire::SessionSample;
 
+/// The machine's memory from /proc/meminfo: (MemTotal, MemAvailable) in bytes, for placement.
+pub fn memory() -> Option<(u64, u64)> {
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
+    let kib = |key: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(key)?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|k| k * 1024)
+    };
+    Some((kib("MemTotal:")?, kib("MemAvailable:")?))
+}
+
 /// One game's process group, summed.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct GroupSample {
@@ -177,6 +198,18 @@ pub fn session_metrics(sessions: &[(i64, u32)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meminfo_gives_total_and_available_bytes() {
+        let text = "MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(
+            parse_meminfo(text),
+            Some((24_576_000 * 1024, 20_000_000 * 1024))
+        );
+        assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
+        let (total, available) = memory().expect("this machine's /proc/meminfo");
+        assert!(total >= available && available > 0);
+    }
     use std::os::unix::process::CommandExt;
 
     #[test]

@@ -116,7 +116,7 @@ pub fn message_for(routing_key: &str, event: &Value) -> Value {
             )
         }
         "manman.session.restarted" => format!(
-            ":recycle: session {} on {host} crashed (exit code {}) and was restarted (restart {})",
+            ":recycle: session {} on {host} crashed (exit code {}) and was restarted (restart {}){because}",
             event["session_id"], event["exit_code"], event["restart_count"]
         ),
         "manman.session.running" => format!(
@@ -324,6 +324,15 @@ mod tests {
             m["text"],
             ":recycle: session 7 on host 1 crashed (exit code 3) and was restarted (restart 2)"
         );
+        let m = message_for(
+            "manman.session.restarted",
+            &json!({"session_id": 7, "server_id": 1, "exit_code": 143, "restart_count": 3,
+                    "reason": "failed its liveness probe 3 times in a row"}),
+        );
+        assert!(m["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("(restart 3): failed its liveness probe 3 times in a row"));
         let m = message_for(
             "manman.session.lost",
             &json!({"session_id": 8, "server_id": 1, "reason": "host offline for more than 120 s"}),

@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 
 use crate::bus::topic_matches;
 use crate::db::outbox::OutboxEvent;
-use crate::db::sessions::SessionChange;
+use crate::db::sessions::{Restart, SessionChange};
 use crate::db::{servers, sessions, Tx};
 use crate::wire::session_status::Transition;
 use crate::wire::{
-    routing, HealthUpdate, HostStatus, HostStatusUpdate, SessionSample, SessionStatus,
-    SessionStatusUpdate,
+    routing, HealthUpdate, HostCapacity, HostStatus, HostStatusUpdate, SessionSample,
+    SessionStatus, SessionStatusUpdate,
 };
 
 /// One delivery as the handlers see it.
@@ -174,6 +174,7 @@ impl EventHandler for HostEventsHandler {
         let mut results: Vec<Option<Handled>> = vec![None; events.len()];
         let mut reports: Vec<(usize, i64, HostStatus, Option<i64>)> =
             Vec::with_capacity(events.len());
+        let mut capacities: Vec<(usize, HostCapacity)> = Vec::new();
         let mut samples: Vec<(usize, i64, SessionSample)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
             let report = if event.routing_key.starts_with("health.") {
@@ -182,6 +183,7 @@ impl EventHandler for HostEventsHandler {
                         running = m.session_stats.running; "heartbeat");
                     check_key_id(event, m.server_id)?;
                     samples.extend(m.sessions.iter().map(|s| (i, m.server_id, s.clone())));
+                    capacities.extend(m.capacity.map(|c| (i, c)));
                     Ok((m.server_id, HostStatus::Online, m.sent_at_ms))
                 })
             } else {
@@ -204,15 +206,24 @@ impl EventHandler for HostEventsHandler {
             .collect();
         let ids: Vec<i64> = reports.iter().map(|r| r.1).collect();
         let mut hosts = servers::lock_many(tx, &ids)?;
-        let mut touched: Vec<(i64, Option<i64>)> = Vec::new();
+        let mut touched: Vec<servers::HostUpdate> = Vec::new();
         for (i, server_id, status, sent) in reports {
             let Some(host) = hosts.get_mut(&server_id) else {
                 results[i] = Some(Handled::Rejected(format!("unknown host {server_id}")));
                 continue;
             };
-            match touched.iter_mut().find(|t| t.0 == server_id) {
-                Some(t) => t.1 = sent,
-                None => touched.push((server_id, sent)),
+            let capacity = capacities.iter().find(|c| c.0 == i).map(|c| c.1);
+            match touched.iter_mut().find(|t| t.server_id == server_id) {
+                Some(t) => {
+                    t.sent_at_ms = sent;
+                    t.capacity = capacity.or(t.capacity);
+                }
+                None => touched.push(servers::HostUpdate {
+                    server_id,
+                    status,
+                    sent_at_ms: sent,
+                    capacity,
+                }),
             }
             if host.status == status {
                 results[i] = Some(Handled::Applied(Vec::new()));
@@ -228,15 +239,10 @@ impl EventHandler for HostEventsHandler {
             host.status = status;
             results[i] = Some(Handled::Applied(vec![event]));
         }
-        let updates: Vec<servers::HostUpdate> = touched
-            .iter()
-            .map(|(id, sent)| servers::HostUpdate {
-                server_id: *id,
-                status: hosts[id].status,
-                sent_at_ms: *sent,
-            })
-            .collect();
-        servers::apply_statuses(tx, &updates)?;
+        for t in &mut touched {
+            t.status = hosts[&t.server_id].status;
+        }
+        servers::apply_statuses(tx, &touched)?;
         sessions::store_samples(tx, &samples)?;
         Ok(results
             .into_iter()
@@ -265,7 +271,7 @@ impl EventHandler for SessionStatusHandler {
         // (event index, session id, from, to) for each move, to announce once applied.
         let mut moves: Vec<(usize, i64, SessionStatus, SessionStatus)> = Vec::new();
         // (event index, session id, restart count) for each crash-restart.
-        let mut restarts: Vec<(usize, i64, i32)> = Vec::new();
+        let mut restarts: Vec<(usize, i64, i32, Option<String>)> = Vec::new();
         for (i, msg) in reports {
             let Some(session) = current.get_mut(&msg.session_id) else {
                 results[i] = Some(Handled::Rejected(format!(
@@ -299,8 +305,12 @@ impl EventHandler for SessionStatusHandler {
                     order.push(msg.session_id);
                     SessionChange::unchanged(msg.session_id, session.status)
                 });
-                change.restarted = Some((n, msg.exit_code));
-                restarts.push((i, msg.session_id, n));
+                change.restarted = Some(Restart {
+                    count: n,
+                    exit_code: msg.exit_code,
+                    reason: msg.reason.clone(),
+                });
+                restarts.push((i, msg.session_id, n, msg.reason.clone()));
             }
             match session.status.transition_to(msg.status) {
                 Transition::Repeat => {
@@ -354,13 +364,14 @@ impl EventHandler for SessionStatusHandler {
         }
         let ordered: Vec<SessionChange> = order.iter().map(|id| changes[id].clone()).collect();
         let applied = sessions::apply_changes(tx, &ordered)?;
-        for (i, session_id, count) in restarts {
+        for (i, session_id, count, reason) in restarts {
             let session = &current[&session_id];
             let event = announce(
                 "manman.session.restarted",
                 events[i],
                 json!({
                     "restart_count": count,
+                    "reason": reason,
                     "sgc_id": session.sgc_id,
                     "server_id": session.server_id,
                 }),

@@ -15,6 +15,7 @@ mod history;
 mod manager;
 mod output;
 mod pattern;
+mod probe;
 mod process;
 mod restart;
 mod runner;

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::child::{ChildIo, Launcher};
 use super::history::{HistoryEvent, HistorySink};
 use super::output::OutputSink;
+use super::probe::Patterns;
 use super::runner::{Cmd, Runner};
 use super::sys::Waker;
 use super::{ProcessState, Spec, Status};
@@ -161,6 +162,7 @@ impl ManagedProcess {
         let (tx, rx) = crossbeam_channel::unbounded();
         let waker = Arc::new(Waker::new()?);
         let runner = Runner {
+            patterns: Patterns::compile(&spec),
             spec,
             state: self.state.clone(),
             rx,

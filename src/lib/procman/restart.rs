@@ -22,11 +22,13 @@ pub struct RunOutcome {
     pub reached_running: bool,
     /// The exit followed a stop request.
     pub requested: bool,
+    /// A probe stopped it (not ready in time, or not alive): a failure whatever the exit.
+    pub unhealthy: bool,
 }
 
 impl RunOutcome {
     pub fn failed(&self) -> bool {
-        !self.reached_running || !self.exit.is_some_and(|e| e.success())
+        !self.reached_running || self.unhealthy || !self.exit.is_some_and(|e| e.success())
     }
 }
 
@@ -108,7 +110,26 @@ mod tests {
             uptime: Duration::from_secs(uptime_s),
             reached_running: uptime_s >= 1,
             requested: false,
+            unhealthy: false,
         }
+    }
+
+    #[test]
+    fn a_run_a_probe_stopped_is_a_failure_even_if_it_exited_cleanly() {
+        let mut h = RunHistory::default();
+        let unhealthy = RunOutcome {
+            unhealthy: true,
+            ..run(0, 60)
+        };
+        assert!(matches!(
+            decide(&spec(RestartPolicy::OnFailure), &unhealthy, &mut h),
+            Decision::Restart { .. }
+        ));
+        assert_eq!(h.failures, 1);
+        assert_eq!(
+            decide(&spec(RestartPolicy::Never), &unhealthy, &mut h),
+            Decision::Fail { gave_up: false }
+        );
     }
 
     #[test]
@@ -246,6 +267,7 @@ mod tests {
             uptime: Duration::ZERO,
             reached_running: false,
             requested: false,
+            unhealthy: false,
         };
         assert_eq!(
             decide(&spec(RestartPolicy::Never), &none, &mut h),

@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::child::{pollfd, ChildIo};
 use super::history::HistoryEvent;
 use super::output::Source;
+use super::probe::{Patterns, Probes, Verdict};
 use super::process::{lock, Context, Snapshot};
 use super::restart::{decide, Decision, RunHistory, RunOutcome};
 use super::sys::{self, Waker};
@@ -51,6 +52,8 @@ pub(crate) struct Runner {
     pub adopted: Option<Box<dyn ChildIo>>,
     /// A detach was asked for: leave the child running and end the thread.
     pub detaching: bool,
+    /// The spec's probe patterns, compiled by the starting thread.
+    pub patterns: Patterns,
 }
 
 /// Human words for an exit, for logs, reasons and console markers.
@@ -107,7 +110,7 @@ impl Runner {
                         log::warn!(process = self.spec.name.as_str();
                             "giving up after {} failed runs (last: {what})", history.failures);
                         format!("{what}; gave up after {} failed runs", history.failures)
-                    } else if run.reached_running || run.exit.is_none() {
+                    } else if run.reached_running || run.exit.is_none() || error.is_some() {
                         what
                     } else {
                         format!("{what} before it was up ({:?})", self.spec.start_duration)
@@ -251,6 +254,7 @@ impl Runner {
                         uptime: Duration::ZERO,
                         reached_running: false,
                         requested: false,
+                        unhealthy: false,
                     },
                     Some(error),
                 );
@@ -258,8 +262,16 @@ impl Runner {
         };
         let pid = child.pid();
         let started = Instant::now();
+        let probes = std::cell::RefCell::new(Probes::new(
+            &self.spec,
+            &self.patterns,
+            started,
+            was_adopted,
+        ));
+        let by_start_duration = !probes.borrow().decides_readiness();
         // An adopted game was running before the agent went away: it is up.
-        let reached_running_now = was_adopted || self.spec.start_duration.is_zero();
+        let reached_running_now =
+            was_adopted || (by_start_duration && self.spec.start_duration.is_zero());
         let start_time = child.start_time();
         self.update(|s| {
             s.status.pid = Some(pid);
@@ -287,16 +299,23 @@ impl Runner {
         }
 
         let sink = self.ctx.output.clone();
-        let mut emit = |source: Source, line: &str| sink.line(&name, source, line);
+        let mut emit = |source: Source, line: &str| {
+            sink.line(&name, source, line);
+            probes.borrow_mut().on_line(line);
+        };
         let mut reached_running = reached_running_now;
         let start_deadline = started + self.spec.start_duration;
         // The stop plan, once a stop began: signal at `signal_at`, SIGKILL at `kill_at`.
         let mut signal_at: Option<Instant> = None;
         let mut kill_at: Option<Instant> = None;
         let mut stopping = false;
+        // Why a probe had it stopped: the run is then a failure with this reason.
+        let mut unhealthy: Option<String> = None;
         let mut last_seq = child.last_seq();
         loop {
             if let Some(stop) = self.take_commands(Some(child.as_mut())) {
+                // An operator's stop is what ends the run, even one a probe had begun.
+                unhealthy = None;
                 let now = Instant::now();
                 if !stopping {
                     // Stopping is set before anything is sent, so nothing restarts it.
@@ -344,7 +363,28 @@ impl Runner {
                 child.signal_group(libc::SIGKILL);
                 kill_at = None;
             }
-            if !reached_running && now >= start_deadline && !stopping {
+            let verdict = if stopping {
+                None
+            } else if by_start_duration && !reached_running {
+                (now >= start_deadline).then_some(Verdict::Ready)
+            } else {
+                if let Some(command) = probes.borrow_mut().due_command(now, reached_running) {
+                    let line = format!("{command}\n");
+                    self.queued_input.fetch_add(line.len(), Ordering::SeqCst);
+                    child.queue_input(line.as_bytes());
+                }
+                probes.borrow_mut().check(now, reached_running, &name)
+            };
+            if let Some(Verdict::Fail(reason)) = verdict {
+                // Not ready in time, or no longer alive: its stop signal now, SIGKILL at the
+                // stop timeout (a hung server would not read a console command).
+                log::warn!(process = name.as_str(); "the server {reason}; stopping it");
+                stopping = true;
+                self.set_state(ProcessState::Stopping);
+                signal_at = Some(now);
+                kill_at = Some(now + self.spec.stop_timeout);
+                unhealthy = Some(reason);
+            } else if verdict == Some(Verdict::Ready) && !reached_running {
                 reached_running = true;
                 self.set_state(ProcessState::Running);
                 self.ctx.record(HistoryEvent::Running {
@@ -362,12 +402,16 @@ impl Runner {
                         uptime: started.elapsed(),
                         reached_running,
                         requested: true,
+                        unhealthy: false,
                     },
                     None,
                 );
             }
             let timeout = [
-                (!reached_running && !stopping).then_some(start_deadline),
+                (by_start_duration && !reached_running && !stopping).then_some(start_deadline),
+                (!stopping)
+                    .then(|| probes.borrow().next_moment(reached_running))
+                    .flatten(),
                 signal_at,
                 kill_at,
             ]
@@ -394,7 +438,7 @@ impl Runner {
             pid,
             exit,
             uptime_ms: uptime.as_millis() as u64,
-            requested: stopping,
+            requested: stopping && unhealthy.is_none(),
             at: Utc::now(),
         });
         self.update(|s| {
@@ -409,9 +453,10 @@ impl Runner {
                 exit: Some(exit),
                 uptime,
                 reached_running,
-                requested: stopping,
+                requested: stopping && unhealthy.is_none(),
+                unhealthy: unhealthy.is_some(),
             },
-            failure,
+            unhealthy.or(failure),
         )
     }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::Backoff;
 pub use crate::wire::game_process::{parse_signal, RestartPolicy, StopPlan};
+use crate::wire::probes::{LivenessProbe, ReadinessProbe};
 
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -65,6 +66,12 @@ pub struct Spec {
     /// at three quarters of it; without, at once).
     #[serde(with = "millis")]
     pub stop_timeout: Duration,
+    /// When it counts as up (instead of `start_duration`); see probe.rs.
+    #[serde(default)]
+    pub readiness: Option<ReadinessProbe>,
+    /// Whether it still answers once up; failing stops it as a failed run.
+    #[serde(default)]
+    pub liveness: Option<LivenessProbe>,
 }
 
 fn ten_minutes() -> Duration {
@@ -107,6 +114,8 @@ impl Spec {
             stop_signal: libc::SIGTERM,
             stop_input: None,
             stop_timeout: Duration::from_secs(10),
+            readiness: None,
+            liveness: None,
         }
     }
 
@@ -134,6 +143,12 @@ impl Spec {
         }
         parse_signal(&self.stop_signal.to_string())
             .map_err(|e| format!("invalid stop signal: {e}"))?;
+        if let Some(r) = &self.readiness {
+            r.validate().map_err(|e| e.to_string())?;
+        }
+        if let Some(l) = &self.liveness {
+            l.validate().map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `manman-status-api`: the read side (CQRS). Read-only JSON over HTTP on tiny_http, served by a
 //! fixed pool of worker threads sharing one r2d2 pool. It never writes; the processor does.
 
+mod cache;
 mod queries;
 mod routes;
 

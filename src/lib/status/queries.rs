@@ -34,21 +34,42 @@ fn live_statuses() -> Vec<&'static str> {
     SessionStatus::LIVE.iter().map(|s| s.as_str()).collect()
 }
 
-pub fn workers(c: &mut CachedConnection, stale_secs: f64) -> Result<Value, postgres::Error> {
+/// A keyset page: rows after the cursor `after` (an id; 0 = from the start), `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub after: i64,
+    pub limit: i64,
+}
+
+/// Where the next page starts: the last id of a full page, else `null` (this was the last).
+fn next_after(ids: impl Iterator<Item = i64>, count: usize, limit: i64) -> Value {
+    match ids.last() {
+        Some(last) if count as i64 == limit => json!(last),
+        _ => Value::Null,
+    }
+}
+
+/// A page of hosts in id order, each with its count of live sessions (counted for the page's
+/// hosts only, through the live-sessions index).
+pub fn workers(
+    c: &mut CachedConnection,
+    stale_secs: f64,
+    page: Page,
+) -> Result<Value, postgres::Error> {
     let rows = c.query(
         "SELECT s.server_id, s.name, s.status, s.last_seen,
                 extract(epoch FROM now() - s.last_seen)::float8,
-                coalesce(l.live, 0)
+                (SELECT count(*) FROM server_game_configs g
+                   JOIN sessions x ON x.sgc_id = g.sgc_id AND x.status = ANY($1)
+                  WHERE g.server_id = s.server_id)
            FROM servers s
-           LEFT JOIN (SELECT g.server_id, count(*) AS live
-                        FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id
-                       WHERE x.status = ANY($1)
-                       GROUP BY g.server_id) l ON l.server_id = s.server_id
-          ORDER BY s.server_id",
-        &[&live_statuses()],
+          WHERE s.server_id > $2
+          ORDER BY s.server_id LIMIT $3",
+        &[&live_statuses(), &page.after, &page.limit],
     )?;
     let workers: Vec<Value> = rows.iter().map(|r| worker_json(r, stale_secs)).collect();
-    Ok(json!({ "count": workers.len(), "workers": workers }))
+    let next = next_after(rows.iter().map(|r| r.get(0)), rows.len(), page.limit);
+    Ok(json!({ "count": workers.len(), "workers": workers, "next_after": next }))
 }
 
 fn worker_json(r: &postgres::Row, stale_secs: f64) -> Value {
@@ -130,74 +151,94 @@ pub struct SessionFilter {
     /// A host id (all digits) or name.
     pub host: Option<String>,
     pub limit: i64,
+    /// Skip this many (the old way to page; `after` is the fast one).
     pub offset: i64,
+    /// Sessions are newest first: the page holds those with a smaller id than this (0: none).
+    pub after: i64,
 }
 
+impl SessionFilter {
+    /// What the total depends on (the cache key of a count).
+    pub fn count_key(&self) -> String {
+        format!("{:?}/{:?}", self.statuses, self.host)
+    }
+}
+
+/// A page of sessions, newest first, without the total (see [`session_count`]): keyset on
+/// the primary key with `after`, one plain statement per filter shape (a generic plan over
+/// `$x IS NULL OR …` conditions cannot use the indexes, these can).
 pub fn sessions(c: &mut CachedConnection, f: &SessionFilter) -> Result<Value, postgres::Error> {
-    let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+    let statuses = status_names(f);
     let host_id: Option<i64> = f.host.as_deref().and_then(|h| h.parse().ok());
     let host_name: Option<&str> = f.host.as_deref().filter(|_| host_id.is_none());
-    // One plain statement per filter shape: a generic plan over `$x IS NULL OR …` conditions
-    // cannot use the indexes, these can.
-    let statuses: Vec<&str> = if statuses.is_empty() {
-        SessionStatus::ALL.iter().map(|s| s.as_str()).collect()
-    } else {
-        statuses
+    let before = if f.after > 0 { f.after } else { i64::MAX };
+    let rows = match (host_id, host_name) {
+        (None, None) => c.query(
+            concat!(
+                session_select!(),
+                "WHERE x.status = ANY($1) AND x.session_id < $2
+                 ORDER BY x.session_id DESC LIMIT $3 OFFSET $4"
+            ),
+            &[&statuses, &before, &f.limit, &f.offset],
+        )?,
+        (Some(id), _) => c.query(
+            concat!(
+                session_select!(),
+                "WHERE x.status = ANY($1) AND g.server_id = $2 AND x.session_id < $3
+                 ORDER BY x.session_id DESC LIMIT $4 OFFSET $5"
+            ),
+            &[&statuses, &id, &before, &f.limit, &f.offset],
+        )?,
+        (None, Some(name)) => c.query(
+            concat!(
+                session_select!(),
+                "WHERE x.status = ANY($1) AND h.name = $2 AND x.session_id < $3
+                 ORDER BY x.session_id DESC LIMIT $4 OFFSET $5"
+            ),
+            &[&statuses, &name, &before, &f.limit, &f.offset],
+        )?,
     };
-    let (rows, total) = match (host_id, host_name) {
-        (None, None) => (
-            c.query(
-                concat!(
-                    session_select!(),
-                    "WHERE x.status = ANY($1) ORDER BY x.session_id DESC LIMIT $2 OFFSET $3"
-                ),
-                &[&statuses, &f.limit, &f.offset],
-            )?,
-            c.query_one(
-                "SELECT count(*) FROM sessions WHERE status = ANY($1)",
-                &[&statuses],
-            )?,
-        ),
-        (Some(id), _) => (
-            c.query(
-                concat!(
-                    session_select!(),
-                    "WHERE x.status = ANY($1) AND g.server_id = $2
-                     ORDER BY x.session_id DESC LIMIT $3 OFFSET $4"
-                ),
-                &[&statuses, &id, &f.limit, &f.offset],
-            )?,
-            c.query_one(
-                "SELECT count(*) FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id
-                  WHERE x.status = ANY($1) AND g.server_id = $2",
-                &[&statuses, &id],
-            )?,
-        ),
-        (None, Some(name)) => (
-            c.query(
-                concat!(
-                    session_select!(),
-                    "WHERE x.status = ANY($1) AND h.name = $2
-                     ORDER BY x.session_id DESC LIMIT $3 OFFSET $4"
-                ),
-                &[&statuses, &name, &f.limit, &f.offset],
-            )?,
-            c.query_one(
-                "SELECT count(*) FROM sessions x
-                   JOIN server_game_configs g ON g.sgc_id = x.sgc_id
-                   JOIN servers h ON h.server_id = g.server_id
-                  WHERE x.status = ANY($1) AND h.name = $2",
-                &[&statuses, &name],
-            )?,
-        ),
-    };
-    let total: i64 = total.get(0);
     Ok(json!({
-        "total": total,
         "limit": f.limit,
         "offset": f.offset,
         "servers": rows.iter().map(session_json).collect::<Vec<_>>(),
+        "next_after": next_after(rows.iter().map(|r| r.get(0)), rows.len(), f.limit),
     }))
+}
+
+fn status_names(f: &SessionFilter) -> Vec<&'static str> {
+    let statuses = if f.statuses.is_empty() {
+        &SessionStatus::ALL[..]
+    } else {
+        &f.statuses[..]
+    };
+    statuses.iter().map(|s| s.as_str()).collect()
+}
+
+/// How many sessions match `f` (all pages).
+pub fn session_count(c: &mut CachedConnection, f: &SessionFilter) -> Result<i64, postgres::Error> {
+    let statuses = status_names(f);
+    let host_id: Option<i64> = f.host.as_deref().and_then(|h| h.parse().ok());
+    let host_name: Option<&str> = f.host.as_deref().filter(|_| host_id.is_none());
+    let row = match (host_id, host_name) {
+        (None, None) => c.query_one(
+            "SELECT count(*) FROM sessions WHERE status = ANY($1)",
+            &[&statuses],
+        )?,
+        (Some(id), _) => c.query_one(
+            "SELECT count(*) FROM sessions x JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+              WHERE x.status = ANY($1) AND g.server_id = $2",
+            &[&statuses, &id],
+        )?,
+        (None, Some(name)) => c.query_one(
+            "SELECT count(*) FROM sessions x
+               JOIN server_game_configs g ON g.sgc_id = x.sgc_id
+               JOIN servers h ON h.server_id = g.server_id
+              WHERE x.status = ANY($1) AND h.name = $2",
+            &[&statuses, &name],
+        )?,
+    };
+    Ok(row.get(0))
 }
 
 /// How far back a crashed or lost session makes the system `degraded`.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
-use super::queries::{self, SessionFilter};
+use super::cache::TtlCache;
+use super::queries::{self, Page, SessionFilter};
 use crate::auth::authenticator::bearer_value;
 use crate::auth::{AuthError, Authenticator, Role, TokenBackend};
 use crate::db::{CachedConnection, DbPool};
@@ -16,6 +17,8 @@ use crate::metrics::{render_sample, Histogram};
 use crate::wire::SessionStatus;
 
 const DEFAULT_LIMIT: i64 = 50;
+/// Hosts per `/status/workers` page unless `limit` says otherwise.
+const DEFAULT_WORKERS_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +113,7 @@ fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
         host: None,
         limit: DEFAULT_LIMIT,
         offset: 0,
+        after: 0,
     };
     for (key, value) in query_params(url) {
         match key.as_str() {
@@ -135,6 +139,7 @@ fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
                     Failure::BadRequest("offset must be a non-negative integer".into())
                 })?
             }
+            "after" => filter.after = cursor(&value)?,
             other => {
                 return Err(Failure::BadRequest(format!(
                     "unknown query parameter {other:?}"
@@ -142,7 +147,47 @@ fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
             }
         }
     }
+    if filter.after > 0 && filter.offset > 0 {
+        return Err(Failure::BadRequest(
+            "use either after (a cursor) or offset, not both".into(),
+        ));
+    }
     Ok(filter)
+}
+
+/// `after=ID`: the id the previous page's `next_after` gave.
+fn cursor(value: &str) -> Result<i64, Failure> {
+    value.parse().ok().filter(|a| *a > 0).ok_or_else(|| {
+        Failure::BadRequest("after must be a positive id (a page's next_after)".into())
+    })
+}
+
+/// `/status/workers?after=ID&limit=N`.
+fn parse_page(url: &str) -> Result<Page, Failure> {
+    let mut page = Page {
+        after: 0,
+        limit: DEFAULT_WORKERS_LIMIT,
+    };
+    for (key, value) in query_params(url) {
+        match key.as_str() {
+            "after" => page.after = cursor(&value)?,
+            "limit" => {
+                page.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| {
+                        Failure::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
+                    })?
+            }
+            other => {
+                return Err(Failure::BadRequest(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(page)
 }
 
 pub struct StatusApi {
@@ -151,8 +196,9 @@ pub struct StatusApi {
     /// token (`Authorization: Bearer …`).
     auth: Option<Authenticator>,
     stale_secs: f64,
-    system_cache_ttl: Duration,
-    system_cache: Mutex<Option<(Instant, Value)>>,
+    /// `/status/system`, and each list's `total`, at most this old.
+    system: TtlCache<(), Value>,
+    totals: TtlCache<String, i64>,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: Histogram,
 }
@@ -163,8 +209,8 @@ impl StatusApi {
             pool,
             auth: None,
             stale_secs: stale_threshold.as_secs_f64(),
-            system_cache_ttl,
-            system_cache: Mutex::new(None),
+            system: TtlCache::new(system_cache_ttl),
+            totals: TtlCache::new(system_cache_ttl),
             requests: Mutex::new(BTreeMap::new()),
             latency: Histogram::default(),
         }
@@ -285,7 +331,10 @@ impl StatusApi {
                     .map_err(|e| Failure::Unavailable(format!("database unavailable: {e}")))?;
                 Ok(json!({"status": "ready"}))
             }
-            Route::Workers => self.with_db(conn, |c| queries::workers(c, self.stale_secs)),
+            Route::Workers => {
+                let page = parse_page(url)?;
+                self.with_db(conn, |c| queries::workers(c, self.stale_secs, page))
+            }
             Route::Worker(raw) => {
                 let id: i64 = raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
                     Failure::BadRequest(format!(
@@ -297,23 +346,17 @@ impl StatusApi {
             }
             Route::Servers | Route::ActiveServers => {
                 let filter = parse_filter(url, *route == Route::ActiveServers)?;
-                self.with_db(conn, |c| queries::sessions(c, &filter))
+                let mut page = self.with_db(conn, |c| queries::sessions(c, &filter))?;
+                // Counting every match costs more than the page: it may lag by the cache period.
+                page["total"] = json!(self.totals.get_or(filter.count_key(), || {
+                    self.with_db(conn, |c| queries::session_count(c, &filter))
+                })?);
+                Ok(page)
             }
-            Route::System => self.system(conn),
+            Route::System => self.system.get_or((), || {
+                self.with_db(conn, |c| queries::system(c, self.stale_secs))
+            }),
         }
-    }
-
-    /// `/status/system`, recomputed at most once per cache period.
-    fn system(&self, conn: &mut Option<CachedConnection>) -> Result<Value, Failure> {
-        if let Some((at, value)) = &*self.system_cache.lock().unwrap_or_else(|e| e.into_inner()) {
-            if at.elapsed() < self.system_cache_ttl {
-                return Ok(value.clone());
-            }
-        }
-        let value = self.with_db(conn, |c| queries::system(c, self.stale_secs))?;
-        *self.system_cache.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), value.clone()));
-        Ok(value)
     }
 
     fn render_metrics(&self) -> String {
@@ -379,6 +422,23 @@ mod tests {
         assert_eq!((f.limit, f.offset), (10, 20));
         let defaults = parse_filter("/status/servers", false).ok().unwrap();
         assert_eq!((defaults.limit, defaults.offset), (DEFAULT_LIMIT, 0));
+        let cursor = parse_filter("/status/servers?after=900&limit=5", false)
+            .ok()
+            .unwrap();
+        assert_eq!((cursor.after, cursor.limit), (900, 5));
+        let page = parse_page("/status/workers?after=12&limit=3").ok().unwrap();
+        assert_eq!(
+            page,
+            Page {
+                after: 12,
+                limit: 3
+            }
+        );
+        assert!(parse_page("/status/workers?limit=501").is_err());
+        assert_eq!(
+            parse_page("/status/workers").ok().unwrap().limit,
+            DEFAULT_WORKERS_LIMIT
+        );
         for bad in [
             "?status=exploded",
             "?limit=0",
@@ -386,6 +446,8 @@ mod tests {
             "?limit=x",
             "?offset=-1",
             "?color=red",
+            "?after=0",
+            "?after=5&offset=10",
         ] {
             assert!(
                 matches!(

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::probes::{LivenessProbe, ReadinessProbe};
+
 /// The longest stop timeout a config may ask for; the host agent's drain deadline (and the
 /// systemd unit's `TimeoutStopSec`) cover it.
 pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -87,7 +89,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn field(field: &'static str, message: impl Into<String>) -> FieldError {
+pub(crate) fn field(field: &'static str, message: impl Into<String>) -> FieldError {
     FieldError {
         field,
         message: message.into(),
@@ -118,6 +120,10 @@ pub struct GameProcess {
     pub retry_limit: u32,
     /// A run lasting this long resets the failure count (systemd's `StartLimitIntervalSec`).
     pub reset_after_seconds: u32,
+    /// When the server is up; without one, when it has lasted `start_duration_ms`.
+    pub readiness: Option<ReadinessProbe>,
+    /// Whether a running server still answers; none: running means the process exists.
+    pub liveness: Option<LivenessProbe>,
 }
 
 impl Default for GameProcess {
@@ -136,6 +142,8 @@ impl Default for GameProcess {
             backoff_max_ms: 60_000,
             retry_limit: 5,
             reset_after_seconds: 600,
+            readiness: None,
+            liveness: None,
         }
     }
 }
@@ -215,6 +223,12 @@ impl GameProcess {
                 "backoff_max_ms",
                 "must not be below backoff_initial_ms",
             ));
+        }
+        if let Some(r) = &self.readiness {
+            r.validate()?;
+        }
+        if let Some(l) = &self.liveness {
+            l.validate()?;
         }
         Ok(())
     }

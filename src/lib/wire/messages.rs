@@ -56,6 +56,18 @@ pub struct HealthUpdate {
     /// What each live session's game is doing (its process group), sampled for this beat.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sessions: Vec<SessionSample>,
+    /// What placement needs to know of the host (agents before day two do not send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<HostCapacity>,
+}
+
+/// A host's memory (/proc/meminfo) and the ports `deploy --port auto` may give its games.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCapacity {
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub port_range_low: u16,
+    pub port_range_high: u16,
 }
 
 /// One session's game, sampled from /proc by its host.
@@ -146,6 +158,12 @@ mod tests {
                 open_files: 120,
                 processes: 2,
             }],
+            capacity: Some(HostCapacity {
+                memory_total_bytes: 32 << 30,
+                memory_available_bytes: 20 << 30,
+                port_range_low: 7000,
+                port_range_high: 8000,
+            }),
         });
         round_trip(LogLine {
             session_id: 7,

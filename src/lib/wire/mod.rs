@@ -5,6 +5,7 @@ pub mod game_process;
 pub mod host_status;
 pub mod log_batch;
 pub mod messages;
+pub mod probes;
 pub mod routing;
 pub mod session_status;
 
@@ -12,6 +13,7 @@ pub use game_process::{GameProcess, RestartPolicy};
 pub use host_status::HostStatus;
 pub use log_batch::{ConsoleBatch, ConsoleLine};
 pub use messages::{
-    HealthUpdate, HostStatusUpdate, LogLine, SessionSample, SessionStats, SessionStatusUpdate,
+    HealthUpdate, HostCapacity, HostStatusUpdate, LogLine, SessionSample, SessionStats,
+    SessionStatusUpdate,
 };
 pub use session_status::SessionStatus;

@@ -1,0 +1,21 @@
+-- Day two: readiness and liveness probes per config, why a session last exited, and what
+-- placement needs (a config's memory estimate, each host's memory and port range).
+
+ALTER TABLE game_configs
+    ADD COLUMN readiness jsonb,
+    ADD COLUMN liveness jsonb,
+    ADD COLUMN memory_estimate_mb integer NOT NULL DEFAULT 0 CHECK (memory_estimate_mb >= 0);
+
+ALTER TABLE sessions ADD COLUMN last_exit_reason text;
+
+-- From the host's heartbeat (/proc/meminfo): NULL until a host new enough reports it.
+ALTER TABLE servers
+    ADD COLUMN memory_total_bytes bigint,
+    ADD COLUMN memory_available_bytes bigint;
+
+-- The ports `deploy --port auto` picks from, as the host's agent reports them (HOST_PORT_RANGE).
+ALTER TABLE servers
+    ADD COLUMN port_range_low integer NOT NULL DEFAULT 7000,
+    ADD COLUMN port_range_high integer NOT NULL DEFAULT 8000,
+    ADD CONSTRAINT servers_port_range_check
+        CHECK (port_range_low BETWEEN 1 AND port_range_high AND port_range_high <= 65535);
