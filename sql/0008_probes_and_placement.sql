@@ -1,10 +1,14 @@
--- Day two: readiness and liveness probes per config, why a session last exited, and what
--- placement needs (a config's memory estimate, each host's memory and port range).
+-- Day two: readiness and liveness probes per config, why a session last exited, what
+-- placement needs (a config's memory estimate, each host's memory and port range), and the
+-- Unix user and limits a game runs with.
 
 ALTER TABLE game_configs
     ADD COLUMN readiness jsonb,
     ADD COLUMN liveness jsonb,
-    ADD COLUMN memory_estimate_mb integer NOT NULL DEFAULT 0 CHECK (memory_estimate_mb >= 0);
+    ADD COLUMN memory_estimate_mb integer NOT NULL DEFAULT 0 CHECK (memory_estimate_mb >= 0),
+    ADD COLUMN run_as text,
+    ADD COLUMN max_open_files integer CHECK (max_open_files > 0),
+    ADD COLUMN max_processes integer CHECK (max_processes > 0);
 
 ALTER TABLE sessions ADD COLUMN last_exit_reason text;
 

@@ -505,7 +505,7 @@ fn bad_requests_get_the_right_status_codes() {
     assert_eq!(
         code(c.deploy_game_config_opt(
             &pb::DeployGameConfigRequest {
-                server_id: 0,
+                server_id: -1,
                 config_id: 1,
                 ports: vec![]
             },
@@ -2471,4 +2471,78 @@ fn fifty_concurrent_placements_never_overcommit_a_host_or_share_a_port() {
         "the only host with 512 MiB free"
     );
     assert_eq!(d["ports"].as_array().unwrap().len(), 2, "{d}");
+}
+
+#[test]
+fn a_game_runs_as_its_own_user_with_its_limits_and_no_new_privileges() {
+    // The test suite runs as root, as an agent granted CAP_SETUID/CAP_SETGID/CAP_CHOWN would.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let s = Stack::start();
+    let logs = Collector::console_lines(&s.vhost);
+    let script =
+        "id -u; id -g; ulimit -n; grep NoNewPrivs /proc/self/status; echo \"home=$HOME\"; \
+                  touch written-by-the-game && echo wrote; echo done";
+    let sgc = s.deploy(
+        "confined",
+        "/bin/sh",
+        &["-c", script],
+        &[
+            "--run-as",
+            "nobody:nogroup",
+            "--max-open-files",
+            "64",
+            "--start-duration-ms",
+            "0",
+        ],
+    );
+    let config = s.cli_json(&["deploy", "list"])["items"][0]["config_id"].to_string();
+    let shown = s.cli_json(&["config", "show", &config]);
+    assert_eq!(shown["run_as"], "nobody:nogroup");
+    assert_eq!(shown["max_open_files"], 64);
+    let session = s.start_session(sgc);
+    let mut lines = Vec::new();
+    wait_for("the game's report", T, || {
+        let l = logs.next(T)?;
+        let line = l.body["message"].as_str()?.to_string();
+        if l.body["source"] != "stdout" {
+            return None;
+        }
+        if line == "done" {
+            return Some(());
+        }
+        lines.push(line);
+        None
+    });
+    assert_eq!(lines[..3], ["65534", "65534", "64"], "{lines:?}");
+    assert!(
+        lines[3].ends_with("\t1") || lines[3].ends_with(" 1"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[4], "home=/nonexistent");
+    assert_eq!(
+        lines[5], "wrote",
+        "the deployment's directory is the game user's"
+    );
+    s.wait_status(session, "stopped");
+
+    // A user the host does not have: the session ends crashed, saying so.
+    let sgc = s.deploy(
+        "no-user",
+        "/bin/true",
+        &[],
+        &["--run-as", "no-such-user-here"],
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "crashed");
+    let shown = s.cli_json(&["session", "show", &session.to_string()]);
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no user \"no-such-user-here\""),
+        "{shown}"
+    );
 }

@@ -261,6 +261,9 @@ impl ConfigCreate {
                 }
             }),
             memory_estimate_mb: self.memory_mb.unwrap_or_default(),
+            run_as: self.run_as.unwrap_or_default(),
+            max_open_files: self.max_open_files,
+            max_processes: self.max_processes,
             ..Default::default()
         }
     }
@@ -352,6 +355,16 @@ struct ConfigCreate {
     /// Memory a session needs, in MiB: `deploy` without --server picks a host with room.
     #[arg(long)]
     memory_mb: Option<i32>,
+    /// USER or USER:GROUP the game runs as on its host (the agent needs CAP_SETUID,
+    /// CAP_SETGID and CAP_CHOWN: see the README) [default: the agent's user].
+    #[arg(long)]
+    run_as: Option<String>,
+    /// The game's limit of open files (RLIMIT_NOFILE).
+    #[arg(long)]
+    max_open_files: Option<i32>,
+    /// The game's limit of processes (RLIMIT_NPROC, counted per user: use with --run-as).
+    #[arg(long)]
+    max_processes: Option<i32>,
 }
 
 #[derive(Subcommand)]

@@ -61,6 +61,9 @@ pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
             failure_threshold: int(l.failure_threshold),
         }),
         memory_estimate_mb: int(c.memory_estimate_mb).unwrap_or_default(),
+        run_as: p.run_as.unwrap_or_default(),
+        max_open_files: p.max_open_files.and_then(int),
+        max_processes: p.max_processes.and_then(int),
     }
 }
 

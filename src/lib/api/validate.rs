@@ -131,6 +131,15 @@ pub fn game_process(c: &pb::GameConfig) -> Result<GameProcess, ApiError> {
         )?,
         readiness: c.readiness.as_ref().map(readiness).transpose()?,
         liveness: c.liveness.as_ref().map(liveness).transpose()?,
+        run_as: text(&c.run_as),
+        max_open_files: c
+            .max_open_files
+            .map(|n| unsigned("max_open_files", Some(n), 0))
+            .transpose()?,
+        max_processes: c
+            .max_processes
+            .map(|n| unsigned("max_processes", Some(n), 0))
+            .transpose()?,
     };
     process
         .validate()

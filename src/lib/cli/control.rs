@@ -217,6 +217,9 @@ fn config_json(c: &pb::GameConfig) -> Value {
                    "timeout_seconds": l.timeout_seconds, "failure_threshold": l.failure_threshold})
         }),
         "memory_estimate_mb": c.memory_estimate_mb,
+        "run_as": Some(&c.run_as).filter(|u| !u.is_empty()),
+        "max_open_files": c.max_open_files,
+        "max_processes": c.max_processes,
     })
 }
 

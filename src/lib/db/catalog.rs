@@ -126,7 +126,7 @@ const CONFIG_COLUMNS: &str =
     "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
      stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
      backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness, liveness, \
-     memory_estimate_mb";
+     memory_estimate_mb, run_as, max_open_files, max_processes";
 
 fn config(r: &Row) -> ConfigRow {
     let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
@@ -159,6 +159,9 @@ fn config(r: &Row) -> ConfigRow {
             liveness: r
                 .get::<_, Option<Value>>(18)
                 .and_then(|v| serde_json::from_value(v).ok()),
+            run_as: r.get(20),
+            max_open_files: r.get::<_, Option<i32>>(21).map(|n| n.max(0) as u32),
+            max_processes: r.get::<_, Option<i32>>(22).map(|n| n.max(0) as u32),
         },
         port_definitions: r.get(12),
         memory_estimate_mb: unsigned(19),
@@ -176,9 +179,9 @@ pub fn create_config(
         "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
              stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
              backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness,
-             liveness, memory_estimate_mb)
+             liveness, memory_estimate_mb, run_as, max_open_files, max_processes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19)
+                 $19, $20, $21, $22)
          ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
         None,
     )
@@ -197,13 +200,14 @@ pub fn update_config(
              stop_signal = $7, stop_command = $8, stop_timeout_seconds = $9, restart_policy = $10,
              start_duration_ms = $11, port_definitions = $12, backoff_initial_ms = $13,
              backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, readiness = $17,
-             liveness = $18, memory_estimate_mb = $19, updated_at = now()
-          WHERE config_id = $20 AND game_id = $1 AND deleted_at IS NULL",
+             liveness = $18, memory_estimate_mb = $19, run_as = $20, max_open_files = $21,
+             max_processes = $22, updated_at = now()
+          WHERE config_id = $23 AND game_id = $1 AND deleted_at IS NULL",
         Some(cfg.config_id),
     )
 }
 
-/// Runs an INSERT or UPDATE of a config whose parameters are $1-$19 (and $20 the id of the
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$22 (and $23 the id of the
 /// config an UPDATE replaces).
 fn write_config(
     c: &mut impl GenericClient,
@@ -228,6 +232,7 @@ fn write_config(
         .as_ref()
         .map(|l| serde_json::to_value(l).expect("serialisable"));
     let memory = int(cfg.memory_estimate_mb);
+    let (open_files, processes) = (p.max_open_files.map(int), p.max_processes.map(int));
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
         &cfg.game_id,
         &cfg.name,
@@ -248,6 +253,9 @@ fn write_config(
         &readiness,
         &liveness,
         &memory,
+        &p.run_as,
+        &open_files,
+        &processes,
     ];
     if let Some(id) = &config_id {
         params.push(id);

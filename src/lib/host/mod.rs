@@ -15,6 +15,7 @@ pub mod recovery;
 mod reporting;
 pub mod sessions;
 pub mod stats;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

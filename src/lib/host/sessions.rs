@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use super::users;
 use crate::procman::{ExitInfo, Spec};
 use crate::wire::commands::StartSession;
 
@@ -32,10 +33,35 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("working directory {} is unusable: {e}", dir.display()))?;
+    let run_as = match p.run_as.as_deref() {
+        Some(who) => Some(users::resolve(who)?),
+        None => None,
+    };
     let mut spec = Spec::new(&process_name(cmd.session_id), &p.program, &[]);
     spec.args = p.args.clone();
     let mut env: BTreeMap<String, String> = p.env.clone();
     env.insert("MANMAN_SESSION_ID".into(), cmd.session_id.to_string());
+    if let Some(user) = &run_as {
+        // Its own home and name, not the agent's (the config's env may still override them).
+        for (key, value) in [
+            ("HOME", user.home.clone()),
+            ("USER", user.name.clone()),
+            ("LOGNAME", user.name.clone()),
+        ] {
+            env.entry(key.into()).or_insert(value);
+        }
+        // The deployment's directory becomes the game user's, so the game can write there.
+        let deployment_dir = data_dir.join(format!("sgc-{}", cmd.sgc_id));
+        for d in [&deployment_dir, &dir] {
+            std::os::unix::fs::chown(d, Some(user.id.uid), Some(user.id.gid)).map_err(|e| {
+                format!(
+                    "cannot give {} to {}: {e} (the agent needs CAP_CHOWN)",
+                    d.display(),
+                    user.name
+                )
+            })?;
+        }
+    }
     if let Some(port) = cmd.ports.first() {
         env.entry("PORT".into())
             .or_insert(port.host_port.to_string());
@@ -53,6 +79,10 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
     spec.stop_signal = p.signal();
     spec.stop_input = p.stop_command.clone().filter(|c| !c.trim().is_empty());
     spec.stop_timeout = p.stop_timeout();
+    spec.run_as = run_as.map(|u| u.id);
+    spec.no_new_privs = true;
+    spec.max_open_files = p.max_open_files.map(u64::from);
+    spec.max_processes = p.max_processes.map(u64::from);
     // A probe names the port as the config does; the game listens on its deployment's binding.
     let on_host = |port: Option<u16>| {
         port.map(|port| {

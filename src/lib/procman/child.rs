@@ -140,16 +140,50 @@ impl LocalChild {
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
         }
-        if die_with_parent {
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        if let Some(who) = spec.run_as {
+            // std drops the supplementary groups, then sets the gid and the uid, before the
+            // hook below runs.
+            cmd.uid(who.uid).gid(who.gid);
+        }
+        let no_new_privs = spec.no_new_privs;
+        let limits = [
+            (libc::RLIMIT_NOFILE, spec.max_open_files),
+            (libc::RLIMIT_NPROC, spec.max_processes),
+        ];
+        // SAFETY: prctl and setrlimit are async-signal-safe system calls on values computed
+        // before the fork; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // A game never gains privileges (setuid binaries, file capabilities) and gets
+                // none of ours: an agent granted CAP_SETUID to switch users keeps it to itself.
+                if no_new_privs {
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    Ok(())
-                });
-            }
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                        0,
+                        0,
+                        0,
+                    );
+                }
+                for (resource, value) in limits {
+                    if let Some(n) = value {
+                        let limit = libc::rlimit {
+                            rlim_cur: n,
+                            rlim_max: n,
+                        };
+                        if libc::setrlimit(resource, &limit) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                }
+                Ok(())
+            });
         }
         let mut child = cmd.spawn()?;
         let pid = child.id();

@@ -31,7 +31,7 @@ pub use pattern::pattern_matches;
 pub use process::{ManagedProcess, MAX_PENDING_INPUT};
 pub use restart::{decide, Decision, RunHistory, RunOutcome};
 pub use runner::describe_exit;
-pub use spec::{parse_signal, RestartPolicy, Spec, StopPlan, PASSED_THROUGH_ENV};
+pub use spec::{parse_signal, RestartPolicy, RunAs, Spec, StopPlan, PASSED_THROUGH_ENV};
 pub use store::{FileStore, Store, StoredProcess};
 
 use serde::{Deserialize, Serialize};

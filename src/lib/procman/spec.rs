@@ -72,6 +72,24 @@ pub struct Spec {
     /// Whether it still answers once up; failing stops it as a failed run.
     #[serde(default)]
     pub liveness: Option<LivenessProbe>,
+    /// The user and group it runs as (None: ours).
+    #[serde(default)]
+    pub run_as: Option<RunAs>,
+    /// Runs with `no_new_privs` and none of our ambient capabilities (game servers do).
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// RLIMIT_NOFILE and RLIMIT_NPROC (soft and hard), when set.
+    #[serde(default)]
+    pub max_open_files: Option<u64>,
+    #[serde(default)]
+    pub max_processes: Option<u64>,
+}
+
+/// A numeric user and group to run a process as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 fn ten_minutes() -> Duration {
@@ -116,6 +134,10 @@ impl Spec {
             stop_timeout: Duration::from_secs(10),
             readiness: None,
             liveness: None,
+            run_as: None,
+            no_new_privs: false,
+            max_open_files: None,
+            max_processes: None,
         }
     }
 

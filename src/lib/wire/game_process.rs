@@ -124,6 +124,13 @@ pub struct GameProcess {
     pub readiness: Option<ReadinessProbe>,
     /// Whether a running server still answers; none: running means the process exists.
     pub liveness: Option<LivenessProbe>,
+    /// `user` or `user:group` the game runs as (resolved on the host; the agent needs
+    /// CAP_SETUID/CAP_SETGID for it). None: the agent's own user.
+    pub run_as: Option<String>,
+    /// RLIMIT_NOFILE for the game.
+    pub max_open_files: Option<u32>,
+    /// RLIMIT_NPROC for the game (counted per user: meaningful with `run_as`).
+    pub max_processes: Option<u32>,
 }
 
 impl Default for GameProcess {
@@ -144,6 +151,9 @@ impl Default for GameProcess {
             reset_after_seconds: 600,
             readiness: None,
             liveness: None,
+            run_as: None,
+            max_open_files: None,
+            max_processes: None,
         }
     }
 }
@@ -229,6 +239,31 @@ impl GameProcess {
         }
         if let Some(l) = &self.liveness {
             l.validate()?;
+        }
+        if let Some(who) = &self.run_as {
+            let (user, group) = who.split_once(':').unwrap_or((who, ""));
+            let name_ok = |n: &str| {
+                n.len() <= 32
+                    && n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
+            };
+            if !name_ok(user) || !(group.is_empty() || name_ok(group)) || who.ends_with(':') {
+                return Err(field(
+                    "run_as",
+                    format!("{who:?} is not USER or USER:GROUP (lowercase Unix names)"),
+                ));
+            }
+        }
+        if self.max_open_files == Some(0) || self.max_processes == Some(0) {
+            return Err(field(
+                if self.max_open_files == Some(0) {
+                    "max_open_files"
+                } else {
+                    "max_processes"
+                },
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -332,6 +367,27 @@ mod tests {
                 },
                 "stop_command",
             ),
+            (
+                GameProcess {
+                    run_as: Some("Root;rm".into()),
+                    ..valid()
+                },
+                "run_as",
+            ),
+            (
+                GameProcess {
+                    run_as: Some("mc:".into()),
+                    ..valid()
+                },
+                "run_as",
+            ),
+            (
+                GameProcess {
+                    max_open_files: Some(0),
+                    ..valid()
+                },
+                "max_open_files",
+            ),
         ];
         for (p, name) in cases {
             assert_eq!(p.validate().unwrap_err().field, name, "{p:?}");
@@ -339,6 +395,7 @@ mod tests {
         let ok = GameProcess {
             working_dir: Some("world/./data".into()),
             stop_signal: "int".into(),
+            run_as: Some("minecraft:games".into()),
             ..valid()
         };
         ok.validate().unwrap();
