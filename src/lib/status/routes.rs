@@ -125,15 +125,7 @@ fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
                 }
             }
             "host" if !value.is_empty() => filter.host = Some(value),
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        Failure::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
-                    })?
-            }
+            "limit" => filter.limit = limit(&value)?,
             "offset" => {
                 filter.offset = value.parse().ok().filter(|o| *o >= 0).ok_or_else(|| {
                     Failure::BadRequest("offset must be a non-negative integer".into())
@@ -155,6 +147,15 @@ fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
     Ok(filter)
 }
 
+/// `limit=N`, 1 to [`MAX_LIMIT`].
+fn limit(value: &str) -> Result<i64, Failure> {
+    value
+        .parse()
+        .ok()
+        .filter(|l| (1..=MAX_LIMIT).contains(l))
+        .ok_or_else(|| Failure::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")))
+}
+
 /// `after=ID`: the id the previous page's `next_after` gave.
 fn cursor(value: &str) -> Result<i64, Failure> {
     value.parse().ok().filter(|a| *a > 0).ok_or_else(|| {
@@ -171,15 +172,7 @@ fn parse_page(url: &str) -> Result<Page, Failure> {
     for (key, value) in query_params(url) {
         match key.as_str() {
             "after" => page.after = cursor(&value)?,
-            "limit" => {
-                page.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        Failure::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
-                    })?
-            }
+            "limit" => page.limit = limit(&value)?,
             other => {
                 return Err(Failure::BadRequest(format!(
                     "unknown query parameter {other:?}"
