@@ -47,5 +47,9 @@ pub mod status;
 pub mod telemetry;
 /// Scratch databases and vhosts for tests and benchmarks.
 pub mod testkit;
+/// JSON views of the control API's messages (the CLI's `--json`, the dashboard).
+pub mod views;
+/// `manman-web`: the dashboard.
+pub mod web;
 /// Message payloads, statuses, routing keys.
 pub mod wire;

@@ -1,0 +1,81 @@
+//! JSON views of the control API's messages, one shape wherever they are shown: the CLI's
+//! `--json` and the dashboard's JSON layer. Times are RFC 3339 in UTC or `null`.
+
+use serde_json::{json, Value};
+
+use crate::proto::v1 as pb;
+
+/// A time for JSON: RFC 3339 in UTC, or `null` when it has not happened (0).
+pub fn json_time(ms: i64) -> Value {
+    if ms <= 0 {
+        return Value::Null;
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// A host.
+pub fn host_json(s: &pb::Server) -> Value {
+    json!({"server_id": s.server_id, "name": s.name, "status": s.status, "last_seen": json_time(s.last_seen_ms)})
+}
+
+/// A session, with its latest sample and last exit.
+pub fn session_json(s: &pb::Session) -> Value {
+    json!({
+        "session_id": s.session_id, "sgc_id": s.sgc_id, "server_id": s.server_id, "status": s.status,
+        "host": s.host, "game": s.game, "config": s.config,
+        "started_at": json_time(s.started_at_ms), "ended_at": json_time(s.ended_at_ms),
+        "exit_code": if s.has_exit_code { json!(s.exit_code) } else { Value::Null },
+        "reason": if s.reason.is_empty() { Value::Null } else { json!(s.reason) },
+        "restart_count": s.restart_count,
+        "last_exit_code": if s.has_last_exit_code { json!(s.last_exit_code) } else { Value::Null },
+        "last_exit_at": json_time(s.last_exit_at_ms),
+        "last_exit_reason": Some(&s.last_exit_reason).filter(|r| !r.is_empty()),
+        "sample": if s.sampled_at_ms > 0 {
+            json!({"sampled_at": json_time(s.sampled_at_ms), "cpu_percent": s.cpu_percent,
+                   "rss_bytes": s.rss_bytes, "threads": s.threads, "open_files": s.open_files,
+                   "processes": s.processes})
+        } else {
+            Value::Null
+        },
+    })
+}
+
+/// A game config with its probes and limits.
+pub fn config_json(c: &pb::GameConfig) -> Value {
+    json!({
+        "config_id": c.config_id, "game_id": c.game_id, "name": c.name, "program": c.program,
+        "args": c.args, "env": c.env, "working_dir": c.working_dir, "stop_signal": c.stop_signal,
+        "stop_command": c.stop_command, "stop_timeout_seconds": c.stop_timeout_seconds,
+        "restart_policy": c.restart_policy, "start_duration_ms": c.start_duration_ms,
+        "backoff_initial_ms": c.backoff_initial_ms, "backoff_max_ms": c.backoff_max_ms,
+        "retry_limit": c.retry_limit, "reset_after_seconds": c.reset_after_seconds,
+        "ports": c.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect::<Vec<_>>(),
+        "readiness": c.readiness.as_ref().map(|r| {
+            let check = match r.tcp_port {
+                0 => json!({"console_pattern": r.console_pattern}),
+                port => json!({"tcp_port": port}),
+            };
+            json!({"check": check, "timeout_seconds": r.timeout_seconds})
+        }),
+        "liveness": c.liveness.as_ref().map(|l| {
+            let check = match l.tcp_port {
+                0 => json!({"command": l.command, "reply_pattern": l.reply_pattern}),
+                port => json!({"tcp_port": port}),
+            };
+            json!({"check": check, "interval_seconds": l.interval_seconds,
+                   "timeout_seconds": l.timeout_seconds, "failure_threshold": l.failure_threshold})
+        }),
+        "memory_estimate_mb": c.memory_estimate_mb,
+        "run_as": Some(&c.run_as).filter(|u| !u.is_empty()),
+        "max_open_files": c.max_open_files,
+        "max_processes": c.max_processes,
+    })
+}
+
+/// A deployment; ports as `HOST:CONTAINER/PROTOCOL`.
+pub fn deployment_json(d: &pb::Deployment) -> Value {
+    json!({"sgc_id": d.sgc_id, "server_id": d.server_id, "config_id": d.config_id, "status": d.status,
+        "ports": d.ports.iter().map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol)).collect::<Vec<_>>()})
+}

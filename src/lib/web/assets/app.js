@@ -1,0 +1,297 @@
+// The ManMan dashboard: hash routes (#/, #/hosts/ID, #/sessions/ID, #/catalog) over the JSON
+// layer of manman-web. Everything on the page is built with textContent: a game's console
+// line or a name is always text, never markup.
+"use strict";
+
+let me = null;          // {name, role, csrf} once logged in
+let refresh = null;     // the current view's refresh timer
+let consoleSource = null;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    if (me) headers["X-CSRF-Token"] = me.csrf;
+  }
+  const r = await fetch(path, { method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await r.json().catch(() => ({}));
+  if (r.status === 401 && path !== "/api/login") { showLogin(); }
+  if (!r.ok) throw new Error(data.error || `${r.status} ${r.statusText}`);
+  return data;
+}
+
+function when(t) { return t ? new Date(t).toLocaleString() : "-"; }
+function uptime(t) {
+  if (!t) return "-";
+  let s = Math.max(0, Math.floor((Date.now() - new Date(t)) / 1000));
+  const d = Math.floor(s / 86400); s %= 86400;
+  const h = Math.floor(s / 3600); s %= 3600;
+  const m = Math.floor(s / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
+}
+function status(s) { return el("span", { class: `status-${s}` }, s); }
+function link(href, text) { return el("a", { href }, text); }
+
+function table(headers, rows) {
+  return el("div", { class: "table" }, el("table", {},
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c)))))));
+}
+
+function showLogin() {
+  me = null;
+  stopView();
+  $("nav").hidden = true;
+  $("view").hidden = true;
+  $("login").hidden = false;
+}
+
+function stopView() {
+  if (refresh) clearInterval(refresh);
+  refresh = null;
+  if (consoleSource) consoleSource.close();
+  consoleSource = null;
+}
+
+function view(...children) {
+  const v = $("view");
+  v.replaceChildren(...children);
+  v.hidden = false;
+  $("login").hidden = true;
+}
+
+// Overview: counts by state, hosts, live sessions; refreshed every 3 s.
+async function overview() {
+  const draw = async () => {
+    const o = await api("GET", "/api/overview");
+    const counts = Object.entries(o.counts);
+    view(
+      el("h1", {}, "Overview"),
+      el("div", { class: "cards" },
+        el("div", { class: "card" }, el("div", { class: "n", id: "hosts-online" },
+          o.hosts.filter((h) => h.status === "online").length), "hosts online"),
+        el("div", { class: "card" }, el("div", { class: "n", id: "live-total" }, o.live_total), "live sessions"),
+        ...counts.map(([s, n]) => el("div", { class: "card" }, el("div", { class: "n" }, n), status(s)))),
+      el("h2", {}, "Hosts"),
+      table(["Host", "Status", "Last heartbeat"], o.hosts.map((h) =>
+        [link(`#/hosts/${h.server_id}`, h.name), status(h.status), when(h.last_seen)])),
+      el("h2", {}, "Live sessions"),
+      o.sessions.length ? table(["Session", "Status", "Host", "Game/config", "Uptime", "CPU", "Memory"],
+        o.sessions.map((s) => [link(`#/sessions/${s.session_id}`, `#${s.session_id}`), status(s.status),
+          s.host, `${s.game}/${s.config}`, uptime(s.started_at),
+          s.sample ? `${s.sample.cpu_percent.toFixed(1)}%` : "-",
+          s.sample ? `${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` : "-"]))
+        : el("p", { class: "hint" }, "No live session. Start one from a deployment under Games & configs."));
+  };
+  await draw();
+  refresh = setInterval(() => draw().catch(() => {}), 3000);
+}
+
+async function hostPage(id) {
+  const draw = async () => {
+    const h = await api("GET", `/api/hosts/${id}`);
+    view(
+      el("h1", {}, `Host ${h.host.name}`),
+      el("p", {}, status(h.host.status), ` · last heartbeat ${when(h.host.last_seen)}`),
+      el("h2", {}, "Sessions"),
+      table(["Session", "Status", "Game/config", "Started", "Ended", "Exit"], h.sessions.map((s) =>
+        [link(`#/sessions/${s.session_id}`, `#${s.session_id}`), status(s.status), `${s.game}/${s.config}`,
+          when(s.started_at), when(s.ended_at), s.exit_code ?? "-"])));
+  };
+  await draw();
+  refresh = setInterval(() => draw().catch(() => {}), 5000);
+}
+
+// A session: its state, power actions, the live console and the archive.
+async function sessionPage(id) {
+  const state = el("span", { id: "session-status" });
+  const details = el("p", { class: "hint" });
+  const result = el("p", { class: "result", id: "action-result", role: "status" });
+  const out = el("div", { id: "console", "aria-live": "off" });
+  const paused = el("span", { id: "console-paused", hidden: "" }, "paused: scrolled up (scroll down to follow)");
+  let sgc = null;
+
+  const draw = async () => {
+    const s = await api("GET", `/api/sessions/${id}`);
+    sgc = s.sgc_id;
+    state.replaceChildren(status(s.status));
+    details.textContent = `${s.game}/${s.config} on ${s.host} · started ${when(s.started_at)}` +
+      ` · restarts ${s.restart_count}` + (s.reason ? ` · ${s.reason}` : "") +
+      (s.sample ? ` · CPU ${s.sample.cpu_percent.toFixed(1)}% · ${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` : "");
+  };
+  const act = (label, verb, danger) => el("button", {
+    class: danger ? "danger" : "", type: "button", id: `action-${verb}`,
+    onclick: async () => {
+      if (!confirm(`${label} session ${id}?`)) return;
+      result.textContent = `${label}…`;
+      try {
+        const path = verb === "start" ? `/api/deployments/${sgc}/start` : `/api/sessions/${id}/${verb}`;
+        const s = await api("POST", path, {});
+        result.textContent = verb === "start" ? `started session ${s.session_id}` : `${label}: ${s.status}`;
+        if (verb === "start") location.hash = `#/sessions/${s.session_id}`;
+        else await draw();
+      } catch (e) { result.textContent = `${label} failed: ${e.message}`; }
+    } }, label);
+
+  const follow = () => out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+  out.addEventListener("scroll", () => { paused.hidden = follow(); });
+  const append = (cls, text) => {
+    const stick = follow();
+    out.append(el("div", { class: cls }, text));
+    while (out.childNodes.length > 5000) out.firstChild.remove();
+    if (stick) out.scrollTop = out.scrollHeight;
+  };
+
+  const input = el("input", { id: "console-command", placeholder: "console command, e.g. say hello", autocomplete: "off" });
+  const form = el("form", { id: "console-input", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const text = input.value;
+    if (!text) return;
+    try { await api("POST", `/api/sessions/${id}/input`, { input: text }); input.value = ""; }
+    catch (e) { result.textContent = `send failed: ${e.message}`; }
+  } }, input, el("button", { type: "submit" }, "Send"));
+
+  const since = el("input", { type: "datetime-local", id: "archive-since" });
+  const until = el("input", { type: "datetime-local", id: "archive-until" });
+  const archived = el("div", { id: "archive" });
+  const range = () => {
+    const ms = (i) => i.value ? new Date(i.value).getTime() : 0;
+    return `since=${ms(since)}&until=${ms(until)}`;
+  };
+  const archiveForm = el("form", { onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const a = await api("GET", `/api/sessions/${id}/archive?format=json&${range()}`);
+      archived.replaceChildren(
+        el("p", { class: "hint" }, `${a.lines.length} archived lines `,
+          el("a", { href: `/api/sessions/${id}/archive?${range()}`, download: `session-${id}.log` }, "download")),
+        el("div", { id: "archive-lines", class: "table" }, ...a.lines.map((l) =>
+          el("div", { class: l.source }, `${when(l.timestamp)} ${l.source} ${l.message}`))));
+    } catch (e) { archived.textContent = `archive: ${e.message}`; }
+  } }, el("label", {}, "From", since), el("label", {}, "Until", until),
+    el("button", { type: "submit", id: "archive-show" }, "Show archived lines"));
+
+  view(
+    el("h1", {}, `Session #${id} `, state), details,
+    el("div", { class: "actions" }, act("Start again", "start"), act("Stop", "stop"), act("Kill", "kill", true)),
+    result,
+    el("h2", {}, "Console"),
+    el("div", { class: "console-bar" }, el("span", { id: "console-state" }, "connecting…"), paused),
+    out, form,
+    el("h2", {}, "Archive"), archiveForm, archived);
+  await draw();
+  refresh = setInterval(() => draw().catch(() => {}), 3000);
+
+  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
+  consoleSource = new EventSource(`/api/sessions/${id}/console`);
+  consoleSource.onopen = () => { $("console-state").textContent = "live"; };
+  consoleSource.addEventListener("line", (ev) => {
+    const l = JSON.parse(ev.data);
+    append(l.source, l.message);
+  });
+  consoleSource.addEventListener("gap", (ev) => append("gap", JSON.parse(ev.data).message));
+  consoleSource.addEventListener("end", (ev) => {
+    const why = JSON.parse(ev.data).error;
+    $("console-state").textContent = why ? `stream ended: ${why}` : "session ended";
+    consoleSource.close();
+    draw().catch(() => {});
+  });
+  consoleSource.onerror = () => { $("console-state").textContent = "reconnecting…"; };
+}
+
+// Games, configs and deployments, with create forms.
+async function catalog() {
+  const [games, configs, deployments] = await Promise.all([
+    api("GET", "/api/games"), api("GET", "/api/configs"), api("GET", "/api/deployments")]);
+  const result = el("p", { class: "result", id: "catalog-result", role: "status" });
+  const field = (name, label, attrs) => el("label", {}, label, el("input", { name, ...(attrs || {}) }));
+  const submit = (path, after) => async (ev) => {
+    ev.preventDefault();
+    const body = Object.fromEntries(new FormData(ev.target).entries());
+    try { const r = await api("POST", path, body); result.textContent = after(r); await route(); }
+    catch (e) { result.textContent = e.message; }
+  };
+  const start = (sgc) => el("button", { type: "button", class: "plain", onclick: async () => {
+    try { const s = await api("POST", `/api/deployments/${sgc}/start`, {}); location.hash = `#/sessions/${s.session_id}`; }
+    catch (e) { result.textContent = `start failed: ${e.message}`; }
+  } }, "Start");
+  view(
+    el("h1", {}, "Games & configs"), result,
+    el("h2", {}, "Games"),
+    table(["ID", "Name"], games.items.map((g) => [g.game_id, g.name])),
+    el("form", { id: "game-form", onsubmit: submit("/api/games", (g) => `created game ${g.game_id}`) },
+      field("name", "New game", { required: "" }), el("button", { type: "submit" }, "Create")),
+    el("h2", {}, "Configs"),
+    table(["ID", "Game", "Name", "Program", "Restart", "Ports"], configs.items.map((c) =>
+      [c.config_id, c.game_id, c.name, [c.program, ...c.args].join(" "), c.restart_policy, c.ports.join(", ")])),
+    el("form", { id: "config-form", onsubmit: submit("/api/configs", (c) => `created config ${c.config_id}`) },
+      field("game_id", "Game id", { required: "", inputmode: "numeric" }), field("name", "Name", { required: "" }),
+      field("program", "Program", { required: "" }), el("label", {}, "Args (one per line)", el("textarea", { name: "args", rows: "1" })),
+      field("stop_command", "Stop command"), field("ports", "Ports (25565/tcp, …)"),
+      field("ready_line", "Ready when a line matches"),
+      el("label", {}, "Restart", el("select", { name: "restart_policy" },
+        el("option", { value: "never" }, "never"), el("option", { value: "on-failure" }, "on-failure"),
+        el("option", { value: "always" }, "always"))),
+      el("button", { type: "submit" }, "Create")),
+    el("h2", {}, "Deployments"),
+    table(["ID", "Host", "Config", "Ports", ""], deployments.items.map((d) =>
+      [d.sgc_id, link(`#/hosts/${d.server_id}`, `host ${d.server_id}`), d.config_id, d.ports.join(", "), start(d.sgc_id)])),
+    el("form", { id: "deploy-form", onsubmit: submit("/api/deployments", (d) =>
+      `deployment ${d.sgc_id} on host ${d.server_id}${d.placed ? " (placed by free memory)" : ""}`) },
+      field("config_id", "Config id", { required: "", inputmode: "numeric" }),
+      field("server_id", "Host id (empty: placed)", { inputmode: "numeric" }),
+      el("button", { type: "submit" }, "Deploy")));
+}
+
+async function route() {
+  stopView();
+  if (!me) {
+    try { me = await api("GET", "/api/me"); } catch { return showLogin(); }
+  }
+  $("nav").hidden = false;
+  $("who").textContent = `${me.name} (${me.role})`;
+  const path = location.hash.replace(/^#/, "") || "/";
+  let m;
+  try {
+    if ((m = path.match(/^\/hosts\/(\d+)$/))) await hostPage(m[1]);
+    else if ((m = path.match(/^\/sessions\/(\d+)$/))) await sessionPage(m[1]);
+    else if (path === "/catalog") await catalog();
+    else await overview();
+  } catch (e) {
+    if (me) view(el("p", { class: "error" }, e.message));
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      me = await api("POST", "/api/login", { token: $("login-token").value });
+      $("login-token").value = "";
+      await route();
+    } catch (e) { $("login-error").textContent = e.message; }
+  });
+  $("logout").addEventListener("click", async () => {
+    try { await api("POST", "/api/logout", {}); } finally { showLogin(); }
+  });
+  window.addEventListener("hashchange", route);
+  route();
+});
