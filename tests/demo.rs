@@ -52,6 +52,7 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
             format!("127.0.0.1:{}", free_port()),
         ),
         ("STATUS_PORT", free_port().to_string()),
+        ("WEB_PORT", free_port().to_string()),
         ("PROCESSOR_HEALTH_PORT", free_port().to_string()),
         ("HOST_HEALTH_PORT", free_port().to_string()),
         ("LOGS_HEALTH_PORT", free_port().to_string()),
@@ -86,6 +87,7 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         stdout.contains("stop it all: scripts/demo stop"),
         "{stdout}"
     );
+    assert!(stdout.contains("dashboard http://127.0.0.1:"), "{stdout}");
     // The demo used the fresh database: it has exactly the demo's one session, running.
     let mut c = postgres::Client::connect(
         &format!("postgres://postgres@127.0.0.1:5432/{database}"),
@@ -99,4 +101,29 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(statuses, ["running"]);
+    // The dashboard it started lets the demo's admin in and shows the demo host online.
+    let web = |path: &str| {
+        let port = &env.iter().find(|(k, _)| k == "WEB_PORT").unwrap().1;
+        format!("http://127.0.0.1:{port}{path}")
+    };
+    let token = std::fs::read_to_string(run_dir.join("admin.token")).unwrap();
+    let login = ureq::post(&web("/api/login"))
+        .send_json(serde_json::json!({"token": token.trim()}))
+        .unwrap();
+    let cookie = login
+        .header("Set-Cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let overview: serde_json::Value = ureq::get(&web("/api/overview"))
+        .set("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(overview["hosts"][0]["name"], "demo-host", "{overview}");
+    assert_eq!(overview["hosts"][0]["status"], "online", "{overview}");
+    assert_eq!(overview["live_total"], 1, "{overview}");
 }
