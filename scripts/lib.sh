@@ -106,6 +106,12 @@ ensure_rust_build_deps() {
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
+# Debian's Chromium and its WebDriver, for the dashboard's browser test.
+ensure_browser() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return
+  apt_install chromium chromium-driver
+}
+
 ensure_demo_tools() {
   command -v curl >/dev/null || apt_install curl
   command -v openssl >/dev/null || apt_install openssl   # the demo's throwaway CA

@@ -2546,3 +2546,104 @@ fn a_game_runs_as_its_own_user_with_its_limits_and_no_new_privileges() {
         "{shown}"
     );
 }
+
+impl Stack {
+    /// The dashboard in-process, in front of this stack's API and log processor; its port.
+    fn start_web(&self) -> (u16, Daemon) {
+        let mut sup = Supervisor::new();
+        let running = manman::web::start(
+            manman::web::WebConfig {
+                listen: "127.0.0.1:0".into(),
+                api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.api_port)),
+                logs: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.logs.grpc_port)),
+                workers: 4,
+                login_ttl: Duration::from_secs(3600),
+                secure_cookies: false,
+            },
+            &mut sup,
+        )
+        .unwrap();
+        (running.port, Daemon::run(sup))
+    }
+}
+
+/// Where the browser test keeps its screenshots: under the build's target directory.
+fn screenshot_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("../screenshots")
+        .join(name)
+}
+
+#[test]
+fn an_operator_runs_a_session_from_the_dashboard_in_a_real_browser() {
+    let s = Stack::start_archiving();
+    let sgc = s.deploy_test_game("webgame", manman::testkit::free_port());
+    let (port, _web) = s.start_web();
+    let browser = support::webdriver::Browser::start();
+    browser.open(&format!("http://127.0.0.1:{port}/"));
+
+    // Log in with an API token; the overview shows the host online.
+    browser.type_into("#login-token", &s.admin_token);
+    browser.click("#login-form button[type=submit]");
+    browser.wait_text("#hosts-online", "one host online", |t| t == "1");
+    browser.screenshot(&screenshot_path("overview.png"));
+
+    // Start the deployment from the catalog page: the session page opens and it runs.
+    browser.open(&format!("http://127.0.0.1:{port}/#/catalog"));
+    browser.click("#view table button");
+    browser.wait_text("#session-status", "the session running", |t| t == "running");
+    browser.wait_text("#console", "the game's first lines, live", |t| {
+        t.contains("Done! Ready for players")
+    });
+    let session: i64 = browser
+        .run("return location.hash.split('/')[2]")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(session > 0);
+    let stderr = browser
+        .run("return [...document.querySelectorAll('#console .stderr')].map(e => e.textContent)");
+    assert!(
+        stderr.to_string().contains("this line goes to stderr"),
+        "{stderr}"
+    );
+
+    // Console input: the echo comes back; markup in a line stays text.
+    browser.type_into("#console-command", "say hello");
+    browser.click("#console-input button");
+    browser.wait_text("#console", "the echo of say hello", |t| {
+        t.contains("echo: say hello")
+    });
+    browser.type_into("#console-command", "<script>alert(1)</script>");
+    browser.click("#console-input button");
+    browser.wait_text("#console", "markup shown as text", |t| {
+        t.contains("echo: <script>alert(1)</script>")
+    });
+    assert_eq!(
+        browser.run("return document.querySelectorAll('#console script').length"),
+        0
+    );
+    browser.screenshot(&screenshot_path("console.png"));
+
+    // Stop it (the page asks for confirmation) and see the state change.
+    browser.run("window.confirm = () => true; return true");
+    browser.click("#action-stop");
+    browser.wait_text("#session-status", "the session stopped", |t| t == "stopped");
+    assert_eq!(s.status(session).0, "stopped");
+
+    // The archive view shows what was archived when the session ended.
+    wait_for("archived lines in the archive view", T, || {
+        browser.click("#archive-show");
+        let text = browser.wait_text("#archive", "an answer from the archive", |t| {
+            t.contains("archived lines") || t.starts_with("archive:")
+        });
+        if text.contains("echo: say hello") {
+            return Some(());
+        }
+        browser.run("document.getElementById('archive').textContent = ''; return 1");
+        std::thread::sleep(Duration::from_millis(500)); // the archiver's next flush, not a race
+        None
+    });
+    browser.screenshot(&screenshot_path("archive.png"));
+}

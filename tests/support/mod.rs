@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod webdriver;
 
 use std::time::Duration;
 
