@@ -2601,7 +2601,8 @@ fn an_operator_runs_a_session_from_the_dashboard_in_a_real_browser() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(session > 0);
+    let shown = s.cli_json(&["session", "show", &session.to_string()]);
+    assert_eq!(shown["sgc_id"], sgc, "the deployment the page started");
     let stderr = browser
         .run("return [...document.querySelectorAll('#console .stderr')].map(e => e.textContent)");
     assert!(
