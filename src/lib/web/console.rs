@@ -19,7 +19,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const QUEUE: usize = 4096;
 
 enum Item {
-    Line(pb::LogMessage),
+    /// Lines as one read of the session's buffer gave them.
+    Lines(Vec<pb::LogMessage>),
     /// The stream ended: the session is over (or the stream failed: why).
     End(Option<String>),
 }
@@ -64,15 +65,18 @@ fn read_stream(
         after_sequence_number: after,
         backlog_only: false,
     };
-    let failure = match logs.stream_session_logs_opt(&request, crate::grpc::authorized(Some(token)))
-    {
+    // Batches: one gRPC message per read of the buffer, not per line (a busy server prints
+    // thousands of lines a second to every open console).
+    let stream =
+        logs.stream_session_log_batches_opt(&request, crate::grpc::authorized(Some(token)));
+    let failure = match stream {
         Ok(stream) => {
             let mut failure = None;
             for item in futures::executor::block_on_stream(stream) {
                 match item {
                     // The browser is gone once its writer dropped the receiver.
-                    Ok(m) => {
-                        if tx.send(Item::Line(m)).is_err() {
+                    Ok(batch) => {
+                        if tx.send(Item::Lines(batch.lines)).is_err() {
                             return;
                         }
                     }
@@ -128,7 +132,11 @@ fn write_events(mut out: Box<dyn Write + Send>, rx: &Receiver<Item>) {
                 // Whatever else is queued goes in the same write.
                 for item in std::iter::once(first).chain(rx.try_iter()) {
                     match item {
-                        Item::Line(m) => chunk.push_str(&event(&m)),
+                        Item::Lines(lines) => {
+                            for m in &lines {
+                                chunk.push_str(&event(m));
+                            }
+                        }
                         Item::End(why) => {
                             ended = Some(why);
                             break;
