@@ -17,6 +17,10 @@ ALTER TABLE servers
     ADD COLUMN memory_total_bytes bigint,
     ADD COLUMN memory_available_bytes bigint;
 
+-- Live sessions by deployment: a host's live count for /status/workers from the index alone.
+CREATE INDEX sessions_live_sgc_idx ON sessions (sgc_id)
+    WHERE status IN ('pending', 'starting', 'running', 'stopping');
+
 -- The ports `deploy --port auto` picks from, as the host's agent reports them (HOST_PORT_RANGE).
 ALTER TABLE servers
     ADD COLUMN port_range_low integer NOT NULL DEFAULT 7000,

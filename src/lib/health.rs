@@ -60,8 +60,7 @@ impl HealthServer {
         checks: Vec<ReadinessCheck>,
         metrics: Option<MetricsRenderer>,
     ) -> Result<Self, String> {
-        let server =
-            Server::http(addr).map_err(|e| format!("cannot bind health server on {addr}: {e}"))?;
+        let server = crate::http::server(addr)?;
         Ok(HealthServer {
             server,
             checks,

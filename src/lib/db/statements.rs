@@ -40,6 +40,15 @@ impl CachedConnection {
         self.conn.is_closed()
     }
 
+    /// Plans each statement once, for any parameters. For the read model's few fixed-shape
+    /// statements over five-table joins, PostgreSQL's default re-plans each execution with its
+    /// values (a custom plan: ~3 ms of planning for 0.4 ms of work); the generic plan is the
+    /// same index scan every time.
+    pub fn plan_once(&mut self) -> Result<(), postgres::Error> {
+        self.conn
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+    }
+
     fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         prepare_cached(&mut *self.conn, &mut self.cache, sql)
     }

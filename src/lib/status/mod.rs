@@ -8,8 +8,6 @@ mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tiny_http::Server;
-
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
 use crate::lifecycle::Supervisor;
@@ -78,10 +76,7 @@ pub fn start(
     log::info!(database = config::describe_database(&config.database).as_str(),
         listen = config.listen.as_str(); "starting status API");
     let pool = db::pool(config.database.clone(), &config.pool)?;
-    let server = Arc::new(
-        Server::http(&config.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?,
-    );
+    let server = Arc::new(crate::http::server(&config.listen)?);
     let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
     let api = StatusApi::new(pool, config.stale_threshold, config.system_cache);
     let api = Arc::new(if config::is_loopback(&config.listen) {
@@ -106,5 +101,6 @@ pub fn start(
             })
             .map_err(|e| format!("cannot spawn thread: {e}"))?;
     }
+    crate::http::drain_queued_connections(&server, supervisor)?;
     Ok(RunningStatusApi { port, api })
 }

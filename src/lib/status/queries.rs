@@ -29,6 +29,15 @@ macro_rules! session_select {
     };
 }
 
+/// The live statuses as an SQL list, written out so that the planner can use the partial
+/// index `sessions_live_sgc_idx` (its predicate is this list; a test keeps it equal to
+/// [`SessionStatus::LIVE`]).
+macro_rules! live_statuses_sql {
+    () => {
+        "('pending', 'starting', 'running', 'stopping')"
+    };
+}
+
 /// `pending, starting, running, stopping` as an SQL array literal's elements.
 fn live_statuses() -> Vec<&'static str> {
     SessionStatus::LIVE.iter().map(|s| s.as_str()).collect()
@@ -57,15 +66,19 @@ pub fn workers(
     page: Page,
 ) -> Result<Value, postgres::Error> {
     let rows = c.query(
-        "SELECT s.server_id, s.name, s.status, s.last_seen,
+        concat!(
+            "SELECT s.server_id, s.name, s.status, s.last_seen,
                 extract(epoch FROM now() - s.last_seen)::float8,
                 (SELECT count(*) FROM server_game_configs g
-                   JOIN sessions x ON x.sgc_id = g.sgc_id AND x.status = ANY($1)
-                  WHERE g.server_id = s.server_id)
+                   JOIN sessions x ON x.sgc_id = g.sgc_id
+                  WHERE g.server_id = s.server_id AND x.status IN ",
+            live_statuses_sql!(),
+            ")
            FROM servers s
-          WHERE s.server_id > $2
-          ORDER BY s.server_id LIMIT $3",
-        &[&live_statuses(), &page.after, &page.limit],
+          WHERE s.server_id > $1
+          ORDER BY s.server_id LIMIT $2",
+        ),
+        &[&page.after, &page.limit],
     )?;
     let workers: Vec<Value> = rows.iter().map(|r| worker_json(r, stale_secs)).collect();
     let next = next_after(rows.iter().map(|r| r.get(0)), rows.len(), page.limit);
@@ -290,4 +303,19 @@ pub fn system(c: &mut CachedConnection, stale_secs: f64) -> Result<Value, postgr
         "oldest_heartbeat": hosts.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4),
         "stale_threshold_seconds": stale_secs,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_out_live_statuses_are_the_live_ones() {
+        let listed: Vec<String> = live_statuses_sql!()
+            .trim_matches(['(', ')'])
+            .split(", ")
+            .map(|s| s.trim_matches('\'').to_string())
+            .collect();
+        assert_eq!(listed, live_statuses());
+    }
 }

@@ -17,8 +17,8 @@ use crate::metrics::{render_sample, Histogram};
 use crate::wire::SessionStatus;
 
 const DEFAULT_LIMIT: i64 = 50;
-/// Hosts per `/status/workers` page unless `limit` says otherwise.
-const DEFAULT_WORKERS_LIMIT: i64 = 100;
+/// Hosts per `/status/workers` page unless `limit` says otherwise (as for sessions).
+const DEFAULT_WORKERS_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,13 +294,13 @@ impl StatusApi {
     ) -> Result<T, Failure> {
         let kept = conn.as_ref().is_some_and(|c| !c.is_closed());
         if !kept {
-            *conn = Some(CachedConnection::new(self.pool.get()?));
+            *conn = Some(self.connect()?);
         }
         let mut result = f(conn.as_mut().expect("just set"));
         if let Err(e) = &result {
             *conn = None;
             if kept && crate::db::classify(e) == crate::db::FailureKind::Outage {
-                *conn = Some(CachedConnection::new(self.pool.get()?));
+                *conn = Some(self.connect()?);
                 result = f(conn.as_mut().expect("just set"));
                 if result.is_err() {
                     *conn = None;
@@ -308,6 +308,13 @@ impl StatusApi {
             }
         }
         Ok(result?)
+    }
+
+    /// A worker's own connection: statements prepared once, planned once.
+    fn connect(&self) -> Result<CachedConnection, Failure> {
+        let mut conn = CachedConnection::new(self.pool.get()?);
+        conn.plan_once()?;
+        Ok(conn)
     }
 
     fn answer(

@@ -11,8 +11,6 @@ mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tiny_http::Server;
-
 use crate::config::{self, ConfigError, Env};
 use crate::grpc::Endpoint;
 use crate::lifecycle::Supervisor;
@@ -68,10 +66,7 @@ pub struct RunningWeb {
 pub fn start(config: WebConfig, supervisor: &mut Supervisor) -> Result<RunningWeb, String> {
     log::info!(listen = config.listen.as_str(), api = format!("{:?}", config.api).as_str(),
         logs = format!("{:?}", config.logs).as_str(); "starting the dashboard");
-    let server = Arc::new(
-        Server::http(&config.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?,
-    );
+    let server = Arc::new(crate::http::server(&config.listen)?);
     let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
     let web = Arc::new(routes::Web::new(&config));
     for i in 0..config.workers {
@@ -89,30 +84,6 @@ pub fn start(config: WebConfig, supervisor: &mut Supervisor) -> Result<RunningWe
             })
             .map_err(|e| format!("cannot spawn thread: {e}"))?;
     }
-    let address = server.server_addr().to_ip();
-    supervisor
-        .spawn("pool-nudge", move |shutdown| {
-            // tiny_http 0.12 hands a new connection to its pool as a queued task whenever a
-            // thread *was* idle when it arrived. In a burst (50 browsers reconnecting at once)
-            // several connections can be queued behind one idle thread, and a console holds its
-            // thread for as long as it is open: the rest would wait forever. A connection that
-            // finds no idle thread gets a new one, which runs it and then takes the next
-            // queued task; so a connection to ourselves (closed at once) drains the queue by
-            // one. Twenty per second cost nothing measurable.
-            while !shutdown.wait(NUDGE_EVERY) {
-                for _ in 0..NUDGES {
-                    if let Some(address) = address {
-                        let _ = std::net::TcpStream::connect_timeout(&address, NUDGE_EVERY);
-                    }
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| format!("cannot spawn thread: {e}"))?;
+    crate::http::drain_queued_connections(&server, supervisor)?;
     Ok(RunningWeb { port })
 }
-
-/// How often, and how many connections at a time, the request pool is nudged (see `start`):
-/// up to 20 queued connections served per second.
-const NUDGE_EVERY: Duration = Duration::from_millis(200);
-const NUDGES: usize = 4;
