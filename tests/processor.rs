@@ -1091,4 +1091,25 @@ fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() 
         .unwrap()
         .get(0);
     assert_eq!(rows, 1);
+
+    // Two heartbeats of the host in one batch (a backlog): the newest sample wins, and the
+    // batch does not fail on touching the row twice.
+    let pool = manman::db::pool(h.db.config.clone(), &manman::db::PoolSettings::default()).unwrap();
+    let mut conn = manman::db::CachedConnection::new(pool.get().unwrap());
+    let mut tx = conn.transaction().unwrap();
+    let sample = |rss: u64| wire::SessionSample {
+        session_id: mine,
+        cpu_percent: 1.0,
+        rss_bytes: rss,
+        threads: 4,
+        open_files: 9,
+        processes: 2,
+    };
+    manman::db::sessions::store_samples(
+        &mut tx,
+        &[(host, sample(300 << 20)), (host, sample(400 << 20))],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(stored(mine), Some((400 << 20, 4)));
 }

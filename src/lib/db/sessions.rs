@@ -479,8 +479,18 @@ pub fn store_samples(
     if samples.is_empty() {
         return Ok(());
     }
+    // The newest sample of each session only: one batch may hold several heartbeats of a
+    // host (a backlog after a processor restart), and an upsert may not touch a row twice.
+    let mut newest: HashMap<i64, usize> = HashMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        newest.insert(s.1.session_id, i);
+    }
+    let mut keep: Vec<usize> = newest.into_values().collect();
+    keep.sort_unstable();
+    let samples: Vec<&(i64, crate::wire::SessionSample)> =
+        keep.iter().map(|&i| &samples[i]).collect();
     let col = |f: fn(&(i64, crate::wire::SessionSample)) -> i64| -> Vec<i64> {
-        samples.iter().map(f).collect()
+        samples.iter().map(|s| f(s)).collect()
     };
     let hosts = col(|s| s.0);
     let ids = col(|s| s.1.session_id);
