@@ -25,7 +25,8 @@ use manman::lifecycle::ShutdownSignal;
 use manman::logstore::{encode_lines, object_key, ArchivedLine};
 use manman::proto::v1 as pb;
 use manman::testkit::{
-    free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchBucket, ScratchDb, ScratchVhost,
+    cpu_seconds, free_port, http_get, percentile_ms, rss_kib, sibling_binary, wait_for,
+    ScratchBucket, ScratchDb, ScratchVhost,
 };
 
 const SESSIONS: i64 = 100;
@@ -265,32 +266,6 @@ fn settle(daemon: &Daemon, before: u64, expected: u64) -> u64 {
     })
 }
 
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // After the command name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
-}
-
 /// One phase of streaming: offers lines through a host console, waits for the log processor,
 /// ends the clients, and prints the figures.
 #[allow(clippy::too_many_arguments)]
@@ -348,9 +323,9 @@ fn phase(
     );
     println!(
         "publish → client     p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0)
     );
     println!(
         "log processor CPU    {cpu:.2} s = {:.1} µs per line",

@@ -17,7 +17,7 @@ use amiquip::{
     FieldTable, Publish, QueueDeclareOptions,
 };
 use manman::testkit::{
-    free_port, http_get, rss_kib, sibling_binary, wait_for, ScratchDb, ScratchVhost,
+    free_port, http_get, percentile_ms, rss_kib, sibling_binary, wait_for, ScratchDb, ScratchVhost,
 };
 use serde_json::json;
 
@@ -388,11 +388,6 @@ fn end_to_end(
     }
 }
 
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
-}
-
 fn latency_at(rate: f64, seconds: f64) -> (f64, f64, usize) {
     let db = ScratchDb::new("mmbench");
     let vhost = ScratchVhost::new("mmbench");
@@ -413,8 +408,8 @@ fn latency_at(rate: f64, seconds: f64) -> (f64, f64, usize) {
     publisher.join().unwrap();
     latencies.sort_unstable();
     (
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
         latencies.len(),
     )
 }

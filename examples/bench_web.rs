@@ -14,7 +14,10 @@ use manman::api::{self, ApiConfig};
 use manman::auth::Role;
 use manman::lifecycle::Supervisor;
 use manman::logs::{self, LogsConfig};
-use manman::testkit::{free_port, rss_kib, sibling_binary, wait_for, ScratchDb, ScratchVhost};
+use manman::testkit::{
+    cpu_seconds, free_port, percentile_ms, rss_kib, sibling_binary, wait_for, ScratchDb,
+    ScratchVhost,
+};
 use manman::wire::{routing, ConsoleBatch, ConsoleLine};
 
 const CLIENTS_DEFAULT: usize = 50;
@@ -28,27 +31,6 @@ fn now_us() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_micros() as i64
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..]
-        .split(' ')
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
 fn main() {
@@ -94,17 +76,7 @@ fn main() {
     wait_for("manman-web", Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", web_port)).ok()
     });
-    eprintln!("manman-web is up; logging in");
-    let login = ureq::post(&format!("http://127.0.0.1:{web_port}/api/login"))
-        .send_json(serde_json::json!({ "token": token }))
-        .expect("login");
-    let cookie = login
-        .header("Set-Cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (cookie, _) = manman::testkit::dashboard_login(web_port, &token);
 
     // The clients: each an SSE connection that records every line's latency.
     let latencies = Arc::new(Mutex::new(Vec::<i64>::new()));
@@ -251,8 +223,8 @@ fn main() {
     );
     println!(
         "publish → SSE client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (goal p99 < 100 ms)",
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
+        percentile_ms(&all, 0.5),
+        percentile_ms(&all, 0.99),
         *all.last().unwrap() as f64 / 1000.0
     );
     println!(

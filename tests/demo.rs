@@ -102,22 +102,16 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         .collect();
     assert_eq!(statuses, ["running"]);
     // The dashboard it started lets the demo's admin in and shows the demo host online.
-    let web = |path: &str| {
-        let port = &env.iter().find(|(k, _)| k == "WEB_PORT").unwrap().1;
-        format!("http://127.0.0.1:{port}{path}")
-    };
-    let token = std::fs::read_to_string(run_dir.join("admin.token")).unwrap();
-    let login = ureq::post(&web("/api/login"))
-        .send_json(serde_json::json!({"token": token.trim()}))
+    let port: u16 = env
+        .iter()
+        .find(|(k, _)| k == "WEB_PORT")
+        .unwrap()
+        .1
+        .parse()
         .unwrap();
-    let cookie = login
-        .header("Set-Cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let overview: serde_json::Value = ureq::get(&web("/api/overview"))
+    let token = std::fs::read_to_string(run_dir.join("admin.token")).unwrap();
+    let (cookie, _) = manman::testkit::dashboard_login(port, token.trim());
+    let overview: serde_json::Value = ureq::get(&format!("http://127.0.0.1:{port}/api/overview"))
         .set("Cookie", &cookie)
         .call()
         .unwrap()

@@ -114,18 +114,7 @@ impl Dashboard {
 
     /// Logs in; returns the cookie to send and the CSRF token.
     fn log_in(&self, token: &str) -> (String, String) {
-        let (code, r) = self.call(
-            "POST",
-            "/api/login",
-            None,
-            None,
-            Some(json!({"token": token})),
-        );
-        assert_eq!(code, 200);
-        let cookie = r.header("Set-Cookie").unwrap().to_string();
-        let me: Value = r.into_json().unwrap();
-        let pair = cookie.split(';').next().unwrap().to_string();
-        (pair, me["csrf"].as_str().unwrap().to_string())
+        manman::testkit::dashboard_login(self.port, token)
     }
 }
 

@@ -213,6 +213,50 @@ pub fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+/// Logs in to the dashboard on `port` with an API token: the cookie to send (`mm_web=…`) and
+/// the login's CSRF token.
+pub fn dashboard_login(port: u16, token: &str) -> (String, String) {
+    let login = ureq::post(&format!("http://127.0.0.1:{port}/api/login"))
+        .send_json(serde_json::json!({ "token": token }))
+        .expect("a dashboard login");
+    let cookie = login
+        .header("Set-Cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a login cookie")
+        .to_string();
+    let me: serde_json::Value = login.into_json().expect("the login's JSON");
+    (cookie, me["csrf"].as_str().unwrap_or_default().to_string())
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/{pid}/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // After the command name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// The `p` percentile (0..=1) of sorted microseconds, in milliseconds (NaN when empty).
+pub fn percentile_ms(sorted_us: &[i64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    sorted_us[((sorted_us.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
 /// (current RSS, peak RSS) of a process in KiB.
 pub fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
