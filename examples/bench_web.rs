@@ -78,6 +78,25 @@ fn main() {
     });
     let (cookie, _) = manman::testkit::dashboard_login(web_port, &token);
 
+    // What loading the page costs the server: its three files and the two calls it makes,
+    // one after another on one keep-alive connection, as a browser's first view does.
+    let agent = ureq::AgentBuilder::new().build();
+    let mut loads: Vec<i64> = (0..50)
+        .map(|_| {
+            let started = Instant::now();
+            for path in ["/", "/app.js", "/app.css", "/api/me", "/api/overview"] {
+                let r = agent
+                    .get(&format!("http://127.0.0.1:{web_port}{path}"))
+                    .set("Cookie", &cookie)
+                    .call()
+                    .expect("the page's requests");
+                let _ = r.into_string();
+            }
+            started.elapsed().as_micros() as i64
+        })
+        .collect();
+    loads.sort_unstable();
+
     // The clients: each an SSE connection that records every line's latency.
     let latencies = Arc::new(Mutex::new(Vec::<i64>::new()));
     let expected = (LINES_PER_SECOND * SECONDS) as usize;
@@ -226,6 +245,11 @@ fn main() {
         percentile_ms(&all, 0.5),
         percentile_ms(&all, 0.99),
         *all.last().unwrap() as f64 / 1000.0
+    );
+    println!(
+        "page load (5 requests, server side): p50 {:.1} ms, max {:.1} ms (goal < 1 s)",
+        percentile_ms(&loads, 0.5),
+        percentile_ms(&loads, 1.0)
     );
     println!(
         "manman-web: {:.1} % of one core ({:.2} CPU-s over {wall:.1} s), RSS {:.1} MiB (was {:.1} MiB before the stream)",
