@@ -145,6 +145,13 @@ pub fn message_bytes(m: &pb::LogMessage) -> usize {
     m.message.len() + m.source.len() + 32
 }
 
+/// Whether a line of `size` bytes must start a new page (or stream message) after `count`
+/// lines of `bytes`: at most `max_lines` lines and [`MAX_PAGE_BYTES`], and never an empty one
+/// (a single longer line still goes out, alone).
+fn page_full(count: usize, bytes: usize, size: usize, max_lines: usize) -> bool {
+    count == max_lines || (count > 0 && bytes + size > MAX_PAGE_BYTES)
+}
+
 /// `GetHistoricalLogs`: one page of at most `limit` lines and [`MAX_PAGE_BYTES`]; the next
 /// page starts at `offset + lines.len()`.
 pub fn historical_logs(
@@ -168,7 +175,7 @@ pub fn historical_logs(
     while let Some(minute) = archived.next_minute()? {
         for m in minute {
             let size = message_bytes(&m);
-            if lines.len() == limit || (!lines.is_empty() && bytes + size > MAX_PAGE_BYTES) {
+            if page_full(lines.len(), bytes, size, limit) {
                 return Ok(pb::GetHistoricalLogsResponse {
                     lines,
                     has_more: true,
@@ -216,9 +223,7 @@ pub(crate) fn stream(
             let mut bytes = 0;
             for m in minute {
                 let size = message_bytes(&m);
-                if chunk.len() == STREAM_CHUNK
-                    || (!chunk.is_empty() && bytes + size > MAX_PAGE_BYTES)
-                {
+                if page_full(chunk.len(), bytes, size, STREAM_CHUNK) {
                     let lines = std::mem::take(&mut chunk);
                     if crate::grpc::send_batch(&mut sink, vec![pb::LogBatch { lines }]).is_err() {
                         return Ok(()); // the client went away
