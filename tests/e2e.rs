@@ -1926,10 +1926,19 @@ fn deployments_are_listed_redeploys_say_so_and_a_host_shows_what_it_runs() {
     assert_eq!(shown["status"], "online");
     assert_eq!(shown["deployments"][0]["sgc_id"], sgc);
     assert_eq!(shown["live_sessions"][0]["session_id"], session);
+    // What its agent reported for placement: this machine's memory, the default port range.
+    let total = shown["memory"]["total_bytes"].as_i64().unwrap_or(0);
+    let available = shown["memory"]["available_bytes"].as_i64().unwrap_or(0);
+    assert!(total > 0 && (1..=total).contains(&available), "{shown}");
+    assert_eq!(shown["port_range"], serde_json::json!([7000, 8000]));
     let (code, table, _) = s.cli(&["host", "show", &server]);
     assert_eq!(code, 0);
     assert!(
         table.contains("DEPLOYMENT") && table.contains("26101:26101/tcp"),
+        "{table}"
+    );
+    assert!(
+        table.contains("ports for --port auto: 7000-8000"),
         "{table}"
     );
     assert_eq!(s.cli(&["host", "show", "999999"]).0, 4);
@@ -2587,6 +2596,11 @@ fn an_operator_runs_a_session_from_the_dashboard_in_a_real_browser() {
     browser.click("#login-form button[type=submit]");
     browser.wait_text("#hosts-online", "one host online", |t| t == "1");
     browser.screenshot(&screenshot_path("overview.png"));
+    // The host's page shows what its agent reported.
+    browser.click("#view table a");
+    browser.wait_text("#host-memory", "the host's memory", |t| {
+        t.contains("GiB available")
+    });
 
     // Start the deployment from the catalog page: the session page opens and it runs.
     browser.open(&format!("http://127.0.0.1:{port}/#/catalog"));

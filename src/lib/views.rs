@@ -17,7 +17,12 @@ pub fn json_time(ms: i64) -> Value {
 
 /// A host.
 pub fn host_json(s: &pb::Server) -> Value {
-    json!({"server_id": s.server_id, "name": s.name, "status": s.status, "last_seen": json_time(s.last_seen_ms)})
+    let memory = (s.memory_total_bytes > 0).then(|| {
+        json!({"total_bytes": s.memory_total_bytes, "available_bytes": s.memory_available_bytes})
+    });
+    json!({"server_id": s.server_id, "name": s.name, "status": s.status,
+           "last_seen": json_time(s.last_seen_ms), "memory": memory,
+           "port_range": [s.port_range_low, s.port_range_high]})
 }
 
 /// A session, with its latest sample and last exit.

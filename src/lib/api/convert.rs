@@ -14,6 +14,10 @@ pub fn host_pb(h: HostRow) -> pb::Server {
         name: h.name,
         status: h.status,
         last_seen_ms: millis(h.last_seen),
+        memory_total_bytes: h.memory.map_or(0, |m| m.0),
+        memory_available_bytes: h.memory.map_or(0, |m| m.1),
+        port_range_low: h.port_range.0,
+        port_range_high: h.port_range.1,
     }
 }
 

@@ -674,6 +674,16 @@ pub fn host_show(ctx: &Ctx, id: i64) -> Outcome {
         return Ok(());
     }
     print!("{}", table(&HOST_HEADERS, &[host_row(&host)]));
+    let gib = |b: i64| b as f64 / f64::from(1u32 << 30);
+    if host.memory_total_bytes > 0 {
+        println!(
+            "\nmemory: {:.1} GiB available of {:.1} GiB   ports for --port auto: {}-{}",
+            gib(host.memory_available_bytes),
+            gib(host.memory_total_bytes),
+            host.port_range_low,
+            host.port_range_high
+        );
+    }
     let rows: Vec<Vec<String>> = deployed.iter().map(deployment_row).collect();
     if rows.is_empty() {
         println!("\nno deployments");

@@ -13,14 +13,24 @@ pub struct HostRow {
     pub name: String,
     pub status: String,
     pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    /// (total, available) bytes from its latest heartbeat, if its agent reports them.
+    pub memory: Option<(i64, i64)>,
+    pub port_range: (i32, i32),
 }
 
+const HOST_COLUMNS: &str = "server_id, name, status, last_seen, memory_total_bytes, \
+     memory_available_bytes, port_range_low, port_range_high";
+
 fn host(r: &Row) -> HostRow {
+    let total: Option<i64> = r.get(4);
+    let available: Option<i64> = r.get(5);
     HostRow {
         server_id: r.get(0),
         name: r.get(1),
         status: r.get(2),
         last_seen: r.get(3),
+        memory: total.zip(available),
+        port_range: (r.get(6), r.get(7)),
     }
 }
 
@@ -30,7 +40,7 @@ pub fn host_by_name(
     name: &str,
 ) -> Result<Option<HostRow>, postgres::Error> {
     Ok(c.query_opt(
-        "SELECT server_id, name, status, last_seen FROM servers WHERE name = $1",
+        &format!("SELECT {HOST_COLUMNS} FROM servers WHERE name = $1"),
         &[&name],
     )?
     .as_ref()
@@ -46,8 +56,9 @@ pub struct Page {
 
 pub fn list_hosts(c: &mut impl GenericClient, page: Page) -> Result<Vec<HostRow>, postgres::Error> {
     Ok(c.query(
-        "SELECT server_id, name, status, last_seen FROM servers WHERE server_id > $1
-          ORDER BY server_id LIMIT $2",
+        &format!(
+            "SELECT {HOST_COLUMNS} FROM servers WHERE server_id > $1 ORDER BY server_id LIMIT $2"
+        ),
         &[&page.after, &page.limit],
     )?
     .iter()
@@ -57,7 +68,7 @@ pub fn list_hosts(c: &mut impl GenericClient, page: Page) -> Result<Vec<HostRow>
 
 pub fn get_host(c: &mut impl GenericClient, id: i64) -> Result<Option<HostRow>, postgres::Error> {
     Ok(c.query_opt(
-        "SELECT server_id, name, status, last_seen FROM servers WHERE server_id = $1",
+        &format!("SELECT {HOST_COLUMNS} FROM servers WHERE server_id = $1"),
         &[&id],
     )?
     .map(|r| host(&r)))

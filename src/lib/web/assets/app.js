@@ -110,6 +110,10 @@ async function hostPage(id) {
     view(
       el("h1", {}, `Host ${h.host.name}`),
       el("p", {}, status(h.host.status), ` · last heartbeat ${when(h.host.last_seen)}`),
+      h.host.memory ? el("p", { class: "hint", id: "host-memory" },
+        `memory ${(h.host.memory.available_bytes / 1073741824).toFixed(1)} GiB available of ` +
+        `${(h.host.memory.total_bytes / 1073741824).toFixed(1)} GiB · ports for new deployments ` +
+        `${h.host.port_range[0]}-${h.host.port_range[1]}`) : null,
       el("h2", {}, "Sessions"),
       table(["Session", "Status", "Game/config", "Started", "Ended", "Exit"], h.sessions.map((s) =>
         [link(`#/sessions/${s.session_id}`, `#${s.session_id}`), status(s.status), `${s.game}/${s.config}`,
