@@ -7,7 +7,8 @@ use tiny_http::{Header, Response, StatusCode};
 
 pub type JsonResponse = Response<Cursor<Vec<u8>>>;
 
-fn header(name: &str, value: &str) -> Header {
+/// A response header (names and values here are ASCII).
+pub fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
@@ -89,7 +90,44 @@ pub fn drain_queued_connections(
         .map_err(|e| format!("cannot spawn thread: {e}"))
 }
 
+/// The decoded `key=value` pairs of a request URL's query string (`+` is a space).
+pub fn query_params(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
 /// The path of a request URL, without its query string.
 pub fn path_of(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        assert_eq!(
+            query_params("/x?host=my%20host&a=b+c&flag"),
+            vec![
+                ("host".into(), "my host".into()),
+                ("a".into(), "b c".into()),
+                ("flag".into(), String::new())
+            ]
+        );
+    }
 }

@@ -12,7 +12,7 @@ use super::queries::{self, Page, SessionFilter};
 use crate::auth::authenticator::bearer_value;
 use crate::auth::{AuthError, Authenticator, Role, TokenBackend};
 use crate::db::{CachedConnection, DbPool};
-use crate::http;
+use crate::http::{self, query_params};
 use crate::metrics::{render_sample, Histogram};
 use crate::wire::SessionStatus;
 
@@ -82,25 +82,6 @@ impl From<postgres::Error> for Failure {
         log::warn!("status query failed: {e}");
         Failure::Unavailable("database unavailable".into())
     }
-}
-
-fn query_params(url: &str) -> Vec<(String, String)> {
-    let Some((_, query)) = url.split_once('?') else {
-        return Vec::new();
-    };
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
 }
 
 fn parse_filter(url: &str, live_only: bool) -> Result<SessionFilter, Failure> {
@@ -463,18 +444,6 @@ mod tests {
                 .unwrap()
                 .statuses,
             SessionStatus::LIVE.to_vec()
-        );
-    }
-
-    #[test]
-    fn query_strings_decode() {
-        assert_eq!(
-            query_params("/x?host=my%20host&a=b+c&flag"),
-            vec![
-                ("host".into(), "my host".into()),
-                ("a".into(), "b c".into()),
-                ("flag".into(), String::new())
-            ]
         );
     }
 }

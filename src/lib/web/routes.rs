@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use grpcio::{CallOption, RpcStatusCode};
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request, Response};
 
 use super::assets;
 use super::console;
 use super::logins::{cookie_value, set_cookie, Login, Logins, COOKIE};
 use super::WebConfig;
-use crate::http::{self, JsonResponse};
+use crate::http::{self, header, query_params, JsonResponse};
 use crate::proto::v1 as pb;
 use crate::views::{config_json, deployment_json, host_json, session_json};
 
@@ -35,10 +35,6 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
 ];
-
-pub(super) fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header values are ASCII")
-}
 
 /// A request failed: the status and what to tell the page.
 #[derive(Debug)]
@@ -570,15 +566,6 @@ fn last_event_id(request: &Request, url: &str) -> i64 {
         .and_then(|v| v.trim().parse().ok())
         .filter(|n: &i64| *n >= 0)
         .unwrap_or(0)
-}
-
-fn query_params(url: &str) -> Vec<(String, String)> {
-    let Some((_, query)) = url.split_once('?') else {
-        return Vec::new();
-    };
-    url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
 }
 
 fn respond<R: Read>(request: Request, response: Response<R>, cookie: Option<String>) {
