@@ -217,6 +217,13 @@ impl ApiService {
             return Err(ApiError::NotFound(format!("no server with id {server_id}")));
         };
         for protocol in ["tcp", "udp"] {
+            // Only bindings left to choose need to know what is taken.
+            if !ports
+                .iter()
+                .any(|b| b.protocol == protocol && b.host_port == 0)
+            {
+                continue;
+            }
             let mut taken = placement::ports_in_use(&mut tx, server_id, config_id, protocol)?;
             taken.extend(
                 ports

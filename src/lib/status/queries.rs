@@ -171,6 +171,12 @@ pub struct SessionFilter {
 }
 
 impl SessionFilter {
+    /// The host as an id (all digits) or else a name.
+    fn host_filter(&self) -> (Option<i64>, Option<&str>) {
+        let id = self.host.as_deref().and_then(|h| h.parse().ok());
+        (id, self.host.as_deref().filter(|_| id.is_none()))
+    }
+
     /// What the total depends on (the cache key of a count).
     pub fn count_key(&self) -> String {
         format!("{:?}/{:?}", self.statuses, self.host)
@@ -182,8 +188,7 @@ impl SessionFilter {
 /// `$x IS NULL OR …` conditions cannot use the indexes, these can).
 pub fn sessions(c: &mut CachedConnection, f: &SessionFilter) -> Result<Value, postgres::Error> {
     let statuses = status_names(f);
-    let host_id: Option<i64> = f.host.as_deref().and_then(|h| h.parse().ok());
-    let host_name: Option<&str> = f.host.as_deref().filter(|_| host_id.is_none());
+    let (host_id, host_name) = f.host_filter();
     let before = if f.after > 0 { f.after } else { i64::MAX };
     let rows = match (host_id, host_name) {
         (None, None) => c.query(
@@ -231,8 +236,7 @@ fn status_names(f: &SessionFilter) -> Vec<&'static str> {
 /// How many sessions match `f` (all pages).
 pub fn session_count(c: &mut CachedConnection, f: &SessionFilter) -> Result<i64, postgres::Error> {
     let statuses = status_names(f);
-    let host_id: Option<i64> = f.host.as_deref().and_then(|h| h.parse().ok());
-    let host_name: Option<&str> = f.host.as_deref().filter(|_| host_id.is_none());
+    let (host_id, host_name) = f.host_filter();
     let row = match (host_id, host_name) {
         (None, None) => c.query_one(
             "SELECT count(*) FROM sessions WHERE status = ANY($1)",
