@@ -878,6 +878,18 @@ impl Stack {
             .unwrap()
     }
 
+    /// The config id of deployment `sgc`, as the CLI takes it.
+    fn config_of(&self, sgc: i64) -> String {
+        let list = self.cli_json(&["deploy", "list"]);
+        let deployment = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["sgc_id"] == sgc)
+            .expect("the deployment is listed");
+        deployment["config_id"].to_string()
+    }
+
     fn start_session(&self, sgc: i64) -> i64 {
         self.cli_json(&["session", "start", &sgc.to_string()])["session_id"]
             .as_i64()
@@ -2057,10 +2069,7 @@ fn a_changed_config_runs_at_the_next_session_and_a_restart_applies_it_now() {
         &["-c", "echo version-one; exec sleep 60"],
         &["--start-duration-ms", "100"],
     );
-    let config = s.cli_json(&["deploy", "list"])["items"][0]["config_id"]
-        .as_i64()
-        .unwrap()
-        .to_string();
+    let config = s.config_of(sgc);
     let game = s.cli_json(&["config", "show", &config])["game_id"]
         .as_i64()
         .unwrap()
@@ -2289,8 +2298,7 @@ fn probes_decide_when_a_session_runs_and_restart_a_hung_server_with_the_reason()
             "2",
         ],
     );
-    let config = s.cli_json(&["deploy", "list"])["items"][0]["config_id"].clone();
-    let shown = s.cli_json(&["config", "show", &config.to_string()]);
+    let shown = s.cli_json(&["config", "show", &s.config_of(sgc)]);
     assert_eq!(
         shown["readiness"]["check"]["console_pattern"],
         "^Done! Ready"
@@ -2507,8 +2515,7 @@ fn a_game_runs_as_its_own_user_with_its_limits_and_no_new_privileges() {
             "0",
         ],
     );
-    let config = s.cli_json(&["deploy", "list"])["items"][0]["config_id"].to_string();
-    let shown = s.cli_json(&["config", "show", &config]);
+    let shown = s.cli_json(&["config", "show", &s.config_of(sgc)]);
     assert_eq!(shown["run_as"], "nobody:nogroup");
     assert_eq!(shown["max_open_files"], 64);
     let session = s.start_session(sgc);
