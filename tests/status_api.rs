@@ -30,6 +30,8 @@ fn start_api(database: postgres::Config) -> Api {
     let config = StatusConfig {
         database,
         listen: "127.0.0.1:0".into(),
+        require_token: false,
+        allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
         workers: 4,
         stale_threshold: Duration::from_secs(10),
         system_cache: Duration::ZERO,

@@ -399,6 +399,8 @@ fn the_status_api_off_loopback_needs_a_viewer_token() {
         manman::status::StatusConfig {
             database: db.config.clone(),
             listen: "0.0.0.0:0".into(),
+            require_token: true,
+            allowed_hosts: Vec::new(),
             workers: 1,
             stale_threshold: Duration::from_secs(10),
             system_cache: Duration::from_millis(0),

@@ -28,10 +28,30 @@ pub fn text(status: u16, content_type: &str, body: String) -> JsonResponse {
         .with_header(header("Content-Type", content_type))
 }
 
-/// A tiny_http server on `addr` whose connections send without Nagle's delay. tiny_http
-/// writes a response's head and body separately; with Nagle on, a body that follows a small
-/// head waits for the client's delayed ACK (40 ms on Linux) on every keep-alive request.
-/// Accepted sockets inherit TCP_NODELAY from the listening socket.
+/// What one HTTP client may cost any listener we serve (enforced by our patched tiny_http,
+/// vendor/tiny_http/PATCHES.md): an 8 KiB line and 64 headers per request head, 10 s for a
+/// head to arrive and 10 s for any read or write to make progress (idle keep-alive connections
+/// close after that), 512 connections (the longest idle one makes room for a new one; when all
+/// are busy a newcomer gets 503), and bodies up to [`MAX_BODY_BYTES`] read by the connection's
+/// own thread before a handler sees the request, so no handler ever waits on a slow client.
+pub fn limits() -> tiny_http::Limits {
+    tiny_http::Limits {
+        max_line_bytes: 8 * 1024,
+        max_headers: 64,
+        head_timeout: std::time::Duration::from_secs(10),
+        io_timeout: std::time::Duration::from_secs(10),
+        max_connections: 512,
+        buffered_body_bytes: MAX_BODY_BYTES as usize,
+    }
+}
+
+/// The largest request body any route accepts (the dashboard's forms; the others take none).
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// A tiny_http server on `addr`, bounded by [`limits`], whose connections send without Nagle's
+/// delay. tiny_http writes a response's head and body separately; with Nagle on, a body that
+/// follows a small head waits for the client's delayed ACK (40 ms on Linux) on every
+/// keep-alive request. Accepted sockets inherit TCP_NODELAY from the listening socket.
 pub fn server(addr: &str) -> Result<tiny_http::Server, String> {
     use std::os::fd::AsRawFd;
     let listener =
@@ -53,41 +73,49 @@ pub fn server(addr: &str) -> Result<tiny_http::Server, String> {
             std::io::Error::last_os_error()
         ));
     }
-    tiny_http::Server::from_listener(listener, None)
+    tiny_http::Server::from_listener_with_limits(listener, None, limits())
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// How often, and how many connections at a time, [`drain_queued_connections`] opens: up to
-/// 20 queued connections served per second.
-const NUDGE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-const NUDGES: usize = 4;
-
-/// Works around tiny_http 0.12's connection pool: it queues a new connection, instead of
-/// giving it a thread, whenever some thread *was* idle when it arrived. In a burst (wrk's 32
-/// keep-alive connections, 50 browsers reconnecting their consoles at once) several
-/// connections queue behind one idle thread, and a keep-alive connection or a live console
-/// holds its thread for as long as it is open: the rest would wait forever. A connection that
-/// finds no idle thread gets a new one, which serves it and then takes the next queued one; so
-/// a connection to ourselves, closed at once, drains the queue by one. This thread opens a few
-/// every 200 ms, which costs nothing measurable.
-pub fn drain_queued_connections(
-    server: &tiny_http::Server,
-    supervisor: &mut crate::lifecycle::Supervisor,
-) -> Result<(), String> {
-    let Some(address) = server.server_addr().to_ip() else {
-        return Ok(());
+/// A request's body, at most [`MAX_BODY_BYTES`]: 413 beyond it, 411 without a Content-Length
+/// (a chunked body would be read by the handler's thread at the client's pace).
+pub fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, JsonResponse> {
+    use std::io::Read;
+    let declared = match request.body_length() {
+        Some(n) => n as u64,
+        None if has_header(request, "Transfer-Encoding") => {
+            return Err(error(411, "send the body with a Content-Length"))
+        }
+        None => 0,
     };
-    supervisor
-        .spawn("pool-nudge", move |shutdown| {
-            while !shutdown.wait(NUDGE_EVERY) {
-                for _ in 0..NUDGES {
-                    let _ = std::net::TcpStream::connect_timeout(&address, NUDGE_EVERY);
-                }
-            }
-            Ok(())
-        })
-        .map(drop)
-        .map_err(|e| format!("cannot spawn thread: {e}"))
+    if declared > MAX_BODY_BYTES {
+        return Err(error(
+            413,
+            format!("request body too large (at most {MAX_BODY_BYTES} bytes)"),
+        ));
+    }
+    let mut body = Vec::with_capacity(declared as usize);
+    match request
+        .as_reader()
+        .take(MAX_BODY_BYTES)
+        .read_to_end(&mut body)
+    {
+        Ok(_) if body.len() as u64 == declared => Ok(body),
+        _ => Err(error(400, "request body shorter than its Content-Length")),
+    }
+}
+
+fn has_header(request: &tiny_http::Request, name: &str) -> bool {
+    request_header(request, name).is_some()
+}
+
+/// The value of a request's header `name` (the first, if sent twice).
+pub fn request_header<'r>(request: &'r tiny_http::Request, name: &str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
 }
 
 /// The decoded `key=value` pairs of a request URL's query string (`+` is a space).

@@ -258,6 +258,20 @@ pub fn run_daemon_draining<C>(
     std::process::exit(supervisor.run(deadline).exit_code());
 }
 
+/// Marks this process non-dumpable (`PR_SET_DUMPABLE 0`): `/proc/<pid>/environ`, `mem`, `fd`
+/// and ptrace are then closed to every process without CAP_SYS_PTRACE, even one of our own
+/// user. The host agent and the keeper call it first thing: they hold the broker's password
+/// and the host's credential, and run next to games.
+pub fn forbid_inspection() {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        log::warn!(
+            "cannot mark the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// A panic in any thread ends the daemon with one clear log line and exit code 70, so systemd
 /// restarts it, instead of leaving it half alive (a dead supervisor thread of a game, a dead
 /// relay...). Worker threads under [`Supervisor`] catch theirs first and drain the daemon.

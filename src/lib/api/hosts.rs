@@ -109,6 +109,7 @@ impl ApiService {
                 Ok(pb::RegisterServerResponse {
                     server: Some(host_pb(host)),
                     created: false,
+                    command_sender: self.inner.rpc.sender().unwrap_or_default().to_string(),
                 })
             }
             _ => Err(ApiError::PermissionDenied(format!(

@@ -208,8 +208,17 @@ impl ApiService {
     }
 
     pub fn send_input(&self, req: pb::SendInputRequest) -> Result<pb::SendInputResponse, ApiError> {
-        if req.input.is_empty() {
+        // One console line: a trailing newline is the line's end, any other control character
+        // (an embedded newline would be a second command, ESC sequences, NUL) is refused.
+        let line = req.input.strip_suffix('\n').unwrap_or(&req.input);
+        if line.is_empty() {
             return Err(ApiError::InvalidArgument("input must not be empty".into()));
+        }
+        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(ApiError::InvalidArgument(format!(
+                "input must be one line without control characters (found U+{:04X})",
+                c as u32
+            )));
         }
         let s = self.session(req.session_id)?;
         if !matches!(s.status.as_str(), "starting" | "running") {
@@ -218,10 +227,7 @@ impl ApiService {
                 s.session_id, s.status
             )));
         }
-        let mut input = req.input;
-        if !input.ends_with('\n') {
-            input.push('\n');
-        }
+        let input = format!("{line}\n");
         self.command(
             s.server_id,
             CommandKind::SendInput,

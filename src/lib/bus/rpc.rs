@@ -31,6 +31,8 @@ struct Call {
 #[derive(Clone)]
 pub struct RpcClient {
     calls: Sender<Call>,
+    /// The broker user every call is signed with (AMQP `user_id`).
+    sender: Option<String>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -38,11 +40,17 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl RpcClient {
     pub fn start(url: &str) -> std::io::Result<RpcClient> {
         let (calls, rx) = crossbeam_channel::unbounded();
+        let sender = super::broker_user(url);
         let url = url.to_string();
         std::thread::Builder::new()
             .name("rpc-client".into())
             .spawn(move || run(&url, &rx))?;
-        Ok(RpcClient { calls })
+        Ok(RpcClient { calls, sender })
+    }
+
+    /// The broker user calls are signed with (`None`: the URL names no user).
+    pub fn sender(&self) -> Option<&str> {
+        self.sender.as_deref()
     }
 
     /// Publishes `message` and waits for the reply body.
@@ -108,7 +116,9 @@ fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
         no_ack: true,
         ..ConsumerOptions::default()
     })?;
-    let mut publisher = ConfirmedPublisher::new(conn.open_channel(None)?)?;
+    // Signed: a host acts only on commands whose user_id is the API's broker user.
+    let mut publisher =
+        ConfirmedPublisher::new(conn.open_channel(None)?)?.signed_as(super::broker_user(url));
     let mut pending: HashMap<String, (ReplySender, Instant)> = HashMap::new();
     loop {
         select! {

@@ -102,6 +102,22 @@ pub fn declare_host_commands_queue(channel: &Channel, server_id: i64) -> amiquip
     Ok(())
 }
 
+/// Where a host keeps the commands it refused as not the API's (bounded: whoever forges them
+/// cannot fill the broker's disk).
+pub fn declare_refused_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
+    let mut table = FieldTable::new();
+    table.insert("x-max-length".into(), AmqpValue::LongUInt(1_000));
+    channel.queue_declare(
+        routing::host_refused_commands_queue(server_id),
+        QueueDeclareOptions {
+            durable: true,
+            arguments: table,
+            ..QueueDeclareOptions::default()
+        },
+    )?;
+    Ok(())
+}
+
 /// Where unreadable log messages go, bounded so a misbehaving publisher cannot fill the disk.
 pub fn declare_log_dlq(channel: &Channel) -> amiquip::Result<Queue<'_>> {
     let mut table = FieldTable::new();

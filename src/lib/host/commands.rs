@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use amiquip::{Channel, Delivery};
 
+use super::game_users::GameUsers;
 use super::publisher::Outbound;
 use super::reporting::{status_message, Report};
 use super::sessions::{process_name, spec_for};
@@ -17,7 +18,7 @@ use crate::procman::{Manager, ProcError};
 use crate::wire::commands::{
     CommandKind, CommandReply, Deadline, SendInput, SessionRef, StartSession,
 };
-use crate::wire::SessionStatus;
+use crate::wire::{routing, SessionStatus};
 
 /// When this agent accepted each session's start (the reconciler must not stop a game the
 /// database has not caught up with yet).
@@ -27,6 +28,9 @@ pub struct CommandHandler {
     pub server_id: i64,
     pub manager: Arc<Manager>,
     pub data_dir: PathBuf,
+    pub users: Arc<GameUsers>,
+    /// The API's broker user: commands signed (AMQP `user_id`) by anyone else are refused.
+    pub command_sender: String,
     pub out: Outbound,
     pub accepted: Accepted,
 }
@@ -35,6 +39,9 @@ impl CommandHandler {
     fn execute(&mut self, kind: CommandKind, body: &[u8]) -> Result<(), String> {
         let bad = |e: serde_json::Error| format!("malformed command: {e}");
         let deadline: Deadline = serde_json::from_slice(body).map_err(bad)?;
+        if deadline.expires_at_ms.is_none() {
+            return Err("no expires_at_ms: a command without a deadline is never acted on".into());
+        }
         if let Some(late) = deadline.expired_for(chrono::Utc::now().timestamp_millis()) {
             return Err(format!(
                 "command expired {late} ms ago; not acted on (the sender gave up)"
@@ -77,7 +84,7 @@ impl CommandHandler {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(cmd.session_id, Instant::now());
-        let started = spec_for(&cmd, &self.data_dir)
+        let started = spec_for(&cmd, &self.data_dir, &self.users)
             .and_then(|spec| self.manager.start(spec).map_err(|e| e.to_string()));
         if let Err(reason) = started {
             log::warn!(session_id = cmd.session_id; "session cannot start: {reason}");
@@ -113,11 +120,33 @@ impl CommandHandler {
 impl BatchHandler for CommandHandler {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
         topology::declare_host_commands_queue(channel, self.server_id)?;
+        topology::declare_refused_commands_queue(channel, self.server_id)?;
         Ok(())
     }
 
     fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError> {
         for d in batch {
+            let signer = d.properties.user_id().as_deref();
+            if signer != Some(self.command_sender.as_str()) {
+                // Not from the API: no reply (nobody legitimate waits for one), kept with the
+                // reason in the refused-commands queue for the operator to inspect.
+                let reason = format!(
+                    "not sent by the API's broker user {:?} (user_id {:?})",
+                    self.command_sender, signer
+                );
+                log::warn!(command = d.routing_key.as_str(); "command refused: {reason}");
+                let refused = OutgoingMessage::raw(
+                    "",
+                    &routing::host_refused_commands_queue(self.server_id),
+                    d.body.clone(),
+                )
+                .with_header(routing::DEAD_LETTER_REASON_HEADER, reason)
+                .with_header("x-original-routing-key", d.routing_key.clone());
+                ctx.publisher
+                    .publish_all(&[refused], Duration::from_secs(10))?;
+                ctx.ack_through(d)?;
+                continue;
+            }
             let result = match CommandKind::from_routing_key(&d.routing_key) {
                 Some(kind) => self.execute(kind, &d.body),
                 None => Err(format!("unknown command {}", d.routing_key)),

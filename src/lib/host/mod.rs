@@ -9,6 +9,7 @@
 
 mod commands;
 pub mod console;
+pub mod game_users;
 pub mod identity;
 pub mod publisher;
 pub mod recovery;
@@ -76,6 +77,8 @@ pub struct HostConfig {
     /// The ports `deploy --port auto` may give this host's games (`HOST_PORT_RANGE`,
     /// `LOW-HIGH`, default Agones' 7000-8000), reported in each heartbeat.
     pub port_range: (u16, u16),
+    /// Which users games run as (`HOST_GAME_UID_RANGE`): one uid per deployment by default.
+    pub game_users: game_users::GameUserPolicy,
 }
 
 /// Agones' game-server port range, the default of `HOST_PORT_RANGE`.
@@ -148,8 +151,18 @@ impl HostConfig {
             stop_sessions_on_shutdown: env.flag("HOST_STOP_SESSIONS_ON_SHUTDOWN", false)?,
             console: ConsoleSettings::from_env(env)?,
             port_range: port_range(env)?,
+            game_users: game_users::GameUserPolicy::from_env(env)?,
         })
     }
+}
+
+/// `HOST_DATA_DIR`, mode 0711: each game reaches its own deployment's directory through it but
+/// cannot list it, and the agent's files in it (credential, keepers, uid map) are 0600/0700.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
+        .map_err(|e| format!("cannot prepare HOST_DATA_DIR {}: {e}", dir.display()))
 }
 
 pub struct RunningHost {
@@ -164,12 +177,23 @@ pub struct RunningHost {
 /// spawns the agent's threads.
 pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningHost, String> {
     log::info!(name = config.server_name.as_str(), api = format!("{:?}", config.api).as_str(); "starting host agent");
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot create HOST_DATA_DIR {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    // Nobody else may read our environment, memory or descriptors: not even a process of
+    // our own user (a game run with HOST_GAME_UID_RANGE=off).
+    crate::lifecycle::forbid_inspection();
+    prepare_data_dir(&config.data_dir)?;
+    let game_users = Arc::new(game_users::GameUsers::open(
+        config.game_users.clone(),
+        &config.data_dir,
+    )?);
+    match game_users.policy() {
+        game_users::GameUserPolicy::Dynamic { low, high } => {
+            log::info!(low = low, high = high; "games run as their deployment's own uid")
+        }
+        game_users::GameUserPolicy::AgentUser => log::warn!(
+            "HOST_GAME_UID_RANGE=off: games without run_as run as this agent's user and can \
+             read its files; use it on development machines only"
+        ),
+    }
     let client = config.api.api_client();
     let credential = identity::credential(
         &client,
@@ -187,7 +211,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             option,
         ) {
             Ok(r) => {
-                server_id = r.server.map(|s| s.server_id);
+                server_id = r.server.map(|s| (s.server_id, r.command_sender));
                 break;
             }
             Err(grpcio::Error::RpcFailure(s))
@@ -209,7 +233,12 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             }
         }
     }
-    let server_id = server_id.ok_or("the API did not answer; giving up")?;
+    let (server_id, command_sender) = server_id.ok_or("the API did not answer; giving up")?;
+    if command_sender.is_empty() {
+        return Err("the API did not say which broker user sends commands (its RABBITMQ_URL \
+                    names no user): this agent acts only on signed commands"
+            .into());
+    }
     log::info!(server_id = server_id; "registered");
 
     let (out, inbound) = publisher::channels(&config.console);
@@ -393,6 +422,8 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             server_id,
             manager: manager.clone(),
             data_dir: config.data_dir.clone(),
+            users: game_users.clone(),
+            command_sender,
             out: out.clone(),
             accepted,
         };

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use super::game_users::{self, GameUsers};
 use super::users;
 use crate::procman::{ExitInfo, Spec};
 use crate::wire::commands::StartSession;
@@ -23,25 +24,50 @@ pub fn exit_code(exit: Option<ExitInfo>) -> Option<i32> {
 }
 
 /// The process spec for a start command, running in `data_dir/sgc-{id}/[working_dir]` with
-/// the game's own environment plus `MANMAN_SESSION_ID` and `PORT` (the first host port).
-pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
+/// the game's own environment plus `MANMAN_SESSION_ID` and `PORT` (the first host port), as
+/// the deployment's own user (`users`) or the config's `run_as` user, never as root; that
+/// user is given the deployment's directory (0700).
+pub fn spec_for(cmd: &StartSession, data_dir: &Path, users: &GameUsers) -> Result<Spec, String> {
     let p = &cmd.process;
     p.validate().map_err(|e| format!("invalid config: {e}"))?;
-    let mut dir = data_dir.join(format!("sgc-{}", cmd.sgc_id));
+    let deployment_dir = data_dir.join(format!("sgc-{}", cmd.sgc_id));
+    let mut dir = deployment_dir.clone();
     if let Some(d) = p.working_dir.as_deref().filter(|d| !d.is_empty()) {
         dir = dir.join(d);
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("working directory {} is unusable: {e}", dir.display()))?;
-    let run_as = match p.run_as.as_deref() {
-        Some(who) => Some(users::resolve(who)?),
-        None => None,
+    // The game owns everything under its deployment's directory and could have made a part of
+    // the working directory's path a link to somewhere else on the host.
+    let inside = |d: &Path| d.canonicalize().ok();
+    if inside(&dir)
+        .zip(inside(&deployment_dir))
+        .is_none_or(|(d, root)| !d.starts_with(root))
+    {
+        return Err(format!(
+            "working directory {} leads outside its deployment's directory",
+            dir.display()
+        ));
+    }
+    let user = match p.run_as.as_deref() {
+        Some(who) => {
+            let user = users::resolve(who)?;
+            if user.id.uid == 0 || user.id.gid == 0 {
+                return Err(format!("run_as {who:?} is root: games never run as root"));
+            }
+            Some(user)
+        }
+        None => users.for_deployment(cmd.sgc_id)?.map(|id| users::User {
+            name: format!("manman-sgc-{}", cmd.sgc_id),
+            id,
+            home: deployment_dir.display().to_string(),
+        }),
     };
     let mut spec = Spec::new(&process_name(cmd.session_id), &p.program, &[]);
     spec.args = p.args.clone();
     let mut env: BTreeMap<String, String> = p.env.clone();
     env.insert("MANMAN_SESSION_ID".into(), cmd.session_id.to_string());
-    if let Some(user) = &run_as {
+    if let Some(user) = &user {
         // Its own home and name, not the agent's (the config's env may still override them).
         for (key, value) in [
             ("HOME", user.home.clone()),
@@ -50,16 +76,9 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
         ] {
             env.entry(key.into()).or_insert(value);
         }
-        // The deployment's directory becomes the game user's, so the game can write there.
-        let deployment_dir = data_dir.join(format!("sgc-{}", cmd.sgc_id));
         for d in [&deployment_dir, &dir] {
-            std::os::unix::fs::chown(d, Some(user.id.uid), Some(user.id.gid)).map_err(|e| {
-                format!(
-                    "cannot give {} to {}: {e} (the agent needs CAP_CHOWN)",
-                    d.display(),
-                    user.name
-                )
-            })?;
+            game_users::give_directory(d, user.id)
+                .map_err(|e| format!("{e} (the agent needs CAP_CHOWN)"))?;
         }
     }
     if let Some(port) = cmd.ports.first() {
@@ -79,7 +98,7 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path) -> Result<Spec, String> {
     spec.stop_signal = p.signal();
     spec.stop_input = p.stop_command.clone().filter(|c| !c.trim().is_empty());
     spec.stop_timeout = p.stop_timeout();
-    spec.run_as = run_as.map(|u| u.id);
+    spec.run_as = user.map(|u| u.id);
     spec.no_new_privs = true;
     spec.max_open_files = p.max_open_files.map(u64::from);
     spec.max_processes = p.max_processes.map(u64::from);
@@ -111,6 +130,10 @@ mod tests {
     use crate::wire::probes::{LivenessProbe, ReadinessProbe};
     use crate::wire::GameProcess;
 
+    fn agent_user(dir: &Path) -> GameUsers {
+        GameUsers::open(game_users::GameUserPolicy::AgentUser, dir).unwrap()
+    }
+
     fn cmd(process: GameProcess) -> StartSession {
         StartSession {
             session_id: 9,
@@ -136,6 +159,7 @@ mod tests {
                 ..GameProcess::default()
             }),
             &dir,
+            &agent_user(&dir),
         )
         .unwrap();
         assert_eq!(spec.name, "session-9");
@@ -160,6 +184,7 @@ mod tests {
                 ..GameProcess::default()
             }),
             &dir,
+            &agent_user(&dir),
         )
         .unwrap();
         assert_eq!(
@@ -184,6 +209,7 @@ mod tests {
                 ..GameProcess::default()
             }),
             Path::new("/nonexistent"),
+            &agent_user(Path::new("/nonexistent")),
         )
         .unwrap_err();
         assert!(err.contains("stop_signal"), "{err}");

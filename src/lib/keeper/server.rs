@@ -23,6 +23,34 @@ const CLIENT_QUEUE: usize = 256 * 1024;
 /// exit stays in `exit.json`).
 const LINGER_AFTER_EXIT: Duration = Duration::from_secs(600);
 
+/// The longest request line the agent sends (console input of at most MAX_PENDING_INPUT,
+/// JSON-escaped).
+const MAX_REQUEST_BYTES: usize = 8 * MAX_PENDING_INPUT + 1024;
+
+/// The uid of the process at the other end of a Unix socket (SO_PEERCRED).
+fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
 struct Client {
     stream: UnixStream,
     inbuf: Vec<u8>,
@@ -46,6 +74,8 @@ struct Keeper {
 /// The keeper's `main` after argument parsing: detach, start the game, serve. Writes
 /// `ready PID` (or `error REASON`) on stdout for the agent that launched it.
 pub fn run(dir: &Path) -> i32 {
+    // The game's user must not read our memory or descriptors (the agent's socket, its spec).
+    crate::lifecycle::forbid_inspection();
     // SAFETY: single-threaded at this point; fork and setsid have no preconditions beyond
     // that. The parent exits at once (the agent reaps it); the child, no group leader, can
     // start its own session, away from the agent's process group and terminal.
@@ -147,6 +177,19 @@ impl Keeper {
 
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
+            // Only the agent (our own user) may drive the game; the socket's 0600 mode and
+            // 0700 directory say the same, this holds even if they were changed.
+            match peer_uid(&stream) {
+                Ok(uid) if uid == unsafe { libc::geteuid() } => {}
+                Ok(uid) => {
+                    log::warn!(uid = uid; "refused a connection from another user");
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("refused a connection whose peer is unknown: {e}");
+                    continue;
+                }
+            }
             let _ = stream.set_nonblocking(true);
             // One agent at a time: a new one replaces the old (which is gone or restarting).
             self.client = Some(Client {
@@ -171,7 +214,17 @@ impl Keeper {
                     closed = true;
                     break;
                 }
-                Ok(n) => client.inbuf.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    client.inbuf.extend_from_slice(&buf[..n]);
+                    // A request is one short line (input is at most MAX_PENDING_INPUT): a
+                    // client that sends more without a newline is not the agent.
+                    if client.inbuf.len() > MAX_REQUEST_BYTES {
+                        log::warn!("dropping a client whose request has no end");
+                        closed = true;
+                        client.inbuf.clear();
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {

@@ -22,6 +22,12 @@ pub struct StatusConfig {
     /// viewer token, and (plain HTTP) the `MANMAN_ALLOW_INSECURE_NETWORK` opt-out or, better,
     /// a TLS-terminating proxy on loopback in front.
     pub listen: String,
+    /// Every request needs a viewer token (`STATUS_REQUIRE_TOKEN`): always off loopback; on
+    /// loopback too when set, for the API behind a proxy on the same machine.
+    pub require_token: bool,
+    /// `Host` values answered (`STATUS_ALLOWED_HOSTS`, comma-separated; default on loopback:
+    /// localhost, 127.0.0.1, ::1; off loopback: any).
+    pub allowed_hosts: Vec<String>,
     pub workers: usize,
     pub stale_threshold: Duration,
     /// How long `/status/system` may serve a cached answer.
@@ -43,9 +49,26 @@ impl StatusConfig {
             false,
             "the status API (plain HTTP)",
         )?;
+        let loopback = config::is_loopback(&listen);
+        let require_token = env.flag("STATUS_REQUIRE_TOKEN", !loopback)?;
+        if !require_token && !loopback {
+            return Err(ConfigError::new(
+                "STATUS_REQUIRE_TOKEN",
+                "cannot be false off loopback: anyone on the network could read the fleet",
+            ));
+        }
+        let default_hosts = if loopback { "localhost,127.0.0.1,::1" } else { "" };
+        let allowed_hosts = env
+            .string("STATUS_ALLOWED_HOSTS", default_hosts)
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
         Ok(StatusConfig {
             database: config::database_config(env)?,
             listen,
+            require_token,
+            allowed_hosts,
             workers,
             stale_threshold: env.seconds("STALE_HOST_THRESHOLD_SECONDS", 10)?,
             system_cache: Duration::from_millis(env.parse("STATUS_CACHE_MS", 1000)?),
@@ -79,11 +102,12 @@ pub fn start(
     let server = Arc::new(crate::http::server(&config.listen)?);
     let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
     let api = StatusApi::new(pool, config.stale_threshold, config.system_cache);
-    let api = Arc::new(if config::is_loopback(&config.listen) {
-        api
-    } else {
-        log::info!("listening off loopback: every request needs a viewer token");
+    let api = api.allow_hosts(config.allowed_hosts.clone());
+    let api = Arc::new(if config.require_token {
+        log::info!("every request needs a viewer token");
         api.require_tokens()
+    } else {
+        api
     });
     for i in 0..config.workers {
         let (server, api) = (server.clone(), api.clone());
@@ -101,6 +125,5 @@ pub fn start(
             })
             .map_err(|e| format!("cannot spawn thread: {e}"))?;
     }
-    crate::http::drain_queued_connections(&server, supervisor)?;
     Ok(RunningStatusApi { port, api })
 }

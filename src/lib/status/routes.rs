@@ -164,11 +164,23 @@ fn parse_page(url: &str) -> Result<Page, Failure> {
     Ok(page)
 }
 
+/// A `Host` header without its port (`[::1]:8000` → `::1`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
 pub struct StatusApi {
     pool: DbPool,
     /// Set when the API is reachable from the network: every request then needs a viewer
     /// token (`Authorization: Bearer …`).
     auth: Option<Authenticator>,
+    /// The `Host` header values answered (`STATUS_ALLOWED_HOSTS`; empty: any). On loopback it
+    /// defaults to the loopback names, so a page on another site whose DNS name is rebound
+    /// to 127.0.0.1 is refused.
+    allowed_hosts: Vec<String>,
     stale_secs: f64,
     /// `/status/system`, and each list's `total`, at most this old.
     system: TtlCache<(), Value>,
@@ -182,6 +194,7 @@ impl StatusApi {
         StatusApi {
             pool,
             auth: None,
+            allowed_hosts: Vec::new(),
             stale_secs: stale_threshold.as_secs_f64(),
             system: TtlCache::new(system_cache_ttl),
             totals: TtlCache::new(system_cache_ttl),
@@ -198,14 +211,25 @@ impl StatusApi {
         self
     }
 
+    /// Answers only requests whose `Host` (without its port) is one of `hosts` (any when empty).
+    pub fn allow_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+
     /// `None` when the request may be answered, else the refusal.
     fn refusal(&self, request: &Request) -> Option<http::JsonResponse> {
+        if !self.allowed_hosts.is_empty() {
+            let host = http::request_header(request, "Host").unwrap_or("");
+            if !self.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host_name(host))) {
+                return Some(http::error(
+                    421,
+                    format!("this server does not answer for Host {host:?} (STATUS_ALLOWED_HOSTS)"),
+                ));
+            }
+        }
         let auth = self.auth.as_ref()?;
-        let token = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .and_then(|h| bearer_value(h.value.as_str()));
+        let token = http::request_header(request, "Authorization").and_then(bearer_value);
         match auth.authorize(token.as_deref(), Role::Viewer, "status") {
             Ok(_) => None,
             Err(e @ AuthError::Unauthenticated(_)) => Some(http::error(401, e.to_string())),

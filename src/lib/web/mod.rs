@@ -84,6 +84,5 @@ pub fn start(config: WebConfig, supervisor: &mut Supervisor) -> Result<RunningWe
             })
             .map_err(|e| format!("cannot spawn thread: {e}"))?;
     }
-    crate::http::drain_queued_connections(&server, supervisor)?;
     Ok(RunningWeb { port })
 }

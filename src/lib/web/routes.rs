@@ -19,7 +19,6 @@ use crate::proto::v1 as pb;
 use crate::views::{config_json, deployment_json, host_json, session_json};
 
 /// What a request body may hold (a config is the largest thing the page sends).
-const MAX_BODY: u64 = 64 * 1024;
 /// API calls from the page wait this long at most.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -163,14 +162,10 @@ impl Web {
             }
             return;
         }
-        let mut body = Vec::new();
-        let read = request
-            .as_reader()
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut body);
-        if read.is_err() || body.len() as u64 > MAX_BODY {
-            return respond(request, http::error(413, "request body too large"), None);
-        }
+        let body = match http::read_body(&mut request) {
+            Ok(body) => body,
+            Err(refused) => return respond(request, refused, None),
+        };
         let body = if body.is_empty() {
             Value::Null
         } else {
@@ -212,6 +207,9 @@ impl Web {
             return (http::error(404, "no such page"), None);
         }
         if *call.method == Method::Post && call.segments == ["api", "login"] {
+            if let Err(refused) = same_origin_json(request) {
+                return (refused, None);
+            }
             return self.log_in(call);
         }
         let Some(login) = login else {
@@ -501,6 +499,29 @@ impl Web {
         }
         Ok(Value::String(text))
     }
+}
+
+/// A login must come from our own page: a JSON body (a cross-site form can only send
+/// `text/plain`, `application/x-www-form-urlencoded` or `multipart/form-data` without a CORS
+/// preflight we never grant) and, when the browser says where from, our own origin. This
+/// stops login CSRF (a page logging the victim into the attacker's account).
+fn same_origin_json(request: &Request) -> Result<(), JsonResponse> {
+    let content_type = http::request_header(request, "Content-Type").unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(http::error(415, "log in with a JSON body (Content-Type: application/json)"));
+    }
+    if let Some(origin) = http::request_header(request, "Origin") {
+        let host = http::request_header(request, "Host").unwrap_or("");
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Err(http::error(403, format!("cross-origin login refused (Origin {origin})")));
+        }
+    }
+    Ok(())
 }
 
 /// What the page knows of its login.

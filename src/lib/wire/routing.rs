@@ -43,6 +43,11 @@ pub fn host_commands_queue(server_id: i64) -> String {
     format!("host-{server_id}-commands")
 }
 
+/// Commands a host refused as not signed by the API, with the reason (`x-dead-letter-reason`).
+pub fn host_refused_commands_queue(server_id: i64) -> String {
+    format!("host-{server_id}-commands-refused")
+}
+
 /// The id at the end of a routing key such as `status.session.7`.
 pub fn trailing_id(routing_key: &str) -> Option<i64> {
     routing_key.rsplit('.').next()?.parse().ok()
