@@ -138,6 +138,10 @@ fn main() {
         stop_sessions_on_shutdown: false,
         console: Default::default(),
         port_range: host::DEFAULT_PORT_RANGE,
+        game_users: host::game_users::GameUserPolicy::Dynamic {
+            low: host::game_users::DEFAULT_UID_RANGE.0,
+            high: host::game_users::DEFAULT_UID_RANGE.1,
+        },
     };
     let h = host::start(host_config.clone(), &mut sup).unwrap();
     wait_for("host", Duration::from_secs(30), || {

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use manman::logs::{self, LogsConfig, RunningLogProcessor};
 use manman::processor::{self, ProcessorConfig};
 use manman::proto::v1 as pb;
 use manman::testkit::http_get;
+use serde_json::json;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -32,6 +34,7 @@ struct Stack {
     vhost: TestVhost,
     api_port: u16,
     api_health_port: u16,
+    processor_health_port: u16,
     logs: RunningLogProcessor,
     server_id: i64,
     data_dir: std::path::PathBuf,
@@ -86,6 +89,7 @@ impl Stack {
                 .load(Ordering::SeqCst)
                 .then_some(())
         });
+        let processor_health_port = running.health_port;
         let processor = Daemon::run(sup);
         let mut sup = Supervisor::new();
         let api = api::start(
@@ -129,6 +133,7 @@ impl Stack {
             vhost,
             api_port,
             api_health_port,
+            processor_health_port,
             logs,
             server_id: 0,
             data_dir,
@@ -159,6 +164,10 @@ impl Stack {
             stop_sessions_on_shutdown: true,
             console: self.console.clone(),
             port_range: host::DEFAULT_PORT_RANGE,
+            game_users: host::game_users::GameUserPolicy::Dynamic {
+                low: host::game_users::DEFAULT_UID_RANGE.0,
+                high: host::game_users::DEFAULT_UID_RANGE.1,
+            },
         }
     }
 
@@ -2668,4 +2677,209 @@ fn an_operator_runs_a_session_from_the_dashboard_in_a_real_browser() {
         None
     });
     browser.screenshot(&screenshot_path("archive.png"));
+}
+
+#[test]
+fn every_daemons_health_port_survives_hostile_clients() {
+    hostile::watch_for_panics();
+    let stack = Stack::start();
+    let host_health = stack.host.as_ref().unwrap().0.health_port;
+    for (what, port) in [
+        ("the host agent", host_health),
+        ("the processor", stack.processor_health_port),
+        ("the API", stack.api_health_port),
+        ("the log processor", stack.logs.health_port),
+    ] {
+        hostile::assert_survives(what, port, "/healthz");
+    }
+    hostile::assert_slow_head_is_cut(host_health);
+}
+
+// ---- a game turned against its host -----------------------------------------------------------
+
+/// A game that looks for the agent's secrets and its neighbours' files; prints `LEAK …` for
+/// each thing it could reach, then `probe done`.
+const PROBE: &str = r#"#!/bin/bash
+data=$1; other=$2; keeper=$3; shift 3
+echo "probe uid $(id -u) gid $(id -g) in $(pwd)"
+[ "$(id -u)" = 0 ] && echo "LEAK running as root"
+for f in /proc/[0-9]*/environ; do
+  content=$(tr '\0' '\n' < "$f" 2>/dev/null) || continue
+  for s in "$@"; do case "$content" in *"$s"*) echo "LEAK $s in $f";; esac; done
+done
+for d in /proc/[0-9]*; do
+  [ "$(stat -c %u "$d" 2>/dev/null)" = "$(id -u)" ] && continue
+  ls "$d/fd" >/dev/null 2>&1 && echo "LEAK descriptors of $d"
+done
+for s in "$@"; do
+  grep -rlsF -- "$s" "$data" && echo "LEAK $s in a file under HOST_DATA_DIR"
+done
+ls "$data" >/dev/null 2>&1 && echo "LEAK HOST_DATA_DIR can be listed"
+ls "$other" >/dev/null 2>&1 && echo "LEAK another deployment's directory can be listed"
+cat "$other/world.txt" 2>/dev/null && echo "LEAK another deployment's world can be read"
+touch "$other/planted" 2>/dev/null && echo "LEAK another deployment's directory is writable"
+/usr/bin/python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$keeper" 2>/dev/null \
+  && echo "LEAK connected to another session's keeper"
+echo "probe done"
+"#;
+
+#[test]
+fn a_game_finds_no_secret_and_cannot_reach_another_deployment() {
+    let mut s = Stack::start();
+    let logs = Collector::console_lines(&s.vhost);
+    let data_dir = std::env::temp_dir().join(unique_name("mmhost-probe"));
+    let _agent = s.agent_process(&data_dir, true);
+    // A neighbour: its own uid, its world in its own directory.
+    let victim = s.deploy("victim", &game_script(), &[], &["--stop-command", "stop"]);
+    let victim_session = s.start_session_retrying(victim);
+    s.wait_status(victim_session, "running");
+    let victim_dir = data_dir.join(format!("sgc-{victim}"));
+    std::fs::write(victim_dir.join("world.txt"), "the victim's world").unwrap();
+    let keeper = data_dir.join(format!("keepers/session-{victim_session}/keeper.sock"));
+    assert!(keeper.exists(), "the victim's keeper socket");
+    let credential = std::fs::read_to_string(host::identity::credential_file(&data_dir)).unwrap();
+    let probe_dir = std::env::temp_dir().join(unique_name("mmprobe"));
+    std::fs::create_dir_all(&probe_dir).unwrap();
+    let probe = probe_dir.join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&probe_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secrets = [
+        "guest:guest@".to_string(), // the broker password in RABBITMQ_URL
+        s.enrollment.clone(),       // HOST_ENROLLMENT_SECRET in the agent's environment
+        credential.trim().to_string(),
+    ];
+    let mut args = vec![
+        data_dir.display().to_string(),
+        victim_dir.display().to_string(),
+        keeper.display().to_string(),
+    ];
+    args.extend(secrets.iter().cloned());
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let prober = s.deploy("prober", probe.to_str().unwrap(), &arg_refs, &[]);
+    let session = s.start_session_retrying(prober);
+    let mut said = Vec::new();
+    wait_for("the probe's report", T, || {
+        let l = logs.next(T)?;
+        if l.body["session_id"] != session {
+            return None;
+        }
+        let line = l.body["message"].as_str().unwrap_or_default().to_string();
+        said.push(line.clone());
+        (line == "probe done").then_some(())
+    });
+    let leaks: Vec<&String> = said.iter().filter(|l| l.contains("LEAK")).collect();
+    assert!(leaks.is_empty(), "the game reached: {leaks:#?}");
+    // It ran as a uid of its own from the range, neither root nor the victim's.
+    let uid_line = said.iter().find(|l| l.starts_with("probe uid")).unwrap();
+    let uid: u32 = uid_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let victim_uid = std::fs::metadata(&victim_dir).unwrap().uid();
+    assert!((61184..=65519).contains(&uid), "{uid_line}");
+    assert_ne!(uid, victim_uid);
+    assert_eq!(
+        std::fs::metadata(&victim_dir).unwrap().mode() & 0o777,
+        0o700
+    );
+    std::fs::remove_dir_all(&probe_dir).unwrap();
+}
+
+/// A broker user of the test's own with every permission on the vhost: someone holding
+/// credentials who is not the API.
+struct RogueBrokerUser {
+    name: String,
+    url: String,
+}
+
+impl RogueBrokerUser {
+    fn create(vhost: &TestVhost) -> RogueBrokerUser {
+        let name = unique_name("mm-rogue");
+        let run = |args: &[&str]| {
+            let out = Command::new("rabbitmqctl").args(args).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&["-q", "add_user", &name, "rogue-password"]);
+        run(&["-q", "set_permissions", "-p", &vhost.name, &name, ".*", ".*", ".*"]);
+        RogueBrokerUser {
+            url: format!("amqp://{name}:rogue-password@127.0.0.1:5672/{}", vhost.name),
+            name,
+        }
+    }
+
+    /// Publishes `body` on `manman` as this user (signed with its own user_id when `signed`).
+    fn publish(&self, signed: bool, key: &str, body: &serde_json::Value) {
+        let mut conn = manman::bus::connection::open(&self.url).unwrap();
+        let channel = conn.open_channel(None).unwrap();
+        let user = signed.then(|| self.name.clone());
+        let mut publisher = manman::bus::ConfirmedPublisher::new(channel)
+            .unwrap()
+            .signed_as(user);
+        publisher
+            .publish_all(
+                &[manman::bus::OutgoingMessage::json("manman", key, body)],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        let _ = conn.close();
+    }
+}
+
+impl Drop for RogueBrokerUser {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_user", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn commands_not_from_the_api_or_without_a_deadline_are_refused_and_never_run() {
+    let s = Stack::start();
+    let logs = Collector::console_lines(&s.vhost);
+    let refused = Collector::queue(
+        &s.vhost,
+        &manman::wire::routing::host_refused_commands_queue(s.server_id()),
+    );
+    let sgc = s.deploy_test_game("forged", 26300);
+    let key = format!("command.host.{}.session.start", s.server_id());
+    let start = |session_id: i64, expires: Option<i64>| {
+        let mut body = json!({
+            "session_id": session_id,
+            "sgc_id": sgc,
+            "program": game_script(),
+            "ports": [],
+        });
+        if let Some(at) = expires {
+            body["expires_at_ms"] = json!(at);
+        }
+        body
+    };
+    let later = chrono::Utc::now().timestamp_millis() + 60_000;
+    let rogue = RogueBrokerUser::create(&s.vhost);
+    // Signed by a broker user that is not the API's, and not signed at all.
+    rogue.publish(true, &key, &start(990_001, Some(later)));
+    rogue.publish(false, &key, &start(990_002, Some(later)));
+    // Signed as the API's own broker user (guest here) but without a deadline.
+    let api_user = TestPublisher::new(&s.vhost);
+    api_user.publish_json_signed(&key, start(990_003, None), "guest");
+    let reasons: Vec<String> = (0..3)
+        .map(|_| header(&refused.expect("a refused command"), "x-dead-letter-reason").unwrap())
+        .collect();
+    assert!(reasons[0].contains("not sent by the API"), "{reasons:?}");
+    assert!(reasons[1].contains("not sent by the API"), "{reasons:?}");
+    assert!(reasons[2].contains("no expires_at_ms"), "{reasons:?}");
+    // A real start through the API still works, and is the only game that ever ran.
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    let forged: Vec<_> = logs
+        .drain(Duration::from_secs(2))
+        .into_iter()
+        .filter(|l| l.body["session_id"] != session)
+        .collect();
+    assert!(forged.is_empty(), "a forged start ran a game: {forged:?}");
+    let (host, _) = s.host.as_ref().unwrap();
+    let metrics = http_get(host.health_port, "/metrics");
+    assert!(
+        metrics.contains("manman_host_processes{state=\"running\"} 1"),
+        "{metrics}"
+    );
 }

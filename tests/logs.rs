@@ -918,3 +918,41 @@ fn lost_and_throttled_lines_and_the_queue_depth_are_on_metrics() {
         );
     }
 }
+
+#[test]
+fn a_revoked_token_ends_its_open_stream_within_ten_seconds() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 10, None));
+    let (_, session) = new_session(&db);
+    stack.buffer(session);
+    let req = pb::StreamSessionLogsRequest {
+        session_id: session,
+        after_sequence_number: 0,
+        backlog_only: false,
+    };
+    let stream = stack.client.stream_session_logs_opt(&req, viewer()).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        // A live stream of a quiet session: it ends only when the server ends it.
+        let end = futures::executor::block_on_stream(stream).find_map(|item| item.err());
+        let _ = tx.send(end);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(6)).is_err(),
+        "the stream ended while its token was valid"
+    );
+    manman::db::tokens::revoke(&mut db.client(), "viewer")
+        .unwrap()
+        .expect("the viewer token");
+    let revoked_at = std::time::Instant::now();
+    let end = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream is still open 10 s after its token was revoked");
+    match end {
+        Some(grpcio::Error::RpcFailure(s)) => {
+            assert_eq!(s.code(), RpcStatusCode::UNAUTHENTICATED, "{s:?}")
+        }
+        other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+    }
+    assert!(revoked_at.elapsed() <= Duration::from_secs(10));
+}

@@ -512,3 +512,36 @@ fn cursors_page_through_hosts_and_sessions_every_row_exactly_once() {
     let (code, body) = get_json(api.port, "/status/servers?after=5&offset=5");
     assert_eq!(code, 400, "{body}");
 }
+
+#[test]
+fn the_status_api_survives_hostile_clients() {
+    hostile::watch_for_panics();
+    let db = TestDb::new();
+    let api = start_api(db.config.clone());
+    hostile::assert_survives("the status API", api.port, "/healthz");
+    hostile::assert_slow_head_is_cut(api.port);
+}
+
+#[test]
+fn on_loopback_only_loopback_host_names_are_answered() {
+    let db = TestDb::new();
+    let api = start_api(db.config.clone());
+    let get = |host: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", api.port)).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET /status/system HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    // A page on another site whose name was rebound to 127.0.0.1 (DNS rebinding).
+    let rebound = get("attacker.example:8000");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(rebound.contains("STATUS_ALLOWED_HOSTS"), "{rebound}");
+    assert!(get(&format!("127.0.0.1:{}", api.port)).starts_with("HTTP/1.1 200"));
+    assert!(get("localhost").starts_with("HTTP/1.1 200"));
+}

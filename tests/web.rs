@@ -25,6 +25,9 @@ struct Dashboard {
     db: TestDb,
     vhost: TestVhost,
     port: u16,
+    /// The health ports of the API and the log processor behind it.
+    api_health: u16,
+    logs_health: u16,
     admin: String,
     viewer: String,
     _daemons: Vec<Daemon>,
@@ -75,6 +78,8 @@ impl Dashboard {
             admin: token("web-admin", Role::Admin),
             viewer: token("web-viewer", Role::Viewer),
             port: running.port,
+            api_health: api.health_port,
+            logs_health: logs.health_port,
             db,
             vhost,
             _daemons: vec![Daemon::run(sup), logs_daemon, api_daemon],
@@ -350,4 +355,76 @@ fn a_live_console_streams_as_events_resumes_after_the_last_id_and_keeps_markup_a
     // Without a login there is no stream.
     let (code, _) = d.call("GET", &path, None, None, None);
     assert_eq!(code, 401);
+}
+
+#[test]
+fn the_dashboard_and_the_daemons_behind_it_survive_hostile_clients() {
+    hostile::watch_for_panics();
+    let d = Dashboard::start();
+    hostile::assert_survives("the dashboard", d.port, "/");
+    hostile::assert_survives("the API's health port", d.api_health, "/healthz");
+    hostile::assert_survives("the log processor's health port", d.logs_health, "/healthz");
+    hostile::assert_slow_head_is_cut(d.port);
+    // A body larger than any route takes is refused before it is read.
+    let (cookie, csrf) = d.log_in(&d.admin);
+    let big = json!({ "name": "x".repeat(70 * 1024) });
+    let (code, _) = d.call("POST", "/api/games", Some(&cookie), Some(&csrf), Some(big));
+    assert_eq!(code, 413);
+}
+
+#[test]
+fn a_cross_site_login_is_refused() {
+    let d = Dashboard::start();
+    let body = json!({ "token": d.viewer }).to_string();
+    let post = |content_type: &str, origin: Option<&str>| {
+        let mut req = ureq::post(&d.url("/api/login")).set("Content-Type", content_type);
+        if let Some(o) = origin {
+            req = req.set("Origin", o);
+        }
+        match req.send_string(&body) {
+            Ok(r) => (r.status(), r.header("Set-Cookie").is_some()),
+            Err(ureq::Error::Status(code, r)) => (code, r.header("Set-Cookie").is_some()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // What a form on another site can send without a preflight.
+    assert_eq!(post("text/plain", Some("http://evil.example")), (415, false));
+    assert_eq!(post("application/x-www-form-urlencoded", None), (415, false));
+    // JSON from another origin (a preflight we never grant) is refused too.
+    assert_eq!(post("application/json", Some("http://evil.example")), (403, false));
+    // Our own page: same origin, JSON.
+    let own = format!("http://127.0.0.1:{}", d.port);
+    assert_eq!(post("application/json", Some(&own)), (200, true));
+}
+
+#[test]
+fn a_logout_ends_its_open_consoles() {
+    let d = Dashboard::start();
+    let host = add_host(&mut d.db.client(), HostStatus::Online);
+    let (_, session) = add_session(&mut d.db.client(), host, SessionStatus::Running, &[]);
+    let (cookie, csrf) = d.log_in(&d.viewer);
+    let mut stream = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    write!(
+        stream,
+        "GET /api/sessions/{session}/console HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (code, _) = d.call("POST", "/api/logout", Some(&cookie), Some(&csrf), None);
+    assert_eq!(code, 200);
+    let logged_out = std::time::Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "the console closed without saying why");
+        if line.starts_with("data: ") && line.contains("logged out") {
+            break;
+        }
+    }
+    assert!(logged_out.elapsed() < Duration::from_secs(10));
 }

@@ -105,12 +105,12 @@ pub fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, JsonRespon
     }
 }
 
-fn has_header(request: &tiny_http::Request, name: &str) -> bool {
+fn has_header(request: &tiny_http::Request, name: &'static str) -> bool {
     request_header(request, name).is_some()
 }
 
 /// The value of a request's header `name` (the first, if sent twice).
-pub fn request_header<'r>(request: &'r tiny_http::Request, name: &str) -> Option<&'r str> {
+pub fn request_header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r str> {
     request
         .headers()
         .iter()

@@ -2,6 +2,7 @@
 //! proxy for simulating an unreachable PostgreSQL. Everything is cleaned up on drop.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod proxy;
 pub mod webdriver;
 
@@ -110,6 +111,20 @@ impl TestPublisher {
         }
         self.channel
             .basic_publish("manman", Publish::with_properties(body, key, props))
+            .unwrap();
+    }
+
+    /// JSON signed with AMQP `user_id` `user` (the broker refuses one that is not ours).
+    pub fn publish_json_signed(&self, key: &str, body: serde_json::Value, user: &str) {
+        let props = AmqpProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_user_id(user.to_string());
+        self.channel
+            .basic_publish(
+                "manman",
+                Publish::with_properties(body.to_string().as_bytes(), key, props),
+            )
             .unwrap();
     }
 
@@ -290,7 +305,7 @@ pub fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();

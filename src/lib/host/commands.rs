@@ -39,9 +39,6 @@ impl CommandHandler {
     fn execute(&mut self, kind: CommandKind, body: &[u8]) -> Result<(), String> {
         let bad = |e: serde_json::Error| format!("malformed command: {e}");
         let deadline: Deadline = serde_json::from_slice(body).map_err(bad)?;
-        if deadline.expires_at_ms.is_none() {
-            return Err("no expires_at_ms: a command without a deadline is never acted on".into());
-        }
         if let Some(late) = deadline.expired_for(chrono::Utc::now().timestamp_millis()) {
             return Err(format!(
                 "command expired {late} ms ago; not acted on (the sender gave up)"
@@ -59,6 +56,25 @@ impl CommandHandler {
                     .send_input(&process_name(r.session_id), r.input.as_bytes())
                     .map_err(|e| e.to_string())
             }
+        }
+    }
+
+    /// Why a command must not even be considered: not signed (AMQP `user_id`, which the broker
+    /// verifies) by the API's broker user, or without a deadline (it could be replayed late).
+    fn refusal(&self, d: &Delivery) -> Option<String> {
+        let signer = d.properties.user_id().as_deref();
+        if signer != Some(self.command_sender.as_str()) {
+            return Some(format!(
+                "not sent by the API's broker user {:?} (user_id {:?})",
+                self.command_sender, signer
+            ));
+        }
+        match serde_json::from_slice::<Deadline>(&d.body) {
+            Ok(Deadline {
+                expires_at_ms: Some(_),
+            }) => None,
+            Ok(_) => Some("no expires_at_ms: a command without a deadline is never acted on".into()),
+            Err(e) => Some(format!("malformed command: {e}")),
         }
     }
 
@@ -126,14 +142,9 @@ impl BatchHandler for CommandHandler {
 
     fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError> {
         for d in batch {
-            let signer = d.properties.user_id().as_deref();
-            if signer != Some(self.command_sender.as_str()) {
-                // Not from the API: no reply (nobody legitimate waits for one), kept with the
-                // reason in the refused-commands queue for the operator to inspect.
-                let reason = format!(
-                    "not sent by the API's broker user {:?} (user_id {:?})",
-                    self.command_sender, signer
-                );
+            if let Some(reason) = self.refusal(&d) {
+                // No reply (nobody legitimate waits for one); kept with the reason in the
+                // refused-commands queue for the operator to inspect.
                 log::warn!(command = d.routing_key.as_str(); "command refused: {reason}");
                 let refused = OutgoingMessage::raw(
                     "",

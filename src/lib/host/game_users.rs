@@ -211,7 +211,11 @@ mod tests {
         let meta = std::fs::metadata(&dir).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o777), (61190, 0o700));
         assert_eq!(std::fs::metadata(dir.join("world")).unwrap().uid(), 61190);
-        assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0, "link followed");
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().uid(),
+            0,
+            "link followed"
+        );
         // A link where the directory should be is refused.
         std::os::unix::fs::symlink(&outside, dir.with_extension("link")).unwrap();
         assert!(give_directory(&dir.with_extension("link"), who).is_err());

@@ -235,9 +235,11 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     }
     let (server_id, command_sender) = server_id.ok_or("the API did not answer; giving up")?;
     if command_sender.is_empty() {
-        return Err("the API did not say which broker user sends commands (its RABBITMQ_URL \
+        return Err(
+            "the API did not say which broker user sends commands (its RABBITMQ_URL \
                     names no user): this agent acts only on signed commands"
-            .into());
+                .into(),
+        );
     }
     log::info!(server_id = server_id; "registered");
 

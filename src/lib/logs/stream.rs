@@ -11,7 +11,7 @@ use super::directory::SessionDirectory;
 use super::metrics::LogMetrics;
 use super::registry::Registry;
 use super::ring::{SessionLog, StoredLine, DEFAULT_MAX_BYTES};
-use crate::auth::{bearer_of, Authenticator, Role};
+use crate::auth::{bearer_of, AuthError, Authenticator, Role};
 use crate::lifecycle::ShutdownSignal;
 use crate::proto::v1 as pb;
 
@@ -19,6 +19,9 @@ use crate::proto::v1 as pb;
 const CHUNK: usize = 256;
 /// How often an idle stream checks that its client is still there.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
+/// How often an open stream checks its token again: with the authenticator's cache
+/// ([`crate::auth::CACHE_FOR`], 5 s) a revoked or expired token ends it within 10 s.
+const TOKEN_RECHECK: Duration = Duration::from_secs(4);
 
 #[derive(Clone)]
 pub struct LogStreamService {
@@ -144,11 +147,12 @@ impl LogStreamService {
         };
         let service = self.clone();
         let session_id = req.session_id;
+        let rpc_name = rpc.to_string();
         let spawned = std::thread::Builder::new()
             .name(format!("log-client-{}", req.session_id))
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve_client(&service.shared, &log, &req, sink, group);
+                serve_client(&service.shared, &log, &req, token, rpc_name, sink, group);
                 service.release(req.session_id);
             });
         if let Err(e) = spawned {
@@ -211,12 +215,26 @@ fn serve_client<T: Send + 'static>(
     shared: &Shared,
     log: &SessionLog,
     req: &pb::StreamSessionLogsRequest,
+    token: Option<String>,
+    rpc: String,
     mut sink: ServerStreamingSink<T>,
     group: fn(Vec<pb::LogMessage>) -> Vec<T>,
 ) {
     let mut cursor = req.after_sequence_number;
     let backlog_end = log.last_sequence_number();
+    let mut token_checked = std::time::Instant::now();
     loop {
+        if token_checked.elapsed() >= TOKEN_RECHECK {
+            token_checked = std::time::Instant::now();
+            // A token directory that cannot be reached is not a revocation: go on.
+            match shared.auth.authorize(token.as_deref(), Role::Viewer, &rpc) {
+                Err(AuthError::Unavailable(_)) | Ok(_) => {}
+                Err(e) => {
+                    let _ = futures::executor::block_on(sink.fail(e.status()));
+                    return;
+                }
+            }
+        }
         if shared.shutdown.is_triggered() {
             let status = RpcStatus::with_message(
                 RpcStatusCode::UNAVAILABLE,

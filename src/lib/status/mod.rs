@@ -57,7 +57,11 @@ impl StatusConfig {
                 "cannot be false off loopback: anyone on the network could read the fleet",
             ));
         }
-        let default_hosts = if loopback { "localhost,127.0.0.1,::1" } else { "" };
+        let default_hosts = if loopback {
+            "localhost,127.0.0.1,::1"
+        } else {
+            ""
+        };
         let allowed_hosts = env
             .string("STATUS_ALLOWED_HOSTS", default_hosts)
             .split(',')

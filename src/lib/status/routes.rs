@@ -221,7 +221,11 @@ impl StatusApi {
     fn refusal(&self, request: &Request) -> Option<http::JsonResponse> {
         if !self.allowed_hosts.is_empty() {
             let host = http::request_header(request, "Host").unwrap_or("");
-            if !self.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host_name(host))) {
+            if !self
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host_name(host)))
+            {
                 return Some(http::error(
                     421,
                     format!("this server does not answer for Host {host:?} (STATUS_ALLOWED_HOSTS)"),

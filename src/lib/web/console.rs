@@ -1,10 +1,12 @@
 //! Live consoles in the browser: a session's stream from the log processor, bridged to
 //! Server-Sent Events. An open console has a thread writing to the browser (a keep-alive
-//! comment every 15 s finds a closed tab) and one reading the gRPC stream. A reconnecting
+//! comment every 5 s finds a closed tab, and a logout ends it) and one reading the gRPC stream. A reconnecting
 //! browser sends `Last-Event-ID` (the last line's sequence number) and resumes after it, as
 //! `manman logs -f` does; lines it missed beyond the buffer arrive as one `gap` event.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -13,7 +15,8 @@ use tiny_http::Request;
 
 use crate::proto::v1 as pb;
 
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A keep-alive comment this often finds a closed tab; the login is checked as often.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Lines waiting for a slow browser; beyond it the reader waits (and the log processor's own
 /// per-client cursor turns what this client misses into a gap marker).
 const QUEUE: usize = 4096;
@@ -25,27 +28,58 @@ enum Item {
     End(Option<String>),
 }
 
-/// Takes over `request` and streams session `session_id`'s console after `after`.
+/// What a console streams, and with whose token.
+pub(super) struct Stream {
+    pub logs: pb::LogProcessorClient,
+    pub token: String,
+    pub session_id: i64,
+    pub after: i64,
+}
+
+/// One of a dashboard's open consoles, counted while it lives.
+pub(super) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place among at most `max` consoles, if one is free.
+    pub fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes over `request` and streams `stream` to it while `logged_in()` holds.
 pub(super) fn open(
     request: Request,
-    logs: pb::LogProcessorClient,
-    token: String,
-    session_id: i64,
-    after: i64,
+    stream: Stream,
+    slot: Slot,
+    logged_in: Box<dyn Fn() -> bool + Send>,
 ) {
+    let session_id = stream.session_id;
     let spawned = std::thread::Builder::new()
         .name(format!("console-{session_id}"))
         .spawn(move || {
+            let _slot = slot;
             let (tx, rx) = crossbeam_channel::bounded(QUEUE);
             let reader = std::thread::Builder::new()
                 .name(format!("console-{session_id}-grpc"))
-                .spawn(move || read_stream(&logs, &token, session_id, after, &tx));
+                .spawn(move || {
+                    read_stream(&stream.logs, &stream.token, session_id, stream.after, &tx)
+                });
             if let Err(e) = reader {
                 log::error!("cannot start a console reader: {e}");
                 return;
             }
             let writer = request.into_writer();
-            write_events(writer, &rx);
+            write_events(writer, &rx, &*logged_in);
             log::debug!(session_id = session_id; "console closed");
         });
     if let Err(e) = spawned {
@@ -113,7 +147,7 @@ pub(super) fn event(m: &pb::LogMessage) -> String {
     format!("id: {}\nevent: {kind}\ndata: {data}\n\n", m.sequence_number)
 }
 
-fn write_events(mut out: Box<dyn Write + Send>, rx: &Receiver<Item>) {
+fn write_events(mut out: Box<dyn Write + Send>, rx: &Receiver<Item>, logged_in: &dyn Fn() -> bool) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
                 Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
                 Connection: close\r\n\r\nretry: 2000\n\n";
@@ -146,6 +180,9 @@ fn write_events(mut out: Box<dyn Write + Send>, rx: &Receiver<Item>) {
             }
             Err(RecvTimeoutError::Timeout) => chunk.push_str(": keep-alive\n\n"),
             Err(RecvTimeoutError::Disconnected) => ended = Some(None),
+        }
+        if ended.is_none() && !logged_in() {
+            ended = Some(Some("logged out".to_string()));
         }
         if let Some(why) = &ended {
             let data = json!({ "error": why });

@@ -68,6 +68,13 @@ impl Logins {
         Some(login.clone())
     }
 
+    /// Whether the login is still open (logged out or expired: no), without extending it.
+    pub fn is_open(&self, id: &str) -> bool {
+        self.map()
+            .get(id)
+            .is_some_and(|l| l.last_used.elapsed() < self.ttl)
+    }
+
     pub fn remove(&self, id: &str) {
         self.map().remove(id);
     }

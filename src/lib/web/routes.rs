@@ -4,6 +4,7 @@
 //! status the API's answer maps to.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use grpcio::{CallOption, RpcStatusCode};
@@ -69,7 +70,9 @@ type Answer = Result<Value, Failure>;
 pub struct Web {
     api: pb::ManManApiClient,
     logs: pb::LogProcessorClient,
-    logins: Logins,
+    logins: Arc<Logins>,
+    /// Consoles open now (each holds two threads), at most [`MAX_CONSOLES`].
+    consoles: Arc<std::sync::atomic::AtomicUsize>,
     secure_cookies: bool,
 }
 
@@ -131,7 +134,8 @@ impl Web {
         Web {
             api: config.api.api_client(),
             logs: pb::LogProcessorClient::new(config.logs.channel()),
-            logins: Logins::new(config.login_ttl),
+            logins: Arc::new(Logins::new(config.login_ttl)),
+            consoles: Arc::default(),
             secure_cookies: config.secure_cookies,
         }
     }
@@ -155,7 +159,20 @@ impl Web {
             match (&login, segments[2].parse::<i64>()) {
                 (Some(login), Ok(id)) if id > 0 => {
                     let after = last_event_id(&request, &url);
-                    console::open(request, self.logs.clone(), login.token.clone(), id, after);
+                    let Some(slot) = console::Slot::take(&self.consoles, MAX_CONSOLES) else {
+                        let busy = http::error(503, "too many open consoles; try again later");
+                        return respond(request, busy, None);
+                    };
+                    // A logout (or the login's expiry) ends the console too.
+                    let (logins, cookie) = (self.logins.clone(), self.cookie_of(&request));
+                    let open = move || cookie.as_deref().is_some_and(|c| logins.is_open(c));
+                    let stream = console::Stream {
+                        logs: self.logs.clone(),
+                        token: login.token.clone(),
+                        session_id: id,
+                        after,
+                    };
+                    console::open(request, stream, slot, Box::new(open));
                 }
                 (None, _) => respond(request, http::error(401, "log in first"), None),
                 _ => respond(request, http::error(400, "invalid session id"), None),
@@ -191,9 +208,13 @@ impl Web {
     }
 
     fn login_of(&self, request: &Request) -> Option<Login> {
-        let cookies = request.headers().iter().find(|h| h.field.equiv("Cookie"))?;
-        self.logins
-            .get(cookie_value(cookies.value.as_str(), COOKIE)?)
+        self.logins.get(&self.cookie_of(request)?)
+    }
+
+    /// The login id the request's cookie names.
+    fn cookie_of(&self, request: &Request) -> Option<String> {
+        let cookies = http::request_header(request, "Cookie")?;
+        cookie_value(cookies, COOKIE).map(str::to_string)
     }
 
     /// The JSON routes. Returns the response and, for login/logout, the cookie to set.
@@ -229,13 +250,8 @@ impl Web {
             }
         }
         if *call.method == Method::Post && call.segments == ["api", "logout"] {
-            if let Some(id) = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Cookie"))
-                .and_then(|h| cookie_value(h.value.as_str(), COOKIE))
-            {
-                self.logins.remove(id);
+            if let Some(id) = self.cookie_of(request) {
+                self.logins.remove(&id);
             }
             return (
                 http::json(200, &json!({"logged_out": true})),
@@ -501,6 +517,9 @@ impl Web {
     }
 }
 
+/// Live consoles one dashboard serves at once (two threads each).
+const MAX_CONSOLES: usize = 256;
+
 /// A login must come from our own page: a JSON body (a cross-site form can only send
 /// `text/plain`, `application/x-www-form-urlencoded` or `multipart/form-data` without a CORS
 /// preflight we never grant) and, when the browser says where from, our own origin. This
@@ -509,7 +528,10 @@ fn same_origin_json(request: &Request) -> Result<(), JsonResponse> {
     let content_type = http::request_header(request, "Content-Type").unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
-        return Err(http::error(415, "log in with a JSON body (Content-Type: application/json)"));
+        return Err(http::error(
+            415,
+            "log in with a JSON body (Content-Type: application/json)",
+        ));
     }
     if let Some(origin) = http::request_header(request, "Origin") {
         let host = http::request_header(request, "Host").unwrap_or("");
@@ -518,7 +540,10 @@ fn same_origin_json(request: &Request) -> Result<(), JsonResponse> {
             .or_else(|| origin.strip_prefix("https://"))
             .unwrap_or("");
         if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Err(http::error(403, format!("cross-origin login refused (Origin {origin})")));
+            return Err(http::error(
+                403,
+                format!("cross-origin login refused (Origin {origin})"),
+            ));
         }
     }
     Ok(())
