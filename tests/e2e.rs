@@ -2862,7 +2862,7 @@ fn commands_not_from_the_api_or_without_a_deadline_are_refused_and_never_run() {
     let api_user = TestPublisher::new(&s.vhost);
     api_user.publish_json_signed(&key, start(990_003, None), "guest");
     let reasons: Vec<String> = (0..3)
-        .map(|_| header(&refused.expect("a refused command"), "x-dead-letter-reason").unwrap())
+        .map(|_| header(&refused.expect("a refused command"), manman::wire::routing::DEAD_LETTER_REASON_HEADER).unwrap())
         .collect();
     assert!(reasons[0].contains("not sent by the API"), "{reasons:?}");
     assert!(reasons[1].contains("not sent by the API"), "{reasons:?}");
@@ -2882,4 +2882,70 @@ fn commands_not_from_the_api_or_without_a_deadline_are_refused_and_never_run() {
         metrics.contains("manman_host_processes{state=\"running\"} 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_secret_env_value_reaches_the_game_and_no_reply_or_output() {
+    let s = Stack::start();
+    let logs = Collector::console_lines(&s.vhost);
+    const SECRET: &str = "hunter2-rcon-7f3a9c";
+    let sgc = s.deploy(
+        "secretive",
+        "/bin/sh",
+        &["-c", "echo \"got $RCON_PASSWORD and $MOTD\"; exec sleep 60"],
+        &[
+            "--secret-env",
+            &format!("RCON_PASSWORD={SECRET}"),
+            "--env",
+            "MOTD=hello",
+            "--stop-timeout",
+            "2",
+        ],
+    );
+    let config = s.config_of(sgc);
+    // Every way an operator or a script reads the config shows the mask.
+    let mut seen = Vec::new();
+    for args in [
+        vec!["--json", "config", "show", &config],
+        vec!["config", "show", &config],
+        vec!["--json", "config", "list"],
+        vec!["config", "list"],
+    ] {
+        let (code, out, err) = s.cli(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        seen.push(out + &err);
+    }
+    let shown = s.cli_json(&["config", "show", &config]);
+    assert_eq!(shown["env"]["RCON_PASSWORD"], "***");
+    assert_eq!(shown["env"]["MOTD"], "hello");
+    assert_eq!(shown["secret_env_keys"], json!(["RCON_PASSWORD"]));
+    let reply = manman::api::client(&format!("127.0.0.1:{}", s.api_port))
+        .get_game_config_opt(
+            &pb::GetGameConfigRequest {
+                config_id: config.parse().unwrap(),
+            },
+            s.opt(),
+        )
+        .unwrap();
+    seen.push(format!("{reply:?}"));
+    // An update that sends the config back as shown (the mask) keeps the secret.
+    let game = shown["game_id"].to_string();
+    let script = "echo \"got $RCON_PASSWORD and $MOTD\"; exec sleep 60";
+    let (code, out, err) = s.cli(&[
+        "config", "update", &config, "--game", &game, "--name", "default", "--program",
+        "/bin/sh", "--arg", "-c", "--arg", script, "--secret-env", "RCON_PASSWORD=***",
+        "--env", "MOTD=hello again", "--stop-timeout", "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    seen.push(out + &err);
+    for text in &seen {
+        assert!(!text.contains(SECRET), "the secret was shown: {text}");
+    }
+    // The game itself has it.
+    let session = s.start_session(sgc);
+    let line = wait_for("the game's line", T, || {
+        let l = logs.next(T)?;
+        (l.body["session_id"] == session).then(|| l.body["message"].as_str().unwrap().to_string())
+    });
+    assert_eq!(line, format!("got {SECRET} and hello again"));
 }

@@ -284,6 +284,10 @@ struct ConfigCreate {
     /// KEY=VALUE, repeatable.
     #[arg(long = "env")]
     env: Vec<String>,
+    /// KEY=VALUE whose value is secret (an RCON password): given to the game, shown to no
+    /// one (`***`); repeatable.
+    #[arg(long = "secret-env")]
+    secret_env: Vec<String>,
     /// Working directory, relative to the deployment's directory on the host.
     #[arg(long)]
     workdir: Option<String>,
@@ -514,12 +518,20 @@ fn main() {
             ..
         } => control::delete(&ctx, control::Deletable::Deployment, d.id, d.force),
         Command::Config(ConfigCmd::Create(c)) => {
-            let (env, ports) = (c.env.clone(), c.ports.clone());
+            let env = control::EnvArgs {
+                plain: c.env.clone(),
+                secret: c.secret_env.clone(),
+            };
+            let ports = c.ports.clone();
             control::config_create(&ctx, c.into_config(), &env, &ports)
         }
         Command::Config(ConfigCmd::Update(u)) => {
             let ConfigUpdate { id, config: c } = *u;
-            let (env, ports) = (c.env.clone(), c.ports.clone());
+            let env = control::EnvArgs {
+                plain: c.env.clone(),
+                secret: c.secret_env.clone(),
+            };
+            let ports = c.ports.clone();
             control::config_update(&ctx, id, c.into_config(), &env, &ports)
         }
         Command::Config(ConfigCmd::List { game }) => control::config_list(&ctx, game),

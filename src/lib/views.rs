@@ -51,7 +51,7 @@ pub fn session_json(s: &pb::Session) -> Value {
 pub fn config_json(c: &pb::GameConfig) -> Value {
     json!({
         "config_id": c.config_id, "game_id": c.game_id, "name": c.name, "program": c.program,
-        "args": c.args, "env": c.env, "working_dir": c.working_dir, "stop_signal": c.stop_signal,
+        "args": c.args, "env": c.env, "secret_env_keys": c.secret_env_keys, "working_dir": c.working_dir, "stop_signal": c.stop_signal,
         "stop_command": c.stop_command, "stop_timeout_seconds": c.stop_timeout_seconds,
         "restart_policy": c.restart_policy, "start_duration_ms": c.start_duration_ms,
         "backoff_initial_ms": c.backoff_initial_ms, "backoff_max_ms": c.backoff_max_ms,

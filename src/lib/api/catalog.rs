@@ -1,6 +1,6 @@
 //! Catalog operations: hosts, games, game configs, deployments.
 
-use super::convert::{config_pb, host_pb};
+use super::convert::{config_pb, host_pb, SECRET_MASK};
 use super::error::ApiError;
 use super::validate::{
     game_process, next_page_after, page, positive_id, valid_name, valid_port, valid_protocol,
@@ -109,7 +109,20 @@ impl ApiService {
     ) -> Result<pb::UpdateGameConfigResponse, ApiError> {
         let mut row = config_row(req.config)?;
         row.config_id = positive_id("config_id", req.config_id)?;
-        let updated = match catalog::update_config(&mut *self.db()?, &row) {
+        let mut db = self.db()?;
+        // A secret sent back as the mask it was shown as keeps its stored value.
+        if row.process.env.values().any(|v| v == SECRET_MASK) {
+            if let Some(stored) = catalog::get_config(&mut *db, row.config_id)? {
+                for (key, value) in row.process.env.iter_mut() {
+                    if value == SECRET_MASK && stored.secret_env_keys.contains(key) {
+                        if let Some(kept) = stored.process.env.get(key) {
+                            *value = kept.clone();
+                        }
+                    }
+                }
+            }
+        }
+        let updated = match catalog::update_config(&mut *db, &row) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 return Err(ApiError::NotFound(format!(
@@ -338,6 +351,14 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
     }
     let memory_estimate_mb = u32::try_from(c.memory_estimate_mb)
         .map_err(|_| ApiError::InvalidArgument("memory_estimate_mb: cannot be negative".into()))?;
+    let mut secret_env_keys = c.secret_env_keys.clone();
+    secret_env_keys.sort();
+    secret_env_keys.dedup();
+    if let Some(k) = secret_env_keys.iter().find(|k| !process.env.contains_key(*k)) {
+        return Err(ApiError::InvalidArgument(format!(
+            "secret_env_keys: {k:?} is not a key of env"
+        )));
+    }
     Ok(ConfigRow {
         config_id: 0,
         game_id,
@@ -345,6 +366,7 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
         process,
         port_definitions: serde_json::Value::Array(ports),
         memory_estimate_mb,
+        secret_env_keys,
     })
 }
 

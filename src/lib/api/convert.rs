@@ -21,6 +21,9 @@ pub fn host_pb(h: HostRow) -> pb::Server {
     }
 }
 
+/// What a secret env value reads as in every reply.
+pub const SECRET_MASK: &str = "***";
+
 pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
     let ports: Vec<pb::PortDefinition> =
         serde_json::from_value::<Vec<serde_json::Value>>(c.port_definitions)
@@ -39,7 +42,16 @@ pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
         name: c.name,
         program: p.program,
         args: p.args,
-        env: p.env.into_iter().collect(),
+        // A secret value never leaves the API, whatever the caller's role.
+        env: p
+            .env
+            .into_iter()
+            .map(|(k, v)| match c.secret_env_keys.contains(&k) {
+                true => (k, SECRET_MASK.to_string()),
+                false => (k, v),
+            })
+            .collect(),
+        secret_env_keys: c.secret_env_keys,
         working_dir: p.working_dir.unwrap_or_default(),
         stop_signal: p.stop_signal,
         stop_command: p.stop_command.unwrap_or_default(),

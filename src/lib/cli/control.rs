@@ -335,7 +335,7 @@ pub fn parse_port(s: &str) -> Result<(i32, String), String> {
 pub fn config_create(
     ctx: &Ctx,
     mut config: pb::GameConfig,
-    env: &[String],
+    env: &EnvArgs,
     ports: &[String],
 ) -> Outcome {
     add_env_and_ports(&mut config, env, ports)?;
@@ -366,7 +366,7 @@ pub fn config_update(
     ctx: &Ctx,
     id: i64,
     mut config: pb::GameConfig,
-    env: &[String],
+    env: &EnvArgs,
     ports: &[String],
 ) -> Outcome {
     add_env_and_ports(&mut config, env, ports)?;
@@ -386,12 +386,25 @@ pub fn config_update(
     Ok(())
 }
 
-fn add_env_and_ports(config: &mut pb::GameConfig, env: &[String], ports: &[String]) -> Outcome {
-    for kv in env {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("invalid --env {kv:?} (expected KEY=VALUE)"))?;
-        config.env.insert(k.into(), v.into());
+/// A config's `--env KEY=VALUE` and `--secret-env KEY=VALUE` flags.
+#[derive(Debug, Clone, Default)]
+pub struct EnvArgs {
+    pub plain: Vec<String>,
+    pub secret: Vec<String>,
+}
+
+fn add_env_and_ports(config: &mut pb::GameConfig, env: &EnvArgs, ports: &[String]) -> Outcome {
+    for (flag, list) in [("--env", &env.plain), ("--secret-env", &env.secret)] {
+        for kv in list {
+            // The value is not repeated in the error: it may be a secret.
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                format!("invalid {flag} value (expected KEY=VALUE; KEY is {:?})", kv.split('=').next().unwrap_or(""))
+            })?;
+            config.env.insert(k.into(), v.into());
+            if flag == "--secret-env" {
+                config.secret_env_keys.push(k.into());
+            }
+        }
     }
     for p in ports {
         let (port, protocol) = parse_port(p)?;

@@ -131,13 +131,15 @@ pub struct ConfigRow {
     pub port_definitions: Value,
     /// What a session needs, for placement (0: unknown, fits anywhere).
     pub memory_estimate_mb: u32,
+    /// Keys of `process.env` whose values are never shown.
+    pub secret_env_keys: Vec<String>,
 }
 
 const CONFIG_COLUMNS: &str =
     "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
      stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
      backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness, liveness, \
-     memory_estimate_mb, run_as, max_open_files, max_processes";
+     memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys";
 
 fn config(r: &Row) -> ConfigRow {
     let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
@@ -176,6 +178,7 @@ fn config(r: &Row) -> ConfigRow {
         },
         port_definitions: r.get(12),
         memory_estimate_mb: unsigned(19),
+        secret_env_keys: serde_json::from_value(r.get(23)).unwrap_or_default(),
     }
 }
 
@@ -190,9 +193,9 @@ pub fn create_config(
         "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
              stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
              backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness,
-             liveness, memory_estimate_mb, run_as, max_open_files, max_processes)
+             liveness, memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22)
+                 $19, $20, $21, $22, $23)
          ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
         None,
     )
@@ -212,13 +215,13 @@ pub fn update_config(
              start_duration_ms = $11, port_definitions = $12, backoff_initial_ms = $13,
              backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, readiness = $17,
              liveness = $18, memory_estimate_mb = $19, run_as = $20, max_open_files = $21,
-             max_processes = $22, updated_at = now()
-          WHERE config_id = $23 AND game_id = $1 AND deleted_at IS NULL",
+             max_processes = $22, secret_env_keys = $23, updated_at = now()
+          WHERE config_id = $24 AND game_id = $1 AND deleted_at IS NULL",
         Some(cfg.config_id),
     )
 }
 
-/// Runs an INSERT or UPDATE of a config whose parameters are $1-$22 (and $23 the id of the
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$23 (and $24 the id of the
 /// config an UPDATE replaces).
 fn write_config(
     c: &mut impl GenericClient,
@@ -244,6 +247,7 @@ fn write_config(
         .map(|l| serde_json::to_value(l).expect("serialisable"));
     let memory = int(cfg.memory_estimate_mb);
     let (open_files, processes) = (p.max_open_files.map(int), p.max_processes.map(int));
+    let secret_keys = serde_json::to_value(&cfg.secret_env_keys).expect("serialisable");
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
         &cfg.game_id,
         &cfg.name,
@@ -267,6 +271,7 @@ fn write_config(
         &p.run_as,
         &open_files,
         &processes,
+        &secret_keys,
     ];
     if let Some(id) = &config_id {
         params.push(id);

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_deletes_keep_history.sql"),
     migration!(7, "0007_session_samples.sql"),
     migration!(8, "0008_probes_and_placement.sql"),
+    migration!(9, "0009_secret_env.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"
