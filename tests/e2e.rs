@@ -2795,10 +2795,23 @@ impl RogueBrokerUser {
         let name = unique_name("mm-rogue");
         let run = |args: &[&str]| {
             let out = Command::new("rabbitmqctl").args(args).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         run(&["-q", "add_user", &name, "rogue-password"]);
-        run(&["-q", "set_permissions", "-p", &vhost.name, &name, ".*", ".*", ".*"]);
+        run(&[
+            "-q",
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            &name,
+            ".*",
+            ".*",
+            ".*",
+        ]);
         RogueBrokerUser {
             url: format!("amqp://{name}:rogue-password@127.0.0.1:5672/{}", vhost.name),
             name,
@@ -2862,7 +2875,13 @@ fn commands_not_from_the_api_or_without_a_deadline_are_refused_and_never_run() {
     let api_user = TestPublisher::new(&s.vhost);
     api_user.publish_json_signed(&key, start(990_003, None), "guest");
     let reasons: Vec<String> = (0..3)
-        .map(|_| header(&refused.expect("a refused command"), manman::wire::routing::DEAD_LETTER_REASON_HEADER).unwrap())
+        .map(|_| {
+            header(
+                &refused.expect("a refused command"),
+                manman::wire::routing::DEAD_LETTER_REASON_HEADER,
+            )
+            .unwrap()
+        })
         .collect();
     assert!(reasons[0].contains("not sent by the API"), "{reasons:?}");
     assert!(reasons[1].contains("not sent by the API"), "{reasons:?}");
@@ -2932,9 +2951,25 @@ fn a_secret_env_value_reaches_the_game_and_no_reply_or_output() {
     let game = shown["game_id"].to_string();
     let script = "echo \"got $RCON_PASSWORD and $MOTD\"; exec sleep 60";
     let (code, out, err) = s.cli(&[
-        "config", "update", &config, "--game", &game, "--name", "default", "--program",
-        "/bin/sh", "--arg", "-c", "--arg", script, "--secret-env", "RCON_PASSWORD=***",
-        "--env", "MOTD=hello again", "--stop-timeout", "2",
+        "config",
+        "update",
+        &config,
+        "--game",
+        &game,
+        "--name",
+        "default",
+        "--program",
+        "/bin/sh",
+        "--arg",
+        "-c",
+        "--arg",
+        script,
+        "--secret-env",
+        "RCON_PASSWORD=***",
+        "--env",
+        "MOTD=hello again",
+        "--stop-timeout",
+        "2",
     ]);
     assert_eq!(code, 0, "{err}");
     seen.push(out + &err);

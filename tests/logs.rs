@@ -930,7 +930,10 @@ fn a_revoked_token_ends_its_open_stream_within_ten_seconds() {
         after_sequence_number: 0,
         backlog_only: false,
     };
-    let stream = stack.client.stream_session_logs_opt(&req, viewer()).unwrap();
+    let stream = stack
+        .client
+        .stream_session_logs_opt(&req, viewer())
+        .unwrap();
     let (tx, rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
         // A live stream of a quiet session: it ends only when the server ends it.
@@ -955,4 +958,32 @@ fn a_revoked_token_ends_its_open_stream_within_ten_seconds() {
         other => panic!("expected UNAUTHENTICATED, got {other:?}"),
     }
     assert!(revoked_at.elapsed() <= Duration::from_secs(10));
+}
+
+#[test]
+fn batches_for_sessions_that_do_not_exist_are_dropped_and_counted() {
+    let (db, vhost) = (TestDb::new(), TestVhost::new());
+    let stack = start(config(&vhost, &db, 100, None));
+    let (_, session) = new_session(&db);
+    let p = TestPublisher::new(&vhost);
+    // A flood of invented session ids (a game with stolen broker credentials), then a real one.
+    let invented: Vec<i64> = (0..50).map(|i| 900_000_000 + i).collect();
+    for id in &invented {
+        publish_lines(&p, *id, [(now_ms(), "forged".to_string())]);
+    }
+    publish_lines(&p, session, [(now_ms(), "real".to_string())]);
+    wait_for("the real line", WAIT, || {
+        (messages(&stack.read(session, 0, true, usize::MAX)) == ["real"]).then_some(())
+    });
+    // Batches are taken in order: every forged one was seen before the real one.
+    assert_eq!(stack.running.metrics.unknown_session_batches.get(), 50);
+    let metrics = manman::testkit::http_get(stack.running.health_port, "/metrics");
+    assert!(
+        metrics.contains("manman_log_unknown_session_batches_total 50"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("manman_log_buffered_sessions 1"),
+        "{metrics}"
+    );
 }

@@ -388,10 +388,19 @@ fn a_cross_site_login_is_refused() {
         }
     };
     // What a form on another site can send without a preflight.
-    assert_eq!(post("text/plain", Some("http://evil.example")), (415, false));
-    assert_eq!(post("application/x-www-form-urlencoded", None), (415, false));
+    assert_eq!(
+        post("text/plain", Some("http://evil.example")),
+        (415, false)
+    );
+    assert_eq!(
+        post("application/x-www-form-urlencoded", None),
+        (415, false)
+    );
     // JSON from another origin (a preflight we never grant) is refused too.
-    assert_eq!(post("application/json", Some("http://evil.example")), (403, false));
+    assert_eq!(
+        post("application/json", Some("http://evil.example")),
+        (403, false)
+    );
     // Our own page: same origin, JSON.
     let own = format!("http://127.0.0.1:{}", d.port);
     assert_eq!(post("application/json", Some(&own)), (200, true));

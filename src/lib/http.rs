@@ -45,6 +45,9 @@ pub fn limits() -> tiny_http::Limits {
     }
 }
 
+/// Connections the kernel queues for the accept thread (capped by net.core.somaxconn).
+const ACCEPT_BACKLOG: libc::c_int = 4096;
+
 /// The largest request body any route accepts (the dashboard's forms; the others take none).
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 
@@ -70,6 +73,16 @@ pub fn server(addr: &str) -> Result<tiny_http::Server, String> {
     if rc != 0 {
         return Err(format!(
             "cannot set TCP_NODELAY on {addr}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // A deeper accept queue than std's 128: in a burst of connections (a flood, or every
+    // dashboard reconnecting at once) a full queue drops SYNs, and each dropped client waits a
+    // whole second to retry. Calling listen again on a listening socket only resizes it.
+    // SAFETY: listen on a socket we own.
+    if unsafe { libc::listen(listener.as_raw_fd(), ACCEPT_BACKLOG) } != 0 {
+        return Err(format!(
+            "cannot size the accept queue of {addr}: {}",
             std::io::Error::last_os_error()
         ));
     }

@@ -41,6 +41,8 @@ pub mod procman;
 pub mod proto;
 /// The one exponential backoff.
 pub mod retry;
+/// A cap on the threads given to long-lived streams (consoles, history streams).
+pub mod slots;
 /// `manman-status-api`: read-only HTTP status.
 pub mod status;
 /// JSON log lines on stderr.

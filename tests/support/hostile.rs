@@ -133,7 +133,9 @@ pub fn assert_survives(what: &str, port: u16, path: &str) {
         "{what}: no answer before any attack"
     );
     for attack in attacks(port) {
+        let started = Instant::now();
         let attack = attack();
+        eprintln!("{what}: {} sent in {:?}", attack.name, started.elapsed());
         let answer = normal_request(port, path);
         assert!(
             answer.is_ok(),
@@ -175,7 +177,10 @@ pub fn assert_slow_head_is_cut(port: u16) {
         .unwrap();
     let started = Instant::now();
     let mut answer = Vec::new();
-    for b in b"GET /healthz HTTP/1.1\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a')) {
+    for b in b"GET /healthz HTTP/1.1\r\nX-Slow: "
+        .iter()
+        .chain(std::iter::repeat(&b'a'))
+    {
         if s.write_all(&[*b]).is_err() || started.elapsed() > Duration::from_secs(20) {
             break;
         }

@@ -354,7 +354,10 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
     let mut secret_env_keys = c.secret_env_keys.clone();
     secret_env_keys.sort();
     secret_env_keys.dedup();
-    if let Some(k) = secret_env_keys.iter().find(|k| !process.env.contains_key(*k)) {
+    if let Some(k) = secret_env_keys
+        .iter()
+        .find(|k| !process.env.contains_key(*k))
+    {
         return Err(ApiError::InvalidArgument(format!(
             "secret_env_keys: {k:?} is not a key of env"
         )));

@@ -21,6 +21,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -35,6 +37,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::ResourceExhausted(_) => "resource_exhausted",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => RpcStatusCode::UNAUTHENTICATED,
             ApiError::PermissionDenied(_) => RpcStatusCode::PERMISSION_DENIED,
             ApiError::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
+            ApiError::ResourceExhausted(_) => RpcStatusCode::RESOURCE_EXHAUSTED,
             ApiError::Internal(_) => RpcStatusCode::INTERNAL,
         };
         RpcStatus::with_message(code, self.to_string())

@@ -16,6 +16,7 @@ use crate::db::catalog::DeleteScope;
 use crate::db::DbPool;
 use crate::logstore::ObjectStore;
 use crate::proto::v1 as pb;
+use crate::slots::Slots;
 
 #[derive(Clone)]
 pub struct ApiService {
@@ -29,7 +30,12 @@ pub(crate) struct Inner {
     pub command_timeout: Duration,
     pub archive: Option<ObjectStore>,
     pub metrics: ApiMetrics,
+    /// History streams open now (a thread each).
+    pub history_streams: Slots,
 }
+
+/// History streams one API serves at once; beyond it a new one is RESOURCE_EXHAUSTED.
+pub const MAX_HISTORY_STREAMS: usize = 64;
 
 /// Answers through the sink (the only place futures appear: grpcio's completion queue runs them).
 pub(crate) fn respond<T: Send + 'static>(
@@ -68,6 +74,7 @@ impl ApiService {
                 command_timeout,
                 archive,
                 metrics: ApiMetrics::default(),
+                history_streams: Slots::new(MAX_HISTORY_STREAMS),
             }),
         }
     }
@@ -79,14 +86,18 @@ impl ApiService {
     /// The caller of `rpc` if its token allows it (`None` for the one call made without a
     /// token).
     fn authorize(&self, ctx: &RpcContext, rpc: &str) -> Result<Option<Caller>, ApiError> {
-        let token = bearer_of(ctx.request_headers());
+        self.authorize_token(bearer_of(ctx.request_headers()).as_deref(), rpc)
+    }
+
+    /// [`authorize`](Self::authorize) for a token already read from a call's metadata.
+    fn authorize_token(&self, token: Option<&str>, rpc: &str) -> Result<Option<Caller>, ApiError> {
         if access::any_role(rpc) {
-            return Ok(Some(self.inner.auth.authenticate(token.as_deref())?));
+            return Ok(Some(self.inner.auth.authenticate(token)?));
         }
         match access::needed_role(rpc) {
             None => Ok(None),
             Some(role) => Ok(Some(self.inner.auth.authorize_either(
-                token.as_deref(),
+                token,
                 role,
                 access::host_may(rpc).then_some(Role::Host),
                 rpc,
@@ -129,15 +140,36 @@ rpc! {
             req: pb::GetHistoricalLogsRequest,
             sink: ServerStreamingSink<pb::LogBatch>,
         ) {
-            if let Err(e) = self.authorize(&ctx, "stream_historical_logs") {
+            let rpc = "stream_historical_logs";
+            if let Err(e) = self.authorize(&ctx, rpc) {
                 ctx.spawn(sink.fail(e.status()).map(|_| ()));
                 return;
             }
+            let Some(slot) = self.inner.history_streams.take() else {
+                let busy = ApiError::ResourceExhausted(format!(
+                    "this API already streams {} histories; try again later",
+                    MAX_HISTORY_STREAMS
+                ));
+                ctx.spawn(sink.fail(busy.status()).map(|_| ()));
+                return;
+            };
             let service = self.clone();
+            // The stream ends if its token is revoked or expires meanwhile.
+            let token = bearer_of(ctx.request_headers());
+            let still_allowed = move || {
+                !matches!(
+                    service.authorize_token(token.as_deref(), rpc),
+                    Err(ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_))
+                )
+            };
+            let inner = self.inner.clone();
             // A plain thread per stream: S3 reads and the client's pace block only it.
             let spawned = std::thread::Builder::new()
                 .name("history-stream".into())
-                .spawn(move || super::history::stream(&service.inner, req, sink));
+                .spawn(move || {
+                    let _slot = slot;
+                    super::history::stream(&inner, req, sink, &still_allowed)
+                });
             if let Err(e) = spawned {
                 log::error!("cannot start a history stream: {e}");
             }

@@ -398,7 +398,10 @@ fn add_env_and_ports(config: &mut pb::GameConfig, env: &EnvArgs, ports: &[String
         for kv in list {
             // The value is not repeated in the error: it may be a secret.
             let (k, v) = kv.split_once('=').ok_or_else(|| {
-                format!("invalid {flag} value (expected KEY=VALUE; KEY is {:?})", kv.split('=').next().unwrap_or(""))
+                format!(
+                    "invalid {flag} value (expected KEY=VALUE; KEY is {:?})",
+                    kv.split('=').next().unwrap_or("")
+                )
             })?;
             config.env.insert(k.into(), v.into());
             if flag == "--secret-env" {

@@ -73,7 +73,9 @@ impl CommandHandler {
             Ok(Deadline {
                 expires_at_ms: Some(_),
             }) => None,
-            Ok(_) => Some("no expires_at_ms: a command without a deadline is never acted on".into()),
+            Ok(_) => {
+                Some("no expires_at_ms: a command without a deadline is never acted on".into())
+            }
             Err(e) => Some(format!("malformed command: {e}")),
         }
     }

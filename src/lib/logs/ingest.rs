@@ -23,9 +23,14 @@ use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage
 use crate::logstore::ArchivedLine;
 use crate::wire::{routing, ConsoleBatch};
 
-/// The host that owns a session (`Ok(None)`: no such session), for checking who signed its
-/// lines.
+/// The host that owns a session (`Ok(None)`: no such session): lines of sessions that do
+/// not exist are dropped, and with `REQUIRE_HOST_BROKER_USERS` a session's lines must be
+/// signed by its host.
 pub type OwnerLookup = Arc<dyn Fn(i64) -> Result<Option<i64>, String> + Send + Sync>;
+
+/// How long "no such session" is believed before asking again (a session created a moment
+/// after its id was first seen is then taken).
+const UNKNOWN_FOR: Duration = Duration::from_secs(30);
 
 /// How often the broker is asked for the queue's depth.
 const DEPTH_EVERY: Duration = Duration::from_secs(2);
@@ -50,10 +55,12 @@ pub struct IngestHandler {
     pub archive: Option<Sender<ArchiveItem>>,
     pub debug_echo: bool,
     pub metrics: Arc<LogMetrics>,
-    /// Set with `REQUIRE_HOST_BROKER_USERS`: a batch is accepted only when signed (AMQP
-    /// `user_id`) by the broker user of the session's host; others are dead-lettered.
+    /// Who owns each session; batches of sessions it does not know are dropped (counted).
     pub session_owner: Option<OwnerLookup>,
-    signers: HashMap<i64, Signer>,
+    /// `REQUIRE_HOST_BROKER_USERS`: a batch is accepted only when signed (AMQP `user_id`) by
+    /// the broker user of the session's host; others are dead-lettered.
+    pub require_signed: bool,
+    signers: HashMap<i64, (Signer, Instant)>,
     depth_checked: Option<Instant>,
 }
 
@@ -72,35 +79,47 @@ impl IngestHandler {
             debug_echo: false,
             metrics,
             session_owner: None,
+            require_signed: false,
             signers: HashMap::new(),
             depth_checked: None,
         }
     }
 
-    /// Who may sign the session's lines (asked once per session).
+    /// Who may sign the session's lines (asked once per session; an unknown one again after
+    /// [`UNKNOWN_FOR`]). A session with an open ring is known without asking.
     fn signer(&mut self, session_id: i64) -> Result<Signer, BusError> {
         let Some(owner_of) = &self.session_owner else {
             return Ok(Signer::Anyone);
         };
-        if let Some(s) = self.signers.get(&session_id) {
-            return Ok(s.clone());
+        if !self.require_signed && self.registry.is_open(session_id) {
+            return Ok(Signer::Anyone);
+        }
+        match self.signers.get(&session_id) {
+            Some((Signer::Nobody, at)) if at.elapsed() >= UNKNOWN_FOR => {}
+            Some((s, _)) => return Ok(s.clone()),
+            None => {}
         }
         // Unreachable directory: reconnect and retry later; the batch waits in the queue.
         let signer = match owner_of(session_id).map_err(|e| {
             BusError::Other(format!("cannot tell whose session {session_id} is: {e}"))
         })? {
-            Some(server_id) => Signer::Only(routing::host_broker_user(server_id)),
+            Some(server_id) if self.require_signed => {
+                Signer::Only(routing::host_broker_user(server_id))
+            }
+            Some(_) => Signer::Anyone,
             None => Signer::Nobody,
         };
         if self.signers.len() >= MAX_KNOWN_SIGNERS {
             self.signers.clear();
         }
-        self.signers.insert(session_id, signer.clone());
+        self.signers
+            .insert(session_id, (signer.clone(), Instant::now()));
         Ok(signer)
     }
 
-    /// The batch in a delivery, or why it goes to the dead-letter queue.
-    fn read(&mut self, d: &Delivery) -> Result<Result<ConsoleBatch, String>, BusError> {
+    /// The batch in a delivery (`None`: its session does not exist, dropped), or why it goes
+    /// to the dead-letter queue.
+    fn read(&mut self, d: &Delivery) -> Result<Result<Option<ConsoleBatch>, String>, BusError> {
         let batch = match ConsoleBatch::decode(&d.body) {
             Ok(b) => b,
             Err(reason) => return Ok(Err(reason)),
@@ -112,9 +131,14 @@ impl IngestHandler {
             )));
         }
         let signer = self.signer(batch.session_id)?;
+        if matches!(signer, Signer::Nobody) {
+            // Invented ids would each get a ring: drop them, bounded and counted, not kept.
+            self.metrics.unknown_session_batches.inc();
+            return Ok(Ok(None));
+        }
         Ok(signer
             .check(d.properties.user_id().as_deref())
-            .map(|_| batch))
+            .map(|_| Some(batch)))
     }
 
     fn report_depth(&mut self, channel: &Channel) -> Result<(), BusError> {
@@ -175,7 +199,8 @@ impl BatchHandler for IngestHandler {
         let mut dead = Vec::new();
         for d in &deliveries {
             match self.read(d)? {
-                Ok(batch) => batches.push(batch),
+                Ok(Some(batch)) => batches.push(batch),
+                Ok(None) => {}
                 Err(reason) => {
                     self.metrics.malformed.inc();
                     log::warn!(routing_key = d.routing_key.as_str(), reason = reason.as_str();

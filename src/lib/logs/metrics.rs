@@ -7,6 +7,8 @@ pub struct LogMetrics {
     pub lines_in: Counter,
     pub lines_out: Counter,
     pub malformed: Counter,
+    /// Console batches of sessions that do not exist, dropped.
+    pub unknown_session_batches: Counter,
     pub gaps: Counter,
     pub clients: Gauge,
     pub sessions: Gauge,
@@ -47,6 +49,13 @@ impl LogMetrics {
             "counter",
             "Unreadable log messages sent to the dead-letter queue.",
             &[("", self.malformed.get())],
+        );
+        render_sample(
+            &mut out,
+            "manman_log_unknown_session_batches_total",
+            "counter",
+            "Console batches for sessions that do not exist, dropped (never buffered).",
+            &[("", self.unknown_session_batches.get())],
         );
         render_sample(
             &mut out,

@@ -290,7 +290,8 @@ pub fn start(
         );
         handler.archive = archive_tx;
         handler.debug_echo = config.debug_output;
-        handler.session_owner = config.require_host_users.then(|| {
+        handler.require_signed = config.require_host_users;
+        handler.session_owner = Some({
             let directory = directory();
             Arc::new(move |session_id| Ok(directory.lookup(session_id)?.map(|info| info.server_id)))
                 as OwnerLookup

@@ -5,8 +5,6 @@
 //! `manman logs -f` does; lines it missed beyond the buffer arrive as one `gap` event.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -14,6 +12,7 @@ use serde_json::json;
 use tiny_http::Request;
 
 use crate::proto::v1 as pb;
+use crate::slots::Slot;
 
 /// A keep-alive comment this often finds a closed tab; the login is checked as often.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -34,26 +33,6 @@ pub(super) struct Stream {
     pub token: String,
     pub session_id: i64,
     pub after: i64,
-}
-
-/// One of a dashboard's open consoles, counted while it lives.
-pub(super) struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    /// A place among at most `max` consoles, if one is free.
-    pub fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Slot(open.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Takes over `request` and streams `stream` to it while `logged_in()` holds.

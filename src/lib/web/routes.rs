@@ -17,6 +17,7 @@ use super::logins::{cookie_value, set_cookie, Login, Logins, COOKIE};
 use super::WebConfig;
 use crate::http::{self, header, query_params, JsonResponse};
 use crate::proto::v1 as pb;
+use crate::slots::Slots;
 use crate::views::{config_json, deployment_json, host_json, session_json};
 
 /// What a request body may hold (a config is the largest thing the page sends).
@@ -72,7 +73,7 @@ pub struct Web {
     logs: pb::LogProcessorClient,
     logins: Arc<Logins>,
     /// Consoles open now (each holds two threads), at most [`MAX_CONSOLES`].
-    consoles: Arc<std::sync::atomic::AtomicUsize>,
+    consoles: Slots,
     secure_cookies: bool,
 }
 
@@ -135,7 +136,7 @@ impl Web {
             api: config.api.api_client(),
             logs: pb::LogProcessorClient::new(config.logs.channel()),
             logins: Arc::new(Logins::new(config.login_ttl)),
-            consoles: Arc::default(),
+            consoles: Slots::new(MAX_CONSOLES),
             secure_cookies: config.secure_cookies,
         }
     }
@@ -159,7 +160,7 @@ impl Web {
             match (&login, segments[2].parse::<i64>()) {
                 (Some(login), Ok(id)) if id > 0 => {
                     let after = last_event_id(&request, &url);
-                    let Some(slot) = console::Slot::take(&self.consoles, MAX_CONSOLES) else {
+                    let Some(slot) = self.consoles.take() else {
                         let busy = http::error(503, "too many open consoles; try again later");
                         return respond(request, busy, None);
                     };
