@@ -15,12 +15,29 @@ use support::*;
 /// A webhook on loopback that answers 500 to its first `failures` posts, then 200; every
 /// body it accepts is sent down the returned channel.
 fn webhook(failures: u32) -> (String, crossbeam_channel::Receiver<Value>, Arc<AtomicU32>) {
+    let (url, rx, calls, _) = webhook_with_signatures(failures);
+    (url, rx, calls)
+}
+
+/// Each accepted post's `X-ManMan-Signature` and raw body.
+type Signed = crossbeam_channel::Receiver<(Option<String>, String)>;
+
+/// [`webhook`], also handing over each accepted post's signature header and raw body.
+fn webhook_with_signatures(
+    failures: u32,
+) -> (
+    String,
+    crossbeam_channel::Receiver<Value>,
+    Arc<AtomicU32>,
+    Signed,
+) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!(
         "http://127.0.0.1:{}/hook",
         server.server_addr().to_ip().unwrap().port()
     );
     let (tx, rx) = crossbeam_channel::unbounded();
+    let (signed_tx, signed_rx) = crossbeam_channel::unbounded();
     let calls = Arc::new(AtomicU32::new(0));
     let seen = calls.clone();
     std::thread::spawn(move || {
@@ -32,12 +49,18 @@ fn webhook(failures: u32) -> (String, crossbeam_channel::Receiver<Value>, Arc<At
                 let _ =
                     request.respond(tiny_http::Response::from_string("down").with_status_code(500));
             } else {
+                let signature = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv(notify::SIGNATURE_HEADER))
+                    .map(|h| h.value.to_string());
+                let _ = signed_tx.send((signature, body.clone()));
                 let _ = tx.send(serde_json::from_str(&body).unwrap());
                 let _ = request.respond(tiny_http::Response::from_string("ok"));
             }
         }
     });
-    (url, rx, calls)
+    (url, rx, calls, signed_rx)
 }
 
 struct Notifier {
@@ -56,6 +79,10 @@ impl Drop for Notifier {
 }
 
 fn start(vhost: &TestVhost, url: &str, attempts: u32) -> Notifier {
+    start_signing(vhost, url, attempts, None)
+}
+
+fn start_signing(vhost: &TestVhost, url: &str, attempts: u32, secret: Option<&str>) -> Notifier {
     let config = NotifyConfig {
         rabbitmq_url: vhost.url(),
         external_exchange: "external".into(),
@@ -65,6 +92,7 @@ fn start(vhost: &TestVhost, url: &str, attempts: u32) -> Notifier {
         backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(200), 2.0),
         webhook_timeout: Duration::from_secs(5),
         health_addr: "127.0.0.1:0".into(),
+        webhook_secret: secret.map(str::to_string),
     };
     let mut sup = Supervisor::new();
     let running = notify::start(config, &mut sup).unwrap();
@@ -168,4 +196,40 @@ fn a_webhook_that_stays_down_sends_the_event_to_the_dlq_with_the_reason() {
     wait_for("dead letter counted", Duration::from_secs(10), || {
         (n.running.metrics.dead_lettered.get() == 1).then_some(())
     });
+}
+
+#[test]
+fn posts_are_signed_with_the_webhook_secret() {
+    let vhost = TestVhost::new();
+    let (url, posted, _, signed) = webhook_with_signatures(0);
+    let _n = start_signing(&vhost, &url, 3, Some("whsec-test"));
+    publish_external(
+        &vhost,
+        "manman.session.crashed",
+        json!({"session_id": 7, "server_id": 2, "exit_code": 1}),
+    );
+    let body = posted
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a post");
+    let (signature, raw) = signed.recv_timeout(Duration::from_secs(1)).unwrap();
+    let signature = signature.expect("an X-ManMan-Signature header");
+    let t: i64 = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .expect("t=<unix seconds>");
+    assert!((chrono::Utc::now().timestamp() - t).abs() < 60);
+    // The receiver's check: the same HMAC over "<t>.<raw body>" with the shared secret.
+    assert_eq!(
+        signature,
+        notify::signature("whsec-test", t, raw.as_bytes())
+    );
+    assert_ne!(
+        signature,
+        notify::signature("another-secret", t, raw.as_bytes())
+    );
+    assert_eq!(
+        body["text"],
+        ":boom: session 7 on host 2 crashed (exit code 1)"
+    );
 }

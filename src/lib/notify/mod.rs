@@ -38,6 +38,26 @@ pub struct NotifyConfig {
     pub backoff: Backoff,
     pub webhook_timeout: Duration,
     pub health_addr: String,
+    /// Signs every post (`X-ManMan-Signature`) when set (`WEBHOOK_SECRET[_FILE]`).
+    pub webhook_secret: Option<String>,
+}
+
+/// The header carrying a post's signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>" with WEBHOOK_SECRET>`. A receiver recomputes it, compares in constant time,
+/// and refuses a `t` more than a few minutes old (a replay).
+pub const SIGNATURE_HEADER: &str = "X-ManMan-Signature";
+
+/// The [`SIGNATURE_HEADER`] value for `body` sent at `unix_seconds`.
+pub fn signature(secret: &str, unix_seconds: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={unix_seconds},v1={hex}")
 }
 
 impl NotifyConfig {
@@ -75,6 +95,11 @@ impl NotifyConfig {
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30), 2.0),
             webhook_timeout: Duration::from_secs(10),
             health_addr: config::health_address(env, 8082)?,
+            webhook_secret: crate::auth::secret::from_env(
+                env,
+                "WEBHOOK_SECRET",
+                "WEBHOOK_SECRET_FILE",
+            )?,
         })
     }
 }
@@ -140,11 +165,16 @@ struct Notifier {
 
 impl Notifier {
     fn post(&self, body: &Value) -> Result<(), String> {
-        match self
+        let bytes = body.to_string();
+        let mut request = self
             .agent
             .post(&self.config.webhook_url)
-            .send_json(body.clone())
-        {
+            .set("Content-Type", "application/json");
+        if let Some(secret) = &self.config.webhook_secret {
+            let now = chrono::Utc::now().timestamp();
+            request = request.set(SIGNATURE_HEADER, &signature(secret, now, bytes.as_bytes()));
+        }
+        match request.send_string(&bytes) {
             Ok(_) => Ok(()),
             Err(ureq::Error::Status(code, _)) => Err(format!("webhook answered HTTP {code}")),
             Err(e) => Err(format!("webhook unreachable: {}", e.kind())),

@@ -131,10 +131,18 @@ fn check_key_id(event: &Envelope<'_>, payload_id: i64) -> Result<(), String> {
     }
 }
 
-/// The external event: the payload as received plus what changed.
+/// Fields of an external event only the processor sets: a host's report cannot name itself
+/// (a notification's text would say what the host wrote).
+const PROCESSOR_FIELDS: [&str; 2] = ["name", "previous_status"];
+
+/// The external event: the payload as received plus what changed (which wins over anything
+/// the host wrote under the same name).
 fn announce(routing_key: &str, event: &Envelope<'_>, changes: Value) -> OutboxEvent {
     let mut payload = serde_json::from_slice::<Value>(event.body).unwrap_or_else(|_| json!({}));
     if let (Some(obj), Value::Object(extra)) = (payload.as_object_mut(), changes) {
+        for field in PROCESSOR_FIELDS {
+            obj.remove(field);
+        }
         obj.extend(extra);
     }
     OutboxEvent {
@@ -500,5 +508,16 @@ mod tests {
         assert_eq!(e.payload["extra"], 1);
         assert_eq!(e.payload["previous_status"], "offline");
         assert_eq!(e.payload["server_id"], 3);
+        // A host that names itself in a session report is not believed.
+        let forged = Envelope {
+            routing_key: "status.session.9",
+            body:
+                br#"{"session_id":9,"status":"crashed","name":"@everyone","previous_status":"x"}"#,
+            ..ev
+        };
+        let e = announce("manman.session.crashed", &forged, json!({"sgc_id": 4}));
+        assert!(e.payload.get("name").is_none(), "{}", e.payload);
+        assert!(e.payload.get("previous_status").is_none());
+        assert_eq!(e.payload["sgc_id"], 4);
     }
 }
