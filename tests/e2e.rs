@@ -821,6 +821,22 @@ impl Stack {
         stop_games: bool,
         rabbitmq_url: &str,
     ) -> Agent {
+        let child = self
+            .agent_command(data_dir, stop_games, rabbitmq_url)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Agent(Some(child))
+    }
+
+    /// The command of a real agent process replacing the in-process host (see
+    /// [`agent_process`](Self::agent_process)).
+    fn agent_command(
+        &mut self,
+        data_dir: &std::path::Path,
+        stop_games: bool,
+        rabbitmq_url: &str,
+    ) -> Command {
         if let Some((_, mut d)) = self.host.take() {
             d.shutdown();
         }
@@ -831,7 +847,8 @@ impl Stack {
             std::fs::create_dir_all(data_dir).unwrap();
             std::fs::copy(host::identity::credential_file(&self.data_dir), &credential).unwrap();
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_manman-host"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_manman-host"));
+        command
             .env("RABBITMQ_URL", rabbitmq_url)
             .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
             .env("SERVER_NAME", "test-host")
@@ -844,11 +861,8 @@ impl Stack {
             .env("HEALTH_PORT", manman::testkit::free_port().to_string())
             .env("HEARTBEAT_SECONDS", "1")
             .env("RECONCILE_SECONDS", "1")
-            .env("LOG_LEVEL", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Agent(Some(child))
+            .env("LOG_LEVEL", "warn");
+        command
     }
 
     /// A config of `program args…` with `extra` CLI flags, deployed on the host. Returns sgc_id.
@@ -2983,4 +2997,50 @@ fn a_secret_env_value_reaches_the_game_and_no_reply_or_output() {
         (l.body["session_id"] == session).then(|| l.body["message"].as_str().unwrap().to_string())
     });
     assert_eq!(line, format!("got {SECRET} and hello again"));
+}
+
+#[test]
+fn a_revoked_host_is_refused_and_its_agent_exits_saying_how_to_come_back() {
+    let mut s = Stack::start();
+    let data_dir = std::env::temp_dir().join(unique_name("mmhost-revoked"));
+    let url = s.vhost.url();
+    let agent = s
+        .agent_command(&data_dir, true, &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sgc = s.deploy_test_game("revoked", 26400);
+    let session = s.start_session_retrying(sgc);
+    s.wait_status(session, "running");
+    let server = s.server_id().to_string();
+    let revoked = s.cli_json(&["host", "revoke", &server]);
+    assert_eq!(revoked["had_credential"], true);
+    let revoked_at = std::time::Instant::now();
+    let out = agent.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("host add NAME --reissue"), "{stderr}");
+    assert!(
+        revoked_at.elapsed() < T,
+        "exited after {:?}",
+        revoked_at.elapsed()
+    );
+    // Its credential is refused by the API from now on.
+    let credential = std::fs::read_to_string(host::identity::credential_file(&data_dir)).unwrap();
+    let refused = manman::api::client(&format!("127.0.0.1:{}", s.api_port)).register_server_opt(
+        &pb::RegisterServerRequest {
+            name: "test-host".into(),
+        },
+        manman::grpc::call_option(Some(credential.trim()), T),
+    );
+    match refused {
+        Err(grpcio::Error::RpcFailure(status)) => {
+            assert_eq!(status.code(), grpcio::RpcStatusCode::UNAUTHENTICATED)
+        }
+        other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+    }
+    let (code, _, err) = s.cli(&["host", "revoke", "999999999"]);
+    assert_eq!(code, 4, "{err}");
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -160,6 +160,10 @@ enum HostCmd {
         #[arg(long)]
         output: Option<std::path::PathBuf>,
     },
+    /// End a host's credential (admin): its agent is refused from its next call and exits,
+    /// naming `host add --reissue`. Its games keep running under their keepers until a new
+    /// agent (enrolled again) or an operator stops them.
+    Revoke { id: i64 },
     /// Stop every game on a host gracefully (each session's console stop command, its stop
     /// timeout, then signals) and wait until none is left, showing progress. Exit 0 when the
     /// host runs nothing, 1 if sessions are still live at --timeout.
@@ -499,6 +503,7 @@ fn main() {
                 access::token_create(&ctx, &create)
             }
         }
+        Command::Host(HostCmd::Revoke { id }) => access::host_revoke(&ctx, id),
         Command::Token(TokenCmd::List) => access::token_list(&ctx),
         Command::Token(TokenCmd::Revoke { name }) => access::token_revoke(&ctx, &name),
         Command::Host(HostCmd::Drain { id, timeout }) => {

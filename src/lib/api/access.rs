@@ -22,7 +22,9 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         "start_session" | "stop_session" | "send_input" | "drain_server" => Role::Operator,
         "create_game" | "update_game" | "create_game_config" | "update_game_config"
         | "deploy_game_config" | "delete_game" | "delete_game_config" | "delete_deployment"
-        | "add_host" | "create_token" | "list_tokens" | "revoke_token" => Role::Admin,
+        | "add_host" | "revoke_host" | "create_token" | "list_tokens" | "revoke_token" => {
+            Role::Admin
+        }
         _ => Role::Admin,
     })
 }

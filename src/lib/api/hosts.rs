@@ -95,6 +95,22 @@ impl ApiService {
     }
 
     /// An enrolled agent registers under its own name only.
+    /// Ends host `server_id`'s credential (admin). Its broker user, if it has one, is the
+    /// broker's to delete (`rabbitmqctl delete_user manman-host-ID`).
+    pub fn revoke_host(
+        &self,
+        req: pb::RevokeHostRequest,
+    ) -> Result<pb::RevokeHostResponse, ApiError> {
+        let server_id = super::validate::positive_id("server_id", req.server_id)?;
+        match tokens::revoke_host(&mut *self.db()?, server_id)? {
+            None => Err(ApiError::NotFound(format!("no host with id {server_id}"))),
+            Some(had_credential) => {
+                log::info!(server_id = server_id; "host credential revoked");
+                Ok(pb::RevokeHostResponse { had_credential })
+            }
+        }
+    }
+
     pub fn register_server(
         &self,
         req: pb::RegisterServerRequest,

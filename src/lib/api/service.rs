@@ -178,6 +178,7 @@ rpc! {
     register_server(pb::RegisterServerRequest) -> pb::RegisterServerResponse => |s, r, c| s.register_server(r, c);
     add_host(pb::AddHostRequest) -> pb::AddHostResponse => |s, r, _c| s.add_host(r);
     enroll_host(pb::EnrollHostRequest) -> pb::EnrollHostResponse => |s, r, _c| s.enroll_host(r);
+    revoke_host(pb::RevokeHostRequest) -> pb::RevokeHostResponse => |s, r, _c| s.revoke_host(r);
     create_token(pb::CreateTokenRequest) -> pb::CreateTokenResponse => |s, r, c| s.create_token(r, c);
     list_tokens(pb::ListTokensRequest) -> pb::ListTokensResponse => |s, _r, _c| s.list_tokens();
     revoke_token(pb::RevokeTokenRequest) -> pb::RevokeTokenResponse => |s, r, c| s.revoke_token(r, c);

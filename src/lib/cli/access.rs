@@ -163,6 +163,26 @@ pub fn token_revoke(ctx: &Ctx, name: &str) -> Outcome {
     Ok(())
 }
 
+pub fn host_revoke(ctx: &Ctx, id: i64) -> Outcome {
+    let r = ctx
+        .client
+        .revoke_host_opt(&pb::RevokeHostRequest { server_id: id }, ctx.opt())?;
+    if ctx.json {
+        println!(
+            "{}",
+            json!({"server_id": id, "had_credential": r.had_credential})
+        );
+    } else if r.had_credential {
+        println!(
+            "host {id}'s credential revoked: its agent is refused from its next call and exits \
+             (`manman host add NAME --reissue` to enroll it again)"
+        );
+    } else {
+        println!("host {id} had no active credential; any pending enrollment secret is void");
+    }
+    Ok(())
+}
+
 pub fn host_add(ctx: &Ctx, name: &str, reissue: bool, output: Option<&Path>) -> Outcome {
     let r = ctx.client.add_host_opt(
         &pb::AddHostRequest {

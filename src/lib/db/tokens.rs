@@ -117,6 +117,31 @@ pub fn revoke(c: &mut impl GenericClient, name: &str) -> Result<Option<TokenRow>
     Ok(row.as_ref().map(token))
 }
 
+/// Ends a host's credential (and any enrollment secret still pending for it): the agent is
+/// refused from its next call. `None` if there is no such host; `Some(false)` if it had no
+/// active credential.
+pub fn revoke_host(
+    c: &mut impl GenericClient,
+    server_id: i64,
+) -> Result<Option<bool>, postgres::Error> {
+    let mut tx = c.transaction()?;
+    let found = tx.execute(
+        "UPDATE servers SET enrollment_sha256 = NULL, enrollment_expires_at = NULL,
+                updated_at = now() WHERE server_id = $1",
+        &[&server_id],
+    )?;
+    if found == 0 {
+        return Ok(None);
+    }
+    let revoked = tx.execute(
+        "UPDATE api_tokens SET revoked_at = now()
+          WHERE server_id = $1 AND role = 'host' AND revoked_at IS NULL",
+        &[&server_id],
+    )?;
+    tx.commit()?;
+    Ok(Some(revoked > 0))
+}
+
 /// What `host add` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostAdded {

@@ -300,8 +300,10 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         api: client,
         credential,
     };
-    if let Err(e) = reconciler.run_once() {
-        log::warn!("cannot reconcile with the database at start: {e}; will retry");
+    match reconciler.run_once() {
+        Ok(_) => {}
+        Err(e @ recovery::ReconcileError::CredentialRevoked(_)) => return Err(e.to_string()),
+        Err(e) => log::warn!("cannot reconcile with the database at start: {e}; will retry"),
     }
     out.send(host_message(server_id, HostStatus::Online));
 
@@ -441,8 +443,13 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         supervisor
             .spawn("reconciler", move |shutdown| {
                 while !shutdown.wait(every) {
-                    if let Err(e) = reconciler.run_once() {
-                        log::warn!("reconciliation skipped: {e}");
+                    match reconciler.run_once() {
+                        Ok(_) => {}
+                        // Nothing this agent does is accepted any more: stop, saying why.
+                        Err(e @ recovery::ReconcileError::CredentialRevoked(_)) => {
+                            return Err(e.to_string())
+                        }
+                        Err(e) => log::warn!("reconciliation skipped: {e}"),
                     }
                 }
                 Ok(())

@@ -86,9 +86,23 @@ pub struct Reconciler {
     pub credential: String,
 }
 
+/// Why a reconciliation pass did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The API no longer takes this host's credential: it was revoked. The agent must stop.
+    #[error(
+        "the API refused this host's credential ({0}): it was revoked (`manman host revoke`); \
+         to bring this host back, `manman host add NAME --reissue` and start the agent with the \
+         new HOST_ENROLLMENT_SECRET"
+    )]
+    CredentialRevoked(String),
+    #[error("cannot list this host's sessions: {0}")]
+    Api(grpcio::Error),
+}
+
 impl Reconciler {
     /// The database's live sessions on this host, page by page.
-    fn live_in_database(&self) -> Result<Vec<LiveInDatabase>, String> {
+    fn live_in_database(&self) -> Result<Vec<LiveInDatabase>, ReconcileError> {
         let now = chrono::Utc::now().timestamp_millis();
         let mut all = Vec::new();
         loop {
@@ -104,7 +118,18 @@ impl Reconciler {
                     },
                     crate::grpc::call_option(Some(&self.credential), Duration::from_secs(30)),
                 )
-                .map_err(|e| format!("cannot list this host's sessions: {e}"))?;
+                .map_err(|e| match e {
+                    grpcio::Error::RpcFailure(s)
+                        if matches!(
+                            s.code(),
+                            grpcio::RpcStatusCode::UNAUTHENTICATED
+                                | grpcio::RpcStatusCode::PERMISSION_DENIED
+                        ) =>
+                    {
+                        ReconcileError::CredentialRevoked(s.message().to_string())
+                    }
+                    other => ReconcileError::Api(other),
+                })?;
             let n = page.sessions.len();
             for s in page.sessions {
                 all.push(LiveInDatabase {
@@ -120,7 +145,7 @@ impl Reconciler {
     }
 
     /// One pass of the rule; returns what it did.
-    pub fn run_once(&self) -> Result<Vec<Action>, String> {
+    pub fn run_once(&self) -> Result<Vec<Action>, ReconcileError> {
         let asked_at = Instant::now();
         let database = self.live_in_database()?;
         let accepted = self
