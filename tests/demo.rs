@@ -15,6 +15,7 @@ struct DemoCleanup {
     env: Vec<(String, String)>,
     database: String,
     run_dir: std::path::PathBuf,
+    host_data: std::path::PathBuf,
 }
 
 impl Drop for DemoCleanup {
@@ -25,6 +26,7 @@ impl Drop for DemoCleanup {
             .output();
         // After the stop: it reads the daemons' pid files from the run directory.
         let _ = std::fs::remove_dir_all(&self.run_dir);
+        let _ = std::fs::remove_dir_all(&self.host_data);
         if let Ok(mut admin) = postgres::Client::connect(&admin_db_url(), postgres::NoTls) {
             let _ = admin.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
@@ -39,6 +41,8 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
     let vhost = TestVhost::new();
     let database = unique_name("mmdemo");
     let run_dir = std::env::temp_dir().join(unique_name("mmdemo"));
+    // Where the demo host's games (uids of their own) can reach their directories.
+    let host_data = std::env::temp_dir().join(unique_name("mmdemo-host"));
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_manman")).parent().unwrap();
     let env: Vec<(String, String)> = [
         (
@@ -59,6 +63,7 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         ("API_HEALTH_PORT", free_port().to_string()),
         ("S3_BUCKET", unique_name("mmdemo").replace('_', "-")),
         ("DEMO_RUN_DIR", run_dir.display().to_string()),
+        ("DEMO_HOST_DATA_DIR", host_data.display().to_string()),
         ("MANMAN_BIN_DIR", bin_dir.display().to_string()),
     ]
     .into_iter()
@@ -68,6 +73,7 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         env: env.clone(),
         database: database.clone(),
         run_dir: run_dir.clone(),
+        host_data: host_data.clone(),
     };
     let out = Command::new("scripts/demo")
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -21,8 +21,27 @@ use support::*;
 
 const T: Duration = Duration::from_secs(30);
 
+/// `scripts/test-game` where every game's uid can run it: games run as uids of their own, and
+/// the clone may sit in a directory only its owner can enter (/root). One copy per content,
+/// shared by every run.
 fn game_script() -> String {
-    format!("{}/scripts/test-game", env!("CARGO_MANIFEST_DIR"))
+    static COPY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-game");
+        let script = std::fs::read(source).unwrap();
+        let sum = script
+            .iter()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+        let copy = std::env::temp_dir().join(format!("manman-test-game-{sum:016x}"));
+        if !copy.exists() {
+            let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, &script).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &copy).unwrap();
+        }
+        copy.display().to_string()
+    })
+    .clone()
 }
 
 struct Stack {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use grpcio::{CallOption, RpcStatusCode};
 use serde_json::{json, Value};
 
-use super::output::table;
+use super::output::{printable, table};
 use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 pub(crate) use crate::views::{config_json, deployment_json, host_json, json_time, session_json};
@@ -857,7 +857,7 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
     let last_exit = if s.has_last_exit_code {
         let why = Some(&s.last_exit_reason)
             .filter(|r| !r.is_empty())
-            .map(|r| format!(" ({r})"))
+            .map(|r| format!(" ({})", printable(r)))
             .unwrap_or_default();
         format!("{} at {}{why}", s.last_exit_code, when(s.last_exit_at_ms))
     } else {
@@ -865,7 +865,7 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
     };
     println!("\nrestarts: {}   last exit: {last_exit}", s.restart_count);
     if !s.reason.is_empty() {
-        println!("reason: {}", s.reason);
+        println!("reason: {}", printable(&s.reason));
     }
     if s.sampled_at_ms > 0 {
         println!(

@@ -2,6 +2,11 @@
 
 /// Renders rows as an aligned plain-text table with a header line.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -27,8 +32,37 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Text as it is safe to print on an operator's terminal: control characters (ANSI escape
+/// sequences that could rewrite the screen, carriage returns that hide what came before, a
+/// newline that fakes a second line) shown escaped. Hosts and games write some of what the
+/// CLI prints (exit reasons, names).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(super::printable("plain text"), "plain text");
+        assert_eq!(
+            super::printable("crashed\x1b[2J\rall good\nfake: line"),
+            "crashed\\u{1b}[2J\\rall good\\nfake: line"
+        );
+        let t = super::table(&["REASON"], &[vec!["a\x1b[31mred".into()]]);
+        assert!(!t.contains('\x1b'), "{t:?}");
+    }
+
     #[test]
     fn columns_align() {
         let t = super::table(

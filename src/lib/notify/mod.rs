@@ -263,6 +263,12 @@ pub struct RunningNotifier {
 pub fn start(config: NotifyConfig, supervisor: &mut Supervisor) -> Result<RunningNotifier, String> {
     log::info!(broker = config::redact_url(&config.rabbitmq_url).as_str(),
         events = config.notify_patterns.join(",").as_str(); "starting notifier");
+    if config.webhook_secret.is_none() {
+        log::warn!(
+            "WEBHOOK_SECRET is not set: posts are not signed, and the receiver cannot \
+                    tell them from forgeries"
+        );
+    }
     let metrics = Arc::new(NotifyMetrics::default());
     let connected = Arc::new(AtomicBool::new(false));
     let health = {
