@@ -636,6 +636,41 @@ fn bad_requests_get_the_right_status_codes() {
         )),
         C::NOT_FOUND
     );
+    // One console line: no second command smuggled in, no terminal escapes, no NUL. Checked
+    // before the session is looked up.
+    for input in [
+        "say hi\nop attacker",
+        "say hi\rop attacker",
+        "\x1b[2Jsay",
+        "a\0b",
+        "\n\n",
+    ] {
+        let refused = c.send_input_opt(
+            &pb::SendInputRequest {
+                session_id: 424_242,
+                input: input.into(),
+            },
+            s.opt(),
+        );
+        match refused {
+            Err(grpcio::Error::RpcFailure(st)) => {
+                assert_eq!(st.code(), C::INVALID_ARGUMENT, "{input:?}: {st:?}")
+            }
+            other => panic!("{input:?} was not refused: {other:?}"),
+        }
+    }
+    // A trailing newline only ends the line (the session does not exist: NOT_FOUND, not
+    // INVALID_ARGUMENT).
+    assert_eq!(
+        code(c.send_input_opt(
+            &pb::SendInputRequest {
+                session_id: 424_242,
+                input: "say hi\n".into()
+            },
+            s.opt()
+        )),
+        C::NOT_FOUND
+    );
 }
 
 #[test]
