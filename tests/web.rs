@@ -361,7 +361,46 @@ fn a_live_console_streams_as_events_resumes_after_the_last_id_and_keeps_markup_a
 fn the_dashboard_and_the_daemons_behind_it_survive_hostile_clients() {
     hostile::watch_for_panics();
     let d = Dashboard::start();
+    // A live console open through the whole attack: it is busy, never closed to make room.
+    let host = add_host(&mut d.db.client(), HostStatus::Online);
+    let (_, session) = add_session(&mut d.db.client(), host, SessionStatus::Running, &[]);
+    let (cookie, _) = d.log_in(&d.viewer);
+    let mut console = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    console.set_read_timeout(Some(T)).unwrap();
+    write!(
+        console,
+        "GET /api/sessions/{session}/console HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut console = BufReader::new(console);
+    let mut status = String::new();
+    console.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     hostile::assert_survives("the dashboard", d.port, "/");
+    let line = ConsoleLine {
+        seq: 1,
+        timestamp: chrono::Utc::now().timestamp_millis(),
+        source: "stdout".into(),
+        message: "still streaming".into(),
+        dropped: 0,
+    };
+    TestPublisher::new(&d.vhost).publish_bytes(
+        &routing::session_logs(session),
+        ConsoleBatch {
+            session_id: session,
+            lines: vec![line],
+        }
+        .encode(),
+    );
+    let mut text = String::new();
+    while !text.contains("still streaming") {
+        let mut l = String::new();
+        assert!(
+            console.read_line(&mut l).unwrap() > 0,
+            "the console was closed during the attack"
+        );
+        text.push_str(&l);
+    }
     hostile::assert_survives("the API's health port", d.api_health, "/healthz");
     hostile::assert_survives("the log processor's health port", d.logs_health, "/healthz");
     hostile::assert_slow_head_is_cut(d.port);

@@ -157,8 +157,10 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
-        // ManMan patch: wait for the previous request to be done with the socket, then close if
-        // it left its body unread; otherwise this connection is idle until a byte arrives.
+        // ManMan patch: wait for the previous request to be done with the socket (its response
+        // written, its body reader dropped), then close if it left its body unread; otherwise
+        // this connection is idle until a byte arrives.
+        self.sink.wait_previous_done();
         self.next_header_source.wait_turn();
         if self.body_abandoned.load(Ordering::SeqCst) {
             return Err(ReadError::ReadIoError(IoError::new(

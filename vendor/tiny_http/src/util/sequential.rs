@@ -95,6 +95,16 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     }
 }
 
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// Blocks until the last writer handed out is done (ManMan patch: a connection counts as
+    /// idle only once its previous response is complete; a live event stream is not idle).
+    pub fn wait_previous_done(&mut self) {
+        if let Some(done) = self.next_trigger.take() {
+            let _ = done.recv();
+        }
+    }
+}
+
 impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     type Item = SequentialWriter<W>;
     fn next(&mut self) -> Option<SequentialWriter<W>> {
