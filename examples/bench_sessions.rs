@@ -1,7 +1,8 @@
 //! Benchmark for issue 4 (`scripts/bench-sessions`): session start → `running` in the database,
 //! through the whole stack (API → command → host agent → process → status → processor → DB),
 //! in-process daemons on a scratch database and vhost, start duration 0.
-//! 1. 100 sequential starts (each stopped before the next): p50/p99.
+//! 1. 100 sequential starts (each stopped before the next): p50/p99 of start → running and
+//!    of stop → stopped (the game's exit, the keeper's release, the report).
 //! 2. 100 sessions started concurrently on one host: time until all run, p50/p99 each.
 //! 3. With keepers (the default; `BENCH_KEEPER=none` runs games as the agent's children): the
 //!    memory of a keeper (RSS and PSS), then the agent stopped without stopping its games and
@@ -26,6 +27,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn wait_running(db: &mut postgres::Client, session: i64) {
+    wait_status(db, session, "running")
+}
+
+/// Polls every 0.5 ms until the session has `want` in the database.
+fn wait_status(db: &mut postgres::Client, session: i64, want: &str) {
     loop {
         let s: String = db
             .query_one(
@@ -34,7 +40,7 @@ fn wait_running(db: &mut postgres::Client, session: i64) {
             )
             .unwrap()
             .get(0);
-        if s == "running" {
+        if s == want {
             return;
         }
         std::thread::sleep(Duration::from_micros(500));
@@ -202,6 +208,7 @@ fn main() {
     let sgc = deploy(0);
     let mut conn = db.client();
     let mut times = Vec::new();
+    let mut stops = Vec::new();
     for _ in 0..100 {
         let t0 = Instant::now();
         let s = client
@@ -217,6 +224,7 @@ fn main() {
             .unwrap();
         wait_running(&mut conn, s.session_id);
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let t1 = Instant::now();
         client
             .stop_session_opt(
                 &pb::StopSessionRequest {
@@ -227,22 +235,20 @@ fn main() {
                 opt(),
             )
             .unwrap();
-        wait_for("stopped", Duration::from_secs(30), || {
-            let st: String = conn
-                .query_one(
-                    "SELECT status FROM sessions WHERE session_id = $1",
-                    &[&s.session_id],
-                )
-                .unwrap()
-                .get(0);
-            (st == "stopped").then_some(())
-        });
+        wait_status(&mut conn, s.session_id, "stopped");
+        stops.push(t1.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "session start → running in DB, 100 sequential: p50 {:.1} ms, p99 {:.1} ms",
         percentile(&times, 0.5),
         percentile(&times, 0.99)
+    );
+    stops.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "session stop (kill) → stopped in DB, 100 sequential: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&stops, 0.5),
+        percentile(&stops, 0.99)
     );
 
     // 2. 100 concurrent sessions on one host.

@@ -23,8 +23,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::bus::{run_batch_consumer, ConsumerSettings, OutgoingMessage};
 use crate::config::{self, ConfigError, Env};
 use crate::grpc::Endpoint;
@@ -33,7 +31,7 @@ use crate::keeper::KeeperLauncher;
 use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::procman::{FileStore, Manager, ProcessState};
 use crate::wire::game_process::MAX_STOP_TIMEOUT;
-use crate::wire::{routing, HostCapacity, HostStatus, SessionStatus};
+use crate::wire::{routing, HealthUpdate, HostCapacity, HostStatus, SessionStatus};
 
 use commands::CommandHandler;
 use console::{ConsoleLines, ConsoleSettings};
@@ -387,23 +385,24 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             .spawn("heartbeat", move |shutdown| {
                 let mut cpu = stats::CpuRates::default();
                 loop {
-                    let beat = json!({
-                        "server_id": server_id,
-                        "session_stats": session_stats(&manager),
-                        "sent_at_ms": chrono::Utc::now().timestamp_millis(),
-                        "sessions": cpu.sample(&live_games(&manager)),
-                        "capacity": stats::memory().map(|(total, available)| HostCapacity {
+                    // The processor reads the same struct (wire::messages).
+                    let beat = HealthUpdate {
+                        server_id,
+                        session_stats: session_stats(&manager),
+                        sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
+                        sessions: cpu.sample(&live_games(&manager)),
+                        capacity: stats::memory().map(|(total, available)| HostCapacity {
                             memory_total_bytes: total,
                             memory_available_bytes: available,
                             port_range_low,
                             port_range_high,
                         }),
-                    });
+                    };
                     out.send(
                         OutgoingMessage::json(
                             routing::MANMAN_EXCHANGE,
                             &routing::host_health(server_id),
-                            &beat,
+                            &serde_json::to_value(beat).expect("a heartbeat serialises"),
                         )
                         .transient(),
                     );

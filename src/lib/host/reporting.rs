@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::Receiver;
-use serde_json::json;
 
 use super::console::ConsoleLines;
 use super::publisher::Outbound;
 use super::sessions::{exit_code, session_of};
 use crate::bus::OutgoingMessage;
 use crate::procman::{HistoryEvent, HistorySink, Manager, OutputSink, ProcessState, Source};
+use crate::wire::messages::{HostStatusUpdate, SessionStats, SessionStatusUpdate};
 use crate::wire::{routing, HostStatus, SessionStatus};
 
 static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
@@ -31,18 +31,19 @@ pub fn status_message(
     status: SessionStatus,
     report: Report,
 ) -> OutgoingMessage {
-    let mut body =
-        json!({"session_id": session_id, "status": status, "exit_code": report.exit_code});
-    if let Some(r) = report.reason {
-        body["reason"] = json!(r);
-    }
-    if let Some(n) = report.restart_count {
-        body["restart_count"] = json!(n);
-    }
+    // The processor reads the same struct: the two sides cannot drift apart.
+    let body = SessionStatusUpdate {
+        session_id,
+        sgc_id: None,
+        status,
+        exit_code: report.exit_code,
+        reason: report.reason,
+        restart_count: report.restart_count,
+    };
     OutgoingMessage::json(
         routing::MANMAN_EXCHANGE,
         &routing::session_status(session_id),
-        &body,
+        &serde_json::to_value(body).expect("a status update serialises"),
     )
     .with_message_id(format!(
         "host-{server_id}-{}-{}-{}",
@@ -56,7 +57,8 @@ pub fn host_message(server_id: i64, status: HostStatus) -> OutgoingMessage {
     OutgoingMessage::json(
         routing::MANMAN_EXCHANGE,
         &routing::host_status(server_id),
-        &json!({"server_id": server_id, "status": status}),
+        &serde_json::to_value(HostStatusUpdate { server_id, status })
+            .expect("a host status serialises"),
     )
 }
 
@@ -175,17 +177,21 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
     }
 }
 
-/// Session counts for the heartbeat.
-pub fn session_stats(manager: &Manager) -> serde_json::Value {
-    let mut stats: BTreeMap<&'static str, u32> = BTreeMap::new();
+/// Session counts for the heartbeat: the total, running, and a count per other state.
+pub fn session_stats(manager: &Manager) -> SessionStats {
+    let mut by_state: BTreeMap<&'static str, u32> = BTreeMap::new();
     let all = manager.status_all("session-*");
     for s in &all {
-        *stats.entry(state_name(s.state)).or_default() += 1;
+        *by_state.entry(state_name(s.state)).or_default() += 1;
     }
-    let mut v = serde_json::to_value(stats).expect("serialisable");
-    v["total"] = json!(all.len());
-    v["running"] = json!(v.get("running").cloned().unwrap_or(json!(0)));
-    v
+    SessionStats {
+        total: all.len() as u32,
+        running: by_state.remove("running").unwrap_or(0),
+        other: by_state
+            .into_iter()
+            .map(|(state, n)| (state.to_string(), serde_json::json!(n)))
+            .collect(),
+    }
 }
 
 fn state_name(state: ProcessState) -> &'static str {
@@ -253,4 +259,46 @@ pub fn console_metrics(console: &ConsoleLines) -> String {
         ],
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_decode_as_the_processor_reads_them() {
+        let m = status_message(
+            3,
+            7,
+            SessionStatus::Crashed,
+            Report {
+                exit_code: Some(137),
+                reason: Some("killed".into()),
+                restart_count: Some(2),
+            },
+        );
+        assert_eq!(m.routing_key, "status.session.7");
+        let read: SessionStatusUpdate = serde_json::from_slice(&m.body).unwrap();
+        assert_eq!(
+            read,
+            SessionStatusUpdate {
+                session_id: 7,
+                sgc_id: None,
+                status: SessionStatus::Crashed,
+                exit_code: Some(137),
+                reason: Some("killed".into()),
+                restart_count: Some(2),
+            }
+        );
+        assert!(m.message_id.unwrap().starts_with("host-3-"));
+        let h = host_message(3, HostStatus::Offline);
+        let read: HostStatusUpdate = serde_json::from_slice(&h.body).unwrap();
+        assert_eq!(
+            read,
+            HostStatusUpdate {
+                server_id: 3,
+                status: HostStatus::Offline
+            }
+        );
+    }
 }

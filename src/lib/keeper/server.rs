@@ -145,6 +145,10 @@ impl Keeper {
         while !self.released {
             self.accept();
             self.read_client();
+            if self.released {
+                // The agent has the exit and waits for us to go: go now, not after a poll.
+                break;
+            }
             self.service_child();
             self.feed_client();
             self.write_client();
