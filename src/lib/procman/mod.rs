@@ -51,6 +51,38 @@ pub enum ProcessState {
 }
 
 impl ProcessState {
+    pub const ALL: [ProcessState; 6] = [
+        ProcessState::Stopped,
+        ProcessState::Starting,
+        ProcessState::Running,
+        ProcessState::Stopping,
+        ProcessState::Backoff,
+        ProcessState::Failed,
+    ];
+
+    /// Whether a managed process may go from `self` to `next` (staying put is not a move):
+    ///
+    /// ```text
+    /// stopped | failed → starting → running → stopping → stopped | failed
+    ///                       │          │          │
+    ///                       └──────────┴──────────┴──→ backoff → starting (a restart)
+    /// ```
+    /// plus: any live state → `stopped` or `failed` (the run ends and is not restarted),
+    /// `starting → stopping` (stopped before it was up), `backoff → stopped | failed` (a stop
+    /// or a give-up while waiting), and `stopped | failed → running` (a game that outlived the
+    /// agent, re-attached through its keeper).
+    pub fn can_move_to(self, next: ProcessState) -> bool {
+        use ProcessState::*;
+        match (self, next) {
+            (Stopped | Failed, Starting | Running) => true,
+            (Starting, Running | Stopping | Backoff | Stopped | Failed) => true,
+            (Running, Stopping | Backoff | Stopped | Failed) => true,
+            (Stopping, Backoff | Stopped | Failed) => true,
+            (Backoff, Starting | Stopped | Failed) => true,
+            _ => false,
+        }
+    }
+
     /// Whether a supervisor thread is (or should be) attached.
     pub fn is_live(self) -> bool {
         matches!(
@@ -60,6 +92,50 @@ impl ProcessState {
                 | ProcessState::Stopping
                 | ProcessState::Backoff
         )
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::ProcessState::{self, *};
+
+    #[test]
+    fn the_state_table_allows_exactly_the_documented_moves() {
+        let allowed = [
+            (Stopped, Starting),
+            (Stopped, Running),
+            (Failed, Starting),
+            (Failed, Running),
+            (Starting, Running),
+            (Starting, Stopping),
+            (Starting, Backoff),
+            (Starting, Stopped),
+            (Starting, Failed),
+            (Running, Stopping),
+            (Running, Backoff),
+            (Running, Stopped),
+            (Running, Failed),
+            (Stopping, Backoff),
+            (Stopping, Stopped),
+            (Stopping, Failed),
+            (Backoff, Starting),
+            (Backoff, Stopped),
+            (Backoff, Failed),
+        ];
+        for from in ProcessState::ALL {
+            for to in ProcessState::ALL {
+                assert_eq!(
+                    from.can_move_to(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?} → {to:?}"
+                );
+            }
+        }
+        // A live process always has a way to end; an ended one only starts (or re-attaches).
+        for s in ProcessState::ALL.into_iter().filter(|s| s.is_live()) {
+            assert!(s.can_move_to(Stopped) && s.can_move_to(Failed), "{s:?}");
+        }
+        assert!(!Stopped.can_move_to(Stopping) && !Failed.can_move_to(Backoff));
     }
 }
 

@@ -67,6 +67,15 @@ pub fn describe_exit(exit: Option<ExitInfo>) -> String {
     }
 }
 
+/// Moves `state` to `next`; a move the state table does not allow is logged as the bug it
+/// is (the move still happens: the supervisor's view follows the process, not the model).
+fn move_state(process: &str, state: &mut ProcessState, next: ProcessState) {
+    if *state != next && !state.can_move_to(next) {
+        log::error!(process = process; "unexpected process state change {:?} → {:?}", *state, next);
+    }
+    *state = next;
+}
+
 impl Runner {
     fn update(&self, f: impl FnOnce(&mut Snapshot)) {
         f(&mut lock(&self.state));
@@ -74,7 +83,8 @@ impl Runner {
     }
 
     fn set_state(&self, state: ProcessState) {
-        self.update(|s| s.status.state = state);
+        let name = &self.spec.name;
+        self.update(|s| move_state(name, &mut s.status.state, state));
     }
 
     pub fn run(mut self) {
@@ -150,8 +160,9 @@ impl Runner {
     /// should see that it wanted to run).
     fn finish(&mut self, state: ProcessState, requested: bool, reason: Option<String>) {
         let mut last_exit = None;
+        let name = &self.spec.name;
         self.update(|s| {
-            s.status.state = state;
+            move_state(name, &mut s.status.state, state);
             s.status.pid = None;
             s.desired_running &= state == ProcessState::Failed;
             last_exit = s.status.last_exit;
@@ -280,7 +291,7 @@ impl Runner {
             }
             s.pid_start_time = start_time;
             if reached_running_now {
-                s.status.state = ProcessState::Running;
+                move_state(&name, &mut s.status.state, ProcessState::Running);
             }
         });
         if !was_adopted {
