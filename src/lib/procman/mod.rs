@@ -73,14 +73,14 @@ impl ProcessState {
     /// agent, re-attached through its keeper).
     pub fn can_move_to(self, next: ProcessState) -> bool {
         use ProcessState::*;
-        match (self, next) {
-            (Stopped | Failed, Starting | Running) => true,
-            (Starting, Running | Stopping | Backoff | Stopped | Failed) => true,
-            (Running, Stopping | Backoff | Stopped | Failed) => true,
-            (Stopping, Backoff | Stopped | Failed) => true,
-            (Backoff, Starting | Stopped | Failed) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Stopped | Failed, Starting | Running)
+                | (Starting, Running | Stopping | Backoff | Stopped | Failed)
+                | (Running, Stopping | Backoff | Stopped | Failed)
+                | (Stopping, Backoff | Stopped | Failed)
+                | (Backoff, Starting | Stopped | Failed)
+        )
     }
 
     /// Whether a supervisor thread is (or should be) attached.
