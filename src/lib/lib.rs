@@ -45,6 +45,8 @@ pub mod retry;
 pub mod slots;
 /// `manman-status-api`: read-only HTTP status.
 pub mod status;
+/// The one lock helper (a poisoned mutex stays usable).
+pub mod sync;
 /// JSON log lines on stderr.
 pub mod telemetry;
 /// Scratch databases and vhosts for tests and benchmarks.

@@ -186,7 +186,7 @@ pub fn sibling_binary(name: &str) -> std::path::PathBuf {
 /// kernel may hand a just-released port out again, and two daemons given one port collide).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut given = crate::sync::lock(&GIVEN);
     loop {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = l.local_addr().expect("local address").port();

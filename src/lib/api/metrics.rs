@@ -22,10 +22,7 @@ impl ApiMetrics {
             Ok(_) => "ok",
             Err(e) => e.code_name(),
         };
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        *crate::sync::lock(&self.requests)
             .entry((method, outcome))
             .or_default() += 1;
         self.latency.observe(took);
@@ -33,10 +30,7 @@ impl ApiMetrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let samples: Vec<(String, u64)> = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let samples: Vec<(String, u64)> = crate::sync::lock(&self.requests)
             .iter()
             .map(|((m, o), n)| (format!("method=\"{m}\",outcome=\"{o}\""), *n))
             .collect();

@@ -98,10 +98,7 @@ impl CommandHandler {
             ));
         }
         self.report(cmd.session_id, SessionStatus::Starting, Report::default());
-        self.accepted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(cmd.session_id, Instant::now());
+        crate::sync::lock(&self.accepted).insert(cmd.session_id, Instant::now());
         let started = spec_for(&cmd, &self.data_dir, &self.users)
             .and_then(|spec| self.manager.start(spec).map_err(|e| e.to_string()));
         if let Err(reason) = started {

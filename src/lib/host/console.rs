@@ -114,7 +114,7 @@ impl ConsoleLines {
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<i64, SessionOutput>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.sessions)
     }
 
     /// A line the game printed: throttled, numbered, queued.
@@ -155,7 +155,7 @@ impl ConsoleLines {
     pub fn tick(&self) {
         let now = Instant::now();
         {
-            let mut last = self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = crate::sync::lock(&self.last_tick);
             if now.duration_since(*last) < Duration::from_millis(100) {
                 return;
             }

@@ -80,7 +80,7 @@ impl GameUsers {
         let GameUserPolicy::Dynamic { low, high } = self.policy else {
             return Ok(None);
         };
-        let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut assigned = crate::sync::lock(&self.assigned);
         if let Some(uid) = assigned.get(&sgc_id) {
             return Ok(Some(RunAs {
                 uid: *uid,

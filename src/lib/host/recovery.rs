@@ -148,11 +148,7 @@ impl Reconciler {
     pub fn run_once(&self) -> Result<Vec<Action>, ReconcileError> {
         let asked_at = Instant::now();
         let database = self.live_in_database()?;
-        let accepted = self
-            .accepted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let accepted = crate::sync::lock(&self.accepted).clone();
         let local: Vec<LocalSession> = self
             .manager
             .status_all("session-*")
@@ -187,10 +183,7 @@ impl Reconciler {
                 }
                 Action::Forget(id) => {
                     let _ = self.manager.remove(&process_name(id));
-                    self.accepted
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
+                    crate::sync::lock(&self.accepted).remove(&id);
                 }
             }
         }

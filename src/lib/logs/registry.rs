@@ -52,7 +52,7 @@ impl Registry {
     }
 
     fn entries(&self) -> MutexGuard<'_, HashMap<i64, Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.entries)
     }
 
     /// The session's ring, made if it has none (a live session, or a client asking).

@@ -119,7 +119,7 @@ impl SessionLog {
 
     fn ring(&self) -> MutexGuard<'_, Ring> {
         // A panic while holding this lock cannot leave the ring inconsistent.
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.ring)
     }
 
     /// Appends lines (numbering them), dropping the oldest beyond the bounds, and wakes

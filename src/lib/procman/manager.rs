@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use super::process::{Context, InputRefused, ManagedProcess, MAX_PENDING_INPUT};
 use super::store::{Store, StoredProcess};
 use super::{pattern_matches, sys, ProcessState, Spec, Status};
 use crate::lifecycle::{ShutdownSignal, ShutdownTrigger};
+use crate::sync::lock;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProcError {
@@ -143,10 +144,6 @@ struct Inner {
     launcher: Arc<dyn Launcher>,
     /// What the store holds, as last written.
     saved: Mutex<Option<Vec<StoredProcess>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Inner {

@@ -2,7 +2,7 @@
 //! supervisor thread (runner.rs) its commands.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -72,9 +72,7 @@ pub struct ManagedProcess {
     queued_input: Arc<AtomicUsize>,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 impl ManagedProcess {
     pub(crate) fn new(spec: Spec, desired_running: bool) -> Self {

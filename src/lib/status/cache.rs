@@ -23,7 +23,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// The cached value of `key` if it is fresh, else `compute`'s (cached when it succeeds).
     /// Two threads may compute the same key at once; the later one's answer stays.
     pub fn get_or<E>(&self, key: K, compute: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
-        let entries = || self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = || crate::sync::lock(&self.entries);
         if let Some((at, value)) = entries().get(&key) {
             if at.elapsed() < self.ttl {
                 return Ok(value.clone());

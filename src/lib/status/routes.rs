@@ -255,10 +255,7 @@ impl StatusApi {
         if let Err(e) = request.respond(response) {
             log::debug!("client went away: {e}");
         }
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        *crate::sync::lock(&self.requests)
             .entry((label, status))
             .or_insert(0) += 1;
         self.latency.observe(started.elapsed());
@@ -370,11 +367,7 @@ impl StatusApi {
 
     fn render_metrics(&self) -> String {
         let mut out = String::new();
-        let counts = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let counts = crate::sync::lock(&self.requests).clone();
         let labels: Vec<(String, u64)> = counts
             .iter()
             .map(|((route, code), n)| (format!("route=\"{route}\",code=\"{code}\""), *n))

@@ -36,7 +36,7 @@ impl Logins {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Login>> {
-        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.by_id)
     }
 
     /// A new login for a checked token; returns the cookie value and the login.
