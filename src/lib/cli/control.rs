@@ -323,15 +323,6 @@ pub fn game_list(ctx: &Ctx) -> Outcome {
     Ok(())
 }
 
-/// `25565`, `25565/udp`.
-pub fn parse_port(s: &str) -> Result<(i32, String), String> {
-    let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
-    let port = port
-        .parse()
-        .map_err(|_| format!("invalid port {s:?} (expected PORT or PORT/PROTOCOL)"))?;
-    Ok((port, proto.to_string()))
-}
-
 pub fn config_create(
     ctx: &Ctx,
     mut config: pb::GameConfig,
@@ -410,7 +401,7 @@ fn add_env_and_ports(config: &mut pb::GameConfig, env: &EnvArgs, ports: &[String
         }
     }
     for p in ports {
-        let (port, protocol) = parse_port(p)?;
+        let (port, protocol) = crate::wire::ports::parse_port(p)?;
         config.ports.push(pb::PortDefinition { port, protocol });
     }
     Ok(())
@@ -527,7 +518,7 @@ pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome 
             }));
             continue;
         }
-        let (spec, protocol) = p.split_once('/').unwrap_or((p, "tcp"));
+        let (spec, protocol) = crate::wire::ports::split_protocol(p);
         let (host, container) = spec.split_once(':').unwrap_or((spec, spec));
         let parse = |s: &str| {
             s.parse::<i32>().map_err(|_| {

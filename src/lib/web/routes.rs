@@ -565,13 +565,9 @@ fn config_from_form(call: &Call<'_>) -> Result<pb::GameConfig, Failure> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
-        let (port, protocol) = p.split_once('/').unwrap_or((p, "tcp"));
-        ports.push(pb::PortDefinition {
-            port: port
-                .parse()
-                .map_err(|_| bad(format!("ports: {p:?} is not PORT[/PROTOCOL]")))?,
-            protocol: protocol.to_string(),
-        });
+        let (port, protocol) =
+            crate::wire::ports::parse_port(p).map_err(|e| bad(format!("ports: {e}")))?;
+        ports.push(pb::PortDefinition { port, protocol });
     }
     let args = call.body["args"]
         .as_str()

@@ -5,6 +5,7 @@ pub mod game_process;
 pub mod host_status;
 pub mod log_batch;
 pub mod messages;
+pub mod ports;
 pub mod probes;
 pub mod routing;
 pub mod session_status;
