@@ -390,14 +390,15 @@ fn stress_random_starts_and_stops_leave_nothing_behind() {
 }
 
 /// Runs in a child copy of this test binary (see the next test): a manager that starts two
-/// processes, prints their PIDs and waits to be killed.
+/// processes, prints their PIDs and waits to be killed. Ignored in a normal run: the restart
+/// test runs it with `--ignored`.
 #[test]
+#[ignore = "a helper process of a_restarted_manager_finds_and_handles_the_processes_it_had"]
 fn child_manager_for_restart_test() {
-    let Ok(store) = std::env::var("MANMAN_PROCMAN_CHILD_STORE") else {
-        return; // only meaningful when spawned by the restart test
-    };
+    let store = std::env::var("MANMAN_PROCMAN_CHILD_STORE")
+        .expect("run by a_restarted_manager_finds_and_handles_the_processes_it_had");
     let (manager, _) = Manager::builder()
-        .store(FileStore::new(store))
+        .store(FileStore::new(&store))
         .reconcile_every(Duration::from_millis(50))
         .build()
         .unwrap();
@@ -420,7 +421,15 @@ fn child_manager_for_restart_test() {
         .iter()
         .map(|s| s.pid.unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300)); // let the reconciler persist (debounced)
+    // The store is written by the reconciler (debounced): announce once it holds both.
+    wait_for("both PIDs in the store", T, || {
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&store).ok()?).ok()?;
+        let stored = stored.to_string();
+        pids.iter()
+            .all(|p| stored.contains(&format!("\"pid\":{p},")))
+            .then_some(())
+    });
     println!("\nPIDS {} {}", pids[0], pids[1]);
     std::thread::sleep(Duration::from_secs(600));
 }
@@ -434,6 +443,7 @@ fn a_restarted_manager_finds_and_handles_the_processes_it_had() {
         .args([
             "--exact",
             "child_manager_for_restart_test",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
