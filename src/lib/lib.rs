@@ -35,7 +35,7 @@ pub mod metrics;
 pub mod notify;
 /// `manman-processor`: host events → session state machine → PostgreSQL → external events.
 pub mod processor;
-/// Process manager: a thread per managed OS process (seed 004).
+/// Process manager: a thread per managed OS process.
 pub mod procman;
 /// Generated gRPC code (`proto/`).
 pub mod proto;

@@ -1,5 +1,5 @@
 //! `manman-log-processor`: live console lines per session, fanned out over gRPC to any number
-//! of clients, and archived per minute to S3 with references in PostgreSQL (seed 002).
+//! of clients, and archived per minute to S3 with references in PostgreSQL.
 //!
 //! Threads: the ingest consumer (this instance's queue of every session's console batches →
 //! the sessions' rings and the archiver), one per streaming client, the session-events

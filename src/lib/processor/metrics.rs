@@ -67,8 +67,8 @@ impl ProcessorMetrics {
     }
 }
 
-/// Hosts and sessions by status, counted in PostgreSQL when `/metrics` is scraped (seed 001's
-/// gauges). Every status is listed, zeros included, so a dashboard's series never vanish. An
+/// Hosts and sessions by status, counted in PostgreSQL when `/metrics` is scraped (the
+/// processor's gauges). Every status is listed, zeros included, so a dashboard's series never vanish. An
 /// unreachable database leaves them out (and `/readyz` says why).
 pub fn render_state_gauges(pool: &DbPool) -> String {
     let counts = match state_counts(pool) {

@@ -1,6 +1,6 @@
 //! The seam between a supervisor thread and the process it supervises: [`ChildIo`]. Two
 //! implementations: [`LocalChild`] (the process is our own child: pidfd, pipes; the one place
-//! that knows how to run a process) and the keeper-backed child (`procman/keeper_child.rs`),
+//! that knows how to run a process) and the keeper-backed child (`keeper/client.rs`),
 //! where a per-session keeper process holds the game and its pipes across restarts of the
 //! agent. The supervisor (runner.rs) only waits on `wait_fds`, calls `service`, and decides.
 

@@ -1,4 +1,4 @@
-//! The process manager (seed 004): a [`Manager`] of [`ManagedProcess`]es, each supervised by
+//! The process manager: a [`Manager`] of [`ManagedProcess`]es, each supervised by
 //! one plain thread that waits in `poll(2)` on the child's pidfd, its stdout/stderr pipes and a
 //! command eventfd. Exit is seen the instant it happens (no polling interval), output is read
 //! as it is written, and no lock is ever held across a blocking call.
