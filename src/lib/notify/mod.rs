@@ -1,5 +1,5 @@
-//! `manman-notify`: a subscriber of the external events (`manman.host.*`, `manman.session.*`). Consumes the
-//! external exchange (`manman.#`) on its own durable queue, logs every event as a JSON line, and
+//! `manman-notify`: a subscriber of the external events (`manman.host.*`,
+//! `manman.session.*`). Consumes the external exchange (`manman.#`) on its own durable queue, logs every event as a JSON line, and
 //! posts the ones operators care about to a Slack-compatible webhook. A webhook outage is
 //! retried with backoff a bounded number of times; then the event goes to `notify-events-dlq`
 //! with the reason. Nothing is acknowledged before it is delivered or dead-lettered.
