@@ -1,18 +1,14 @@
 //! API tokens through the API (admin): create (the secret is in the reply, once), list,
 //! revoke; and `WhoAmI` for any valid token.
 
-use chrono::Utc;
-
 use super::convert::millis;
 use super::error::ApiError;
 use super::validate::valid_name;
 use super::ApiService;
-use crate::auth::{secret, Caller, Role};
+use crate::auth::issue::{issue_token, IssueError};
+use crate::auth::{Caller, Role};
 use crate::db::tokens::{self, TokenRow};
 use crate::proto::v1 as pb;
-
-/// The longest expiry a token may be given (10 years; 0 means none).
-const MAX_EXPIRY_SECONDS: i64 = 10 * 365 * 24 * 3600;
 
 pub fn token_pb(t: TokenRow) -> pb::Token {
     pb::Token {
@@ -36,36 +32,19 @@ pub fn person_role(role: &str) -> Result<Role, ApiError> {
     }
 }
 
-/// Creates a token; shared by the RPC and the CLI's `--bootstrap` path (direct database
-/// access). Returns the row and the secret, which is not stored.
+/// Creates a token (`auth::issue`, shared with the CLI's `--bootstrap`), its refusals as the
+/// API's errors.
 pub fn create(
     db: &mut impl postgres::GenericClient,
     name: &str,
     role: Role,
     expires_in_seconds: i64,
 ) -> Result<(TokenRow, String), ApiError> {
-    if !(0..=MAX_EXPIRY_SECONDS).contains(&expires_in_seconds) {
-        return Err(ApiError::InvalidArgument(format!(
-            "expires_in_seconds must be 0 (never) .. {MAX_EXPIRY_SECONDS}"
-        )));
-    }
-    let expires_at = (expires_in_seconds > 0)
-        .then(|| Utc::now() + chrono::Duration::seconds(expires_in_seconds));
-    let token = secret::generate("tok");
-    let row = tokens::insert(
-        db,
-        name,
-        role.as_str(),
-        &secret::digest(&token),
-        None,
-        expires_at,
-    )?
-    .ok_or_else(|| {
-        ApiError::AlreadyExists(format!(
-            "a token named {name:?} exists; revoke it first or pick another name"
-        ))
-    })?;
-    Ok((row, token))
+    issue_token(db, name, role, expires_in_seconds).map_err(|e| match e {
+        IssueError::BadExpiry => ApiError::InvalidArgument(e.to_string()),
+        IssueError::NameTaken(_) => ApiError::AlreadyExists(e.to_string()),
+        IssueError::Db(db) => db.into(),
+    })
 }
 
 pub fn who_am_i(caller: Option<Caller>) -> pb::WhoAmIResponse {

@@ -2,6 +2,7 @@
 //! roles they carry, and the one check that every RPC and protected HTTP route makes.
 
 pub mod authenticator;
+pub mod issue;
 pub mod secret;
 
 use std::fmt;

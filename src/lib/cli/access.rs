@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::control::{json_time, print, when, Ctx, Failure, Outcome};
+use crate::auth::issue::{issue_token, IssueError};
 use crate::auth::{secret, Role};
 use crate::config::{self, Env};
 use crate::proto::v1 as pb;
@@ -78,14 +79,17 @@ pub fn token_bootstrap(ctx: &Ctx, t: &TokenCreate) -> Outcome {
         message: format!("cannot connect to {}: {e}", config::describe_database(&db)),
         code: 69,
     })?;
-    let (row, secret) = crate::api::create_token(&mut client, t.name, role, t.expires_in_seconds)
-        .map_err(|e| Failure {
+    let issued = issue_token(&mut client, t.name, role, t.expires_in_seconds);
+    let (row, secret) = issued.map_err(|e| Failure {
         code: match e {
-            crate::api::ApiError::AlreadyExists(_) => 5,
-            crate::api::ApiError::InvalidArgument(_) => 65,
-            _ => 1,
+            IssueError::NameTaken(_) => 5,
+            IssueError::BadExpiry => 65,
+            IssueError::Db(_) => 69,
         },
-        message: e.to_string(),
+        message: match &e {
+            IssueError::Db(db) => format!("{e}: {db}"),
+            _ => e.to_string(),
+        },
     })?;
     log::info!(token = row.name.as_str(), role = row.role.as_str(); "bootstrap token created");
     hand_over(
