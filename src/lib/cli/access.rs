@@ -1,4 +1,4 @@
-//! Who may use ManMan: `manman token create|list|revoke` and `manman host add`. Secrets are
+//! Who may use ManMan: `manman token create|list|revoke`, `manman host add|revoke`. Secrets are
 //! shown once (or written to a 0600 file with `--output`) and never taken as arguments.
 
 use std::path::Path;
