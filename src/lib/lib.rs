@@ -50,6 +50,7 @@ pub mod sync;
 /// JSON log lines on stderr.
 pub mod telemetry;
 /// Scratch databases and vhosts for tests and benchmarks.
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 /// JSON views of the control API's messages (the CLI's `--json`, the dashboard).
 pub mod views;

@@ -77,6 +77,7 @@ impl ApiConfig {
     }
 
     /// For tests and benchmarks: ephemeral loopback ports, no TLS, no archive.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn embedded(rabbitmq_url: String, database: postgres::Config) -> Self {
         ApiConfig {
             rabbitmq_url,

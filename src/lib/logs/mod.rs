@@ -161,6 +161,7 @@ impl LogsConfig {
 
     /// For tests and benchmarks: ephemeral ports, a unique instance name, the database for
     /// session lookups, no archival, short grace periods.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn embedded(rabbitmq_url: String, database: Option<postgres::Config>) -> Self {
         LogsConfig {
             rabbitmq_url,

@@ -47,6 +47,7 @@ impl ProcessorConfig {
     /// For running the processor inside another program (tests, benchmarks): the contract's
     /// external exchange, an ephemeral loopback health port, stale-host checks effectively
     /// off (hourly, one-hour threshold), default batching and pool.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn embedded(rabbitmq_url: String, database: postgres::Config) -> Self {
         ProcessorConfig {
             rabbitmq_url,
