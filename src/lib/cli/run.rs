@@ -1,0 +1,199 @@
+//! The `manman` CLI's entry: parse, connect, dispatch each subcommand to its implementation,
+//! and report an error as a line (or JSON with `--json`) with its exit code.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::access;
+use super::args::*;
+use super::control::{self, Ctx};
+use crate::grpc::Endpoint;
+use crate::proto::v1 as pb;
+
+/// Parses the arguments, runs the command, and returns the exit code (documented in `--help`).
+pub fn run() -> i32 {
+    // A closed pipe (`manman logs 7 | head -1`) ends the command quietly, as for any Unix
+    // tool, instead of a panic in `println!`. gRPC's sockets send with MSG_NOSIGNAL.
+    // SAFETY: setting a signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    if let Command::Migrate { status } = cli.command {
+        return super::migrate::run(status, cli.json);
+    }
+    let env = crate::config::Env::from_process();
+    // clap has read API_ADDRESS into `cli.api` already.
+    let connection = crate::grpc::client_token(&env)
+        .and_then(|token| Ok((token, Endpoint::at(&cli.api, &env)?)));
+    let (token, api) = match connection {
+        Ok(c) => c,
+        Err(e) => {
+            report_error(cli.json, &e.to_string(), 78);
+            return 78;
+        }
+    };
+    let json = cli.json;
+    let ctx = Ctx::new(&api, token, json);
+    let result = match cli.command {
+        Command::Migrate { .. } => unreachable!(),
+        Command::Host(HostCmd::List) => control::host_list(&ctx),
+        Command::Host(HostCmd::Show { id }) => control::host_show(&ctx, id),
+        Command::Host(HostCmd::Add {
+            name,
+            reissue,
+            output,
+        }) => access::host_add(&ctx, &name, reissue, output.as_deref()),
+        Command::Token(TokenCmd::Create {
+            name,
+            role,
+            expires_in_days,
+            output,
+            bootstrap,
+        }) => {
+            let create = access::TokenCreate {
+                name: &name,
+                role: &role,
+                expires_in_seconds: expires_in_days.unwrap_or(0).saturating_mul(86_400),
+                output: output.as_deref(),
+            };
+            if bootstrap {
+                access::token_bootstrap(&ctx, &create)
+            } else {
+                access::token_create(&ctx, &create)
+            }
+        }
+        Command::Host(HostCmd::Revoke { id }) => access::host_revoke(&ctx, id),
+        Command::Token(TokenCmd::List) => access::token_list(&ctx),
+        Command::Token(TokenCmd::Revoke { name }) => access::token_revoke(&ctx, &name),
+        Command::Host(HostCmd::Drain { id, timeout }) => {
+            control::host_drain(&ctx, id, Duration::from_secs(timeout))
+        }
+        Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
+        Command::Game(GameCmd::List) => control::game_list(&ctx),
+        Command::Game(GameCmd::Rename { id, name }) => control::game_rename(&ctx, id, &name),
+        Command::Game(GameCmd::Delete(d)) => {
+            control::delete(&ctx, control::Deletable::Game, d.id, d.force)
+        }
+        Command::Config(ConfigCmd::Delete(d)) => {
+            control::delete(&ctx, control::Deletable::Config, d.id, d.force)
+        }
+        Command::Deploy {
+            list: Some(DeployCmd::Delete(d)),
+            ..
+        } => control::delete(&ctx, control::Deletable::Deployment, d.id, d.force),
+        Command::Config(ConfigCmd::Create(c)) => {
+            let env = control::EnvArgs {
+                plain: c.env.clone(),
+                secret: c.secret_env.clone(),
+            };
+            let ports = c.ports.clone();
+            control::config_create(&ctx, c.into_config(), &env, &ports)
+        }
+        Command::Config(ConfigCmd::Update(u)) => {
+            let ConfigUpdate { id, config: c } = *u;
+            let env = control::EnvArgs {
+                plain: c.env.clone(),
+                secret: c.secret_env.clone(),
+            };
+            let ports = c.ports.clone();
+            control::config_update(&ctx, id, c.into_config(), &env, &ports)
+        }
+        Command::Config(ConfigCmd::List { game }) => control::config_list(&ctx, game),
+        Command::Config(ConfigCmd::Show { id }) => control::config_show(&ctx, id),
+        Command::Deploy {
+            list: Some(DeployCmd::List { server, config }),
+            ..
+        } => control::deploy_list(&ctx, server, config),
+        Command::Deploy {
+            list: None,
+            server,
+            config,
+            ports,
+        } => control::deploy(
+            &ctx,
+            server.unwrap_or(0),
+            config.expect("clap requires --config"),
+            &ports,
+        ),
+        Command::Session(SessionCmd::Start { deployment, force }) => {
+            control::session_start(&ctx, deployment, force)
+        }
+        Command::Session(SessionCmd::Stop { id, kill, force }) => {
+            control::session_stop(&ctx, id, kill, force)
+        }
+        Command::Session(SessionCmd::Restart { id, timeout }) => {
+            control::session_restart(&ctx, id, Duration::from_secs(timeout))
+        }
+        Command::Session(SessionCmd::List {
+            server,
+            deployment,
+            status,
+            live,
+            limit,
+            offset,
+            after,
+        }) => control::session_list(
+            &ctx,
+            pb::ListSessionsRequest {
+                server_id: server.unwrap_or(0),
+                sgc_id: deployment.unwrap_or(0),
+                status: status.unwrap_or_default(),
+                live_only: live,
+                limit,
+                offset,
+                page_after: after.unwrap_or(0),
+            },
+        ),
+        Command::Session(SessionCmd::Show { id }) => control::session_show(&ctx, id),
+        Command::Session(SessionCmd::Input { id, text }) => control::session_input(&ctx, id, &text),
+        Command::Logs {
+            session,
+            follow,
+            since,
+            until,
+            limit,
+            log_processor,
+            raw,
+        } => super::logs::run(
+            &ctx,
+            &Endpoint {
+                address: log_processor,
+                ..api.clone()
+            },
+            &super::logs::LogsRequest {
+                session_id: session,
+                follow,
+                since,
+                until,
+                limit,
+                json: cli.json,
+                raw,
+            },
+        ),
+        Command::Status => control::status(&ctx),
+    };
+    let code = match result {
+        Ok(()) => 0,
+        Err(f) => {
+            report_error(json, &f.message, f.code);
+            f.code
+        }
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// An error on stderr: a line for people, or with `--json` an object scripts can read.
+fn report_error(json: bool, message: &str, code: i32) {
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({"error": message, "exit_code": code})
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+}
