@@ -77,15 +77,13 @@ pub fn serve(
         .add_listening_port(listen, credentials)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     server.start();
-    supervisor
-        .spawn("grpc", move |shutdown| {
-            while !shutdown.wait(Duration::from_secs(3600)) {}
-            // A stream blocked on a client that stopped reading would hold shutdown forever.
-            server.cancel_all_calls();
-            let _ = futures::executor::block_on(server.shutdown());
-            Ok(())
-        })
-        .map_err(|e| format!("cannot spawn thread: {e}"))?;
+    supervisor.spawn("grpc", move |shutdown| {
+        while !shutdown.wait(Duration::from_secs(3600)) {}
+        // A stream blocked on a client that stopped reading would hold shutdown forever.
+        server.cancel_all_calls();
+        let _ = futures::executor::block_on(server.shutdown());
+        Ok(())
+    })?;
     Ok(port)
 }
 

@@ -76,6 +76,16 @@ impl HealthServer {
             .unwrap_or(0)
     }
 
+    /// Serves in the supervised thread `health`; returns the port it listens on.
+    pub fn start(
+        self,
+        supervisor: &mut crate::lifecycle::Supervisor,
+    ) -> Result<u16, crate::lifecycle::SpawnError> {
+        let port = self.port();
+        supervisor.spawn("health", move |s| self.serve(s))?;
+        Ok(port)
+    }
+
     /// Serves until shutdown.
     pub fn serve(self, shutdown: ShutdownSignal) -> Result<(), String> {
         while !shutdown.is_triggered() {

@@ -140,7 +140,7 @@ impl Supervisor {
 
     /// Spawns a named worker. It should return when `ShutdownSignal` fires; returning earlier
     /// (or panicking) counts as the worker dying and shuts the daemon down.
-    pub fn spawn<F>(&mut self, name: &str, work: F) -> std::io::Result<()>
+    pub fn spawn<F>(&mut self, name: &str, work: F) -> Result<(), SpawnError>
     where
         F: FnOnce(ShutdownSignal) -> Result<(), String> + Send + 'static,
     {
@@ -159,6 +159,10 @@ impl Supervisor {
                     Err(_) => WorkerExit::Panicked,
                 };
                 let _ = exits.send((thread_name, exit));
+            })
+            .map_err(|source| SpawnError {
+                name: name.to_string(),
+                source,
             })?;
         self.workers.push((name.to_string(), handle));
         Ok(())
@@ -256,6 +260,22 @@ pub fn run_daemon_draining<C>(
     // Started means: configuration read, ports bound, dependencies checked, threads running.
     notify_systemd("READY=1");
     std::process::exit(supervisor.run(deadline).exit_code());
+}
+
+/// A worker thread the OS would not start (out of memory or of threads).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot spawn thread {name}: {source}")]
+pub struct SpawnError {
+    pub name: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Start-up functions report failures as one line for the operator.
+impl From<SpawnError> for String {
+    fn from(e: SpawnError) -> String {
+        e.to_string()
+    }
 }
 
 /// Marks this process non-dumpable (`PR_SET_DUMPABLE 0`): `/proc/<pid>/environ`, `mem`, `fd`

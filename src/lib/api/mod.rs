@@ -128,10 +128,7 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
             Some(Arc::new(move || service.metrics())),
         )?
     };
-    let health_port = health.port();
-    supervisor
-        .spawn("health", move |s| health.serve(s))
-        .map_err(|e| format!("cannot spawn thread: {e}"))?;
+    let health_port = health.start(supervisor)?;
     let port = crate::grpc::serve(
         crate::proto::v1::create_man_man_api(service),
         &config.listen,

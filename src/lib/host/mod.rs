@@ -328,90 +328,78 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             })),
         )?
     };
-    let health_port = health.port();
-    let spawn_err = |e: std::io::Error| format!("cannot spawn thread: {e}");
-    supervisor
-        .spawn("health", move |s| health.serve(s))
-        .map_err(spawn_err)?;
+    let health_port = health.start(supervisor)?;
 
     {
         let url = config.rabbitmq_url.clone();
         // Weak: the publisher must not keep the manager (whose sinks feed the publisher) alive.
         let manager = Arc::downgrade(&manager);
-        supervisor
-            .spawn("publisher", move |_| {
-                // Ends when every sender is gone (after the sessions were stopped and reported),
-                // not on the shutdown signal: nothing queued is thrown away.
-                let (_keep, never) = ShutdownSignal::new();
-                let resync = || {
-                    let mut state = vec![host_message(server_id, HostStatus::Online)];
-                    let Some(manager) = manager.upgrade() else {
-                        return state;
-                    };
-                    for s in manager.status_all("session-*") {
-                        let status = match s.state {
-                            ProcessState::Running => SessionStatus::Running,
-                            ProcessState::Starting | ProcessState::Backoff => {
-                                SessionStatus::Starting
-                            }
-                            ProcessState::Stopping => SessionStatus::Stopping,
-                            _ => continue,
-                        };
-                        if let Some(id) = session_of(&s.name) {
-                            state.push(status_message(server_id, id, status, Report::default()));
-                        }
-                    }
-                    state
+        supervisor.spawn("publisher", move |_| {
+            // Ends when every sender is gone (after the sessions were stopped and reported),
+            // not on the shutdown signal: nothing queued is thrown away.
+            let (_keep, never) = ShutdownSignal::new();
+            let resync = || {
+                let mut state = vec![host_message(server_id, HostStatus::Online)];
+                let Some(manager) = manager.upgrade() else {
+                    return state;
                 };
-                publisher::run(&url, inbound, &resync, &never)
-            })
-            .map_err(spawn_err)?;
+                for s in manager.status_all("session-*") {
+                    let status = match s.state {
+                        ProcessState::Running => SessionStatus::Running,
+                        ProcessState::Starting | ProcessState::Backoff => SessionStatus::Starting,
+                        ProcessState::Stopping => SessionStatus::Stopping,
+                        _ => continue,
+                    };
+                    if let Some(id) = session_of(&s.name) {
+                        state.push(status_message(server_id, id, status, Report::default()));
+                    }
+                }
+                state
+            };
+            publisher::run(&url, inbound, &resync, &never)
+        })?;
     }
     {
         let out = out.clone();
-        supervisor
-            .spawn("events", move |_| {
-                report_events(server_id, events_rx, out);
-                Ok(())
-            })
-            .map_err(spawn_err)?;
+        supervisor.spawn("events", move |_| {
+            report_events(server_id, events_rx, out);
+            Ok(())
+        })?;
     }
     {
         let out = out.clone();
         let manager = manager.clone();
         let every = config.heartbeat;
         let (port_range_low, port_range_high) = config.port_range;
-        supervisor
-            .spawn("heartbeat", move |shutdown| {
-                let mut cpu = stats::CpuRates::default();
-                loop {
-                    // The processor reads the same struct (wire::messages).
-                    let beat = HealthUpdate {
-                        server_id,
-                        session_stats: session_stats(&manager),
-                        sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
-                        sessions: cpu.sample(&live_games(&manager)),
-                        capacity: stats::memory().map(|(total, available)| HostCapacity {
-                            memory_total_bytes: total,
-                            memory_available_bytes: available,
-                            port_range_low,
-                            port_range_high,
-                        }),
-                    };
-                    out.send(
-                        OutgoingMessage::json(
-                            routing::MANMAN_EXCHANGE,
-                            &routing::host_health(server_id),
-                            &serde_json::to_value(beat).expect("a heartbeat serialises"),
-                        )
-                        .transient(),
-                    );
-                    if shutdown.wait(every) {
-                        return Ok(());
-                    }
+        supervisor.spawn("heartbeat", move |shutdown| {
+            let mut cpu = stats::CpuRates::default();
+            loop {
+                // The processor reads the same struct (wire::messages).
+                let beat = HealthUpdate {
+                    server_id,
+                    session_stats: session_stats(&manager),
+                    sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
+                    sessions: cpu.sample(&live_games(&manager)),
+                    capacity: stats::memory().map(|(total, available)| HostCapacity {
+                        memory_total_bytes: total,
+                        memory_available_bytes: available,
+                        port_range_low,
+                        port_range_high,
+                    }),
+                };
+                out.send(
+                    OutgoingMessage::json(
+                        routing::MANMAN_EXCHANGE,
+                        &routing::host_health(server_id),
+                        &serde_json::to_value(beat).expect("a heartbeat serialises"),
+                    )
+                    .transient(),
+                );
+                if shutdown.wait(every) {
+                    return Ok(());
                 }
-            })
-            .map_err(spawn_err)?;
+            }
+        })?;
     }
     {
         let settings = ConsumerSettings {
@@ -431,29 +419,25 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             accepted,
         };
         let flag = connected.clone();
-        supervisor
-            .spawn("commands", move |s| {
-                run_batch_consumer(&settings, &mut handler, &s, &flag)
-            })
-            .map_err(spawn_err)?;
+        supervisor.spawn("commands", move |s| {
+            run_batch_consumer(&settings, &mut handler, &s, &flag)
+        })?;
     }
     {
         let every = config.reconcile_every;
-        supervisor
-            .spawn("reconciler", move |shutdown| {
-                while !shutdown.wait(every) {
-                    match reconciler.run_once() {
-                        Ok(_) => {}
-                        // Nothing this agent does is accepted any more: stop, saying why.
-                        Err(e @ recovery::ReconcileError::CredentialRevoked(_)) => {
-                            return Err(e.to_string())
-                        }
-                        Err(e) => log::warn!("reconciliation skipped: {e}"),
+        supervisor.spawn("reconciler", move |shutdown| {
+            while !shutdown.wait(every) {
+                match reconciler.run_once() {
+                    Ok(_) => {}
+                    // Nothing this agent does is accepted any more: stop, saying why.
+                    Err(e @ recovery::ReconcileError::CredentialRevoked(_)) => {
+                        return Err(e.to_string())
                     }
+                    Err(e) => log::warn!("reconciliation skipped: {e}"),
                 }
-                Ok(())
-            })
-            .map_err(spawn_err)?;
+            }
+            Ok(())
+        })?;
     }
     {
         let manager = manager.clone();
@@ -486,7 +470,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
                 out.send(host_message(server_id, HostStatus::Offline));
                 Ok(())
             })
-            .map_err(spawn_err)?;
+            ?;
     }
     Ok(RunningHost {
         server_id,

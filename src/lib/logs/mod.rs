@@ -216,7 +216,6 @@ pub fn start(
         instance = config.instance.as_str(), listen = config.listen.as_str(),
         archival = config.archive.is_some();
         "starting log processor");
-    let spawn_err = |e: std::io::Error| format!("cannot spawn thread: {e}");
     let metrics = Arc::new(LogMetrics::default());
     let pool = match &config.database {
         Some(db) => Some(db::pool(
@@ -247,9 +246,7 @@ pub fn start(
                     .to_owned(),
                 metrics.clone(),
             );
-            supervisor
-                .spawn("archiver", move |s| archiver.run(rx, s))
-                .map_err(spawn_err)?;
+            supervisor.spawn("archiver", move |s| archiver.run(rx, s))?;
             Some(tx)
         }
         _ => None,
@@ -305,11 +302,9 @@ pub fn start(
             who: "log-ingest",
         };
         let flag = ingest_connected.clone();
-        supervisor
-            .spawn("log-ingest", move |s| {
-                run_batch_consumer(&settings, &mut handler, &s, &flag)
-            })
-            .map_err(spawn_err)?;
+        supervisor.spawn("log-ingest", move |s| {
+            run_batch_consumer(&settings, &mut handler, &s, &flag)
+        })?;
     }
 
     let consumer_connected = Arc::new(AtomicBool::new(false));
@@ -327,30 +322,26 @@ pub fn start(
             who: "log-events",
         };
         let flag = consumer_connected.clone();
-        supervisor
-            .spawn("log-events", move |s| {
-                run_batch_consumer(&settings, &mut handler, &s, &flag)
-            })
-            .map_err(spawn_err)?;
+        supervisor.spawn("log-events", move |s| {
+            run_batch_consumer(&settings, &mut handler, &s, &flag)
+        })?;
     }
 
     {
         let registry = registry.clone();
         let directory = directory();
-        supervisor
-            .spawn("log-housekeeping", move |s| {
-                let mut tick = 0u64;
-                while !s.wait(Duration::from_secs(1)) {
-                    registry.reap();
-                    tick += 1;
-                    if tick.is_multiple_of(30) {
-                        reconcile(&registry, &directory);
-                    }
+        supervisor.spawn("log-housekeeping", move |s| {
+            let mut tick = 0u64;
+            while !s.wait(Duration::from_secs(1)) {
+                registry.reap();
+                tick += 1;
+                if tick.is_multiple_of(30) {
+                    reconcile(&registry, &directory);
                 }
-                registry.close_all();
-                Ok(())
-            })
-            .map_err(spawn_err)?;
+            }
+            registry.close_all();
+            Ok(())
+        })?;
     }
 
     let auth = Authenticator::new(match &pool {
@@ -392,10 +383,7 @@ pub fn start(
             Some(Arc::new(move || m.render())),
         )?
     };
-    let health_port = health.port();
-    supervisor
-        .spawn("health", move |s| health.serve(s))
-        .map_err(spawn_err)?;
+    let health_port = health.start(supervisor)?;
     log::info!(grpc_port = grpc_port, health_port = health_port; "log processor ready");
     Ok(RunningLogProcessor {
         grpc_port,

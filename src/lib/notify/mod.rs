@@ -305,11 +305,7 @@ pub fn start(config: NotifyConfig, supervisor: &mut Supervisor) -> Result<Runnin
             })),
         )?
     };
-    let health_port = health.port();
-    let spawn_err = |e: std::io::Error| format!("cannot spawn thread: {e}");
-    supervisor
-        .spawn("health", move |s| health.serve(s))
-        .map_err(spawn_err)?;
+    let health_port = health.start(supervisor)?;
     let settings = ConsumerSettings {
         url: config.rabbitmq_url.clone(),
         queue: QUEUE.into(),
@@ -326,11 +322,9 @@ pub fn start(config: NotifyConfig, supervisor: &mut Supervisor) -> Result<Runnin
         metrics: metrics.clone(),
     };
     let flag = connected.clone();
-    supervisor
-        .spawn("consumer", move |s| {
-            run_batch_consumer(&settings, &mut notifier, &s, &flag)
-        })
-        .map_err(spawn_err)?;
+    supervisor.spawn("consumer", move |s| {
+        run_batch_consumer(&settings, &mut notifier, &s, &flag)
+    })?;
     Ok(RunningNotifier {
         metrics,
         connected,

@@ -117,12 +117,7 @@ pub fn start(
             })),
         )?
     };
-    let health_port = health.port();
-    let spawn_err = |e: std::io::Error| format!("cannot spawn thread: {e}");
-
-    supervisor
-        .spawn("health", move |s| health.serve(s))
-        .map_err(spawn_err)?;
+    let health_port = health.start(supervisor)?;
 
     let settings = ConsumerSettings {
         url: config.rabbitmq_url.clone(),
@@ -140,11 +135,9 @@ pub fn start(
         },
     );
     let consumer_connected = connected.clone();
-    supervisor
-        .spawn("consumer", move |s| {
-            run_batch_consumer(&settings, &mut pipeline, &s, &consumer_connected)
-        })
-        .map_err(spawn_err)?;
+    supervisor.spawn("consumer", move |s| {
+        run_batch_consumer(&settings, &mut pipeline, &s, &consumer_connected)
+    })?;
 
     let relay = relay::OutboxRelay {
         rabbitmq_url: config.rabbitmq_url.clone(),
@@ -153,9 +146,7 @@ pub fn start(
         wakeup: wake_rx,
         metrics: metrics.clone(),
     };
-    supervisor
-        .spawn("outbox-relay", move |s| relay.run(&s))
-        .map_err(spawn_err)?;
+    supervisor.spawn("outbox-relay", move |s| relay.run(&s))?;
 
     let checker = stale::StaleHostChecker {
         pool,
@@ -166,9 +157,7 @@ pub fn start(
         relay_wakeup: wake_tx,
         metrics: metrics.clone(),
     };
-    supervisor
-        .spawn("stale-checker", move |s| checker.run(&s))
-        .map_err(spawn_err)?;
+    supervisor.spawn("stale-checker", move |s| checker.run(&s))?;
 
     Ok(RunningProcessor {
         metrics,

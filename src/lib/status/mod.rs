@@ -115,19 +115,17 @@ pub fn start(
     });
     for i in 0..config.workers {
         let (server, api) = (server.clone(), api.clone());
-        supervisor
-            .spawn(&format!("http-{i}"), move |shutdown| {
-                let mut conn = None;
-                while !shutdown.is_triggered() {
-                    match server.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(request)) => api.serve(request, &mut conn),
-                        Ok(None) => {}
-                        Err(e) => return Err(format!("HTTP server failed: {e}")),
-                    }
+        supervisor.spawn(&format!("http-{i}"), move |shutdown| {
+            let mut conn = None;
+            while !shutdown.is_triggered() {
+                match server.recv_timeout(Duration::from_millis(200)) {
+                    Ok(Some(request)) => api.serve(request, &mut conn),
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("HTTP server failed: {e}")),
                 }
-                Ok(())
-            })
-            .map_err(|e| format!("cannot spawn thread: {e}"))?;
+            }
+            Ok(())
+        })?;
     }
     Ok(RunningStatusApi { port, api })
 }

@@ -71,18 +71,16 @@ pub fn start(config: WebConfig, supervisor: &mut Supervisor) -> Result<RunningWe
     let web = Arc::new(routes::Web::new(&config));
     for i in 0..config.workers {
         let (server, web) = (server.clone(), web.clone());
-        supervisor
-            .spawn(&format!("http-{i}"), move |shutdown| {
-                while !shutdown.is_triggered() {
-                    match server.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(request)) => web.serve(request),
-                        Ok(None) => {}
-                        Err(e) => return Err(format!("HTTP server failed: {e}")),
-                    }
+        supervisor.spawn(&format!("http-{i}"), move |shutdown| {
+            while !shutdown.is_triggered() {
+                match server.recv_timeout(Duration::from_millis(200)) {
+                    Ok(Some(request)) => web.serve(request),
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("HTTP server failed: {e}")),
                 }
-                Ok(())
-            })
-            .map_err(|e| format!("cannot spawn thread: {e}"))?;
+            }
+            Ok(())
+        })?;
     }
     Ok(RunningWeb { port })
 }
