@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::error::ApiError;
 use super::ApiService;
 use crate::bus::{OutgoingMessage, RpcError};
-use crate::wire::commands::{CommandKind, CommandReply, Deadline};
+use crate::wire::commands::{CommandKind, CommandReply, Deadline, Envelope};
 use crate::wire::routing;
 
 impl ApiService {
@@ -16,7 +16,7 @@ impl ApiService {
         &self,
         server_id: i64,
         kind: CommandKind,
-        body: serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<(), ApiError> {
         self.command_within(server_id, kind, body, self.inner.command_timeout)
     }
@@ -25,14 +25,17 @@ impl ApiService {
         &self,
         server_id: i64,
         kind: CommandKind,
-        mut body: serde_json::Value,
+        body: &impl serde::Serialize,
         timeout: Duration,
     ) -> Result<(), ApiError> {
-        body["expires_at_ms"] = serde_json::json!(Deadline::after(timeout).expires_at_ms);
+        let envelope = Envelope {
+            command: body,
+            deadline: Deadline::after(timeout),
+        };
         let message = OutgoingMessage::json(
             routing::MANMAN_EXCHANGE,
             &kind.routing_key(server_id),
-            &body,
+            &serde_json::to_value(&envelope).expect("a command serialises"),
         )
         .expiring_after(timeout);
         let raw = self.inner.rpc.call(message, timeout).map_err(|e| match e {

@@ -136,11 +136,7 @@ impl ApiService {
             ports: d.ports,
         };
         drop(db);
-        if let Err(e) = self.command(
-            d.server_id,
-            CommandKind::Start,
-            serde_json::to_value(&command).expect("serialisable"),
-        ) {
+        if let Err(e) = self.command(d.server_id, CommandKind::Start, &command) {
             // Never leave it pending: a session the host did not take is lost. The command
             // expires with the wait, so a host that gets it late does not act on it.
             let lost = sessions::end_lost(
@@ -162,8 +158,8 @@ impl ApiService {
     fn end_forcibly(&self, server_id: i64, session_id: i64, reason: &str) -> Result<(), ApiError> {
         let ended = sessions::end_lost(&mut *self.db()?, session_id, LostScope::AnyLive, reason)?;
         log::warn!(session_id = session_id, ended = ended; "session ended by force: {reason}");
-        let kill = serde_json::to_value(SessionRef { session_id }).expect("serialisable");
-        if let Err(e) = self.command_within(server_id, CommandKind::Kill, kill, FORCE_KILL_WAIT) {
+        let kill = SessionRef { session_id };
+        if let Err(e) = self.command_within(server_id, CommandKind::Kill, &kill, FORCE_KILL_WAIT) {
             log::info!(session_id = session_id; "host did not confirm the kill ({e}); it stops the game when it reconciles");
         }
         Ok(())
@@ -196,10 +192,9 @@ impl ApiService {
             self.command(
                 s.server_id,
                 kind,
-                serde_json::to_value(SessionRef {
+                &SessionRef {
                     session_id: s.session_id,
-                })
-                .expect("serialisable"),
+                },
             )?;
         }
         Ok(pb::StopSessionResponse {
@@ -231,11 +226,10 @@ impl ApiService {
         self.command(
             s.server_id,
             CommandKind::SendInput,
-            serde_json::to_value(SendInput {
+            &SendInput {
                 session_id: s.session_id,
                 input,
-            })
-            .expect("serialisable"),
+            },
         )?;
         Ok(pb::SendInputResponse {})
     }
@@ -260,11 +254,10 @@ impl ApiService {
         )?;
         let mut response = pb::DrainServerResponse::default();
         for s in live {
-            let stop = serde_json::to_value(SessionRef {
+            let stop = SessionRef {
                 session_id: s.session_id,
-            })
-            .expect("serialisable");
-            match self.command(server_id, CommandKind::Stop, stop) {
+            };
+            match self.command(server_id, CommandKind::Stop, &stop) {
                 Ok(()) => response.stopping.push(s.session_id),
                 Err(e) => response.failed.push(format!("{}: {e}", s.session_id)),
             }

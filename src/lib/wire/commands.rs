@@ -24,6 +24,16 @@ pub struct StartSession {
     pub ports: Vec<PortBinding>,
 }
 
+/// A command as it goes on the wire: its body with its deadline beside it. The API encodes
+/// this; the host decodes the same fields (the [`Deadline`] first, then the body by kind).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    #[serde(flatten)]
+    pub command: T,
+    #[serde(flatten)]
+    pub deadline: Deadline,
+}
+
 /// Every command's envelope: the deadline after which the host must not act on it (unix ms;
 /// the sender has given up by then). The AMQP `expiration` says the same to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,5 +168,53 @@ mod tests {
         assert_eq!(v["program"], "/bin/game");
         assert_eq!(v["stop_command"], "quit");
         assert_eq!(serde_json::from_value::<StartSession>(v).unwrap(), cmd);
+    }
+
+    #[test]
+    fn a_command_and_its_deadline_decode_as_the_host_reads_them() {
+        let start = StartSession {
+            session_id: 9,
+            sgc_id: 4,
+            process: crate::wire::GameProcess {
+                program: "/bin/game".into(),
+                ..Default::default()
+            },
+            ports: vec![PortBinding {
+                container_port: 25565,
+                host_port: 7001,
+                protocol: "tcp".into(),
+            }],
+        };
+        let wire = serde_json::to_vec(&Envelope {
+            command: &start,
+            deadline: Deadline {
+                expires_at_ms: Some(1_000),
+            },
+        })
+        .unwrap();
+        let deadline: Deadline = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(deadline.expires_at_ms, Some(1_000));
+        assert_eq!(
+            serde_json::from_slice::<StartSession>(&wire).unwrap(),
+            start
+        );
+        let input = SendInput {
+            session_id: 3,
+            input: "say hi\n".into(),
+        };
+        let wire = serde_json::to_vec(&Envelope {
+            command: &input,
+            deadline: Deadline::after(std::time::Duration::from_secs(5)),
+        })
+        .unwrap();
+        assert_eq!(serde_json::from_slice::<SendInput>(&wire).unwrap(), input);
+        let reply = CommandReply {
+            correlation_id: "c-1".into(),
+            success: false,
+            error: Some("no".into()),
+        };
+        let back: CommandReply =
+            serde_json::from_slice(&serde_json::to_vec(&reply).unwrap()).unwrap();
+        assert_eq!(back, reply);
     }
 }
