@@ -43,26 +43,96 @@ pub fn credential(
         name: name.into(),
         enrollment_secret: enrollment.into(),
     };
+    // Any answer but "unavailable" is the API's word (the secret is used, wrong, expired).
+    let answered = |s: &grpcio::RpcStatus| {
+        !matches!(
+            s.code(),
+            grpcio::RpcStatusCode::UNAVAILABLE | grpcio::RpcStatusCode::DEADLINE_EXCEEDED
+        )
+    };
+    let option = || grpcio::CallOption::default().timeout(Duration::from_secs(10));
+    match retrying("enroll", answered, || {
+        client.enroll_host_opt(&request, option())
+    })? {
+        Ok(reply) => {
+            secret::write_file(&file, &reply.credential)?;
+            log::info!(name = name; "enrolled: host credential stored in {}", file.display());
+            Ok(reply.credential)
+        }
+        Err(s) => Err(format!("enrollment refused: {}", s.message())),
+    }
+}
+
+/// What registering told the agent.
+pub struct Registered {
+    pub server_id: i64,
+    /// The broker user whose commands the agent acts on (the API's).
+    pub command_sender: String,
+}
+
+/// Registers this host under `name` with its credential, retrying while the API cannot be
+/// reached; a refused credential ends it with a message naming the credential's file.
+pub fn register(
+    client: &pb::ManManApiClient,
+    name: &str,
+    credential: &str,
+    data_dir: &Path,
+) -> Result<Registered, String> {
+    let request = pb::RegisterServerRequest { name: name.into() };
+    let refused = |s: &grpcio::RpcStatus| {
+        matches!(
+            s.code(),
+            grpcio::RpcStatusCode::UNAUTHENTICATED | grpcio::RpcStatusCode::PERMISSION_DENIED
+        )
+    };
+    let option = || crate::grpc::call_option(Some(credential), Duration::from_secs(10));
+    let reply = match retrying("register", refused, || {
+        client.register_server_opt(&request, option())
+    })? {
+        Ok(reply) => reply,
+        Err(s) => {
+            return Err(format!(
+                "the API refused this agent's credential ({}): {}",
+                credential_file(data_dir).display(),
+                s.message()
+            ))
+        }
+    };
+    let server_id = reply
+        .server
+        .map(|s| s.server_id)
+        .ok_or("the API registered this host without saying its id")?;
+    if reply.command_sender.is_empty() {
+        return Err(
+            "the API did not say which broker user sends commands (its RABBITMQ_URL \
+                    names no user): this agent acts only on signed commands"
+                .into(),
+        );
+    }
+    Ok(Registered {
+        server_id,
+        command_sender: reply.command_sender,
+    })
+}
+
+/// Calls the API until it answers (30 tries, the reconnect backoff between them): `Ok(Ok)`
+/// a reply, `Ok(Err)` a status `final_answer` accepts as the API's word, `Err` when it never
+/// answered. Other failures (unreachable, not ready) are logged and retried.
+fn retrying<T>(
+    what: &str,
+    final_answer: impl Fn(&grpcio::RpcStatus) -> bool,
+    mut call: impl FnMut() -> grpcio::Result<T>,
+) -> Result<Result<T, grpcio::RpcStatus>, String> {
     let backoff = crate::retry::Backoff::reconnect();
     for attempt in 0..30 {
-        let option = grpcio::CallOption::default().timeout(Duration::from_secs(10));
-        match client.enroll_host_opt(&request, option) {
-            Ok(reply) => {
-                secret::write_file(&file, &reply.credential)?;
-                log::info!(name = name; "enrolled: host credential stored in {}", file.display());
-                return Ok(reply.credential);
-            }
-            Err(grpcio::Error::RpcFailure(s))
-                if s.code() != grpcio::RpcStatusCode::UNAVAILABLE
-                    && s.code() != grpcio::RpcStatusCode::DEADLINE_EXCEEDED =>
-            {
-                return Err(format!("enrollment refused: {}", s.message()));
-            }
+        match call() {
+            Ok(reply) => return Ok(Ok(reply)),
+            Err(grpcio::Error::RpcFailure(s)) if final_answer(&s) => return Ok(Err(s)),
             Err(e) => {
-                log::warn!("cannot enroll with the API: {e}");
+                log::warn!("cannot {what} with the API: {e}");
                 std::thread::sleep(backoff.delay(attempt));
             }
         }
     }
-    Err("the API did not answer the enrollment; giving up".into())
+    Err(format!("the API did not answer ({what}); giving up"))
 }

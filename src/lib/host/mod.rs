@@ -199,46 +199,10 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         &config.data_dir,
         config.enrollment_secret.as_deref(),
     )?;
-    let mut server_id = None;
-    for attempt in 0..30 {
-        let option = crate::grpc::call_option(Some(&credential), Duration::from_secs(10));
-        match client.register_server_opt(
-            &crate::proto::v1::RegisterServerRequest {
-                name: config.server_name.clone(),
-            },
-            option,
-        ) {
-            Ok(r) => {
-                server_id = r.server.map(|s| (s.server_id, r.command_sender));
-                break;
-            }
-            Err(grpcio::Error::RpcFailure(s))
-                if matches!(
-                    s.code(),
-                    grpcio::RpcStatusCode::UNAUTHENTICATED
-                        | grpcio::RpcStatusCode::PERMISSION_DENIED
-                ) =>
-            {
-                return Err(format!(
-                    "the API refused this agent's credential ({}): {}",
-                    identity::credential_file(&config.data_dir).display(),
-                    s.message()
-                ));
-            }
-            Err(e) => {
-                log::warn!("cannot register with the API at {:?}: {e}", config.api);
-                std::thread::sleep(crate::retry::Backoff::reconnect().delay(attempt));
-            }
-        }
-    }
-    let (server_id, command_sender) = server_id.ok_or("the API did not answer; giving up")?;
-    if command_sender.is_empty() {
-        return Err(
-            "the API did not say which broker user sends commands (its RABBITMQ_URL \
-                    names no user): this agent acts only on signed commands"
-                .into(),
-        );
-    }
+    let identity::Registered {
+        server_id,
+        command_sender,
+    } = identity::register(&client, &config.server_name, &credential, &config.data_dir)?;
     log::info!(server_id = server_id; "registered");
 
     let (out, inbound) = publisher::channels(&config.console);
