@@ -75,10 +75,22 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         run_dir: run_dir.clone(),
         host_data: host_data.clone(),
     };
+    let mode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().mode()
+    };
+    let temp_mode = mode(&std::env::temp_dir());
     let out = Command::new("scripts/demo")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
+    // The demo makes its own directories; it changes no one else's (it once made /tmp 0711).
+    assert_eq!(
+        mode(&std::env::temp_dir()),
+        temp_mode,
+        "the demo changed the mode of {}",
+        std::env::temp_dir().display()
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
