@@ -233,11 +233,15 @@ pub fn host_drain(ctx: &Ctx, id: i64, timeout: Duration) -> Outcome {
     let mut last_left = -1;
     let left = loop {
         let live = live_sessions(ctx, id)?;
-        if live.total != last_left && !ctx.json {
-            println!("  {} session(s) still live", live.total);
-            last_left = live.total;
+        // The count and the rows are two queries: a session that ends between them can make
+        // them disagree for one poll. Done only when both say none is left.
+        let still = live.total.max(live.sessions.len() as i64);
+        if still != last_left && !ctx.json {
+            println!("  {still} session(s) still live");
+            last_left = still;
         }
-        if live.total == 0 || std::time::Instant::now() >= until {
+        let drained = live.total == 0 && live.sessions.is_empty();
+        if drained || std::time::Instant::now() >= until {
             break live.sessions;
         }
         std::thread::sleep(Duration::from_millis(500));
