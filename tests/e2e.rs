@@ -207,6 +207,16 @@ impl Stack {
         self.server_id
     }
 
+    /// The in-process host runs exactly one game (its own /metrics says so).
+    fn assert_one_game_running(&self) {
+        let (host, _) = self.host.as_ref().unwrap();
+        let metrics = http_get(host.health_port, "/metrics");
+        assert!(
+            metrics.contains("manman_host_processes{state=\"running\"} 1"),
+            "{metrics}"
+        );
+    }
+
     /// Call options with the admin token.
     fn opt(&self) -> grpcio::CallOption {
         manman::grpc::call_option(Some(&self.admin_token), T)
@@ -1128,12 +1138,7 @@ fn a_start_that_timed_out_is_never_acted_on_later() {
         .filter(|l| l.body["session_id"] == late)
         .collect();
     assert!(early.is_empty(), "the expired start ran a game: {early:?}");
-    let (host, _) = s.host.as_ref().unwrap();
-    let metrics = http_get(host.health_port, "/metrics");
-    assert!(
-        metrics.contains("manman_host_processes{state=\"running\"} 1"),
-        "{metrics}"
-    );
+    s.assert_one_game_running();
 }
 
 #[test]
@@ -2963,12 +2968,7 @@ fn commands_not_from_the_api_or_without_a_deadline_are_refused_and_never_run() {
         .filter(|l| l.body["session_id"] != session)
         .collect();
     assert!(forged.is_empty(), "a forged start ran a game: {forged:?}");
-    let (host, _) = s.host.as_ref().unwrap();
-    let metrics = http_get(host.health_port, "/metrics");
-    assert!(
-        metrics.contains("manman_host_processes{state=\"running\"} 1"),
-        "{metrics}"
-    );
+    s.assert_one_game_running();
 }
 
 #[test]

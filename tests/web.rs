@@ -254,13 +254,9 @@ fn the_page_needs_a_login_and_every_change_its_csrf_token() {
 }
 
 /// Reads SSE events (id, event, data) from a raw connection until `n` have arrived.
-fn read_events(
-    port: u16,
-    cookie: &str,
-    path: &str,
-    last_id: Option<i64>,
-    n: usize,
-) -> Vec<(i64, String, Value)> {
+/// Opens session `session`'s live console with a login cookie (and a `Last-Event-ID` when
+/// resuming); returns the stream after its `200` status line.
+fn open_console(port: u16, cookie: &str, path: &str, last_id: Option<i64>) -> BufReader<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(T)).unwrap();
     let resume = last_id
@@ -271,6 +267,17 @@ fn read_events(
     let mut status = String::new();
     reader.read_line(&mut status).unwrap();
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    reader
+}
+
+fn read_events(
+    port: u16,
+    cookie: &str,
+    path: &str,
+    last_id: Option<i64>,
+    n: usize,
+) -> Vec<(i64, String, Value)> {
+    let mut reader = open_console(port, cookie, path, last_id);
     let (mut events, mut id, mut kind) = (Vec::new(), 0, String::new());
     let mut line = String::new();
     while events.len() < n {
@@ -365,17 +372,8 @@ fn the_dashboard_and_the_daemons_behind_it_survive_hostile_clients() {
     let host = add_host(&mut d.db.client(), HostStatus::Online);
     let (_, session) = add_session(&mut d.db.client(), host, SessionStatus::Running, &[]);
     let (cookie, _) = d.log_in(&d.viewer);
-    let mut console = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-    console.set_read_timeout(Some(T)).unwrap();
-    write!(
-        console,
-        "GET /api/sessions/{session}/console HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
-    )
-    .unwrap();
-    let mut console = BufReader::new(console);
-    let mut status = String::new();
-    console.read_line(&mut status).unwrap();
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let path = format!("/api/sessions/{session}/console");
+    let mut console = open_console(d.port, &cookie, &path, None);
     hostile::assert_survives("the dashboard", d.port, "/");
     let line = ConsoleLine {
         seq: 1,
@@ -451,17 +449,8 @@ fn a_logout_ends_its_open_consoles() {
     let host = add_host(&mut d.db.client(), HostStatus::Online);
     let (_, session) = add_session(&mut d.db.client(), host, SessionStatus::Running, &[]);
     let (cookie, csrf) = d.log_in(&d.viewer);
-    let mut stream = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-    stream.set_read_timeout(Some(T)).unwrap();
-    write!(
-        stream,
-        "GET /api/sessions/{session}/console HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let path = format!("/api/sessions/{session}/console");
+    let mut reader = open_console(d.port, &cookie, &path, None);
     let (code, _) = d.call("POST", "/api/logout", Some(&cookie), Some(&csrf), None);
     assert_eq!(code, 200);
     let logged_out = std::time::Instant::now();

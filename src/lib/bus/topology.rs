@@ -102,32 +102,36 @@ pub fn declare_host_commands_queue(channel: &Channel, server_id: i64) -> amiquip
     Ok(())
 }
 
-/// Where a host keeps the commands it refused as not the API's (bounded: whoever forges them
-/// cannot fill the broker's disk).
-pub fn declare_refused_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
+/// A durable queue that keeps at most `max_length` messages (the oldest go first): for what
+/// a misbehaving or hostile publisher sends, which must not fill the broker's disk.
+fn declare_bounded_queue(
+    channel: &Channel,
+    name: String,
+    max_length: u32,
+) -> amiquip::Result<Queue<'_>> {
     let mut table = FieldTable::new();
-    table.insert("x-max-length".into(), AmqpValue::LongUInt(1_000));
+    table.insert("x-max-length".into(), AmqpValue::LongUInt(max_length));
     channel.queue_declare(
-        routing::host_refused_commands_queue(server_id),
-        QueueDeclareOptions {
-            durable: true,
-            arguments: table,
-            ..QueueDeclareOptions::default()
-        },
-    )?;
-    Ok(())
-}
-
-/// Where unreadable log messages go, bounded so a misbehaving publisher cannot fill the disk.
-pub fn declare_log_dlq(channel: &Channel) -> amiquip::Result<Queue<'_>> {
-    let mut table = FieldTable::new();
-    table.insert("x-max-length".into(), AmqpValue::LongUInt(10_000));
-    channel.queue_declare(
-        routing::LOG_DLQ,
+        name,
         QueueDeclareOptions {
             durable: true,
             arguments: table,
             ..QueueDeclareOptions::default()
         },
     )
+}
+
+/// Where a host keeps the commands it refused as not the API's.
+pub fn declare_refused_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
+    declare_bounded_queue(
+        channel,
+        routing::host_refused_commands_queue(server_id),
+        1_000,
+    )
+    .map(drop)
+}
+
+/// Where unreadable log messages go.
+pub fn declare_log_dlq(channel: &Channel) -> amiquip::Result<Queue<'_>> {
+    declare_bounded_queue(channel, routing::LOG_DLQ.to_string(), 10_000)
 }
