@@ -1,12 +1,7 @@
 //! manman-keeper: holds one game server for the host agent (started by manman-host, not by
-//! hand): `manman-keeper <keeper-dir>`.
+//! hand): `manman-keeper <keeper-dir>`. All of it is the `manman-keeper` crate, so the binary
+//! links none of the agent's gRPC, TLS or database code.
 
 fn main() {
-    let mut args = std::env::args_os().skip(1);
-    let (Some(dir), None) = (args.next(), args.next()) else {
-        eprintln!("usage: manman-keeper <keeper-dir>   (started by manman-host)");
-        std::process::exit(64);
-    };
-    manman::telemetry::init();
-    std::process::exit(manman::keeper::server::run(std::path::Path::new(&dir)));
+    std::process::exit(manman_keeper::main());
 }

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 /// PostgreSQL: pool, migrations, repositories.
 pub mod db;
+/// Errors with their sources on one line, for the edges where people read them.
+pub mod errors;
 /// gRPC serving and client channels.
 pub mod grpc;
 /// `/healthz`, `/readyz`, `/metrics`.

@@ -278,19 +278,8 @@ impl From<SpawnError> for String {
     }
 }
 
-/// Marks this process non-dumpable (`PR_SET_DUMPABLE 0`): `/proc/<pid>/environ`, `mem`, `fd`
-/// and ptrace are then closed to every process without CAP_SYS_PTRACE, even one of our own
-/// user. The host agent and the keeper call it first thing: they hold the broker's password
-/// and the host's credential, and run next to games.
-pub fn forbid_inspection() {
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        log::warn!(
-            "cannot mark the process non-dumpable: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
+/// Marks this process non-dumpable (see `manman_child::sys::forbid_inspection`).
+pub use manman_child::sys::forbid_inspection;
 
 /// A panic in any thread ends the daemon with one clear log line and exit code 70, so systemd
 /// restarts it, instead of leaving it half alive (a dead supervisor thread of a game, a dead

@@ -2,8 +2,7 @@
 
 use std::io::Write;
 
-use log::kv::{Key, Value, VisitSource};
-use serde_json::{Map, Value as Json};
+pub use manman_log_line::json_line;
 
 /// Installs the JSON logger. The level comes from `LOG_LEVEL` (default `info`), in env_logger's
 /// filter syntax, so `LOG_LEVEL=info,manman::processor=debug` works. Safe to call twice.
@@ -16,71 +15,4 @@ pub fn init() {
             writeln!(buf, "{line}")
         })
         .try_init();
-}
-
-/// One log record as a JSON object, structured fields included (`log::info!(host = 3; "...")`).
-pub fn json_line(record: &log::Record<'_>) -> String {
-    let mut fields = Map::new();
-    fields.insert(
-        "ts".into(),
-        Json::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    );
-    fields.insert("level".into(), Json::String(record.level().to_string()));
-    fields.insert("target".into(), Json::String(record.target().to_string()));
-    fields.insert("msg".into(), Json::String(record.args().to_string()));
-    let mut visitor = FieldVisitor(&mut fields);
-    let _ = record.key_values().visit(&mut visitor);
-    Json::Object(fields).to_string()
-}
-
-struct FieldVisitor<'a>(&'a mut Map<String, Json>);
-
-impl<'kvs> VisitSource<'kvs> for FieldVisitor<'_> {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        let json = if let Some(b) = value.to_bool() {
-            Json::Bool(b)
-        } else if let Some(i) = value.to_i64() {
-            Json::from(i)
-        } else if let Some(u) = value.to_u64() {
-            Json::from(u)
-        } else if let Some(f) = value.to_f64() {
-            Json::from(f)
-        } else {
-            Json::String(value.to_string())
-        };
-        // Fields may not overwrite the fixed keys, so every line keeps the same shape.
-        let name = key.as_str();
-        let name = if ["ts", "level", "target", "msg"].contains(&name) {
-            format!("field_{name}")
-        } else {
-            name.to_string()
-        };
-        self.0.insert(name, json);
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_record_becomes_one_json_object_with_fields() {
-        let kvs: &[(&str, i64)] = &[("session_id", 7), ("msg", 1)];
-        let record = log::Record::builder()
-            .args(format_args!("session moved"))
-            .level(log::Level::Info)
-            .target("manman::processor")
-            .key_values(&kvs)
-            .build();
-        let line = json_line(&record);
-        assert!(!line.contains('\n'));
-        let parsed: Json = serde_json::from_str(&line).unwrap();
-        assert_eq!(parsed["level"], "INFO");
-        assert_eq!(parsed["target"], "manman::processor");
-        assert_eq!(parsed["msg"], "session moved");
-        assert_eq!(parsed["session_id"], 7);
-        assert_eq!(parsed["field_msg"], 1);
-        assert!(parsed["ts"].as_str().unwrap().ends_with('Z'));
-    }
 }

@@ -33,6 +33,7 @@ use crate::proto::v1 as pb;
                   Exit codes: 0 ok, 1 failed, 2 usage, 3 migrations pending (migrate --status), \
                   4 not found, 5 conflict (exists already, port taken, session live), \
                   65 invalid argument, 69 service unavailable, 73 cannot write a file, \
+                  74 cannot write the output, \
                   77 not allowed (no valid token, or its role is too weak), 78 bad configuration."
 )]
 pub struct Cli {
@@ -228,8 +229,9 @@ pub struct ConfigUpdate {
 }
 
 impl ConfigCreate {
-    pub fn into_config(self) -> pb::GameConfig {
-        pb::GameConfig {
+    /// The config the flags describe; refuses a malformed `--env`, `--secret-env` or `--port`.
+    pub fn into_config(self) -> Result<pb::GameConfig, String> {
+        let mut config = pb::GameConfig {
             game_id: self.game,
             name: self.name,
             program: self.program,
@@ -266,7 +268,32 @@ impl ConfigCreate {
             max_open_files: self.max_open_files,
             max_processes: self.max_processes,
             ..Default::default()
+        };
+        for (flag, list, secret) in [
+            ("--env", self.env, false),
+            ("--secret-env", self.secret_env, true),
+        ] {
+            for kv in list {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    // A secret without its `=` may be all value (`RCON:hunter2`): not echoed.
+                    let shown = if secret {
+                        String::new()
+                    } else {
+                        format!("; got {kv:?}")
+                    };
+                    format!("invalid {flag} value (expected KEY=VALUE{shown})")
+                })?;
+                config.env.insert(k.into(), v.into());
+                if secret {
+                    config.secret_env_keys.push(k.into());
+                }
+            }
         }
+        for p in &self.ports {
+            let (port, protocol) = crate::wire::ports::parse_port(p)?;
+            config.ports.push(pb::PortDefinition { port, protocol });
+        }
+        Ok(config)
     }
 }
 
@@ -422,30 +449,48 @@ pub enum SessionCmd {
         timeout: u64,
     },
     /// List sessions, newest first.
-    List {
-        #[arg(long)]
-        server: Option<i64>,
-        #[arg(long)]
-        deployment: Option<i64>,
-        /// Comma-separated statuses, e.g. running,crashed.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only pending, starting, running and stopping sessions.
-        #[arg(long)]
-        live: bool,
-        #[arg(long, default_value_t = 50)]
-        limit: i32,
-        /// Skip this many (slow on long histories; prefer --after).
-        #[arg(long, default_value_t = 0, conflicts_with = "after")]
-        offset: i32,
-        /// Sessions older than this id: the next page after the one that ended at it.
-        #[arg(long)]
-        after: Option<i64>,
-    },
+    List(SessionListArgs),
     /// Show one session.
     Show { id: i64 },
     /// Send a line to the game server's console (stdin).
     Input { id: i64, text: String },
+}
+
+/// `manman session list`'s filters and paging.
+#[derive(Args, Debug)]
+pub struct SessionListArgs {
+    #[arg(long)]
+    server: Option<i64>,
+    #[arg(long)]
+    deployment: Option<i64>,
+    /// Comma-separated statuses, e.g. running,crashed.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only pending, starting, running and stopping sessions.
+    #[arg(long)]
+    live: bool,
+    #[arg(long, default_value_t = 50)]
+    limit: i32,
+    /// Skip this many (slow on long histories; prefer --after).
+    #[arg(long, default_value_t = 0, conflicts_with = "after")]
+    offset: i32,
+    /// Sessions older than this id: the next page after the one that ended at it.
+    #[arg(long)]
+    after: Option<i64>,
+}
+
+impl SessionListArgs {
+    pub fn into_request(self) -> pb::ListSessionsRequest {
+        pb::ListSessionsRequest {
+            server_id: self.server.unwrap_or(0),
+            sgc_id: self.deployment.unwrap_or(0),
+            status: self.status.unwrap_or_default(),
+            live_only: self.live,
+            limit: self.limit,
+            offset: self.offset,
+            page_after: self.after.unwrap_or(0),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -490,7 +535,7 @@ mod tests {
         let Command::Config(ConfigCmd::Create(c)) = cli.command else {
             panic!("not config create");
         };
-        let config = c.into_config();
+        let config = c.into_config().unwrap();
         assert_eq!((config.game_id, config.name.as_str()), (3, "vanilla"));
         assert_eq!(config.args, ["-Xmx2G", "-jar"]);
         assert_eq!(config.stop_command, "stop");
@@ -509,17 +554,108 @@ mod tests {
     }
 
     #[test]
+    fn env_and_port_flags_become_the_request_and_bad_ones_are_refused() {
+        let create = |extra: &[&str]| {
+            let mut args = vec![
+                "config",
+                "create",
+                "--game",
+                "1",
+                "--name",
+                "n",
+                "--program",
+                "p",
+            ];
+            args.extend_from_slice(extra);
+            let Command::Config(ConfigCmd::Create(c)) = parse(&args).command else {
+                panic!("not config create");
+            };
+            c.into_config()
+        };
+        let config = create(&[
+            "--env",
+            "A=1=2",
+            "--secret-env",
+            "RCON=hunter2",
+            "--port",
+            "25565",
+            "--port",
+            "19132/udp",
+        ])
+        .unwrap();
+        assert_eq!(config.env["A"], "1=2");
+        assert_eq!(config.env["RCON"], "hunter2");
+        assert_eq!(config.secret_env_keys, ["RCON"]);
+        let ports: Vec<_> = config
+            .ports
+            .iter()
+            .map(|p| (p.port, p.protocol.as_str()))
+            .collect();
+        assert_eq!(ports, [(25565, "tcp"), (19132, "udp")]);
+        // A malformed secret is never echoed (it may be all value); a plain one is.
+        let err = create(&["--secret-env", "RCON:hunter2"]).unwrap_err();
+        assert!(
+            err.contains("--secret-env") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = create(&["--env", "MODE:fast"]).unwrap_err();
+        assert!(err.contains("MODE:fast"), "{err}");
+        assert!(create(&["--port", "minecraft"])
+            .unwrap_err()
+            .contains("invalid port"));
+    }
+
+    #[test]
     fn global_flags_and_subcommands_parse() {
         let cli = parse(&["session", "list", "--live", "--json"]);
         assert!(cli.json);
         assert!(matches!(
             cli.command,
-            Command::Session(SessionCmd::List { live: true, .. })
+            Command::Session(SessionCmd::List(SessionListArgs { live: true, .. }))
         ));
         assert!(Cli::try_parse_from(["manman", "session", "start"]).is_err());
         assert!(matches!(
             parse(&["host", "revoke", "7"]).command,
             Command::Host(HostCmd::Revoke { id: 7 })
         ));
+    }
+
+    #[test]
+    fn session_list_flags_become_the_request() {
+        let Command::Session(SessionCmd::List(args)) = parse(&[
+            "session",
+            "list",
+            "--server",
+            "2",
+            "--deployment",
+            "9",
+            "--status",
+            "running,crashed",
+            "--limit",
+            "10",
+            "--after",
+            "40",
+        ])
+        .command
+        else {
+            panic!("not session list");
+        };
+        let req = args.into_request();
+        assert_eq!((req.server_id, req.sgc_id, req.page_after), (2, 9, 40));
+        assert_eq!(
+            (req.status.as_str(), req.limit, req.offset),
+            ("running,crashed", 10, 0)
+        );
+        assert!(!req.live_only);
+        // Unset filters mean "all", as the API reads 0 and "".
+        let Command::Session(SessionCmd::List(args)) = parse(&["session", "list"]).command else {
+            panic!("not session list");
+        };
+        let req = args.into_request();
+        assert_eq!((req.server_id, req.sgc_id, req.limit), (0, 0, 50));
+        assert!(Cli::try_parse_from([
+            "manman", "session", "list", "--offset", "5", "--after", "3"
+        ])
+        .is_err());
     }
 }

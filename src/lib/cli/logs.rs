@@ -7,7 +7,7 @@ use std::time::Duration;
 use grpcio::RpcStatusCode;
 use serde_json::json;
 
-use super::control::{Ctx, Failure, Outcome};
+use super::context::{Ctx, Exit, Failure, Outcome};
 use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 use crate::retry::Backoff;
@@ -112,7 +112,10 @@ fn written(result: std::io::Result<()>) -> Result<(), Outcome> {
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Ok(())),
-        Err(e) => Err(Err(Failure::from(format!("cannot write to stdout: {e}")))),
+        Err(e) => Err(Err(Failure::new(
+            Exit::IoError,
+            format!("cannot write to stdout: {e}"),
+        ))),
     }
 }
 
@@ -130,13 +133,15 @@ fn history(ctx: &Ctx, req: &LogsRequest) -> Outcome {
         .since
         .as_deref()
         .map(|t| parse_time(t, now))
-        .transpose()?
+        .transpose()
+        .map_err(Failure::invalid)?
         .unwrap_or(0);
     let until_ms = req
         .until
         .as_deref()
         .map(|t| parse_time(t, now))
-        .transpose()?
+        .transpose()
+        .map_err(Failure::invalid)?
         .unwrap_or(0);
     // A stream, printed as it arrives: the API reads one archived minute at a time.
     let request = pb::GetHistoricalLogsRequest {
@@ -234,10 +239,10 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
         };
         if !req.follow || !retryable {
             let f = Failure::from(failure);
-            return Err(Failure {
-                message: format!("log processor at {address}: {}", f.message),
-                code: f.code,
-            });
+            return Err(Failure::new(
+                f.exit,
+                format!("log processor at {address}: {}", f.message),
+            ));
         }
         let delay = backoff.delay(failures);
         failures += 1;

@@ -3,7 +3,11 @@
 use crate::config::{self, Env};
 use crate::db::migrate;
 
+use super::context::Exit;
 use super::output;
+
+/// `manman migrate --status` exits with this when a migration is pending, so scripts can check.
+pub const MIGRATIONS_PENDING: i32 = 3;
 
 /// Runs the subcommand; returns the process exit code.
 pub fn run(status_only: bool, json: bool) -> i32 {
@@ -12,7 +16,7 @@ pub fn run(status_only: bool, json: bool) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return 78;
+            return Exit::Config.code();
         }
     };
     let target = config::describe_database(&db);
@@ -20,7 +24,7 @@ pub fn run(status_only: bool, json: bool) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot connect to {target}: {e}");
-            return 69; // EX_UNAVAILABLE
+            return Exit::Unavailable.code();
         }
     };
     if !status_only {
@@ -38,7 +42,7 @@ pub fn run(status_only: bool, json: bool) -> i32 {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("error: {e}");
-                return 1;
+                return Exit::Failed.code();
             }
         }
     }
@@ -46,7 +50,7 @@ pub fn run(status_only: bool, json: bool) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            return Exit::Failed.code();
         }
     };
     if json {
@@ -69,9 +73,8 @@ pub fn run(status_only: bool, json: bool) -> i32 {
             .collect();
         print!("{}", output::table(&["VERSION", "NAME", "APPLIED"], &rows));
     }
-    // Exit 3 from --status when something is pending, so scripts can check.
     if states.iter().any(|s| s.applied_at.is_none()) {
-        3
+        MIGRATIONS_PENDING
     } else {
         0
     }

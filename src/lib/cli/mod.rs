@@ -1,10 +1,18 @@
-//! The `manman` operator CLI: its arguments (args), its entry and dispatch (run), and the
-//! subcommands' implementations by subject.
+//! The `manman` operator CLI: its arguments (args), its entry and dispatch (run), what every
+//! subcommand shares (context: the API client, typed failures and exit codes; output: tables
+//! and JSON), and one file per noun.
 
-pub mod access;
 pub mod args;
-pub mod control;
+pub mod configs;
+pub mod context;
+pub mod delete;
+pub mod deployments;
+pub mod games;
+pub mod hosts;
 pub mod logs;
 pub mod migrate;
 pub mod output;
 pub mod run;
+pub mod sessions;
+pub mod status;
+pub mod tokens;

@@ -1,4 +1,8 @@
-//! Output for people (aligned tables) and for scripts (`--json`).
+//! Output for people (aligned tables, times) and for scripts (`--json`, one list shape).
+
+use serde_json::{json, Value};
+
+use super::context::Ctx;
 
 /// Renders rows as an aligned plain-text table with a header line.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -48,6 +52,47 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+pub(crate) fn when(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The one JSON shape of every list: `{"items": [...], "total": N}` (`total` counts every
+/// match, which may be more than the items of one page).
+pub(crate) fn json_list(items: Vec<Value>, total: usize) -> Value {
+    json!({"items": items, "total": total})
+}
+
+/// A list: a table for people, `{"items", "total"}` with `--json`.
+pub(crate) fn print(ctx: &Ctx, items: Vec<Value>, headers: &[&str], rows: Vec<Vec<String>>) {
+    let total = items.len();
+    print_page(ctx, items, total, headers, rows);
+}
+
+/// One page of a longer list (`total` counts every match).
+pub(crate) fn print_page(
+    ctx: &Ctx,
+    items: Vec<Value>,
+    total: usize,
+    headers: &[&str],
+    rows: Vec<Vec<String>>,
+) {
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json_list(items, total)).expect("serialisable")
+        );
+    } else if rows.is_empty() {
+        println!("(none)");
+    } else {
+        print!("{}", table(headers, &rows));
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::access;
 use super::args::*;
-use super::control::{self, Ctx};
+use super::context::{Ctx, Exit, Failure};
+use super::delete::{delete, Deletable};
+use super::{configs, deployments, games, hosts, sessions, status, tokens};
 use crate::grpc::Endpoint;
-use crate::proto::v1 as pb;
 
 /// Parses the arguments, runs the command, and returns the exit code (documented in `--help`).
 pub fn run() -> i32 {
@@ -30,21 +30,21 @@ pub fn run() -> i32 {
     let (token, api) = match connection {
         Ok(c) => c,
         Err(e) => {
-            report_error(cli.json, &e.to_string(), 78);
-            return 78;
+            report_error(cli.json, &e.to_string(), Exit::Config.code());
+            return Exit::Config.code();
         }
     };
     let json = cli.json;
     let ctx = Ctx::new(&api, token, json);
     let result = match cli.command {
         Command::Migrate { .. } => unreachable!(),
-        Command::Host(HostCmd::List) => control::host_list(&ctx),
-        Command::Host(HostCmd::Show { id }) => control::host_show(&ctx, id),
+        Command::Host(HostCmd::List) => hosts::host_list(&ctx),
+        Command::Host(HostCmd::Show { id }) => hosts::host_show(&ctx, id),
         Command::Host(HostCmd::Add {
             name,
             reissue,
             output,
-        }) => access::host_add(&ctx, &name, reissue, output.as_deref()),
+        }) => tokens::host_add(&ctx, &name, reissue, output.as_deref()),
         Command::Token(TokenCmd::Create {
             name,
             role,
@@ -52,102 +52,77 @@ pub fn run() -> i32 {
             output,
             bootstrap,
         }) => {
-            let create = access::TokenCreate {
+            let create = tokens::TokenCreate {
                 name: &name,
                 role: &role,
                 expires_in_seconds: expires_in_days.unwrap_or(0).saturating_mul(86_400),
                 output: output.as_deref(),
             };
             if bootstrap {
-                access::token_bootstrap(&ctx, &create)
+                tokens::token_bootstrap(&ctx, &create)
             } else {
-                access::token_create(&ctx, &create)
+                tokens::token_create(&ctx, &create)
             }
         }
-        Command::Host(HostCmd::Revoke { id }) => access::host_revoke(&ctx, id),
-        Command::Token(TokenCmd::List) => access::token_list(&ctx),
-        Command::Token(TokenCmd::Revoke { name }) => access::token_revoke(&ctx, &name),
+        Command::Host(HostCmd::Revoke { id }) => tokens::host_revoke(&ctx, id),
+        Command::Token(TokenCmd::List) => tokens::token_list(&ctx),
+        Command::Token(TokenCmd::Revoke { name }) => tokens::token_revoke(&ctx, &name),
         Command::Host(HostCmd::Drain { id, timeout }) => {
-            control::host_drain(&ctx, id, Duration::from_secs(timeout))
+            hosts::host_drain(&ctx, id, Duration::from_secs(timeout))
         }
-        Command::Game(GameCmd::Create { name }) => control::game_create(&ctx, &name),
-        Command::Game(GameCmd::List) => control::game_list(&ctx),
-        Command::Game(GameCmd::Rename { id, name }) => control::game_rename(&ctx, id, &name),
-        Command::Game(GameCmd::Delete(d)) => {
-            control::delete(&ctx, control::Deletable::Game, d.id, d.force)
-        }
-        Command::Config(ConfigCmd::Delete(d)) => {
-            control::delete(&ctx, control::Deletable::Config, d.id, d.force)
-        }
+        Command::Game(GameCmd::Create { name }) => games::game_create(&ctx, &name),
+        Command::Game(GameCmd::List) => games::game_list(&ctx),
+        Command::Game(GameCmd::Rename { id, name }) => games::game_rename(&ctx, id, &name),
+        Command::Game(GameCmd::Delete(d)) => delete(&ctx, Deletable::Game, d.id, d.force),
+        Command::Config(ConfigCmd::Delete(d)) => delete(&ctx, Deletable::Config, d.id, d.force),
         Command::Deploy {
             list: Some(DeployCmd::Delete(d)),
             ..
-        } => control::delete(&ctx, control::Deletable::Deployment, d.id, d.force),
-        Command::Config(ConfigCmd::Create(c)) => {
-            let env = control::EnvArgs {
-                plain: c.env.clone(),
-                secret: c.secret_env.clone(),
-            };
-            let ports = c.ports.clone();
-            control::config_create(&ctx, c.into_config(), &env, &ports)
-        }
+        } => delete(&ctx, Deletable::Deployment, d.id, d.force),
+        Command::Config(ConfigCmd::Create(c)) => c
+            .into_config()
+            .map_err(Failure::invalid)
+            .and_then(|config| configs::config_create(&ctx, config)),
         Command::Config(ConfigCmd::Update(u)) => {
-            let ConfigUpdate { id, config: c } = *u;
-            let env = control::EnvArgs {
-                plain: c.env.clone(),
-                secret: c.secret_env.clone(),
-            };
-            let ports = c.ports.clone();
-            control::config_update(&ctx, id, c.into_config(), &env, &ports)
+            let ConfigUpdate { id, config } = *u;
+            config
+                .into_config()
+                .map_err(Failure::invalid)
+                .and_then(|config| configs::config_update(&ctx, id, config))
         }
-        Command::Config(ConfigCmd::List { game }) => control::config_list(&ctx, game),
-        Command::Config(ConfigCmd::Show { id }) => control::config_show(&ctx, id),
+        Command::Config(ConfigCmd::List { game }) => configs::config_list(&ctx, game),
+        Command::Config(ConfigCmd::Show { id }) => configs::config_show(&ctx, id),
         Command::Deploy {
             list: Some(DeployCmd::List { server, config }),
             ..
-        } => control::deploy_list(&ctx, server, config),
+        } => deployments::deploy_list(&ctx, server, config),
         Command::Deploy {
             list: None,
             server,
             config,
             ports,
-        } => control::deploy(
+        } => deployments::deploy(
             &ctx,
             server.unwrap_or(0),
             config.expect("clap requires --config"),
             &ports,
         ),
         Command::Session(SessionCmd::Start { deployment, force }) => {
-            control::session_start(&ctx, deployment, force)
+            sessions::session_start(&ctx, deployment, force)
         }
         Command::Session(SessionCmd::Stop { id, kill, force }) => {
-            control::session_stop(&ctx, id, kill, force)
+            sessions::session_stop(&ctx, id, kill, force)
         }
         Command::Session(SessionCmd::Restart { id, timeout }) => {
-            control::session_restart(&ctx, id, Duration::from_secs(timeout))
+            sessions::session_restart(&ctx, id, Duration::from_secs(timeout))
         }
-        Command::Session(SessionCmd::List {
-            server,
-            deployment,
-            status,
-            live,
-            limit,
-            offset,
-            after,
-        }) => control::session_list(
-            &ctx,
-            pb::ListSessionsRequest {
-                server_id: server.unwrap_or(0),
-                sgc_id: deployment.unwrap_or(0),
-                status: status.unwrap_or_default(),
-                live_only: live,
-                limit,
-                offset,
-                page_after: after.unwrap_or(0),
-            },
-        ),
-        Command::Session(SessionCmd::Show { id }) => control::session_show(&ctx, id),
-        Command::Session(SessionCmd::Input { id, text }) => control::session_input(&ctx, id, &text),
+        Command::Session(SessionCmd::List(args)) => {
+            sessions::session_list(&ctx, args.into_request())
+        }
+        Command::Session(SessionCmd::Show { id }) => sessions::session_show(&ctx, id),
+        Command::Session(SessionCmd::Input { id, text }) => {
+            sessions::session_input(&ctx, id, &text)
+        }
         Command::Logs {
             session,
             follow,
@@ -172,13 +147,13 @@ pub fn run() -> i32 {
                 raw,
             },
         ),
-        Command::Status => control::status(&ctx),
+        Command::Status => status::status(&ctx),
     };
     let code = match result {
         Ok(()) => 0,
         Err(f) => {
-            report_error(json, &f.message, f.code);
-            f.code
+            report_error(json, &f.message, f.exit.code());
+            f.exit.code()
         }
     };
     use std::io::Write;

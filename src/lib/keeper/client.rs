@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::protocol::{encode, Event, KeeperDir, KeeperSpec, Request};
 use crate::procman::{sys, ChildIo, ExitInfo, Launcher, Source, Spec, PASSED_THROUGH_ENV};
+use manman_keeper::protocol::{encode, Event, KeeperDir, KeeperSpec, Request};
 
 /// How long a keeper may take to start its game and say so.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,11 +39,9 @@ impl Launcher for KeeperLauncher {
             .recursive(true)
             .mode(0o700)
             .create(&dir.0)?;
-        let mut env = global_env.to_vec();
-        env.extend(spec.env.iter().cloned());
         let keeper_spec = KeeperSpec {
-            spec: spec.clone(),
-            env,
+            spec: spec.launch(),
+            env: global_env.to_vec(),
         };
         std::fs::write(dir.spec(), encode(&keeper_spec))?;
         std::fs::set_permissions(dir.spec(), std::fs::Permissions::from_mode(0o600))?;

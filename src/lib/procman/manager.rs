@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::{select, Receiver, Sender};
 
-use super::child::{Launcher, LocalLauncher};
 use super::history::{HistoryEvent, HistorySink};
+use super::launcher::{Launcher, LocalLauncher};
 use super::output::{NullOutput, OutputSink};
-use super::process::{Context, InputRefused, ManagedProcess, MAX_PENDING_INPUT};
+use super::process::{Context, InputRefused, ManagedProcess};
 use super::store::{Store, StoredProcess};
+use super::MAX_PENDING_INPUT;
 use super::{pattern_matches, sys, ProcessState, Spec, Status};
 use crate::lifecycle::{ShutdownSignal, ShutdownTrigger};
 use crate::sync::lock;

@@ -10,8 +10,8 @@
 //! States: `Stopped → Starting → Running → Stopping → Stopped`, plus `Backoff` (waiting to
 //! restart after an exit) and `Failed` (the retry limit was reached; needs an operator).
 
-mod child;
 mod history;
+mod launcher;
 mod manager;
 mod output;
 mod pattern;
@@ -21,14 +21,14 @@ mod restart;
 mod runner;
 mod spec;
 mod store;
-pub mod sys;
 
-pub use child::{ChildIo, Launcher, LocalChild, LocalLauncher};
 pub use history::{ChannelHistory, HistoryEvent, HistorySink, JsonLinesHistory};
+pub use launcher::{Launcher, LocalLauncher};
 pub use manager::{Manager, ManagerBuilder, ProcError, Recovered};
+pub use manman_child::{sys, ChildIo, ExitInfo, LocalChild, MAX_PENDING_INPUT};
 pub use output::{ChannelOutput, LineSplitter, OutputLine, OutputSink, Source, MAX_LINE_BYTES};
 pub use pattern::pattern_matches;
-pub use process::{ManagedProcess, MAX_PENDING_INPUT};
+pub use process::ManagedProcess;
 pub use restart::{decide, Decision, RunHistory, RunOutcome};
 pub use runner::describe_exit;
 pub use spec::{parse_signal, RestartPolicy, RunAs, Spec, StopPlan, PASSED_THROUGH_ENV};
@@ -136,19 +136,6 @@ mod state_tests {
             assert!(s.can_move_to(Stopped) && s.can_move_to(Failed), "{s:?}");
         }
         assert!(!Stopped.can_move_to(Stopping) && !Failed.can_move_to(Backoff));
-    }
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitInfo {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-impl ExitInfo {
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
     }
 }
 

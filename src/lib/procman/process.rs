@@ -8,19 +8,16 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::child::{ChildIo, Launcher};
 use super::history::{HistoryEvent, HistorySink};
 use super::output::OutputSink;
 use super::probe::Patterns;
 use super::runner::{Cmd, Runner};
 use super::sys::Waker;
+use super::{ChildIo, Launcher, MAX_PENDING_INPUT};
 use super::{ProcessState, Spec, Status};
 
 /// Supervisor threads do little on their own stack (buffers live on the heap).
 const SUPERVISOR_STACK: usize = 64 * 1024;
-/// Console input waiting for a process that does not read it is capped here: beyond it,
-/// `send_input` fails instead of growing the agent's memory.
-pub const MAX_PENDING_INPUT: usize = 64 * 1024;
 
 /// Why input was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

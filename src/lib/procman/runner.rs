@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::child::{pollfd, ChildIo};
 use super::history::HistoryEvent;
 use super::output::Source;
 use super::probe::{Patterns, Probes, Verdict};
 use super::process::{lock, Context, Snapshot};
 use super::restart::{decide, Decision, RunHistory, RunOutcome};
-use super::sys::{self, Waker};
-use super::{ExitInfo, ProcessState, Spec};
+use super::sys::{self, pollfd, Waker};
+use super::{ChildIo, ExitInfo, ProcessState, Spec};
 
 /// What a handle asks of its supervisor thread.
 pub(crate) enum Cmd {

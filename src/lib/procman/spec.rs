@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::retry::Backoff;
 pub use crate::wire::game_process::{parse_signal, RestartPolicy, StopPlan};
 use crate::wire::probes::{LivenessProbe, ReadinessProbe};
+pub use manman_child::{Launch, RunAs, PASSED_THROUGH_ENV};
 
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -85,13 +86,6 @@ pub struct Spec {
     pub max_processes: Option<u64>,
 }
 
-/// A numeric user and group to run a process as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunAs {
-    pub uid: u32,
-    pub gid: u32,
-}
-
 fn ten_minutes() -> Duration {
     Duration::from_secs(600)
 }
@@ -104,13 +98,22 @@ fn yes() -> bool {
     true
 }
 
-/// What a process that does not inherit the environment still gets from it.
-pub const PASSED_THROUGH_ENV: [&str; 11] = [
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "TZ", "TMPDIR",
-    "TERM",
-];
-
 impl Spec {
+    /// The part of the spec that matters at `exec` (what `manman_child` and the keeper run).
+    pub fn launch(&self) -> Launch {
+        Launch {
+            program: self.program.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            inherit_env: self.inherit_env,
+            working_dir: self.working_dir.clone(),
+            run_as: self.run_as,
+            no_new_privs: self.no_new_privs,
+            max_open_files: self.max_open_files,
+            max_processes: self.max_processes,
+        }
+    }
+
     /// A spec with sensible defaults: no restart, 1 s start duration, SIGTERM then SIGKILL
     /// after 10 s, backoff 1 s doubling to 60 s, 5 retries.
     pub fn new(name: &str, program: &str, args: &[&str]) -> Spec {

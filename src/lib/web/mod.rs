@@ -3,10 +3,17 @@
 //! with the logged-in operator's own token (so roles apply as in the CLI), and the log
 //! processor's live stream, bridged to the browser (console.rs). The browser never talks gRPC.
 
+mod archive;
 mod assets;
+mod auth;
+mod catalog;
 mod console;
+mod forms;
+mod hosts;
 mod logins;
 mod routes;
+mod sessions;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,5 @@
-//! The seam between a supervisor thread and the process it supervises: [`ChildIo`]. Two
-//! implementations: [`LocalChild`] (the process is our own child: pidfd, pipes; the one place
-//! that knows how to run a process) and the keeper-backed child (`keeper/client.rs`),
-//! where a per-session keeper process holds the game and its pipes across restarts of the
-//! agent. The supervisor (runner.rs) only waits on `wait_fds`, calls `service`, and decides.
+//! [`LocalChild`]: a process that is our own child (pidfd, pipes): the one place that knows
+//! how to start a process and confine it.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,82 +7,63 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::output::{LineSplitter, Source};
-use super::spec::PASSED_THROUGH_ENV;
-use super::sys;
-use super::{ExitInfo, Spec};
+use crate::sys::{self, pollfd};
+use crate::{ChildIo, ExitInfo, Launch, LineSplitter, Source, PASSED_THROUGH_ENV};
 
 /// How long to keep reading a dead process's pipes for its last words.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 
-/// A running process as its supervisor sees it.
-pub trait ChildIo: Send {
-    fn pid(&self) -> u32;
-    /// The kernel start time of `pid` (a recycled PID is never mistaken for it).
-    fn start_time(&self) -> Option<u64>;
-    /// Adds what to wait on: output to read, input to write, the exit.
-    fn wait_fds(&self, fds: &mut Vec<libc::pollfd>);
-    /// Does the I/O that is ready, emitting output lines; true once the process has exited.
-    fn service(&mut self, emit: &mut dyn FnMut(Source, &str)) -> bool;
-    /// Queues console input; false if the process has no stdin any more (it is dropped).
-    fn queue_input(&mut self, bytes: &[u8]) -> bool;
-    /// Input bytes queued and not yet handed over.
-    fn pending_input(&self) -> usize;
-    fn has_stdin(&self) -> bool;
-    /// Sends `signal` to the process's whole group.
-    fn signal_group(&mut self, signal: i32);
-    /// The newest output sequence number seen (keeper-backed children; 0 otherwise).
-    fn last_seq(&self) -> u64 {
-        0
-    }
-    /// Why it ended, when the exit status cannot say (its keeper died, ...).
-    fn failure(&self) -> Option<String> {
-        None
-    }
-    /// After `service` reported the exit: the last output, then the exit status. Nothing of
-    /// its process group is left running afterwards.
-    fn finish(self: Box<Self>, emit: &mut dyn FnMut(Source, &str)) -> ExitInfo;
-}
-
-/// Starts children, and finds the ones a previous manager left with their keepers.
-pub trait Launcher: Send + Sync {
-    /// Starts `spec`'s program.
-    fn launch(
-        &self,
-        spec: &Spec,
-        global_env: &[(String, String)],
-    ) -> std::io::Result<Box<dyn ChildIo>>;
-    /// Whether processes outlive the manager (held by keepers), so it can let go of them.
-    fn keeps_processes(&self) -> bool {
-        false
-    }
-    /// Re-attaches to `name`'s process (`pid`) from a previous run, resuming output after
-    /// `after_seq`; `None` if nothing holds it or its exit any more.
-    fn adopt(&self, _name: &str, _pid: u32, _after_seq: u64) -> Option<Box<dyn ChildIo>> {
-        None
-    }
-}
-
-/// Our own children: gone with us.
-pub struct LocalLauncher;
-
-impl Launcher for LocalLauncher {
-    fn launch(
-        &self,
-        spec: &Spec,
-        global_env: &[(String, String)],
-    ) -> std::io::Result<Box<dyn ChildIo>> {
-        Ok(Box::new(LocalChild::spawn(spec, global_env)?))
-    }
-}
-
-pub(crate) use sys::pollfd;
-
 /// Whether `fd` is readable now (or hung up).
-pub(crate) fn ready_now(fd: i32) -> bool {
+pub fn ready_now(fd: i32) -> bool {
     let mut fds = [pollfd(fd, libc::POLLIN)];
     let _ = sys::poll(&mut fds, Some(Duration::ZERO));
     fds[0].revents != 0
+}
+
+/// Sets what the child must do between `fork` and `exec`. Only called when there is
+/// something to do: any `pre_exec` hook makes std fork the whole parent instead of using
+/// `posix_spawn` (see [`Launch::needs_pre_exec`]).
+fn confine(cmd: &mut Command, spec: &Launch, die_with_parent: bool) {
+    let no_new_privs = spec.no_new_privs;
+    let limits = [
+        (libc::RLIMIT_NOFILE, spec.max_open_files),
+        (libc::RLIMIT_NPROC, spec.max_processes),
+    ];
+    // SAFETY: prctl and setrlimit are async-signal-safe system calls on values computed
+    // before the fork; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // A game never gains privileges (setuid binaries, file capabilities) and gets
+            // none of ours: an agent granted CAP_SETUID to switch users keeps it to itself.
+            if no_new_privs {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                );
+            }
+            for (resource, value) in limits {
+                if let Some(n) = value {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(resource, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// A process that is our own child.
@@ -104,21 +82,21 @@ pub struct LocalChild {
 impl LocalChild {
     /// Spawns `spec`'s program in its own process group (so signals reach the whole tree),
     /// with `global_env` then the spec's env added to ours, and piped stdio.
-    pub fn spawn(spec: &Spec, global_env: &[(String, String)]) -> std::io::Result<LocalChild> {
+    pub fn spawn(spec: &Launch, global_env: &[(String, String)]) -> std::io::Result<LocalChild> {
         Self::spawn_inner(spec, global_env, false)
     }
 
     /// As [`LocalChild::spawn`], and the process is SIGKILLed if we die (a keeper killed
     /// with -9 takes its game with it instead of leaving it unsupervised).
     pub fn spawn_bound_to_us(
-        spec: &Spec,
+        spec: &Launch,
         global_env: &[(String, String)],
     ) -> std::io::Result<LocalChild> {
         Self::spawn_inner(spec, global_env, true)
     }
 
     fn spawn_inner(
-        spec: &Spec,
+        spec: &Launch,
         global_env: &[(String, String)],
         die_with_parent: bool,
     ) -> std::io::Result<LocalChild> {
@@ -145,45 +123,8 @@ impl LocalChild {
             // hook below runs.
             cmd.uid(who.uid).gid(who.gid);
         }
-        let no_new_privs = spec.no_new_privs;
-        let limits = [
-            (libc::RLIMIT_NOFILE, spec.max_open_files),
-            (libc::RLIMIT_NPROC, spec.max_processes),
-        ];
-        // SAFETY: prctl and setrlimit are async-signal-safe system calls on values computed
-        // before the fork; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // A game never gains privileges (setuid binaries, file capabilities) and gets
-                // none of ours: an agent granted CAP_SETUID to switch users keeps it to itself.
-                if no_new_privs {
-                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                        0,
-                        0,
-                        0,
-                    );
-                }
-                for (resource, value) in limits {
-                    if let Some(n) = value {
-                        let limit = libc::rlimit {
-                            rlim_cur: n,
-                            rlim_max: n,
-                        };
-                        if libc::setrlimit(resource, &limit) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                }
-                Ok(())
-            });
+        if die_with_parent || spec.needs_pre_exec() {
+            confine(&mut cmd, spec, die_with_parent);
         }
         let mut child = cmd.spawn()?;
         let pid = child.id();

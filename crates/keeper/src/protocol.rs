@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::procman::Spec;
+use manman_child::Launch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -50,11 +50,11 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     line
 }
 
-/// What the agent writes for the keeper to run (`spec.json`): the spec, with the environment
-/// it must add (the agent's global environment, then the spec's).
+/// What the agent writes for the keeper to run (`spec.json`): the process, and the agent's
+/// global environment to add before the process's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeeperSpec {
-    pub spec: Spec,
+    pub spec: Launch,
     pub env: Vec<(String, String)>,
 }
 

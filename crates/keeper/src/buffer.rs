@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use crate::procman::Source;
+use manman_child::Source;
 
 /// At most this many lines...
 pub const MAX_LINES: usize = 4096;

@@ -1,5 +1,5 @@
-//! The few Linux calls the supervisor needs: pidfd, eventfd, poll, process-group signals,
-//! non-blocking fds, and the kernel start time of a PID.
+//! The few Linux calls a supervisor needs: pidfd, eventfd, poll, process-group signals,
+//! non-blocking fds, the kernel start time of a PID, and keeping our memory to ourselves.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -103,6 +103,20 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
     let after = &stat[stat.rfind(')')? + 2..];
     after.split(' ').nth(19)?.parse().ok()
+}
+
+/// Marks this process non-dumpable (`PR_SET_DUMPABLE 0`): `/proc/<pid>/environ`, `mem`, `fd`
+/// and ptrace are then closed to every process without CAP_SYS_PTRACE, even one of our own
+/// user. The host agent and the keeper call it first thing: they hold the broker's password
+/// and the host's credential, and run next to games.
+pub fn forbid_inspection() {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        log::warn!(
+            "cannot mark the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit: each managed process needs five fds.

@@ -12,9 +12,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::buffer::OutputBuffer;
-use super::protocol::{encode, Event, KeeperDir, KeeperSpec, Request};
-use crate::procman::{sys, ChildIo, ExitInfo, LocalChild, Source, MAX_PENDING_INPUT};
+use manman_child::{sys, ChildIo, ExitInfo, LocalChild, Source, MAX_PENDING_INPUT};
+
+use crate::buffer::OutputBuffer;
+use crate::protocol::{encode, Event, KeeperDir, KeeperSpec, Request};
 
 /// An agent that reads slower than the game writes gets lines from the buffer as it catches
 /// up; at most this much is queued on its socket at once.
@@ -75,7 +76,7 @@ struct Keeper {
 /// `ready PID` (or `error REASON`) on stdout for the agent that launched it.
 pub fn run(dir: &Path) -> i32 {
     // The game's user must not read our memory or descriptors (the agent's socket, its spec).
-    crate::lifecycle::forbid_inspection();
+    sys::forbid_inspection();
     // SAFETY: single-threaded at this point; fork and setsid have no preconditions beyond
     // that. The parent exits at once (the agent reaps it); the child, no group leader, can
     // start its own session, away from the agent's process group and terminal.
@@ -301,7 +302,7 @@ impl Keeper {
         let exit = Event::Exit {
             code,
             signal,
-            at_ms: chrono::Utc::now().timestamp_millis(),
+            at_ms: now_ms(),
         };
         log::info!(code = code, signal = signal; "the game ended");
         write_atomically(&self.dir.exit(), &encode(&exit));
@@ -358,6 +359,13 @@ impl Keeper {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Writes a file so that a reader sees the old content or the new, never half.

@@ -5,11 +5,13 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::control::{json_time, print, when, Ctx, Failure, Outcome};
+use super::context::{Ctx, Exit, Failure, Outcome};
+use super::output::{print, when};
 use crate::auth::issue::{issue_token, IssueError};
 use crate::auth::{secret, Role};
 use crate::config::{self, Env};
 use crate::proto::v1 as pb;
+use crate::views::json_time;
 
 /// Prints a new secret once, or writes it to `output` (mode 0600).
 fn hand_over(
@@ -20,7 +22,8 @@ fn hand_over(
     extra: serde_json::Value,
 ) -> Outcome {
     if let Some(path) = output {
-        secret::write_file(path, secret).map_err(|message| Failure { message, code: 73 })?;
+        secret::write_file(path, secret)
+            .map_err(|message| Failure::new(Exit::CannotWrite, message))?;
     }
     if ctx.json {
         let mut value = extra;
@@ -66,30 +69,24 @@ pub fn token_create(ctx: &Ctx, t: &TokenCreate) -> Outcome {
 /// The first admin token, straight into the database (`DATABASE_URL`): whoever can write the
 /// database can do anything anyway, and the API has no token to check yet.
 pub fn token_bootstrap(ctx: &Ctx, t: &TokenCreate) -> Outcome {
-    let role: Role = t.role.parse().map_err(|e: String| Failure {
-        message: e,
-        code: 65,
-    })?;
+    let role: Role = t.role.parse().map_err(Failure::invalid)?;
     let env = Env::from_process();
-    let db = config::database_config(&env).map_err(|e| Failure {
-        message: e.to_string(),
-        code: 78,
-    })?;
-    let mut client = crate::db::connect_once(&db).map_err(|e| Failure {
-        message: format!("cannot connect to {}: {e}", config::describe_database(&db)),
-        code: 69,
+    let db =
+        config::database_config(&env).map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+    let mut client = crate::db::connect_once(&db).map_err(|e| {
+        Failure::new(
+            Exit::Unavailable,
+            format!("cannot connect to {}: {e}", config::describe_database(&db)),
+        )
     })?;
     let issued = issue_token(&mut client, t.name, role, t.expires_in_seconds);
-    let (row, secret) = issued.map_err(|e| Failure {
-        code: match e {
-            IssueError::NameTaken(_) => 5,
-            IssueError::BadExpiry => 65,
-            IssueError::Db(_) => 69,
-        },
-        message: match &e {
-            IssueError::Db(db) => format!("{e}: {db}"),
-            _ => e.to_string(),
-        },
+    let (row, secret) = issued.map_err(|e| {
+        let exit = match e {
+            IssueError::NameTaken(_) => Exit::Conflict,
+            IssueError::BadExpiry => Exit::InvalidArgument,
+            IssueError::Db(_) => Exit::Unavailable,
+        };
+        Failure::new(exit, crate::errors::chain(&e))
     })?;
     log::info!(token = row.name.as_str(), role = row.role.as_str(); "bootstrap token created");
     hand_over(
