@@ -10,6 +10,8 @@
 //! States: `Stopped → Starting → Running → Stopping → Stopped`, plus `Backoff` (waiting to
 //! restart after an exit) and `Failed` (the retry limit was reached; needs an operator).
 
+mod builder;
+mod error;
 mod history;
 mod launcher;
 mod manager;
@@ -17,18 +19,23 @@ mod output;
 mod pattern;
 mod probe;
 mod process;
+mod reconciler;
+mod recovery;
 mod restart;
 mod runner;
 mod spec;
 mod store;
 
+pub use builder::ManagerBuilder;
+pub use error::ProcError;
 pub use history::{ChannelHistory, HistoryEvent, HistorySink, JsonLinesHistory};
 pub use launcher::{Launcher, LocalLauncher};
-pub use manager::{Manager, ManagerBuilder, ProcError, Recovered};
+pub use manager::Manager;
 pub use manman_child::{sys, ChildIo, ExitInfo, LocalChild, MAX_PENDING_INPUT};
 pub use output::{ChannelOutput, LineSplitter, OutputLine, OutputSink, Source, MAX_LINE_BYTES};
 pub use pattern::pattern_matches;
 pub use process::ManagedProcess;
+pub use recovery::Recovered;
 pub use restart::{decide, Decision, RunHistory, RunOutcome};
 pub use runner::describe_exit;
 pub use spec::{parse_signal, RestartPolicy, RunAs, Spec, StopPlan, PASSED_THROUGH_ENV};
