@@ -17,7 +17,8 @@ use super::commands::Accepted;
 use super::publisher::Outbound;
 use super::reporting::{status_message, Report};
 use super::sessions::{process_name, session_of};
-use crate::procman::Manager;
+use crate::lifecycle::ShutdownSignal;
+use crate::procman::{Manager, Recovered};
 use crate::proto::v1 as pb;
 use crate::wire::SessionStatus;
 
@@ -50,6 +51,44 @@ pub enum Action {
     ReportLost(i64),
     /// A finished process whose session the database has closed too: forget it.
     Forget(i64),
+}
+
+/// After the process manager has looked at what the previous agent left: sessions whose
+/// games outlived it are supervised again (their keepers held them); games found running
+/// without a keeper were just ended, and their sessions are reported lost. Anything else
+/// stored but not running is history from a previous run and is forgotten.
+pub fn settle_recovered(
+    server_id: i64,
+    manager: &Manager,
+    recovered: Vec<Recovered>,
+    out: &Outbound,
+) {
+    for r in recovered {
+        if r.adopted {
+            log::info!(process = r.name.as_str(), pid = r.pid; "re-attached to a game that outlived the previous agent");
+            continue;
+        }
+        if let Some(session_id) = session_of(&r.name) {
+            log::warn!(session_id = session_id, pid = r.pid; "session's process survived an agent crash; ended it, reporting lost");
+            out.send(status_message(
+                server_id,
+                session_id,
+                SessionStatus::Lost,
+                Report {
+                    reason: Some(
+                        "its game outlived a crash of the host agent and was ended".into(),
+                    ),
+                    ..Report::default()
+                },
+            ));
+        }
+        let _ = manager.remove(&r.name);
+    }
+    for s in manager.status_all("session-*") {
+        if !s.state.is_live() {
+            let _ = manager.remove(&s.name);
+        }
+    }
 }
 
 /// The reconciliation rule as a pure function.
@@ -145,6 +184,19 @@ impl Reconciler {
     }
 
     /// One pass of the rule; returns what it did.
+    /// The `reconciler` thread: reconciles every `every` until shutdown. A revoked credential
+    /// ends the agent, saying why (nothing it does is accepted any more).
+    pub fn run_every(&self, every: Duration, shutdown: &ShutdownSignal) -> Result<(), String> {
+        while !shutdown.wait(every) {
+            match self.run_once() {
+                Ok(_) => {}
+                Err(e @ ReconcileError::CredentialRevoked(_)) => return Err(e.to_string()),
+                Err(e) => log::warn!("reconciliation skipped: {e}"),
+            }
+        }
+        Ok(())
+    }
+
     pub fn run_once(&self) -> Result<Vec<Action>, ReconcileError> {
         let asked_at = Instant::now();
         let database = self.live_in_database()?;

@@ -178,6 +178,24 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
 }
 
 /// Session counts for the heartbeat: the total, running, and a count per other state.
+/// What the host tells the processor after the publisher reconnects: it is online, and where
+/// each of its live sessions is (a status sent while the broker was away may be lost).
+pub fn current_state(server_id: i64, manager: &Manager) -> Vec<OutgoingMessage> {
+    let mut state = vec![host_message(server_id, HostStatus::Online)];
+    for s in manager.status_all("session-*") {
+        let status = match s.state {
+            ProcessState::Running => SessionStatus::Running,
+            ProcessState::Starting | ProcessState::Backoff => SessionStatus::Starting,
+            ProcessState::Stopping => SessionStatus::Stopping,
+            _ => continue,
+        };
+        if let Some(id) = session_of(&s.name) {
+            state.push(status_message(server_id, id, status, Report::default()));
+        }
+    }
+    state
+}
+
 pub fn session_stats(manager: &Manager) -> SessionStats {
     let mut by_state: BTreeMap<&'static str, u32> = BTreeMap::new();
     let all = manager.status_all("session-*");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::game_users::{self, GameUsers};
 use super::users;
-use crate::procman::{ExitInfo, Spec};
+use crate::procman::{ExitInfo, Manager, Spec};
 use crate::wire::commands::StartSession;
 
 pub fn process_name(session_id: i64) -> String {
@@ -19,6 +19,16 @@ pub fn session_of(process: &str) -> Option<i64> {
 }
 
 /// The exit code to report: the process's own, or 128 + signal (the shell's convention).
+/// The live sessions and their games' pids.
+pub fn live_games(manager: &Manager) -> Vec<(i64, u32)> {
+    manager
+        .status_all("session-*")
+        .iter()
+        .filter(|s| s.state.is_live())
+        .filter_map(|s| Some((session_of(&s.name)?, s.pid?)))
+        .collect()
+}
+
 pub fn exit_code(exit: Option<ExitInfo>) -> Option<i32> {
     exit.and_then(|e| e.code.or(e.signal.map(|s| 128 + s)))
 }

@@ -1,0 +1,63 @@
+//! The latest resource sample of each session, from its host's heartbeats.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+/// A session's latest sample as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    pub sampled_at: DateTime<Utc>,
+    pub cpu_percent: f32,
+    pub rss_bytes: i64,
+    pub threads: i32,
+    pub open_files: i32,
+    pub processes: i32,
+}
+
+/// Replaces the latest sample of each session, for sessions of the reporting host only (a
+/// host cannot write another host's numbers; unknown sessions are skipped).
+pub fn store_samples(
+    c: &mut crate::db::Tx<'_>,
+    samples: &[(i64, crate::wire::SessionSample)],
+) -> Result<(), postgres::Error> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    // The newest sample of each session only: one batch may hold several heartbeats of a
+    // host (a backlog after a processor restart), and an upsert may not touch a row twice.
+    let mut newest: HashMap<i64, usize> = HashMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        newest.insert(s.1.session_id, i);
+    }
+    let mut keep: Vec<usize> = newest.into_values().collect();
+    keep.sort_unstable();
+    let samples: Vec<&(i64, crate::wire::SessionSample)> =
+        keep.iter().map(|&i| &samples[i]).collect();
+    let col = |f: fn(&(i64, crate::wire::SessionSample)) -> i64| -> Vec<i64> {
+        samples.iter().map(|s| f(s)).collect()
+    };
+    let hosts = col(|s| s.0);
+    let ids = col(|s| s.1.session_id);
+    let rss = col(|s| s.1.rss_bytes.min(i64::MAX as u64) as i64);
+    let threads = col(|s| i64::from(s.1.threads));
+    let files = col(|s| i64::from(s.1.open_files));
+    let processes = col(|s| i64::from(s.1.processes));
+    let cpu: Vec<f32> = samples.iter().map(|s| s.1.cpu_percent as f32).collect();
+    c.execute(
+        "INSERT INTO session_samples
+              (session_id, sampled_at, cpu_percent, rss_bytes, threads, open_files, processes)
+         SELECT s.id, now(), s.cpu, s.rss, s.threads, s.files, s.processes
+           FROM unnest($1::bigint[], $2::bigint[], $3::real[], $4::bigint[], $5::bigint[],
+                       $6::bigint[], $7::bigint[])
+                AS s (host, id, cpu, rss, threads, files, processes)
+           JOIN sessions x ON x.session_id = s.id
+           JOIN server_game_configs g ON g.sgc_id = x.sgc_id AND g.server_id = s.host
+         ON CONFLICT (session_id) DO UPDATE SET
+              sampled_at = excluded.sampled_at, cpu_percent = excluded.cpu_percent,
+              rss_bytes = excluded.rss_bytes, threads = excluded.threads,
+              open_files = excluded.open_files, processes = excluded.processes",
+        &[&hosts, &ids, &cpu, &rss, &threads, &files, &processes],
+    )?;
+    Ok(())
+}
