@@ -123,7 +123,12 @@ impl<'a> ArchivedLines<'a> {
         let bytes = self
             .store
             .get(&reference.file_path)
-            .map_err(|e| ApiError::Unavailable(format!("log archive unavailable: {e}")))?
+            .map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "log archive unavailable: {}",
+                    crate::errors::chain(&e)
+                ))
+            })?
             .ok_or_else(|| {
                 ApiError::Internal(format!(
                     "archived object {} is missing",

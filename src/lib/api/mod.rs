@@ -116,7 +116,10 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
     }
     let rpc = RpcClient::start(&config.rabbitmq_url).map_err(|e| e.to_string())?;
     let archive = match &config.archive {
-        Some(s3) => Some(ObjectStore::new(s3).map_err(|e| format!("S3 configuration: {e}"))?),
+        Some(s3) => Some(
+            ObjectStore::new(s3)
+                .map_err(|e| format!("S3 configuration: {}", crate::errors::chain(&e)))?,
+        ),
         None => None,
     };
     let service = ApiService::new(pool.clone(), rpc, config.command_timeout, archive);

@@ -1,4 +1,6 @@
-//! Opening a broker connection, retrying with backoff until it works or shutdown starts.
+//! Opening a broker connection, retrying with backoff until it works or shutdown starts, and
+//! the one reconnect loop every long-lived broker user runs its sessions in
+//! ([`stay_connected`]).
 
 use std::net::ToSocketAddrs;
 use std::time::Duration;
@@ -29,11 +31,59 @@ pub fn connect(url: &str, shutdown: &ShutdownSignal, who: &str) -> Result<Connec
             Err(e) => {
                 let delay = backoff.delay(attempt);
                 log::warn!(who = who, url = redact_url(url).as_str();
-                    "broker connection failed: {e}; retrying in {delay:?}");
+                    "broker connection failed: {}; retrying in {delay:?}", crate::errors::chain(&e));
                 if shutdown.wait(delay) {
                     return Err(BusError::Shutdown);
                 }
                 attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// A session that stayed up this long was healthy: the next failure starts the backoff over.
+pub const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// The number of failures in a row, after a session that lasted `lasted` failed.
+pub fn failures_after(failures: u32, lasted: Duration) -> u32 {
+    if lasted >= STABLE_SESSION {
+        1
+    } else {
+        failures.saturating_add(1)
+    }
+}
+
+/// Runs `session` on a connection to `url` until it ends well (`Ok`, or shutdown), opening a
+/// new connection after each failure, with the reconnect backoff between them; the count of
+/// failures starts over after a session that stayed up [`STABLE_SESSION`]. What the session
+/// did not finish (unacknowledged deliveries, unconfirmed publishes) is its to redo.
+pub fn stay_connected(
+    url: &str,
+    who: &str,
+    shutdown: &ShutdownSignal,
+    mut session: impl FnMut(&mut Connection) -> Result<(), BusError>,
+) {
+    let backoff = Backoff::reconnect();
+    let mut failures = 0;
+    loop {
+        let Ok(mut conn) = connect(url, shutdown, who) else {
+            return; // only fails on shutdown
+        };
+        let began = std::time::Instant::now();
+        match session(&mut conn) {
+            Ok(()) | Err(BusError::Shutdown) => {
+                let _ = conn.close();
+                return;
+            }
+            Err(e) => {
+                failures = failures_after(failures, began.elapsed());
+                let delay = backoff.delay(failures - 1);
+                log::warn!(who = who;
+                    "lost the broker: {}; reconnecting in {delay:?}", crate::errors::chain(&e));
+                drop(conn);
+                if shutdown.wait(delay) {
+                    return;
+                }
             }
         }
     }
@@ -46,7 +96,7 @@ pub fn connect(url: &str, shutdown: &ShutdownSignal, who: &str) -> Result<Connec
 /// amiquip's own `insecure_open` leaves Nagle's algorithm on, which delays small frames (acks,
 /// confirms) by up to 40 ms; we open the socket ourselves with `TCP_NODELAY`.
 pub fn open(url: &str) -> Result<Connection, BusError> {
-    let bad = |why: &str| BusError::Other(format!("invalid RABBITMQ_URL: {why}"));
+    let bad = |why: &str| BusError::InvalidUrl(why.to_string());
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     let tls = match parsed.scheme() {
         "amqp" => false,
@@ -80,21 +130,21 @@ pub fn open(url: &str) -> Result<Connection, BusError> {
             options = options.heartbeat(v.parse().map_err(|_| bad("heartbeat must be a number"))?);
         }
     }
+    let connect_error = |source| BusError::Connect {
+        address: format!("{host}:{port}"),
+        source,
+    };
     let addr = (host, port)
         .to_socket_addrs()
-        .map_err(|e| BusError::Other(format!("cannot resolve {host}:{port}: {e}")))?
+        .map_err(connect_error)?
         .next()
-        .ok_or_else(|| BusError::Other(format!("{host}:{port} resolves to nothing")))?;
+        .ok_or_else(|| connect_error(std::io::Error::other("the name resolves to nothing")))?;
     let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| BusError::Other(format!("cannot connect to {host}:{port}: {e}")))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| BusError::Other(e.to_string()))?;
-    let stream =
-        mio::net::TcpStream::from_stream(stream).map_err(|e| BusError::Other(e.to_string()))?;
+        .map_err(connect_error)?;
+    stream.set_nodelay(true).map_err(connect_error)?;
+    let stream = mio::net::TcpStream::from_stream(stream).map_err(connect_error)?;
     if tls {
-        let connector = native_tls::TlsConnector::new()
-            .map_err(|e| BusError::Other(format!("cannot set up TLS: {e}")))?;
+        let connector = native_tls::TlsConnector::new().map_err(BusError::Tls)?;
         return Ok(Connection::open_tls_stream(
             connector,
             host,
@@ -108,4 +158,18 @@ pub fn open(url: &str) -> Result<Connection, BusError> {
         options,
         ConnectionTuning::default(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_starts_over_after_a_stable_session() {
+        let quick = Duration::from_millis(50);
+        assert_eq!(failures_after(0, quick), 1);
+        assert_eq!(failures_after(4, quick), 5);
+        assert_eq!(failures_after(4, STABLE_SESSION), 1);
+        assert_eq!(failures_after(u32::MAX, quick), u32::MAX);
+    }
 }

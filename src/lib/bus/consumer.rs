@@ -9,9 +9,8 @@ use std::time::Duration;
 use amiquip::{Channel, Connection, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
 use crossbeam_channel::select;
 
-use super::{connect, BusError, ConfirmedPublisher};
+use super::{stay_connected, BusError, ConfirmedPublisher};
 use crate::lifecycle::ShutdownSignal;
-use crate::retry::Backoff;
 
 pub struct ConsumerSettings {
     pub url: String,
@@ -55,31 +54,12 @@ pub fn run_batch_consumer(
     shutdown: &ShutdownSignal,
     connected: &AtomicBool,
 ) -> Result<(), String> {
-    let backoff = Backoff::reconnect();
-    let mut failures = 0;
-    loop {
-        let mut conn = match connect(&settings.url, shutdown, settings.who) {
-            Ok(c) => c,
-            Err(_) => return Ok(()), // only fails on shutdown
-        };
-        let result = consume_session(&mut conn, settings, handler, shutdown, connected);
+    stay_connected(&settings.url, settings.who, shutdown, |conn| {
+        let result = consume_session(conn, settings, handler, shutdown, connected);
         connected.store(false, Ordering::SeqCst);
-        match result {
-            Ok(()) | Err(BusError::Shutdown) => {
-                let _ = conn.close();
-                return Ok(());
-            }
-            Err(e) => {
-                let delay = backoff.delay(failures);
-                log::warn!(who = settings.who; "consumer lost its broker session: {e}; reconnecting in {delay:?}");
-                failures = failures.saturating_add(1);
-                drop(conn);
-                if shutdown.wait(delay) {
-                    return Ok(());
-                }
-            }
-        }
-    }
+        result
+    });
+    Ok(())
 }
 
 fn consume_session(
@@ -98,7 +78,7 @@ fn consume_session(
     log::info!(who = settings.who, queue = settings.queue.as_str(); "consuming");
     loop {
         let first = select! {
-            recv(consumer.receiver()) -> msg => msg.map_err(|_| BusError::Other("consumer channel closed".into()))?,
+            recv(consumer.receiver()) -> msg => msg.map_err(|_| BusError::ConsumerEnded("its channel closed".into()))?,
             recv(shutdown.receiver()) -> _ => return Ok(()),
             default(Duration::from_secs(1)) => continue,
         };
@@ -135,6 +115,6 @@ fn into_delivery(msg: ConsumerMessage, batch: &mut Vec<Delivery>) -> Option<BusE
         ConsumerMessage::ServerClosedChannel(e) | ConsumerMessage::ServerClosedConnection(e) => {
             Some(BusError::Amqp(e))
         }
-        other => Some(BusError::Other(format!("consumer ended: {other:?}"))),
+        other => Some(BusError::ConsumerEnded(format!("{other:?}"))),
     }
 }

@@ -8,7 +8,7 @@ pub mod rpc;
 pub mod topic;
 pub mod topology;
 
-pub use connection::connect;
+pub use connection::{connect, stay_connected};
 pub use consumer::{run_batch_consumer, BatchContext, BatchHandler, ConsumerSettings};
 pub use publisher::{broker_user, ConfirmedPublisher, OutgoingMessage};
 pub use rpc::{RpcClient, RpcError};
@@ -25,6 +25,27 @@ pub enum BusError {
     Nacked,
     #[error("shutting down")]
     Shutdown,
-    #[error("{0}")]
-    Other(String),
+    #[error("invalid RABBITMQ_URL: {0}")]
+    InvalidUrl(String),
+    #[error("cannot connect to {address}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set up TLS")]
+    Tls(#[source] native_tls::Error),
+    /// A handler cannot go on with this batch (a store it needs is away): reconnect, and the
+    /// unacknowledged deliveries come back.
+    #[error("{what}")]
+    Handler {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the broker closed the channel")]
+    ChannelClosed,
+    /// The broker stopped delivering to a consumer (cancelled it, or closed its channel).
+    #[error("the broker ended the consumer ({0})")]
+    ConsumerEnded(String),
 }

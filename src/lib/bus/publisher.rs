@@ -160,9 +160,7 @@ impl ConfirmedPublisher {
             let raw = match self.confirms.recv_timeout(left) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => return Err(BusError::ConfirmTimeout(timeout)),
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(BusError::Other("broker channel closed".into()))
-                }
+                Err(RecvTimeoutError::Disconnected) => return Err(BusError::ChannelClosed),
             };
             for confirm in self.smoother.process(raw) {
                 self.confirmed += 1;

@@ -142,8 +142,8 @@ fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
                         let _ = reply.send(Ok(d.body));
                     }
                 }
-                Ok(other) => return Err(BusError::Other(format!("reply consumer ended: {other:?}"))),
-                Err(_) => return Err(BusError::Other("reply consumer closed".into())),
+                Ok(other) => return Err(BusError::ConsumerEnded(format!("replies: {other:?}"))),
+                Err(_) => return Err(BusError::ConsumerEnded("replies: its channel closed".into())),
             },
             default(Duration::from_secs(30)) => {}
         }

@@ -11,7 +11,6 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::console::{batch_messages, ConsoleLines, ConsoleSettings, QueuedLine};
 use crate::bus::{self, topology, ConfirmedPublisher, OutgoingMessage};
 use crate::lifecycle::ShutdownSignal;
-use crate::retry::Backoff;
 
 /// Most messages (statuses and log batches) published per confirm round.
 const BATCH: usize = 500;
@@ -67,15 +66,10 @@ pub fn run(
     resync: &dyn Fn() -> Vec<OutgoingMessage>,
     never: &ShutdownSignal,
 ) -> Result<(), String> {
-    let backoff = Backoff::reconnect();
-    let mut failures = 0;
     let mut unsent: Vec<OutgoingMessage> = Vec::new();
     let mut first = true;
-    loop {
-        let Ok(mut conn) = bus::connect(url, never, "host-publisher") else {
-            return Ok(());
-        };
-        let result = (|| -> Result<bool, bus::BusError> {
+    bus::stay_connected(url, "host-publisher", never, |conn| {
+        let result = (|| -> Result<(), bus::BusError> {
             let channel = conn.open_channel(None)?;
             // Passive: a host's broker user may publish to the exchange, not (re)configure it.
             topology::manman_exchange_exists(&channel)?;
@@ -88,29 +82,18 @@ pub fn run(
             first = false;
             loop {
                 if unsent.is_empty() && !next_batch(&inbound, &mut unsent) {
-                    return Ok(true);
+                    return Ok(());
                 }
                 publisher.publish_all(&unsent, Duration::from_secs(10))?;
                 unsent.clear();
-                failures = 0;
             }
         })();
-        match result {
-            Ok(_) => {
-                let _ = conn.close();
-                return Ok(());
-            }
-            Err(e) => {
-                let delay = backoff.delay(failures);
-                failures += 1;
-                log::warn!(
-                    "host publisher lost the broker: {e}; {} messages held; retrying in {delay:?}",
-                    unsent.len()
-                );
-                std::thread::sleep(delay);
-            }
+        if result.is_err() && !unsent.is_empty() {
+            log::info!("{} messages held until the broker is back", unsent.len());
         }
-    }
+        result
+    });
+    Ok(())
 }
 
 /// Waits for something to publish and takes a round of it: statuses first, then console

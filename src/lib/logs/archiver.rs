@@ -77,7 +77,7 @@ impl From<r2d2::Error> for FlushError {
 
 impl From<crate::logstore::StoreError> for FlushError {
     fn from(e: crate::logstore::StoreError) -> Self {
-        FlushError::Retry(e.to_string())
+        FlushError::Retry(crate::errors::chain(&e))
     }
 }
 

@@ -100,8 +100,9 @@ impl IngestHandler {
             None => {}
         }
         // Unreachable directory: reconnect and retry later; the batch waits in the queue.
-        let signer = match owner_of(session_id).map_err(|e| {
-            BusError::Other(format!("cannot tell whose session {session_id} is: {e}"))
+        let signer = match owner_of(session_id).map_err(|e| BusError::Handler {
+            what: format!("cannot tell whose session {session_id} is"),
+            source: e.into(),
         })? {
             Some(server_id) if self.require_signed => {
                 Signer::Only(routing::host_broker_user(server_id))

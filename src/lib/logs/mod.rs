@@ -233,7 +233,8 @@ pub fn start(
 
     let archive_tx = match (&config.archive, &pool, &config.database) {
         (Some(s3), Some(pool), Some(database)) => {
-            let store = ObjectStore::new(s3).map_err(|e| format!("S3 configuration: {e}"))?;
+            let store = ObjectStore::new(s3)
+                .map_err(|e| format!("S3 configuration: {}", crate::errors::chain(&e)))?;
             // Console batches of up to a few hundred lines each.
             let (tx, rx) = crossbeam_channel::bounded(4_096);
             let archiver = Archiver::new(

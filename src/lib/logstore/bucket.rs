@@ -56,8 +56,10 @@ impl S3Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("S3 request failed: {0}")]
-    Request(String),
+    #[error("S3 request failed")]
+    Request(#[from] ::s3::error::S3Error),
+    #[error("no usable S3 credentials")]
+    Credentials(#[source] ::s3::creds::error::CredentialsError),
     #[error("S3 answered HTTP {status} for {what}")]
     Status { status: u16, what: String },
 }
@@ -72,7 +74,7 @@ pub struct ObjectStore {
 impl ObjectStore {
     pub fn new(config: &S3Config) -> Result<Self, StoreError> {
         let bucket = Bucket::new(&config.bucket, region(config), credentials(config)?)
-            .map_err(|e| StoreError::Request(e.to_string()))?;
+            .map_err(StoreError::Request)?;
         // Custom endpoints (MinIO, moto) want path-style URLs.
         let mut bucket = match config.endpoint {
             Some(_) => bucket.with_path_style(),
@@ -174,11 +176,11 @@ fn credentials(config: &S3Config) -> Result<Credentials, StoreError> {
         // The usual AWS chain: environment, profile, instance metadata.
         _ => Credentials::default(),
     }
-    .map_err(|e| StoreError::Request(format!("no usable S3 credentials: {e}")))
+    .map_err(StoreError::Credentials)
 }
 
 fn request(e: ::s3::error::S3Error) -> StoreError {
-    StoreError::Request(e.to_string())
+    StoreError::Request(e)
 }
 
 fn check(status: u16, key: &str) -> Result<(), StoreError> {

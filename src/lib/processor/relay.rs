@@ -27,41 +27,21 @@ pub struct OutboxRelay {
 enum RelayError {
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("database: {0}")]
-    Db(String),
+    #[error("cannot get a database connection")]
+    Pool(#[from] r2d2::Error),
+    #[error("the outbox query failed")]
+    Db(#[from] postgres::Error),
 }
 
 impl OutboxRelay {
     pub fn run(&self, shutdown: &ShutdownSignal) -> Result<(), String> {
-        let backoff = Backoff::reconnect();
-        let mut failures = 0;
-        loop {
-            let Ok(mut conn) = bus::connect(&self.rabbitmq_url, shutdown, "outbox-relay") else {
-                return Ok(());
-            };
-            let result = conn
-                .open_channel(None)
-                .map_err(BusError::from)
-                .and_then(|ch| {
-                    topology::declare_external_exchange(&ch, &self.exchange)?;
-                    ConfirmedPublisher::new(ch)
-                })
-                .and_then(|mut publisher| self.relay_until_shutdown(&mut publisher, shutdown));
-            match result {
-                Ok(()) | Err(BusError::Shutdown) => {
-                    let _ = conn.close();
-                    return Ok(());
-                }
-                Err(e) => {
-                    let delay = backoff.delay(failures);
-                    failures += 1;
-                    log::warn!("outbox relay lost the broker: {e}; reconnecting in {delay:?}");
-                    if shutdown.wait(delay) {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        bus::stay_connected(&self.rabbitmq_url, "outbox-relay", shutdown, |conn| {
+            let channel = conn.open_channel(None)?;
+            topology::declare_external_exchange(&channel, &self.exchange)?;
+            let mut publisher = ConfirmedPublisher::new(channel)?;
+            self.relay_until_shutdown(&mut publisher, shutdown)
+        });
+        Ok(())
     }
 
     fn relay_until_shutdown(
@@ -75,10 +55,13 @@ impl OutboxRelay {
             match self.drain(publisher) {
                 Ok(()) => db_failures = 0,
                 Err(RelayError::Bus(e)) => return Err(e),
-                Err(RelayError::Db(e)) => {
+                Err(e) => {
                     let delay = backoff.delay(db_failures);
                     db_failures += 1;
-                    log::warn!("outbox relay cannot read the outbox: {e}; retrying in {delay:?}");
+                    log::warn!(
+                        "outbox relay: {}; retrying in {delay:?}",
+                        crate::errors::chain(&e)
+                    );
                     if shutdown.wait(delay) {
                         return Ok(());
                     }
@@ -99,11 +82,10 @@ impl OutboxRelay {
 
     /// Publishes queued events until the outbox is empty.
     fn drain(&self, publisher: &mut ConfirmedPublisher) -> Result<(), RelayError> {
-        let db = |e: &dyn std::fmt::Display| RelayError::Db(e.to_string());
         loop {
-            let mut client = self.pool.get().map_err(|e| db(&e))?;
-            let mut tx = client.transaction().map_err(|e| db(&e))?;
-            let queued = outbox::claim_oldest(&mut tx, BATCH).map_err(|e| db(&e))?;
+            let mut client = self.pool.get()?;
+            let mut tx = client.transaction()?;
+            let queued = outbox::claim_oldest(&mut tx, BATCH)?;
             if queued.is_empty() {
                 self.metrics.outbox_depth.set(0);
                 return Ok(());
@@ -117,8 +99,8 @@ impl OutboxRelay {
                 .collect();
             publisher.publish_all(&messages, Duration::from_secs(10))?;
             let ids: Vec<i64> = queued.iter().map(|q| q.event_id).collect();
-            outbox::delete(&mut tx, &ids).map_err(|e| db(&e))?;
-            tx.commit().map_err(|e| db(&e))?;
+            outbox::delete(&mut tx, &ids)?;
+            tx.commit()?;
             self.metrics.published.add(ids.len() as u64);
             self.metrics.outbox_depth.set(ids.len() as u64);
         }
