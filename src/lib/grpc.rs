@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::secret;
 use crate::config::{ConfigError, Env};
 use crate::lifecycle::Supervisor;
+use crate::secret;
 
 /// A server certificate and its key, PEM (`GRPC_TLS_CERT`, `GRPC_TLS_KEY`).
 #[derive(Clone)]

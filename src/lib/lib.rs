@@ -1,5 +1,6 @@
 //! ManMan: a self-hosted game-server manager for bare-metal Linux. One crate, several daemons;
-//! this is the module map. Imports flow one way: daemon folders → bus/db/wire → config.
+//! this is the module map. Imports flow one way, from the daemons down to the ground floor
+//! (config, wire, ...): `tests/layout.rs` holds the layers and checks every import.
 
 /// `manman-api`: the control-plane gRPC API.
 pub mod api;
@@ -43,6 +44,8 @@ pub mod procman;
 pub mod proto;
 /// The one exponential backoff.
 pub mod retry;
+/// Secrets: generating them, hashing them for storage, 0600 files, `*_FILE` variables.
+pub mod secret;
 /// A cap on the threads given to long-lived streams (consoles, history streams).
 pub mod slots;
 /// `manman-status-api`: read-only HTTP status.

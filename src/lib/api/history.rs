@@ -224,9 +224,8 @@ pub(crate) fn stream(
         };
         let mut checked = std::time::Instant::now();
         while let Some(mut minute) = archived.next_minute()? {
-            // A revoked or expired token ends the stream within 10 s (checks of at most 5 s
-            // old answers, every 4 s).
-            if checked.elapsed() >= std::time::Duration::from_secs(4) {
+            // A revoked or expired token ends the stream within 10 s.
+            if checked.elapsed() >= crate::auth::STREAM_RECHECK {
                 checked = std::time::Instant::now();
                 if !still_allowed() {
                     return Err(ApiError::Unauthenticated(

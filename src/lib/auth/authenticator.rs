@@ -13,6 +13,10 @@ use crate::proto::v1 as pb;
 
 /// How long a lookup's answer (valid or not) is trusted.
 pub const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// How often a long-lived stream (live logs, history) checks its token again: with answers at
+/// most [`CACHE_FOR`] old, a revoked or expired token ends the stream within 10 s.
+pub const STREAM_RECHECK: Duration = Duration::from_secs(4);
 /// Bad tokens are cached too; past this many entries the cache starts afresh.
 const MAX_CACHED: usize = 10_000;
 

@@ -3,12 +3,12 @@
 
 pub mod authenticator;
 pub mod issue;
-pub mod secret;
+pub use crate::secret;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use authenticator::{bearer_of, Authenticator, TokenBackend};
+pub use authenticator::{bearer_of, Authenticator, TokenBackend, CACHE_FOR, STREAM_RECHECK};
 
 /// What a token may do. People and scripts get admin, operator or viewer; an enrolled host
 /// agent gets host (registering itself, nothing else).

@@ -19,9 +19,6 @@ use crate::proto::v1 as pb;
 const CHUNK: usize = 256;
 /// How often an idle stream checks that its client is still there.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
-/// How often an open stream checks its token again: with the authenticator's cache
-/// ([`crate::auth::CACHE_FOR`], 5 s) a revoked or expired token ends it within 10 s.
-const TOKEN_RECHECK: Duration = Duration::from_secs(4);
 
 #[derive(Clone)]
 pub struct LogStreamService {
@@ -224,7 +221,7 @@ fn serve_client<T: Send + 'static>(
     let backlog_end = log.last_sequence_number();
     let mut token_checked = std::time::Instant::now();
     loop {
-        if token_checked.elapsed() >= TOKEN_RECHECK {
+        if token_checked.elapsed() >= crate::auth::STREAM_RECHECK {
             token_checked = std::time::Instant::now();
             // A token directory that cannot be reached is not a revocation: go on.
             match shared.auth.authorize(token.as_deref(), Role::Viewer, &rpc) {
