@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::bus::topic_matches;
 use crate::db::outbox::OutboxEvent;
 use crate::db::sessions::{Restart, SessionChange};
 use crate::db::{servers, sessions, Tx};
+use crate::wire::external::{HostChanged, SessionChanged, SessionRestarted, PROCESSOR_FIELDS};
 use crate::wire::session_status::Transition;
 use crate::wire::{
     routing, HealthUpdate, HostCapacity, HostStatus, HostStatusUpdate, SessionSample,
@@ -131,14 +133,11 @@ fn check_key_id(event: &Envelope<'_>, payload_id: i64) -> Result<(), String> {
     }
 }
 
-/// Fields of an external event only the processor sets: a host's report cannot name itself
-/// (a notification's text would say what the host wrote).
-const PROCESSOR_FIELDS: [&str; 2] = ["name", "previous_status"];
-
-/// The external event: the payload as received plus what changed (which wins over anything
-/// the host wrote under the same name).
-fn announce(routing_key: &str, event: &Envelope<'_>, changes: Value) -> OutboxEvent {
+/// The external event: the payload as received plus what changed (`wire::external`, which
+/// wins over anything the host wrote under the same name).
+fn announce(routing_key: &str, event: &Envelope<'_>, changes: &impl Serialize) -> OutboxEvent {
     let mut payload = serde_json::from_slice::<Value>(event.body).unwrap_or_else(|_| json!({}));
+    let changes = serde_json::to_value(changes).expect("an announcement serialises");
     if let (Some(obj), Value::Object(extra)) = (payload.as_object_mut(), changes) {
         for field in PROCESSOR_FIELDS {
             obj.remove(field);
@@ -242,7 +241,11 @@ impl EventHandler for HostEventsHandler {
             let event = announce(
                 status.external_event(),
                 events[i],
-                json!({"status": status.as_str(), "previous_status": host.status.as_str(), "name": host.name}),
+                &HostChanged {
+                    status: status.as_str().into(),
+                    previous_status: host.status.as_str().into(),
+                    name: host.name.clone(),
+                },
             );
             host.status = status;
             results[i] = Some(Handled::Applied(vec![event]));
@@ -377,12 +380,12 @@ impl EventHandler for SessionStatusHandler {
             let event = announce(
                 "manman.session.restarted",
                 events[i],
-                json!({
-                    "restart_count": count,
-                    "reason": reason,
-                    "sgc_id": session.sgc_id,
-                    "server_id": session.server_id,
-                }),
+                &SessionRestarted {
+                    restart_count: count,
+                    reason,
+                    sgc_id: session.sgc_id,
+                    server_id: session.server_id,
+                },
             );
             results[i] = Some(Handled::Applied(vec![event]));
         }
@@ -396,14 +399,14 @@ impl EventHandler for SessionStatusHandler {
             let event = announce(
                 key,
                 events[i],
-                json!({
-                    "previous_status": previous.as_str(),
-                    "sgc_id": session.sgc_id,
-                    "server_id": session.server_id,
-                    "started_at": recorded.started_at,
-                    "ended_at": if terminal { recorded.ended_at } else { None },
-                    "ports_freed": if terminal { recorded.ports_freed } else { 0 },
-                }),
+                &SessionChanged {
+                    previous_status: previous.as_str().into(),
+                    sgc_id: session.sgc_id,
+                    server_id: session.server_id,
+                    started_at: recorded.started_at,
+                    ended_at: if terminal { recorded.ended_at } else { None },
+                    ports_freed: if terminal { recorded.ports_freed } else { 0 },
+                },
             );
             match &mut results[i] {
                 Some(Handled::Applied(events)) => events.push(event),
@@ -503,7 +506,7 @@ mod tests {
         let e = announce(
             "manman.host.online",
             &ev,
-            json!({"previous_status": "offline"}),
+            &json!({"previous_status": "offline"}),
         );
         assert_eq!(e.payload["extra"], 1);
         assert_eq!(e.payload["previous_status"], "offline");
@@ -515,7 +518,7 @@ mod tests {
                 br#"{"session_id":9,"status":"crashed","name":"@everyone","previous_status":"x"}"#,
             ..ev
         };
-        let e = announce("manman.session.crashed", &forged, json!({"sgc_id": 4}));
+        let e = announce("manman.session.crashed", &forged, &json!({"sgc_id": 4}));
         assert!(e.payload.get("name").is_none(), "{}", e.payload);
         assert!(e.payload.get("previous_status").is_none());
         assert_eq!(e.payload["sgc_id"], 4);

@@ -1,6 +1,7 @@
 //! Wire contracts shared by every daemon: message payloads, statuses and routing keys (serde).
 
 pub mod commands;
+pub mod external;
 pub mod game_process;
 pub mod host_status;
 pub mod log_batch;
