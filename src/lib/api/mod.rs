@@ -127,7 +127,9 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
         let service = service.clone();
         HealthServer::bind(
             &config.health_addr,
-            vec![ReadinessCheck::new("database", move || db::ping(&pool))],
+            vec![ReadinessCheck::new("database", move || {
+                Ok(db::ping(&pool)?)
+            })],
             Some(Arc::new(move || service.metrics())),
         )?
     };

@@ -23,7 +23,7 @@ pub fn run(status_only: bool, json: bool) -> i32 {
     let mut client = match crate::db::connect_once(&db) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: cannot connect to {target}: {e}");
+            eprintln!("error: cannot connect to {target}: {}", String::from(e));
             return Exit::Unavailable.code();
         }
     };

@@ -76,7 +76,11 @@ pub fn token_bootstrap(ctx: &Ctx, t: &TokenCreate) -> Outcome {
     let mut client = crate::db::connect_once(&db).map_err(|e| {
         Failure::new(
             Exit::Unavailable,
-            format!("cannot connect to {}: {e}", config::describe_database(&db)),
+            format!(
+                "cannot connect to {}: {}",
+                config::describe_database(&db),
+                String::from(e)
+            ),
         )
     })?;
     let issued = issue_token(&mut client, t.name, role, t.expires_in_seconds);

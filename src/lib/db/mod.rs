@@ -30,16 +30,14 @@ pub type PooledConnection = r2d2::PooledConnection<PostgresConnectionManager<Mak
 /// - `require` (and `verify-full`, its synonym here): TLS, the certificate checked against the
 ///   system's trust store (`SSL_CERT_FILE` names a private CA's PEM) and the host name; the
 ///   connection fails otherwise. Stricter than libpq's `require`, on purpose.
-pub fn tls_for(config: &postgres::Config) -> Result<MakeTlsConnector, String> {
+pub fn tls_for(config: &postgres::Config) -> Result<MakeTlsConnector, DbError> {
     let mut builder = native_tls::TlsConnector::builder();
     if config.get_ssl_mode() != SslMode::Require {
         builder
             .danger_accept_invalid_certs(true)
             .danger_accept_invalid_hostnames(true);
     }
-    let connector = builder
-        .build()
-        .map_err(|e| format!("cannot set up TLS for the database: {e}"))?;
+    let connector = builder.build().map_err(DbError::Tls)?;
     Ok(MakeTlsConnector::new(connector))
 }
 
@@ -64,15 +62,13 @@ impl Default for PoolSettings {
 }
 
 /// Builds the pool and verifies the database answers before returning.
-pub fn pool(config: postgres::Config, settings: &PoolSettings) -> Result<DbPool, String> {
+pub fn pool(config: postgres::Config, settings: &PoolSettings) -> Result<DbPool, DbError> {
     let mut config = config;
     config.connect_timeout(settings.connect_timeout.min(Duration::from_secs(10)));
     // One direct connection first: a refused or misconfigured database fails now, with the
     // server's own error, rather than after the pool's 30 s checkout timeout.
     let tls = tls_for(&config)?;
-    config
-        .connect(tls.clone())
-        .map_err(|e| format!("database is not reachable: {}", describe_error(&e)))?;
+    config.connect(tls.clone()).map_err(DbError::Connect)?;
     let manager = PostgresConnectionManager::new(config, tls);
     let pool = r2d2::Pool::builder()
         .max_size(settings.max_size)
@@ -81,15 +77,36 @@ pub fn pool(config: postgres::Config, settings: &PoolSettings) -> Result<DbPool,
         .connection_timeout(settings.connect_timeout)
         .test_on_check_out(false)
         .build_unchecked(manager);
-    ping(&pool).map_err(|e| format!("database is not reachable: {e}"))?;
+    ping(&pool)?;
     Ok(pool)
 }
 
 /// `SELECT 1` through the pool (readiness).
-pub fn ping(pool: &DbPool) -> Result<(), String> {
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
-    conn.simple_query("SELECT 1").map_err(|e| e.to_string())?;
+pub fn ping(pool: &DbPool) -> Result<(), DbError> {
+    let mut conn = pool.get().map_err(DbError::Pool)?;
+    conn.simple_query("SELECT 1").map_err(DbError::Query)?;
     Ok(())
+}
+
+/// Why the database could not be used (its sources kept: a TLS failure says which
+/// certificate check failed).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot set up TLS for the database")]
+    Tls(#[source] native_tls::Error),
+    #[error("the database is not reachable")]
+    Connect(#[source] postgres::Error),
+    #[error("no database connection")]
+    Pool(#[source] r2d2::Error),
+    #[error("the database did not answer")]
+    Query(#[source] postgres::Error),
+}
+
+/// At the edge (a daemon's start, a readiness answer) the error is read as one line.
+impl From<DbError> for String {
+    fn from(e: DbError) -> String {
+        crate::errors::chain(&e)
+    }
 }
 
 /// How a database failure should be treated by whoever retries.
@@ -124,16 +141,6 @@ pub fn classify(err: &postgres::Error) -> FailureKind {
 
 /// One connection outside any pool (the CLI's `migrate` and `token create --bootstrap`, the
 /// archiver), with the same TLS rules as the pool.
-pub fn connect_once(config: &postgres::Config) -> Result<postgres::Client, String> {
-    config
-        .connect(tls_for(config)?)
-        .map_err(|e| describe_error(&e))
-}
-
-/// A connection error with its cause (a TLS failure says which certificate check failed).
-pub fn describe_error(e: &postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
-        _ => e.to_string(),
-    }
+pub fn connect_once(config: &postgres::Config) -> Result<postgres::Client, DbError> {
+    config.connect(tls_for(config)?).map_err(DbError::Connect)
 }

@@ -337,7 +337,7 @@ impl Archiver {
             return Err(FlushError::NotLeader);
         }
         let mut client = crate::db::connect_once(&self.database)
-            .map_err(|e| FlushError::Retry(format!("database: {e}")))?;
+            .map_err(|e| FlushError::Retry(String::from(e)))?;
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&ARCHIVER_LOCK_KEY])?
             .get(0);

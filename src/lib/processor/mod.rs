@@ -109,7 +109,7 @@ pub fn start(
         HealthServer::bind(
             &config.health_addr,
             vec![
-                ReadinessCheck::new("database", move || db::ping(&pool)),
+                ReadinessCheck::new("database", move || Ok(db::ping(&pool)?)),
                 ReadinessCheck::flag("broker", connected, "consumer is not connected"),
             ],
             Some(Arc::new(move || {

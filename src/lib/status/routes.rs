@@ -334,6 +334,7 @@ impl StatusApi {
             Route::Metrics => Ok(Value::String(self.render_metrics())),
             Route::Readyz => {
                 crate::db::ping(&self.pool)
+                    .map_err(String::from)
                     .map_err(|e| Failure::Unavailable(format!("database unavailable: {e}")))?;
                 Ok(json!({"status": "ready"}))
             }
