@@ -47,7 +47,33 @@ fn wait_status(db: &mut postgres::Client, session: i64, want: &str) {
     }
 }
 
+/// p50 of starting `program` and waiting for its exit, over 200 runs.
+fn exec_p50_ms(program: &std::path::Path) -> f64 {
+    let mut times: Vec<f64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            std::process::Command::new(program)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    percentile(&times, 0.5)
+}
+
 fn main() {
+    // What one keeper costs to exec (it prints its usage and exits) against the smallest
+    // program there is.
+    let keeper = manman::testkit::sibling_binary("manman-keeper");
+    let (keeper_exec, true_exec) = (exec_p50_ms(&keeper), exec_p50_ms("/bin/true".as_ref()));
+    println!(
+        "exec and exit, p50 of 200: manman-keeper {keeper_exec:.2} ms, /bin/true {true_exec:.2} ms \
+         ({:+.2} ms)",
+        keeper_exec - true_exec
+    );
     let db = ScratchDb::new("mmbench");
     let vhost = ScratchVhost::new("mmbench");
     let mut sups = Vec::new();

@@ -8,43 +8,48 @@ use crate::proto::v1 as pb;
 use crate::views::config_json;
 
 pub fn config_create(ctx: &Ctx, config: pb::GameConfig) -> Outcome {
-    let r = ctx.client.create_game_config_opt(
-        &pb::CreateGameConfigRequest {
-            config: Some(config),
-        },
-        ctx.opt(),
-    )?;
-    let c = r.config.unwrap_or_default();
-    let line = format!(
-        "created config {} ({}) for game {}",
-        c.config_id, c.name, c.game_id
-    );
-    show_config(ctx, &c, &line);
+    let request = pb::CreateGameConfigRequest {
+        config: Some(config),
+    };
+    let saved = ctx
+        .client
+        .create_game_config_opt(&request, ctx.opt())?
+        .config;
+    show_saved(ctx, saved, "created config {id} ({name}) for game {game}");
     Ok(())
 }
 
 pub fn config_update(ctx: &Ctx, id: i64, config: pb::GameConfig) -> Outcome {
-    let r = ctx.client.update_game_config_opt(
-        &pb::UpdateGameConfigRequest {
-            config_id: id,
-            config: Some(config),
-        },
-        ctx.opt(),
-    )?;
-    let c = r.config.unwrap_or_default();
-    let line = format!(
-        "updated config {} ({}) of game {}: the next session of each deployment runs it (`manman session restart` for one now)",
-        c.config_id, c.name, c.game_id
+    let request = pb::UpdateGameConfigRequest {
+        config_id: id,
+        config: Some(config),
+    };
+    let saved = ctx
+        .client
+        .update_game_config_opt(&request, ctx.opt())?
+        .config;
+    show_saved(
+        ctx,
+        saved,
+        "updated config {id} ({name}) of game {game}: the next session of each deployment runs \
+         it (`manman session restart` for one now)",
     );
-    show_config(ctx, &c, &line);
     Ok(())
 }
 
-fn show_config(ctx: &Ctx, c: &pb::GameConfig, line: &str) {
+/// The config as the API saved it: JSON, or `line` with its `{id}`, `{name}` and `{game}`.
+fn show_saved(ctx: &Ctx, saved: Option<pb::GameConfig>, line: &str) {
+    let c = saved.unwrap_or_default();
     if ctx.json {
-        println!("{}", config_json(c));
+        println!("{}", config_json(&c));
     } else {
-        println!("{line}");
+        println!(
+            "{}",
+            // The name last: a name holding `{game}` stays as written.
+            line.replace("{id}", &c.config_id.to_string())
+                .replace("{game}", &c.game_id.to_string())
+                .replace("{name}", &c.name)
+        );
     }
 }
 

@@ -223,4 +223,25 @@ mod tests {
         assert_eq!(json["stop_timeout"], 10_000);
         assert_eq!(serde_json::from_value::<Spec>(json).unwrap(), spec);
     }
+
+    #[test]
+    fn a_spec_reads_as_its_launch_and_says_when_it_needs_a_pre_exec_hook() {
+        let mut spec = Spec::new("game", "/usr/games/openttd", &["-D"]);
+        spec.env = vec![("A".into(), "1".into())];
+        spec.inherit_env = false;
+        assert!(!spec.launch().needs_pre_exec(), "unconfined: posix_spawn");
+        spec.run_as = Some(RunAs {
+            uid: 61184,
+            gid: 61184,
+        });
+        spec.no_new_privs = true;
+        spec.max_open_files = Some(4096);
+        let launch = spec.launch();
+        assert!(launch.needs_pre_exec());
+        // The keeper reads `spec.json`: a spec written whole reads as the same launch.
+        let whole = serde_json::to_value(&spec).unwrap();
+        assert_eq!(serde_json::from_value::<Launch>(whole).unwrap(), launch);
+        let only = serde_json::to_value(&launch).unwrap();
+        assert_eq!(serde_json::from_value::<Launch>(only).unwrap(), launch);
+    }
 }
