@@ -61,7 +61,7 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path, users: &GameUsers) -> Resul
     }
     let user = match p.run_as.as_deref() {
         Some(who) => {
-            let user = users::resolve(who)?;
+            let user = users::resolve(who).map_err(|e| crate::errors::chain(&e))?;
             if user.id.uid == 0 || user.id.gid == 0 {
                 return Err(format!("run_as {who:?} is root: games never run as root"));
             }

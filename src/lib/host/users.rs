@@ -12,46 +12,52 @@ pub struct User {
     pub home: String,
 }
 
+/// Why a `run_as` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("run_as: no user {0:?} on this host")]
+    NoUser(String),
+    #[error("run_as: no group {0:?} on this host")]
+    NoGroup(String),
+    #[error("run_as: {0:?} contains a NUL byte")]
+    Nul(String),
+    #[error("run_as: user database lookup failed")]
+    Lookup(#[source] std::io::Error),
+}
+
 /// `user` (its primary group) or `user:group`, or why it cannot be used.
-pub fn resolve(who: &str) -> Result<User, String> {
+pub fn resolve(who: &str) -> Result<User, UserError> {
     let (user, group) = match who.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (who, None),
     };
-    let mut found =
-        passwd(user)?.ok_or_else(|| format!("run_as: no user {user:?} on this host"))?;
+    let mut found = passwd(user)?.ok_or_else(|| UserError::NoUser(user.to_string()))?;
     if let Some(group) = group {
-        found.id.gid =
-            group_id(group)?.ok_or_else(|| format!("run_as: no group {group:?} on this host"))?;
+        found.id.gid = group_id(group)?.ok_or_else(|| UserError::NoGroup(group.to_string()))?;
     }
     Ok(found)
 }
 
-fn c_name(name: &str) -> Result<CString, String> {
-    CString::new(name).map_err(|_| format!("run_as: {name:?} contains a NUL byte"))
+fn c_name(name: &str) -> Result<CString, UserError> {
+    CString::new(name).map_err(|_| UserError::Nul(name.to_string()))
 }
 
 /// The `_r` lookups write strings into a caller's buffer; grow it while it is too small.
 fn with_buffer<T>(
     mut call: impl FnMut(&mut [libc::c_char]) -> Result<Option<T>, i32>,
-) -> Result<Option<T>, String> {
+) -> Result<Option<T>, UserError> {
     let mut size = 1024;
     loop {
         let mut buf = vec![0 as libc::c_char; size];
         match call(&mut buf) {
             Err(libc::ERANGE) if size < 1 << 20 => size *= 4,
-            Err(e) => {
-                return Err(format!(
-                    "run_as: user database lookup failed: {}",
-                    std::io::Error::from_raw_os_error(e)
-                ))
-            }
+            Err(e) => return Err(UserError::Lookup(std::io::Error::from_raw_os_error(e))),
             Ok(v) => return Ok(v),
         }
     }
 }
 
-fn passwd(name: &str) -> Result<Option<User>, String> {
+fn passwd(name: &str) -> Result<Option<User>, UserError> {
     let c = c_name(name)?;
     with_buffer(|buf| {
         // SAFETY: getpwnam_r fills `pw` with pointers into `buf`, both alive for this block.
@@ -74,7 +80,7 @@ fn passwd(name: &str) -> Result<Option<User>, String> {
     })
 }
 
-fn group_id(name: &str) -> Result<Option<u32>, String> {
+fn group_id(name: &str) -> Result<Option<u32>, UserError> {
     let c = c_name(name)?;
     with_buffer(|buf| {
         // SAFETY: as in `passwd`.
@@ -105,11 +111,13 @@ mod tests {
         assert_eq!(nobody.id.uid, 65534);
         assert_eq!(nobody.id.gid, 65534);
         assert_eq!(
-            resolve("no-such-user-here").unwrap_err(),
+            resolve("no-such-user-here").unwrap_err().to_string(),
             "run_as: no user \"no-such-user-here\" on this host"
         );
-        assert!(resolve("root:no-such-group")
-            .unwrap_err()
-            .contains("no group"));
+        assert!(matches!(
+            resolve("root:no-such-group"),
+            Err(UserError::NoGroup(g)) if g == "no-such-group"
+        ));
+        assert!(matches!(resolve("a\0b"), Err(UserError::Nul(_))));
     }
 }
