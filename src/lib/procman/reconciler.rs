@@ -43,9 +43,13 @@ impl Inner {
             return;
         }
         for p in self.matching("*") {
-            let (want, state, spec) =
-                p.snapshot(|s| (s.desired_running, s.status.state, s.spec.clone()));
-            if want && state == ProcessState::Stopped {
+            // The spec is cloned only for a process to start: this runs after every change,
+            // over every process.
+            let spec = p.snapshot(|s| {
+                (s.desired_running && s.status.state == ProcessState::Stopped)
+                    .then(|| s.spec.clone())
+            });
+            if let Some(spec) = spec {
                 log::info!(process = p.name(); "reconciler: starting (desired running)");
                 if let Err(e) = p.start(spec, self.context()) {
                     log::error!(process = p.name(); "reconciler could not start: {e}");
