@@ -38,20 +38,20 @@ pub mod metrics;
 pub mod notify;
 /// `manman-processor`: host events → session state machine → PostgreSQL → external events.
 pub mod processor;
-/// Process manager: a thread per managed OS process.
-pub mod procman;
+/// Process manager: a thread per managed OS process (the `manman-procman` crate).
+pub use manman_procman as procman;
 /// Generated gRPC code (`proto/`).
 pub mod proto;
-/// The one exponential backoff.
-pub mod retry;
+/// The one exponential backoff (from `manman-base`).
+pub use manman_base::retry;
 /// Secrets: generating them, hashing them for storage, 0600 files, `*_FILE` variables.
 pub mod secret;
 /// A cap on the threads given to long-lived streams (consoles, history streams).
 pub mod slots;
 /// `manman-status-api`: read-only HTTP status.
 pub mod status;
-/// The one lock helper (a poisoned mutex stays usable).
-pub mod sync;
+/// The one lock helper (a poisoned mutex stays usable; from `manman-base`).
+pub use manman_base::sync;
 /// JSON log lines on stderr.
 pub mod telemetry;
 /// Scratch databases and vhosts for tests and benchmarks.

@@ -6,57 +6,12 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
 /// How long workers get to drain after shutdown starts (systemd's TimeoutStopSec matches).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Seen by every worker. Never carries a value: the channel disconnects when shutdown starts,
-/// so `select!` on [`ShutdownSignal::receiver`] wakes every waiting thread at once.
-#[derive(Clone, Debug)]
-pub struct ShutdownSignal {
-    rx: Receiver<()>,
-}
-
-impl ShutdownSignal {
-    /// A signal with its trigger: dropping the trigger (or calling `trigger`) starts shutdown.
-    pub fn new() -> (ShutdownTrigger, ShutdownSignal) {
-        let (tx, rx) = bounded(0);
-        (ShutdownTrigger { tx: Some(tx) }, ShutdownSignal { rx })
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        matches!(
-            self.rx.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        )
-    }
-
-    /// Sleeps up to `timeout`; returns true as soon as shutdown has started.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        matches!(
-            self.rx.recv_timeout(timeout),
-            Err(RecvTimeoutError::Disconnected)
-        )
-    }
-
-    /// For `select!`: a receive on it completes (with an error) once shutdown starts.
-    pub fn receiver(&self) -> &Receiver<()> {
-        &self.rx
-    }
-}
-
-/// Starts shutdown when triggered or dropped.
-#[derive(Debug)]
-pub struct ShutdownTrigger {
-    tx: Option<Sender<()>>,
-}
-
-impl ShutdownTrigger {
-    pub fn trigger(&mut self) {
-        self.tx.take();
-    }
-}
+pub use manman_base::shutdown::{ShutdownSignal, ShutdownTrigger};
 
 /// Why a worker thread ended.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use super::history::HistoryEvent;
 use super::manager::Inner;
 use super::process::ManagedProcess;
 use super::sys;
-use crate::sync::lock;
+use manman_base::sync::lock;
 
 /// A process found alive from a previous run of the manager: adopted (its keeper held it),
 /// or ended at start.

@@ -12,12 +12,14 @@
 
 mod builder;
 mod error;
+pub mod game_process;
 mod history;
 mod launcher;
 mod manager;
 mod output;
 mod pattern;
 mod probe;
+pub mod probes;
 mod process;
 mod reconciler;
 mod recovery;

@@ -14,7 +14,7 @@ use super::output::{NullOutput, OutputSink};
 use super::recovery::Recovered;
 use super::store::Store;
 use super::sys;
-use crate::lifecycle::ShutdownSignal;
+use manman_base::shutdown::ShutdownSignal;
 
 impl Manager {
     pub fn builder() -> ManagerBuilder {

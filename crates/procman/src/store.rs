@@ -66,7 +66,7 @@ mod tests {
 
     #[test]
     fn file_store_round_trips_and_starts_empty() {
-        let dir = std::env::temp_dir().join(crate::testkit::unique_name("store"));
+        let dir = std::env::temp_dir().join(format!("manman-store-test-{}", std::process::id()));
         let store = FileStore::new(dir.join("procs.json"));
         assert!(store.load().unwrap().is_empty());
         let record = StoredProcess {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use super::Spec;
-use crate::wire::probes::{compile, LivenessProbe, ReadinessProbe};
+use crate::probes::{compile, LivenessProbe, ReadinessProbe};
 
 /// How often a readiness port is tried while the server starts.
 const PORT_RETRY: Duration = Duration::from_millis(200);

@@ -69,7 +69,7 @@ pub struct ManagedProcess {
     queued_input: Arc<AtomicUsize>,
 }
 
-pub(crate) use crate::sync::lock;
+pub(crate) use manman_base::sync::lock;
 
 impl ManagedProcess {
     pub(crate) fn new(spec: Spec, desired_running: bool) -> Self {

@@ -18,8 +18,8 @@ use super::process::{Context, InputRefused, ManagedProcess};
 use super::store::{Store, StoredProcess};
 use super::MAX_PENDING_INPUT;
 use super::{pattern_matches, ProcessState, Spec, Status};
-use crate::lifecycle::ShutdownTrigger;
-use crate::sync::lock;
+use manman_base::shutdown::ShutdownTrigger;
+use manman_base::sync::lock;
 
 pub(super) struct Inner {
     pub(super) processes: Mutex<BTreeMap<String, Arc<ManagedProcess>>>,

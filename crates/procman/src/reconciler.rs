@@ -10,8 +10,8 @@ use crossbeam_channel::{select, Receiver};
 use super::manager::Inner;
 use super::store::StoredProcess;
 use super::ProcessState;
-use crate::lifecycle::ShutdownSignal;
-use crate::sync::lock;
+use manman_base::shutdown::ShutdownSignal;
+use manman_base::sync::lock;
 
 impl Inner {
     pub(super) fn reconcile_loop(

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::retry::Backoff;
-pub use crate::wire::game_process::{parse_signal, RestartPolicy, StopPlan};
-use crate::wire::probes::{LivenessProbe, ReadinessProbe};
+pub use crate::game_process::{parse_signal, RestartPolicy, StopPlan};
+use crate::probes::{LivenessProbe, ReadinessProbe};
+use manman_base::retry::Backoff;
 pub use manman_child::{Launch, RunAs, PASSED_THROUGH_ENV};
 
 mod millis {

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::{ExitInfo, RestartPolicy, Spec};
-use crate::wire::game_process::MIN_RESTART_DELAY;
+use crate::game_process::MIN_RESTART_DELAY;
 
 /// How one run ended.
 #[derive(Debug, Clone, Copy, PartialEq)]

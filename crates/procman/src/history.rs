@@ -112,7 +112,7 @@ impl HistorySink for JsonLinesHistory {
     fn record(&self, event: &HistoryEvent) {
         let mut line = serde_json::to_string(event).expect("history events serialise");
         line.push('\n');
-        let mut file = crate::sync::lock(&self.file);
+        let mut file = manman_base::sync::lock(&self.file);
         if let Err(e) = file.write_all(line.as_bytes()) {
             log::warn!("cannot write process history: {e}");
         }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use manman::procman::{ChannelHistory, ChannelOutput, HistoryEvent, Manager, RestartPolicy, Spec};
+use manman_procman::{ChannelHistory, ChannelOutput, HistoryEvent, Manager, RestartPolicy, Spec};
 
 fn cpu_seconds() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
