@@ -26,24 +26,44 @@ pub fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.trim().as_bytes()).to_vec()
 }
 
+/// Why a secret file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("cannot read {}", .0.display())]
+    Read(std::path::PathBuf, #[source] std::io::Error),
+    #[error("{} is readable by others (mode {mode:04o}); run: chmod 600 {}", path.display(), path.display())]
+    Exposed { path: std::path::PathBuf, mode: u32 },
+    #[error("{} is empty", .0.display())]
+    Empty(std::path::PathBuf),
+    #[error("cannot create {}", .0.display())]
+    CreateDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error("cannot write {}", .0.display())]
+    Write(std::path::PathBuf, #[source] std::io::Error),
+}
+
+/// At the edge (a daemon's start, the CLI) the error is read as one line.
+impl From<SecretFileError> for String {
+    fn from(e: SecretFileError) -> String {
+        crate::errors::chain(&e)
+    }
+}
+
 /// Reads a secret from a file that only its owner may read (mode 0600 or 0400); a file that
 /// others can read is refused with a message saying how to fix it.
-pub fn read_file(path: &Path) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read_file(path: &Path) -> Result<String, SecretFileError> {
+    let read_error = |e| SecretFileError::Read(path.to_path_buf(), e);
+    let meta = std::fs::metadata(path).map_err(read_error)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by others (mode {mode:04o}); run: chmod 600 {}",
-            path.display(),
-            path.display()
-        ));
+        return Err(SecretFileError::Exposed {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
     let secret = text.trim().to_string();
     if secret.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+        return Err(SecretFileError::Empty(path.to_path_buf()));
     }
     Ok(secret)
 }
@@ -61,14 +81,14 @@ pub fn from_env(
     match env.get(file_var) {
         Some(path) => read_file(Path::new(path))
             .map(Some)
-            .map_err(|e| crate::config::ConfigError::new(file_var, e)),
+            .map_err(|e| crate::config::ConfigError::new(file_var, String::from(e))),
         None => Ok(None),
     }
 }
 
 /// Writes a secret to `path` with mode 0600, replacing it atomically; a missing parent
 /// directory is made (0700).
-pub fn write_file(path: &Path, secret: &str) -> Result<(), String> {
+pub fn write_file(path: &Path, secret: &str) -> Result<(), SecretFileError> {
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -77,7 +97,7 @@ pub fn write_file(path: &Path, secret: &str) -> Result<(), String> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| SecretFileError::CreateDir(dir.to_path_buf(), e))?;
     }
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -92,7 +112,7 @@ pub fn write_file(path: &Path, secret: &str) -> Result<(), String> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write().map_err(|e| SecretFileError::Write(path.to_path_buf(), e))
 }
 
 #[cfg(test)]
@@ -123,6 +143,11 @@ mod tests {
         assert_eq!(read_file(&path).unwrap(), "mm_tok_abc");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_file(&path).unwrap_err();
+        assert!(
+            matches!(err, SecretFileError::Exposed { mode: 0o644, .. }),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(err.contains("readable by others (mode 0644)"), "{err}");
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();

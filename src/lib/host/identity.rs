@@ -29,7 +29,7 @@ pub fn credential(
 ) -> Result<String, String> {
     let file = credential_file(data_dir);
     if file.exists() {
-        return secret::read_file(&file);
+        return Ok(secret::read_file(&file)?);
     }
     let Some(enrollment) = enrollment else {
         return Err(format!(
