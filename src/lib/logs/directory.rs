@@ -19,6 +19,17 @@ pub struct SessionInfo {
     pub status: SessionStatus,
 }
 
+/// Why the directory could not be asked (not: the session is unknown, which is `Ok(None)`).
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("database unavailable")]
+    Pool(#[from] r2d2::Error),
+    #[error("database error")]
+    Db(#[from] postgres::Error),
+    #[error("API unavailable")]
+    Api(#[from] grpcio::Error),
+}
+
 pub enum SessionDirectory {
     Database(DbPool),
     /// The API, asked with this daemon's own token (viewer is enough).
@@ -31,14 +42,11 @@ impl SessionDirectory {
     }
 
     /// `Ok(None)` for an unknown session; `Err` when the directory cannot be asked.
-    pub fn lookup(&self, session_id: i64) -> Result<Option<SessionInfo>, String> {
+    pub fn lookup(&self, session_id: i64) -> Result<Option<SessionInfo>, DirectoryError> {
         match self {
             SessionDirectory::Database(pool) => {
-                let mut conn = pool
-                    .get()
-                    .map_err(|e| format!("database unavailable: {e}"))?;
-                let view = sessions::get_view(&mut *conn, session_id)
-                    .map_err(|e| format!("database error: {e}"))?;
+                let mut conn = pool.get()?;
+                let view = sessions::get_view(&mut *conn, session_id)?;
                 Ok(view.and_then(|v| {
                     Some(SessionInfo {
                         session_id,
@@ -64,7 +72,7 @@ impl SessionDirectory {
                     {
                         Ok(None)
                     }
-                    Err(e) => Err(format!("API unavailable: {e}")),
+                    Err(e) => Err(e.into()),
                 }
             }
         }
@@ -72,19 +80,15 @@ impl SessionDirectory {
 
     /// Sessions that may still produce lines (for feeds after a restart); empty without a
     /// database.
-    pub fn live_sessions(&self) -> Result<Vec<i64>, String> {
+    pub fn live_sessions(&self) -> Result<Vec<i64>, DirectoryError> {
         match self {
             SessionDirectory::Database(pool) => {
-                let mut conn = pool
-                    .get()
-                    .map_err(|e| format!("database unavailable: {e}"))?;
-                let rows = conn
-                    .query(
-                        "SELECT session_id FROM sessions
+                let mut conn = pool.get()?;
+                let rows = conn.query(
+                    "SELECT session_id FROM sessions
                           WHERE status IN ('pending', 'starting', 'running', 'stopping')",
-                        &[],
-                    )
-                    .map_err(|e| format!("database error: {e}"))?;
+                    &[],
+                )?;
                 Ok(rows.iter().map(|r| r.get(0)).collect())
             }
             SessionDirectory::Api(..) => Ok(Vec::new()),

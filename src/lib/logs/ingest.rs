@@ -26,7 +26,8 @@ use crate::wire::{routing, ConsoleBatch};
 /// The host that owns a session (`Ok(None)`: no such session): lines of sessions that do
 /// not exist are dropped, and with `REQUIRE_HOST_BROKER_USERS` a session's lines must be
 /// signed by its host.
-pub type OwnerLookup = Arc<dyn Fn(i64) -> Result<Option<i64>, String> + Send + Sync>;
+pub type OwnerLookup =
+    Arc<dyn Fn(i64) -> Result<Option<i64>, super::directory::DirectoryError> + Send + Sync>;
 
 /// How long "no such session" is believed before asking again (a session created a moment
 /// after its id was first seen is then taken).

@@ -276,7 +276,7 @@ pub fn start(
                 registry.session_started(id);
             }
         }
-        Err(e) => log::warn!("cannot list live sessions: {e}"),
+        Err(e) => log::warn!("cannot list live sessions: {}", crate::errors::chain(&e)),
     }
 
     let ingest_connected = Arc::new(AtomicBool::new(false));

@@ -80,7 +80,12 @@ impl LogStreamService {
                 let info = s
                     .directory
                     .lookup(req.session_id)
-                    .map_err(|e| RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, e))?
+                    .map_err(|e| {
+                        RpcStatus::with_message(
+                            RpcStatusCode::UNAVAILABLE,
+                            crate::errors::chain(&e),
+                        )
+                    })?
                     .ok_or_else(|| {
                         RpcStatus::with_message(
                             RpcStatusCode::NOT_FOUND,
