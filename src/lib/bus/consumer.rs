@@ -4,13 +4,14 @@
 //! `ack(multiple)` per batch instead of per message, while keeping delivery order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use amiquip::{Channel, Connection, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
 use crossbeam_channel::select;
 
 use super::{stay_connected, BusError, ConfirmedPublisher};
-use crate::lifecycle::ShutdownSignal;
+use crate::lifecycle::{ShutdownSignal, SpawnError, Supervisor};
 
 pub struct ConsumerSettings {
     pub url: String,
@@ -44,6 +45,20 @@ pub trait BatchHandler {
     /// Handles deliveries in order and acknowledges them. Returning an error reconnects; what
     /// was not acknowledged is redelivered.
     fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError>;
+}
+
+/// Runs [`run_batch_consumer`] on a supervised thread named `thread`: the way every daemon
+/// consumes.
+pub fn spawn_consumer(
+    supervisor: &mut Supervisor,
+    thread: &str,
+    settings: ConsumerSettings,
+    mut handler: impl BatchHandler + Send + 'static,
+    connected: Arc<AtomicBool>,
+) -> Result<(), SpawnError> {
+    supervisor.spawn(thread, move |shutdown| {
+        run_batch_consumer(&settings, &mut handler, &shutdown, &connected)
+    })
 }
 
 /// Consumes until shutdown, reconnecting whenever the broker or the handler fails.

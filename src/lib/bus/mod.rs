@@ -9,7 +9,9 @@ pub mod topic;
 pub mod topology;
 
 pub use connection::{connect, stay_connected};
-pub use consumer::{run_batch_consumer, BatchContext, BatchHandler, ConsumerSettings};
+pub use consumer::{
+    run_batch_consumer, spawn_consumer, BatchContext, BatchHandler, ConsumerSettings,
+};
 pub use publisher::{broker_user, ConfirmedPublisher, OutgoingMessage};
 pub use rpc::{RpcClient, RpcError};
 pub use topic::topic_matches;

@@ -25,7 +25,7 @@ pub mod users;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::bus::{run_batch_consumer, ConsumerSettings};
+use crate::bus::{spawn_consumer, ConsumerSettings};
 use crate::health::{HealthServer, ReadinessCheck};
 use crate::keeper::KeeperLauncher;
 use crate::lifecycle::{ShutdownSignal, Supervisor};
@@ -131,7 +131,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             max_batch: 20,
             who: "host-commands",
         };
-        let mut handler = CommandHandler {
+        let handler = CommandHandler {
             server_id,
             manager: manager.clone(),
             data_dir: config.data_dir.clone(),
@@ -140,10 +140,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             out: out.clone(),
             accepted,
         };
-        let flag = connected.clone();
-        supervisor.spawn("commands", move |s| {
-            run_batch_consumer(&settings, &mut handler, &s, &flag)
-        })?;
+        spawn_consumer(supervisor, "commands", settings, handler, connected.clone())?;
     }
     {
         let every = config.reconcile_every;

@@ -27,7 +27,7 @@ pub use ring::{PushOutcome, ReadResult, SessionLog, StoredLine, DEFAULT_MAX_BYTE
 pub use stream::LogStreamService;
 
 use crate::auth::{Authenticator, TokenBackend};
-use crate::bus::{run_batch_consumer, ConsumerSettings};
+use crate::bus::{spawn_consumer, ConsumerSettings};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
 use crate::grpc::{Endpoint, ServerTls};
@@ -302,15 +302,18 @@ pub fn start(
             max_batch: 128,
             who: "log-ingest",
         };
-        let flag = ingest_connected.clone();
-        supervisor.spawn("log-ingest", move |s| {
-            run_batch_consumer(&settings, &mut handler, &s, &flag)
-        })?;
+        spawn_consumer(
+            supervisor,
+            "log-ingest",
+            settings,
+            handler,
+            ingest_connected.clone(),
+        )?;
     }
 
     let consumer_connected = Arc::new(AtomicBool::new(false));
     {
-        let mut handler = events::SessionEventsHandler {
+        let handler = events::SessionEventsHandler {
             registry: registry.clone(),
             queue: format!("log-processor-{}-events", config.instance),
             external_exchange: config.external_exchange.clone(),
@@ -322,10 +325,13 @@ pub fn start(
             max_batch: 100,
             who: "log-events",
         };
-        let flag = consumer_connected.clone();
-        supervisor.spawn("log-events", move |s| {
-            run_batch_consumer(&settings, &mut handler, &s, &flag)
-        })?;
+        spawn_consumer(
+            supervisor,
+            "log-events",
+            settings,
+            handler,
+            consumer_connected.clone(),
+        )?;
     }
 
     {

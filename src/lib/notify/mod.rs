@@ -12,7 +12,7 @@ use amiquip::{Channel, Delivery, FieldTable};
 use serde_json::{json, Value};
 
 use crate::bus::{
-    run_batch_consumer, topic_matches, topology, BatchContext, BatchHandler, BusError,
+    spawn_consumer, topic_matches, topology, BatchContext, BatchHandler, BusError,
     ConsumerSettings, OutgoingMessage,
 };
 use crate::config::{self, ConfigError, Env};
@@ -316,15 +316,18 @@ pub fn start(config: NotifyConfig, supervisor: &mut Supervisor) -> Result<Runnin
     let agent = ureq::AgentBuilder::new()
         .timeout(config.webhook_timeout)
         .build();
-    let mut notifier = Notifier {
+    let notifier = Notifier {
         config,
         agent,
         metrics: metrics.clone(),
     };
-    let flag = connected.clone();
-    supervisor.spawn("consumer", move |s| {
-        run_batch_consumer(&settings, &mut notifier, &s, &flag)
-    })?;
+    spawn_consumer(
+        supervisor,
+        "consumer",
+        settings,
+        notifier,
+        connected.clone(),
+    )?;
     Ok(RunningNotifier {
         metrics,
         connected,

@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::{run_batch_consumer, ConsumerSettings};
+use crate::bus::{spawn_consumer, ConsumerSettings};
 use crate::config::{self, ConfigError, Env};
 use crate::db::{self, PoolSettings};
 use crate::health::{HealthServer, ReadinessCheck};
@@ -126,7 +126,7 @@ pub fn start(
         max_batch: config.max_batch.max(1),
         who: "processor-consumer",
     };
-    let mut pipeline = pipeline::EventPipeline::new(
+    let pipeline = pipeline::EventPipeline::new(
         pool.clone(),
         metrics.clone(),
         wake_tx.clone(),
@@ -134,10 +134,13 @@ pub fn start(
             require_host_users: config.require_host_users,
         },
     );
-    let consumer_connected = connected.clone();
-    supervisor.spawn("consumer", move |s| {
-        run_batch_consumer(&settings, &mut pipeline, &s, &consumer_connected)
-    })?;
+    spawn_consumer(
+        supervisor,
+        "consumer",
+        settings,
+        pipeline,
+        connected.clone(),
+    )?;
 
     let relay = relay::OutboxRelay {
         rabbitmq_url: config.rabbitmq_url.clone(),
