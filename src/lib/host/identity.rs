@@ -14,6 +14,45 @@ pub fn enrollment_secret(env: &Env) -> Result<Option<String>, ConfigError> {
     secret::from_env(env, "HOST_ENROLLMENT_SECRET", "HOST_ENROLLMENT_SECRET_FILE")
 }
 
+/// Why the agent has no identity to work under.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    SecretFile(#[from] secret::SecretFileError),
+    #[error(
+        "this agent has no host credential ({} is missing) and no enrollment secret: an admin \
+         runs `manman host add {name}` and gives the agent HOST_ENROLLMENT_SECRET or \
+         HOST_ENROLLMENT_SECRET_FILE",
+        file.display()
+    )]
+    NoCredential { file: PathBuf, name: String },
+    /// The API's word on the enrollment secret (used, wrong, expired).
+    #[error("enrollment refused: {0}")]
+    EnrollmentRefused(String),
+    #[error("the API refused this agent's credential ({}): {message}", file.display())]
+    CredentialRefused { file: PathBuf, message: String },
+    #[error("the API registered this host without saying its id")]
+    NoServerId,
+    #[error(
+        "the API did not say which broker user sends commands (its RABBITMQ_URL names no \
+         user): this agent acts only on signed commands"
+    )]
+    NoCommandSender,
+    #[error("the API did not answer ({what}); giving up")]
+    NoAnswer {
+        what: &'static str,
+        #[source]
+        last: grpcio::Error,
+    },
+}
+
+/// At the edge (the agent's start) the error is read as one line.
+impl From<IdentityError> for String {
+    fn from(e: IdentityError) -> String {
+        crate::errors::chain(&e)
+    }
+}
+
 pub fn credential_file(data_dir: &Path) -> PathBuf {
     data_dir.join("credential")
 }
@@ -26,18 +65,16 @@ pub fn credential(
     name: &str,
     data_dir: &Path,
     enrollment: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, IdentityError> {
     let file = credential_file(data_dir);
     if file.exists() {
         return Ok(secret::read_file(&file)?);
     }
     let Some(enrollment) = enrollment else {
-        return Err(format!(
-            "this agent has no host credential ({} is missing) and no enrollment secret: an \
-             admin runs `manman host add {name}` and gives the agent HOST_ENROLLMENT_SECRET or \
-             HOST_ENROLLMENT_SECRET_FILE",
-            file.display()
-        ));
+        return Err(IdentityError::NoCredential {
+            file,
+            name: name.to_string(),
+        });
     };
     let request = pb::EnrollHostRequest {
         name: name.into(),
@@ -59,7 +96,7 @@ pub fn credential(
             log::info!(name = name; "enrolled: host credential stored in {}", file.display());
             Ok(reply.credential)
         }
-        Err(s) => Err(format!("enrollment refused: {}", s.message())),
+        Err(s) => Err(IdentityError::EnrollmentRefused(s.message().to_string())),
     }
 }
 
@@ -77,7 +114,7 @@ pub fn register(
     name: &str,
     credential: &str,
     data_dir: &Path,
-) -> Result<Registered, String> {
+) -> Result<Registered, IdentityError> {
     let request = pb::RegisterServerRequest { name: name.into() };
     let refused = |s: &grpcio::RpcStatus| {
         matches!(
@@ -91,23 +128,18 @@ pub fn register(
     })? {
         Ok(reply) => reply,
         Err(s) => {
-            return Err(format!(
-                "the API refused this agent's credential ({}): {}",
-                credential_file(data_dir).display(),
-                s.message()
-            ))
+            return Err(IdentityError::CredentialRefused {
+                file: credential_file(data_dir),
+                message: s.message().to_string(),
+            })
         }
     };
     let server_id = reply
         .server
         .map(|s| s.server_id)
-        .ok_or("the API registered this host without saying its id")?;
+        .ok_or(IdentityError::NoServerId)?;
     if reply.command_sender.is_empty() {
-        return Err(
-            "the API did not say which broker user sends commands (its RABBITMQ_URL \
-                    names no user): this agent acts only on signed commands"
-                .into(),
-        );
+        return Err(IdentityError::NoCommandSender);
     }
     Ok(Registered {
         server_id,
@@ -119,20 +151,25 @@ pub fn register(
 /// a reply, `Ok(Err)` a status `final_answer` accepts as the API's word, `Err` when it never
 /// answered. Other failures (unreachable, not ready) are logged and retried.
 fn retrying<T>(
-    what: &str,
+    what: &'static str,
     final_answer: impl Fn(&grpcio::RpcStatus) -> bool,
     mut call: impl FnMut() -> grpcio::Result<T>,
-) -> Result<Result<T, grpcio::RpcStatus>, String> {
+) -> Result<Result<T, grpcio::RpcStatus>, IdentityError> {
+    const ATTEMPTS: u32 = 30;
     let backoff = crate::retry::Backoff::reconnect();
-    for attempt in 0..30 {
+    let mut attempt = 0;
+    loop {
         match call() {
             Ok(reply) => return Ok(Ok(reply)),
             Err(grpcio::Error::RpcFailure(s)) if final_answer(&s) => return Ok(Err(s)),
+            Err(last) if attempt + 1 >= ATTEMPTS => {
+                return Err(IdentityError::NoAnswer { what, last })
+            }
             Err(e) => {
                 log::warn!("cannot {what} with the API: {e}");
                 std::thread::sleep(backoff.delay(attempt));
+                attempt += 1;
             }
         }
     }
-    Err(format!("the API did not answer ({what}); giving up"))
 }
