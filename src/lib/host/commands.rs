@@ -35,26 +35,41 @@ pub struct CommandHandler {
     pub accepted: Accepted,
 }
 
+/// Why a command was not carried out; its text is the reply's `error`, which the API passes
+/// on to the operator.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("unknown command {0}")]
+    Unknown(String),
+    #[error("malformed command: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("command expired {0} ms ago; not acted on (the sender gave up)")]
+    Expired(i64),
+    #[error("session {0} is already running here")]
+    AlreadyRunning(i64),
+    #[error("session {0} is not running here")]
+    NotRunning(i64),
+    #[error(transparent)]
+    Process(#[from] ProcError),
+}
+
 impl CommandHandler {
-    fn execute(&mut self, kind: CommandKind, body: &[u8]) -> Result<(), String> {
-        let bad = |e: serde_json::Error| format!("malformed command: {e}");
-        let deadline: Deadline = serde_json::from_slice(body).map_err(bad)?;
+    fn execute(&mut self, kind: CommandKind, body: &[u8]) -> Result<(), CommandError> {
+        let deadline: Deadline = serde_json::from_slice(body)?;
         if let Some(late) = deadline.expired_for(chrono::Utc::now().timestamp_millis()) {
-            return Err(format!(
-                "command expired {late} ms ago; not acted on (the sender gave up)"
-            ));
+            return Err(CommandError::Expired(late));
         }
         match kind {
-            CommandKind::Start => self.start(serde_json::from_slice(body).map_err(bad)?),
+            CommandKind::Start => self.start(serde_json::from_slice(body)?),
             CommandKind::Stop | CommandKind::Kill => {
-                let r: SessionRef = serde_json::from_slice(body).map_err(bad)?;
+                let r: SessionRef = serde_json::from_slice(body)?;
                 self.stop(r.session_id, kind == CommandKind::Kill)
             }
             CommandKind::SendInput => {
-                let r: SendInput = serde_json::from_slice(body).map_err(bad)?;
-                self.manager
-                    .send_input(&process_name(r.session_id), r.input.as_bytes())
-                    .map_err(|e| e.to_string())
+                let r: SendInput = serde_json::from_slice(body)?;
+                Ok(self
+                    .manager
+                    .send_input(&process_name(r.session_id), r.input.as_bytes())?)
             }
         }
     }
@@ -89,18 +104,18 @@ impl CommandHandler {
     /// host cannot use, an unusable working directory) it is reported `crashed` with the
     /// reason; a program that cannot be executed is reported the same way by the process
     /// manager's history.
-    fn start(&mut self, cmd: StartSession) -> Result<(), String> {
+    fn start(&mut self, cmd: StartSession) -> Result<(), CommandError> {
         let name = process_name(cmd.session_id);
         if self.manager.status(&name).is_ok_and(|s| s.state.is_live()) {
-            return Err(format!(
-                "session {} is already running here",
-                cmd.session_id
-            ));
+            return Err(CommandError::AlreadyRunning(cmd.session_id));
         }
         self.report(cmd.session_id, SessionStatus::Starting, Report::default());
         crate::sync::lock(&self.accepted).insert(cmd.session_id, Instant::now());
-        let started = spec_for(&cmd, &self.data_dir, &self.users)
-            .and_then(|spec| self.manager.start(spec).map_err(|e| e.to_string()));
+        let started = spec_for(&cmd, &self.data_dir, &self.users).and_then(|spec| {
+            self.manager
+                .start(spec)
+                .map_err(|e| crate::errors::chain(&e))
+        });
         if let Err(reason) = started {
             log::warn!(session_id = cmd.session_id; "session cannot start: {reason}");
             self.report(
@@ -117,17 +132,17 @@ impl CommandHandler {
 
     /// Starts the process manager's stop plan (console command, signal, SIGKILL at the stop
     /// timeout) or a kill, and returns at once; `stopping` is reported before anything is sent.
-    fn stop(&mut self, session_id: i64, kill: bool) -> Result<(), String> {
+    fn stop(&mut self, session_id: i64, kill: bool) -> Result<(), CommandError> {
         let name = process_name(session_id);
-        let status = self.manager.status(&name).map_err(|e| e.to_string())?;
+        let status = self.manager.status(&name)?;
         if !status.state.is_live() {
-            return Err(format!("session {session_id} is not running here"));
+            return Err(CommandError::NotRunning(session_id));
         }
         self.report(session_id, SessionStatus::Stopping, Report::default());
         match self.manager.request_stop(&name, kill) {
             // It ended in between: its end is reported by the history.
             Ok(()) | Err(ProcError::NotRunning(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -159,8 +174,9 @@ impl BatchHandler for CommandHandler {
             }
             let result = match CommandKind::from_routing_key(&d.routing_key) {
                 Some(kind) => self.execute(kind, &d.body),
-                None => Err(format!("unknown command {}", d.routing_key)),
+                None => Err(CommandError::Unknown(d.routing_key.clone())),
             };
+            let result = result.map_err(|e| crate::errors::chain(&e));
             if let Err(e) = &result {
                 log::warn!(command = d.routing_key.as_str(); "command refused: {e}");
             }
