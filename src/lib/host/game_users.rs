@@ -47,6 +47,39 @@ impl GameUserPolicy {
 
 /// The uids given to deployments, persisted so a deployment keeps its uid (and its files)
 /// across agent restarts.
+/// Why a game user or its directory cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum GameUserError {
+    #[error("{} is unreadable", .0.display())]
+    Corrupt(PathBuf, #[source] serde_json::Error),
+    #[error("cannot read {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("no free uid left in HOST_GAME_UID_RANGE {low}-{high}")]
+    RangeFull { low: u32, high: u32 },
+    #[error("cannot keep the uid map")]
+    Keep(#[from] crate::secret::SecretFileError),
+    #[error("cannot inspect {}", .0.display())]
+    Inspect(PathBuf, #[source] std::io::Error),
+    #[error("{} is not a directory (a symbolic link is refused)", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("cannot restrict {}", .0.display())]
+    Restrict(PathBuf, #[source] std::io::Error),
+    #[error("cannot give {} to uid {uid} (the agent needs CAP_CHOWN)", dir.display())]
+    Give {
+        dir: PathBuf,
+        uid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// At the edge (the agent's start, a session's crash reason) the error is read as one line.
+impl From<GameUserError> for String {
+    fn from(e: GameUserError) -> String {
+        crate::errors::chain(&e)
+    }
+}
+
 pub struct GameUsers {
     policy: GameUserPolicy,
     file: PathBuf,
@@ -54,13 +87,14 @@ pub struct GameUsers {
 }
 
 impl GameUsers {
-    pub fn open(policy: GameUserPolicy, data_dir: &Path) -> Result<GameUsers, String> {
+    pub fn open(policy: GameUserPolicy, data_dir: &Path) -> Result<GameUsers, GameUserError> {
         let file = data_dir.join("game-uids.json");
         let assigned = match std::fs::read(&file) {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map_err(|e| format!("{} is unreadable: {e}", file.display()))?,
+            Ok(raw) => {
+                serde_json::from_slice(&raw).map_err(|e| GameUserError::Corrupt(file.clone(), e))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+            Err(e) => return Err(GameUserError::Read(file, e)),
         };
         Ok(GameUsers {
             policy,
@@ -76,7 +110,7 @@ impl GameUsers {
     /// The uid (and gid, the same number) of deployment `sgc_id`'s games: the one it had, or
     /// the lowest free one in the range that no user or group of this host already has.
     /// `None` when games run as the agent.
-    pub fn for_deployment(&self, sgc_id: i64) -> Result<Option<RunAs>, String> {
+    pub fn for_deployment(&self, sgc_id: i64) -> Result<Option<RunAs>, GameUserError> {
         let GameUserPolicy::Dynamic { low, high } = self.policy else {
             return Ok(None);
         };
@@ -90,7 +124,7 @@ impl GameUsers {
         let taken: std::collections::HashSet<u32> = assigned.values().copied().collect();
         let uid = (low..=high)
             .find(|uid| !taken.contains(uid) && !id_is_known(*uid))
-            .ok_or_else(|| format!("no free uid left in HOST_GAME_UID_RANGE {low}-{high}"))?;
+            .ok_or(GameUserError::RangeFull { low, high })?;
         assigned.insert(sgc_id, uid);
         let json = serde_json::to_string(&*assigned).expect("a map of numbers serialises");
         crate::auth::secret::write_file(&self.file, &json)?;
@@ -108,23 +142,23 @@ fn id_is_known(id: u32) -> bool {
 /// Gives `dir` (and, when it was someone else's, everything under it) to `who`, mode 0700 on
 /// `dir`, never following a symbolic link: a game could have replaced any path inside its own
 /// directory with a link to a file of the host's.
-pub fn give_directory(dir: &Path, who: RunAs) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+pub fn give_directory(dir: &Path, who: RunAs) -> Result<(), GameUserError> {
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| GameUserError::Inspect(dir.to_path_buf(), e))?;
     if meta.file_type().is_symlink() || !meta.is_dir() {
-        return Err(format!(
-            "{} is not a directory (a symbolic link is refused)",
-            dir.display()
-        ));
+        return Err(GameUserError::NotADirectory(dir.to_path_buf()));
     }
     // chmod first: once the directory is the game's, changing its mode needs CAP_FOWNER.
     if meta.mode() & 0o777 != 0o700 && meta.uid() != who.uid {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
+            .map_err(|e| GameUserError::Restrict(dir.to_path_buf(), e))?;
     }
     if meta.uid() != who.uid || meta.gid() != who.gid {
-        chown_tree(dir, who)
-            .map_err(|e| format!("cannot give {} to uid {}: {e}", dir.display(), who.uid))?;
+        chown_tree(dir, who).map_err(|source| GameUserError::Give {
+            dir: dir.to_path_buf(),
+            uid: who.uid,
+            source,
+        })?;
     }
     Ok(())
 }
@@ -186,10 +220,10 @@ mod tests {
         let users = GameUsers::open(policy, &dir).unwrap();
         assert_eq!(users.for_deployment(8).unwrap(), Some(b));
         users.for_deployment(9).unwrap();
-        assert!(users
-            .for_deployment(10)
-            .unwrap_err()
-            .contains("no free uid"));
+        assert!(matches!(
+            users.for_deployment(10),
+            Err(GameUserError::RangeFull { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -87,8 +87,7 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path, users: &GameUsers) -> Resul
             env.entry(key.into()).or_insert(value);
         }
         for d in [&deployment_dir, &dir] {
-            game_users::give_directory(d, user.id)
-                .map_err(|e| format!("{e} (the agent needs CAP_CHOWN)"))?;
+            game_users::give_directory(d, user.id)?;
         }
     }
     if let Some(port) = cmd.ports.first() {
