@@ -51,14 +51,36 @@ const ACCEPT_BACKLOG: libc::c_int = 4096;
 /// The largest request body any route accepts (the dashboard's forms; the others take none).
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 
+/// Why a listener could not be set up (the daemon stops at start, saying which address).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({step})")]
+pub struct ListenError {
+    pub addr: String,
+    /// What failed: binding, TCP_NODELAY, the accept queue, the server.
+    pub step: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// At the edge (a daemon's start) the error is read as one line.
+impl From<ListenError> for String {
+    fn from(e: ListenError) -> String {
+        crate::errors::chain(&e)
+    }
+}
+
 /// A tiny_http server on `addr`, bounded by [`limits`], whose connections send without Nagle's
 /// delay. tiny_http writes a response's head and body separately; with Nagle on, a body that
 /// follows a small head waits for the client's delayed ACK (40 ms on Linux) on every
 /// keep-alive request. Accepted sockets inherit TCP_NODELAY from the listening socket.
-pub fn server(addr: &str) -> Result<tiny_http::Server, String> {
+pub fn server(addr: &str) -> Result<tiny_http::Server, ListenError> {
     use std::os::fd::AsRawFd;
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let failed = |step, source: Box<dyn std::error::Error + Send + Sync>| ListenError {
+        addr: addr.to_string(),
+        step,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| failed("bind", e.into()))?;
     let on: libc::c_int = 1;
     // SAFETY: setsockopt on a socket we own, with a c_int option value of the right size.
     let rc = unsafe {
@@ -71,23 +93,19 @@ pub fn server(addr: &str) -> Result<tiny_http::Server, String> {
         )
     };
     if rc != 0 {
-        return Err(format!(
-            "cannot set TCP_NODELAY on {addr}: {}",
-            std::io::Error::last_os_error()
-        ));
+        let e = std::io::Error::last_os_error();
+        return Err(failed("TCP_NODELAY", e.into()));
     }
     // A deeper accept queue than std's 128: in a burst of connections (a flood, or every
     // dashboard reconnecting at once) a full queue drops SYNs, and each dropped client waits a
     // whole second to retry. Calling listen again on a listening socket only resizes it.
     // SAFETY: listen on a socket we own.
     if unsafe { libc::listen(listener.as_raw_fd(), ACCEPT_BACKLOG) } != 0 {
-        return Err(format!(
-            "cannot size the accept queue of {addr}: {}",
-            std::io::Error::last_os_error()
-        ));
+        let e = std::io::Error::last_os_error();
+        return Err(failed("accept queue", e.into()));
     }
     tiny_http::Server::from_listener_with_limits(listener, None, limits())
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+        .map_err(|e| failed("server", e))
 }
 
 /// A request's body, at most [`MAX_BODY_BYTES`]: 413 beyond it, 411 without a Content-Length

@@ -30,13 +30,21 @@ pub struct StaleHostChecker {
     pub metrics: Arc<ProcessorMetrics>,
 }
 
+/// A pass that could not finish; the next interval tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("no database connection")]
+    Pool(#[from] r2d2::Error),
+    #[error("the stale host query failed")]
+    Db(#[from] postgres::Error),
+}
+
 impl StaleHostChecker {
     /// One pass; returns the hosts it marked offline.
-    pub fn check_once(&self) -> Result<Vec<servers::StaleHost>, String> {
-        let mut client = self.pool.get().map_err(|e| e.to_string())?;
+    pub fn check_once(&self) -> Result<Vec<servers::StaleHost>, CheckError> {
+        let mut client = self.pool.get()?;
         let stale = if self.started.elapsed() >= self.threshold {
-            servers::mark_stale_offline(&mut *client, self.threshold.as_secs_f64())
-                .map_err(|e| e.to_string())?
+            servers::mark_stale_offline(&mut *client, self.threshold.as_secs_f64())?
         } else {
             Vec::new()
         };
@@ -50,8 +58,7 @@ impl StaleHostChecker {
         }
         let grace = self.host_lost_after.as_secs_f64();
         let reason = format!("host offline for more than {grace} s");
-        let lost = sessions::end_sessions_of_lost_hosts(&mut *client, grace, &reason)
-            .map_err(|e| e.to_string())?;
+        let lost = sessions::end_sessions_of_lost_hosts(&mut *client, grace, &reason)?;
         if lost > 0 {
             log::warn!("{lost} session(s) ended lost: {reason}");
             let _ = self.relay_wakeup.try_send(());
@@ -72,7 +79,10 @@ impl StaleHostChecker {
                 self.interval.min(until_judging)
             };
             if let Err(e) = self.check_once() {
-                log::warn!("stale host check failed: {e}; will retry next interval");
+                log::warn!(
+                    "stale host check failed: {}; will retry next interval",
+                    crate::errors::chain(&e)
+                );
             }
             if shutdown.wait(wait) {
                 return Ok(());
