@@ -82,14 +82,16 @@ fn run(url: &str, calls: &Receiver<Call>) {
         match session(url, calls) {
             Ok(()) => return, // every client handle dropped
             Err(e) => {
-                log::warn!("rpc client lost the broker: {e}");
+                log::warn!("rpc client lost the broker: {}", crate::errors::chain(&e));
                 let until = Instant::now() + backoff.delay(failures);
                 failures += 1;
                 // While disconnected, fail calls at once rather than let them time out.
                 while let Some(left) = until.checked_duration_since(Instant::now()) {
                     match calls.recv_timeout(left) {
                         Ok(call) => {
-                            let _ = call.reply.send(Err(RpcError::Unavailable(e.to_string())));
+                            let _ = call
+                                .reply
+                                .send(Err(RpcError::Unavailable(crate::errors::chain(&e))));
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                         Err(_) => break,
@@ -130,7 +132,7 @@ fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
                 call.message.reply_to = Some(reply_to.clone());
                 let id = call.message.correlation_id.clone().unwrap_or_default();
                 if let Err(e) = publisher.publish_all(std::slice::from_ref(&call.message), Duration::from_secs(5)) {
-                    let _ = call.reply.send(Err(RpcError::Unavailable(e.to_string())));
+                    let _ = call.reply.send(Err(RpcError::Unavailable(crate::errors::chain(&e))));
                     return Err(e);
                 }
                 pending.insert(id, (call.reply, Instant::now()));

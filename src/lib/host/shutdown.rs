@@ -38,7 +38,10 @@ pub(super) fn run(
     if !stop_games && !machine_is_shutting_down() {
         log::info!("leaving the games to their keepers (HOST_STOP_SESSIONS_ON_SHUTDOWN=false); the next agent re-attaches");
         if let Err(e) = manager.leave_running() {
-            log::error!("could not let go of every game cleanly: {e}");
+            log::error!(
+                "could not let go of every game cleanly: {}",
+                crate::errors::chain(&e)
+            );
         }
         out.send(host_message(server_id, HostStatus::Offline));
         return Ok(());
@@ -55,7 +58,10 @@ pub(super) fn run(
         }
     }
     if let Err(e) = manager.shutdown() {
-        log::error!("sessions did not all stop cleanly: {e}");
+        log::error!(
+            "sessions did not all stop cleanly: {}",
+            crate::errors::chain(&e)
+        );
     }
     out.send(host_message(server_id, HostStatus::Offline));
     Ok(())

@@ -131,7 +131,7 @@ impl Archiver {
         shutdown: ShutdownSignal,
     ) -> Result<(), String> {
         if let Err(e) = self.store.ensure_bucket() {
-            log::warn!(bucket = self.store.bucket_name(); "cannot check or create the archive bucket yet: {e}");
+            log::warn!(bucket = self.store.bucket_name(); "cannot check or create the archive bucket yet: {}", crate::errors::chain(&e));
         }
         loop {
             if self.pending_lines < self.settings.max_pending_lines {
