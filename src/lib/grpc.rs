@@ -53,6 +53,24 @@ impl ServerTls {
     }
 }
 
+/// Why the gRPC server could not start (the daemon stops at start, saying so).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot build the gRPC server")]
+    Build(#[source] grpcio::Error),
+    #[error("cannot listen on {0}")]
+    Listen(String, #[source] grpcio::Error),
+    #[error(transparent)]
+    Thread(#[from] crate::lifecycle::SpawnError),
+}
+
+/// At the edge (a daemon's start) the error is read as one line.
+impl From<ServeError> for String {
+    fn from(e: ServeError) -> String {
+        crate::errors::chain(&e)
+    }
+}
+
 /// Serves `service` on `listen` with `threads` completion queues until shutdown; returns the
 /// bound port (so `:0` works in tests).
 pub fn serve(
@@ -61,12 +79,12 @@ pub fn serve(
     tls: Option<&ServerTls>,
     threads: usize,
     supervisor: &mut Supervisor,
-) -> Result<u16, String> {
+) -> Result<u16, ServeError> {
     let env = Arc::new(grpcio::Environment::new(threads.max(1)));
     let mut server = grpcio::ServerBuilder::new(env)
         .register_service(service)
         .build()
-        .map_err(|e| format!("cannot build gRPC server: {e}"))?;
+        .map_err(ServeError::Build)?;
     let credentials = match tls {
         Some(tls) => grpcio::ServerCredentialsBuilder::new()
             .add_cert(tls.cert_pem.clone(), tls.key_pem.clone())
@@ -75,7 +93,7 @@ pub fn serve(
     };
     let port = server
         .add_listening_port(listen, credentials)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| ServeError::Listen(listen.to_string(), e))?;
     server.start();
     supervisor.spawn("grpc", move |shutdown| {
         while !shutdown.wait(Duration::from_secs(3600)) {}

@@ -74,7 +74,10 @@ pub fn render_state_gauges(pool: &DbPool) -> String {
     let counts = match state_counts(pool) {
         Ok(c) => c,
         Err(e) => {
-            log::debug!("cannot count hosts and sessions for /metrics: {e}");
+            log::debug!(
+                "cannot count hosts and sessions for /metrics: {}",
+                crate::errors::chain(&e)
+            );
             return String::new();
         }
     };
@@ -112,8 +115,8 @@ pub fn render_state_gauges(pool: &DbPool) -> String {
     out
 }
 
-fn state_counts(pool: &DbPool) -> Result<Vec<(String, String, u64)>, String> {
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
+fn state_counts(pool: &DbPool) -> Result<Vec<(String, String, u64)>, crate::db::DbError> {
+    let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
     let rows = conn
         .query(
             "SELECT 'host', status, count(*) FROM servers GROUP BY status
@@ -121,7 +124,7 @@ fn state_counts(pool: &DbPool) -> Result<Vec<(String, String, u64)>, String> {
              SELECT 'session', status, count(*) FROM sessions GROUP BY status",
             &[],
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::db::DbError::Query)?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2).max(0) as u64))
