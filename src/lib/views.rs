@@ -15,6 +15,11 @@ pub fn json_time(ms: i64) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A game.
+pub fn game_json(g: &pb::Game) -> Value {
+    json!({"game_id": g.game_id, "name": g.name})
+}
+
 /// A host.
 pub fn host_json(s: &pb::Server) -> Value {
     let memory = (s.memory_total_bytes > 0).then(|| {

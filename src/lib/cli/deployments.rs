@@ -14,7 +14,6 @@ pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome 
     for p in ports {
         match parse_binding(p).map_err(Failure::invalid)? {
             PortRequest::EveryPort => {
-                // Every port the config defines, each on a free host port (0 = the API picks).
                 let c = ctx
                     .client
                     .get_game_config_opt(
@@ -23,11 +22,7 @@ pub fn deploy(ctx: &Ctx, server: i64, config: i64, ports: &[String]) -> Outcome 
                     )?
                     .config
                     .unwrap_or_default();
-                bindings.extend(c.ports.iter().map(|d| pb::PortBinding {
-                    host_port: 0,
-                    container_port: d.port,
-                    protocol: d.protocol.clone(),
-                }));
+                bindings.extend(c.bindings_on_free_ports());
             }
             PortRequest::One {
                 host_port,

@@ -1,10 +1,9 @@
 //! `manman game create|list|rename`.
 
-use serde_json::json;
-
 use super::context::{all_pages, Ctx, Outcome};
 use super::output::print;
 use crate::proto::v1 as pb;
+use crate::views::game_json;
 
 pub fn game_create(ctx: &Ctx, name: &str) -> Outcome {
     let r = ctx
@@ -28,7 +27,7 @@ pub fn game_rename(ctx: &Ctx, id: i64, name: &str) -> Outcome {
 
 fn show_game(ctx: &Ctx, g: pb::Game, done: &str) {
     if ctx.json {
-        println!("{}", json!({"game_id": g.game_id, "name": g.name}));
+        println!("{}", game_json(&g));
     } else {
         println!("{done} game {} ({})", g.game_id, g.name);
     }
@@ -51,10 +50,7 @@ pub fn game_list(ctx: &Ctx) -> Outcome {
         .collect();
     print(
         ctx,
-        games
-            .iter()
-            .map(|g| json!({"game_id": g.game_id, "name": g.name}))
-            .collect(),
+        games.iter().map(game_json).collect(),
         &["ID", "NAME"],
         rows,
     );

@@ -6,13 +6,9 @@ use serde_json::{json, Value};
 use super::forms::config_from_form;
 use super::transport::{Answer, Call};
 use crate::proto::v1 as pb;
-use crate::views::{config_json, deployment_json};
+use crate::views::{config_json, deployment_json, game_json};
 
 type Api = pb::ManManApiClient;
-
-fn game_json(g: &pb::Game) -> Value {
-    json!({"game_id": g.game_id, "name": g.name})
-}
 
 /// `GET /api/games`.
 pub(super) fn games(api: &Api, _: &Call<'_>, opt: &dyn Fn() -> CallOption) -> Answer {
@@ -66,15 +62,7 @@ pub(super) fn deploy(api: &Api, call: &Call<'_>, opt: &dyn Fn() -> CallOption) -
         .get_game_config_opt(&pb::GetGameConfigRequest { config_id }, opt())?
         .config
         .unwrap_or_default();
-    let ports = config
-        .ports
-        .iter()
-        .map(|p| pb::PortBinding {
-            host_port: 0,
-            container_port: p.port,
-            protocol: p.protocol.clone(),
-        })
-        .collect();
+    let ports = config.bindings_on_free_ports();
     let r = api.deploy_game_config_opt(
         &pb::DeployGameConfigRequest {
             server_id: call.number("server_id")?,
