@@ -20,6 +20,20 @@ pub fn chain(error: &dyn Error) -> String {
     text
 }
 
+/// Lets `?` turn each of these typed errors into the one line a `String` edge wants (a
+/// daemon's start, a supervised thread's result, a readiness answer): the error and its
+/// sources, by [`chain`]. One implementation for every error read there.
+macro_rules! read_as_one_line {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$error> for String {
+            fn from(e: $error) -> String {
+                $crate::errors::chain(&e)
+            }
+        }
+    )+};
+}
+pub(crate) use read_as_one_line;
+
 #[cfg(test)]
 mod tests {
     use super::*;

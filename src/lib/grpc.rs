@@ -64,12 +64,7 @@ pub enum ServeError {
     Thread(#[from] crate::lifecycle::SpawnError),
 }
 
-/// At the edge (a daemon's start) the error is read as one line.
-impl From<ServeError> for String {
-    fn from(e: ServeError) -> String {
-        crate::errors::chain(&e)
-    }
-}
+crate::errors::read_as_one_line!(ServeError);
 
 /// Serves `service` on `listen` with `threads` completion queues until shutdown; returns the
 /// bound port (so `:0` works in tests).

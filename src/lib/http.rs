@@ -62,12 +62,7 @@ pub struct ListenError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// At the edge (a daemon's start) the error is read as one line.
-impl From<ListenError> for String {
-    fn from(e: ListenError) -> String {
-        crate::errors::chain(&e)
-    }
-}
+crate::errors::read_as_one_line!(ListenError);
 
 /// A tiny_http server on `addr`, bounded by [`limits`], whose connections send without Nagle's
 /// delay. tiny_http writes a response's head and body separately; with Nagle on, a body that

@@ -226,12 +226,7 @@ pub struct SpawnError {
     pub source: std::io::Error,
 }
 
-/// Start-up functions report failures as one line for the operator.
-impl From<SpawnError> for String {
-    fn from(e: SpawnError) -> String {
-        e.to_string()
-    }
-}
+crate::errors::read_as_one_line!(SpawnError);
 
 /// Marks this process non-dumpable (see `manman_child::sys::forbid_inspection`).
 pub use manman_child::sys::forbid_inspection;

@@ -41,12 +41,7 @@ pub enum SecretFileError {
     Write(std::path::PathBuf, #[source] std::io::Error),
 }
 
-/// At the edge (a daemon's start, the CLI) the error is read as one line.
-impl From<SecretFileError> for String {
-    fn from(e: SecretFileError) -> String {
-        crate::errors::chain(&e)
-    }
-}
+crate::errors::read_as_one_line!(SecretFileError);
 
 /// Reads a secret from a file that only its owner may read (mode 0600 or 0400); a file that
 /// others can read is refused with a message saying how to fix it.

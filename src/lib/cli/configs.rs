@@ -15,7 +15,12 @@ pub fn config_create(ctx: &Ctx, config: pb::GameConfig) -> Outcome {
         .client
         .create_game_config_opt(&request, ctx.opt())?
         .config;
-    show_saved(ctx, saved, "created config {id} ({name}) for game {game}");
+    show_saved(ctx, saved, |c| {
+        format!(
+            "created config {} ({}) for game {}",
+            c.config_id, c.name, c.game_id
+        )
+    });
     Ok(())
 }
 
@@ -28,28 +33,27 @@ pub fn config_update(ctx: &Ctx, id: i64, config: pb::GameConfig) -> Outcome {
         .client
         .update_game_config_opt(&request, ctx.opt())?
         .config;
-    show_saved(
-        ctx,
-        saved,
-        "updated config {id} ({name}) of game {game}: the next session of each deployment runs \
-         it (`manman session restart` for one now)",
-    );
+    show_saved(ctx, saved, |c| {
+        format!(
+            "updated config {} ({}) of game {}: the next session of each deployment runs it \
+             (`manman session restart` for one now)",
+            c.config_id, c.name, c.game_id
+        )
+    });
     Ok(())
 }
 
-/// The config as the API saved it: JSON, or `line` with its `{id}`, `{name}` and `{game}`.
-fn show_saved(ctx: &Ctx, saved: Option<pb::GameConfig>, line: &str) {
+/// The config as the API saved it: JSON, or the `line` it makes for people.
+fn show_saved(
+    ctx: &Ctx,
+    saved: Option<pb::GameConfig>,
+    line: impl FnOnce(&pb::GameConfig) -> String,
+) {
     let c = saved.unwrap_or_default();
     if ctx.json {
         println!("{}", config_json(&c));
     } else {
-        println!(
-            "{}",
-            // The name last: a name holding `{game}` stays as written.
-            line.replace("{id}", &c.config_id.to_string())
-                .replace("{game}", &c.game_id.to_string())
-                .replace("{name}", &c.name)
-        );
+        println!("{}", line(&c));
     }
 }
 

@@ -102,12 +102,7 @@ pub enum DbError {
     Query(#[source] postgres::Error),
 }
 
-/// At the edge (a daemon's start, a readiness answer) the error is read as one line.
-impl From<DbError> for String {
-    fn from(e: DbError) -> String {
-        crate::errors::chain(&e)
-    }
-}
+crate::errors::read_as_one_line!(DbError);
 
 /// How a database failure should be treated by whoever retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

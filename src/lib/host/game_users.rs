@@ -73,12 +73,7 @@ pub enum GameUserError {
     },
 }
 
-/// At the edge (the agent's start, a session's crash reason) the error is read as one line.
-impl From<GameUserError> for String {
-    fn from(e: GameUserError) -> String {
-        crate::errors::chain(&e)
-    }
-}
+crate::errors::read_as_one_line!(GameUserError);
 
 pub struct GameUsers {
     policy: GameUserPolicy,

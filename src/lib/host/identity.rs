@@ -46,12 +46,7 @@ pub enum IdentityError {
     },
 }
 
-/// At the edge (the agent's start) the error is read as one line.
-impl From<IdentityError> for String {
-    fn from(e: IdentityError) -> String {
-        crate::errors::chain(&e)
-    }
-}
+crate::errors::read_as_one_line!(IdentityError);
 
 pub fn credential_file(data_dir: &Path) -> PathBuf {
     data_dir.join("credential")
