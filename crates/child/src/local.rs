@@ -1,7 +1,7 @@
 //! [`LocalChild`]: a process that is our own child (pidfd, pipes): the one place that knows
 //! how to start a process and confine it.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
@@ -177,19 +177,10 @@ impl LocalChild {
             self.pending_input.clear();
             return;
         };
-        while !self.pending_input.is_empty() {
-            match stdin.write(&self.pending_input) {
-                Ok(n) => {
-                    self.pending_input.drain(..n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!(pid = self.child.id(); "stdin closed: {e}");
-                    self.stdin = None;
-                    self.pending_input.clear();
-                    return;
-                }
-            }
+        if let Err(e) = sys::write_pending(stdin, &mut self.pending_input) {
+            log::warn!(pid = self.child.id(); "stdin closed: {e}");
+            self.stdin = None;
+            self.pending_input.clear();
         }
     }
 }

@@ -97,6 +97,24 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes as much of `pending` as `out` (non-blocking) takes now, removing what was written:
+/// `Ok` once it is empty or `out` would block, `Err` when `out` has failed (it is gone). One
+/// loop for a child's stdin and for both ends of the keeper's socket.
+pub fn write_pending(out: &mut impl std::io::Write, pending: &mut Vec<u8>) -> io::Result<()> {
+    while !pending.is_empty() {
+        match out.write(pending) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The start time of `pid` in clock ticks since boot (`/proc/{pid}/stat` field 22).
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -345,18 +345,8 @@ impl Keeper {
         let Some(c) = self.client.as_mut() else {
             return;
         };
-        while !c.outbuf.is_empty() {
-            match c.stream.write(&c.outbuf) {
-                Ok(n) => {
-                    c.outbuf.drain(..n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.client = None;
-                    return;
-                }
-            }
+        if sys::write_pending(&mut c.stream, &mut c.outbuf).is_err() {
+            self.client = None;
         }
     }
 }

@@ -171,18 +171,9 @@ impl KeeperChild {
     }
 
     fn flush(&mut self) {
-        while !self.outbuf.is_empty() && !self.lost {
-            match self.stream.write(&self.outbuf) {
-                Ok(n) => {
-                    self.outbuf.drain(..n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.lost = true;
-                    self.outbuf.clear();
-                }
-            }
+        if !self.lost && sys::write_pending(&mut self.stream, &mut self.outbuf).is_err() {
+            self.lost = true;
+            self.outbuf.clear();
         }
         if self.outbuf.is_empty() {
             self.input_pending = 0;
