@@ -31,6 +31,27 @@ impl Backoff {
         let capped = millis.min(self.max.as_secs_f64() * 1000.0);
         Duration::from_micros((capped * 1000.0) as u64)
     }
+
+    /// Calls `attempt` (with its 0-based number) until it succeeds or has failed `tries`
+    /// times, sleeping the backoff in between; the last error otherwise. For a request worth
+    /// repeating a few times (a part upload, a report), not for a connection kept up forever.
+    pub fn retry<T, E>(
+        &self,
+        tries: u32,
+        mut attempt: impl FnMut(u32) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut n = 0;
+        loop {
+            match attempt(n) {
+                Ok(v) => return Ok(v),
+                Err(e) if n + 1 >= tries => return Err(e),
+                Err(_) => {
+                    std::thread::sleep(self.delay(n));
+                    n += 1;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -45,6 +66,25 @@ mod tests {
         assert_eq!(b.delay(3), Duration::from_millis(800));
         assert_eq!(b.delay(4), Duration::from_secs(1));
         assert_eq!(b.delay(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_stops_at_the_first_success_or_after_the_last_try() {
+        let b = Backoff::new(Duration::ZERO, Duration::ZERO, 2.0);
+        let mut calls = 0;
+        assert_eq!(
+            b.retry(5, |n| {
+                calls += 1;
+                if n == 2 {
+                    Ok(n)
+                } else {
+                    Err(n)
+                }
+            }),
+            Ok(2)
+        );
+        assert_eq!(calls, 3);
+        assert_eq!(b.retry(3, |n| Err::<(), _>(n)), Err(2));
     }
 
     #[test]

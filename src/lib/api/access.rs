@@ -18,13 +18,20 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "list_sessions"
         | "get_session"
         | "get_historical_logs"
-        | "stream_historical_logs" => Role::Viewer,
-        "start_session" | "stop_session" | "send_input" | "drain_server" => Role::Operator,
+        | "stream_historical_logs"
+        | "list_backups"
+        | "get_backup"
+        | "get_restore" => Role::Viewer,
+        "start_session" | "stop_session" | "send_input" | "drain_server" | "create_backup"
+        | "restore_backup" | "pin_backup" => Role::Operator,
+        // The host running a backup or restore (checked against the backup's server).
+        "presign_backup_parts" | "report_backup_progress" | "finish_backup" | "finish_restore" => {
+            Role::Host
+        }
         "create_game" | "update_game" | "create_game_config" | "update_game_config"
         | "deploy_game_config" | "delete_game" | "delete_game_config" | "delete_deployment"
-        | "add_host" | "revoke_host" | "create_token" | "list_tokens" | "revoke_token" => {
-            Role::Admin
-        }
+        | "add_host" | "revoke_host" | "create_token" | "list_tokens" | "revoke_token"
+        | "delete_backup" => Role::Admin,
         _ => Role::Admin,
     })
 }

@@ -362,6 +362,10 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
             "secret_env_keys: {k:?} is not a key of env"
         )));
     }
+    let backup = super::convert::backup_policy(c.backup.unwrap_or_default());
+    backup
+        .validate()
+        .map_err(|e| ApiError::InvalidArgument(format!("backup: {e}")))?;
     Ok(ConfigRow {
         config_id: 0,
         game_id,
@@ -370,6 +374,7 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
         port_definitions: serde_json::Value::Array(ports),
         memory_estimate_mb,
         secret_env_keys,
+        backup,
     })
 }
 

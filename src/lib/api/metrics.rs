@@ -9,6 +9,8 @@ use super::error::ApiError;
 pub struct ApiMetrics {
     requests: std::sync::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     latency: crate::metrics::Histogram,
+    backups_completed: std::sync::atomic::AtomicU64,
+    backups_failed: std::sync::atomic::AtomicU64,
 }
 
 impl ApiMetrics {
@@ -28,8 +30,28 @@ impl ApiMetrics {
         self.latency.observe(took);
     }
 
+    pub(crate) fn backup_ended(&self, completed: bool) {
+        let counter = if completed {
+            &self.backups_completed
+        } else {
+            &self.backups_failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::render_sample(
+            &mut out,
+            "manman_api_backups_total",
+            "counter",
+            "Backups this API saw end, by outcome.",
+            &[
+                ("outcome=\"completed\"", load(&self.backups_completed)),
+                ("outcome=\"failed\"", load(&self.backups_failed)),
+            ],
+        );
         let samples: Vec<(String, u64)> = crate::sync::lock(&self.requests)
             .iter()
             .map(|((m, o), n)| (format!("method=\"{m}\",outcome=\"{o}\""), *n))

@@ -3,6 +3,7 @@
 //! request/reply over RabbitMQ with a timeout.
 
 mod access;
+pub mod backups;
 mod catalog;
 mod convert;
 mod error;
@@ -10,6 +11,7 @@ pub mod history;
 mod host_commands;
 mod hosts;
 mod metrics;
+mod restores;
 mod service;
 mod sessions;
 mod tokens;
@@ -26,6 +28,7 @@ use crate::health::{HealthServer, ReadinessCheck};
 use crate::lifecycle::{ShutdownSignal, Supervisor};
 use crate::logstore::{ObjectStore, S3Config};
 
+pub use backups::{BackupDeadlines, BackupSettings};
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
 
@@ -47,8 +50,10 @@ pub struct ApiConfig {
     pub command_timeout: Duration,
     pub threads: usize,
     pub pool: PoolSettings,
-    /// Where archived logs are read from (`GetHistoricalLogs`); `None` without `S3_BUCKET`.
+    /// Where archived logs are read from (`GetHistoricalLogs`) and backups are kept; `None`
+    /// without `S3_BUCKET`.
     pub archive: Option<S3Config>,
+    pub backups: BackupSettings,
 }
 
 impl ApiConfig {
@@ -73,6 +78,7 @@ impl ApiConfig {
                 Some(_) => Some(S3Config::from_env(env)?),
                 None => None,
             },
+            backups: BackupSettings::from_env(env)?,
         })
     }
 
@@ -89,6 +95,7 @@ impl ApiConfig {
             threads: 2,
             pool: PoolSettings::default(),
             archive: None,
+            backups: BackupSettings::default(),
         }
     }
 }
@@ -122,7 +129,22 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
         ),
         None => None,
     };
-    let service = ApiService::new(pool.clone(), rpc, config.command_timeout, archive);
+    let service = ApiService::new(
+        pool.clone(),
+        rpc,
+        config.command_timeout,
+        archive,
+        config.backups.clone(),
+    );
+    {
+        let deadlines = BackupDeadlines {
+            service: service.clone(),
+            every: config.backups.sweep_every,
+        };
+        supervisor
+            .spawn("backup-deadlines", move |shutdown| deadlines.run(&shutdown))
+            .map_err(|e| e.to_string())?;
+    }
     let health = {
         let service = service.clone();
         HealthServer::bind(

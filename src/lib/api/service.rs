@@ -29,6 +29,7 @@ pub(crate) struct Inner {
     pub rpc: RpcClient,
     pub command_timeout: Duration,
     pub archive: Option<ObjectStore>,
+    pub backups: super::backups::BackupSettings,
     pub metrics: ApiMetrics,
     /// History streams open now (a thread each).
     pub history_streams: Slots,
@@ -65,6 +66,7 @@ impl ApiService {
         rpc: RpcClient,
         command_timeout: Duration,
         archive: Option<ObjectStore>,
+        backups: super::backups::BackupSettings,
     ) -> Self {
         ApiService {
             inner: Arc::new(Inner {
@@ -73,14 +75,36 @@ impl ApiService {
                 rpc,
                 command_timeout,
                 archive,
+                backups,
                 metrics: ApiMetrics::default(),
                 history_streams: Slots::new(MAX_HISTORY_STREAMS),
             }),
         }
     }
 
+    /// `/metrics`: requests and backups, and when each deployment last completed a backup
+    /// (read from the database at scrape time, so every API replica tells the same).
     pub fn metrics(&self) -> String {
-        self.inner.metrics.render()
+        let mut out = self.inner.metrics.render();
+        if let Ok(last) = self
+            .db()
+            .map_err(|_| ())
+            .and_then(|mut db| crate::db::backups::last_completed(&mut *db).map_err(|_| ()))
+        {
+            let samples: Vec<(String, u64)> = last
+                .iter()
+                .map(|(sgc, at)| (format!("sgc_id=\"{sgc}\""), (*at).max(0) as u64))
+                .collect();
+            let refs: Vec<(&str, u64)> = samples.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+            crate::metrics::render_sample(
+                &mut out,
+                "manman_backup_last_success_timestamp_seconds",
+                "gauge",
+                "When each deployment's newest completed backup ended (alert on its age).",
+                &refs,
+            );
+        }
+        out
     }
 
     /// The caller of `rpc` if its token allows it (`None` for the one call made without a
@@ -205,4 +229,15 @@ rpc! {
     drain_server(pb::DrainServerRequest) -> pb::DrainServerResponse => |s, r, _c| s.drain_server(r);
     get_historical_logs(pb::GetHistoricalLogsRequest) -> pb::GetHistoricalLogsResponse => |s, r, _c|
         super::history::historical_logs(&s.inner.pool, s.inner.archive.as_ref(), r);
+    create_backup(pb::CreateBackupRequest) -> pb::CreateBackupResponse => |s, r, _c| s.create_backup(r);
+    list_backups(pb::ListBackupsRequest) -> pb::ListBackupsResponse => |s, r, _c| s.list_backups(r);
+    get_backup(pb::GetBackupRequest) -> pb::GetBackupResponse => |s, r, _c| s.get_backup(r);
+    delete_backup(pb::DeleteBackupRequest) -> pb::DeleteBackupResponse => |s, r, _c| s.delete_backup(r);
+    pin_backup(pb::PinBackupRequest) -> pb::PinBackupResponse => |s, r, _c| s.pin_backup(r);
+    restore_backup(pb::RestoreBackupRequest) -> pb::RestoreBackupResponse => |s, r, _c| s.restore_backup(r);
+    get_restore(pb::GetRestoreRequest) -> pb::GetRestoreResponse => |s, r, _c| s.get_restore(r);
+    presign_backup_parts(pb::PresignBackupPartsRequest) -> pb::PresignBackupPartsResponse => |s, r, c| s.presign_backup_parts(r, c);
+    report_backup_progress(pb::ReportBackupProgressRequest) -> pb::ReportBackupProgressResponse => |s, r, c| s.report_backup_progress(r, c);
+    finish_backup(pb::FinishBackupRequest) -> pb::FinishBackupResponse => |s, r, c| s.finish_backup(r, c);
+    finish_restore(pb::FinishRestoreRequest) -> pb::FinishRestoreResponse => |s, r, c| s.finish_restore(r, c);
 }

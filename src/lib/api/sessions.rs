@@ -108,6 +108,11 @@ impl ApiService {
         c.process.validate().map_err(|e| {
             ApiError::InvalidArgument(format!("config {} cannot run: {e}", c.config_id))
         })?;
+        if let Some(restore) = crate::db::backups::active_restore(&mut *db, sgc_id)? {
+            return Err(ApiError::FailedPrecondition(format!(
+                "deployment {sgc_id} is being restored (restore {restore}); it starts again when done"
+            )));
+        }
         if req.force {
             for old in sessions::live_of_deployment(&mut *db, sgc_id)? {
                 drop(db);

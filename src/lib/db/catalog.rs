@@ -133,13 +133,15 @@ pub struct ConfigRow {
     pub memory_estimate_mb: u32,
     /// Keys of `process.env` whose values are never shown.
     pub secret_env_keys: Vec<String>,
+    /// What a backup takes and how, and how many are kept.
+    pub backup: crate::wire::backup::BackupPolicy,
 }
 
 const CONFIG_COLUMNS: &str =
     "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
      stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
      backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness, liveness, \
-     memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys";
+     memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys, backup_policy";
 
 fn config(r: &Row) -> ConfigRow {
     let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
@@ -179,6 +181,8 @@ fn config(r: &Row) -> ConfigRow {
         port_definitions: r.get(12),
         memory_estimate_mb: unsigned(19),
         secret_env_keys: serde_json::from_value(r.get(23)).unwrap_or_default(),
+        // Written from the typed policy only.
+        backup: serde_json::from_value(r.get(24)).unwrap_or_default(),
     }
 }
 
@@ -193,9 +197,10 @@ pub fn create_config(
         "INSERT INTO game_configs (game_id, name, command, args, env, working_dir, stop_signal,
              stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
              backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness,
-             liveness, memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys)
+             liveness, memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys,
+             backup_policy)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22, $23)
+                 $19, $20, $21, $22, $23, $24)
          ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
         None,
     )
@@ -215,13 +220,13 @@ pub fn update_config(
              start_duration_ms = $11, port_definitions = $12, backoff_initial_ms = $13,
              backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, readiness = $17,
              liveness = $18, memory_estimate_mb = $19, run_as = $20, max_open_files = $21,
-             max_processes = $22, secret_env_keys = $23, updated_at = now()
-          WHERE config_id = $24 AND game_id = $1 AND deleted_at IS NULL",
+             max_processes = $22, secret_env_keys = $23, backup_policy = $24, updated_at = now()
+          WHERE config_id = $25 AND game_id = $1 AND deleted_at IS NULL",
         Some(cfg.config_id),
     )
 }
 
-/// Runs an INSERT or UPDATE of a config whose parameters are $1-$23 (and $24 the id of the
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$24 (and $25 the id of the
 /// config an UPDATE replaces).
 fn write_config(
     c: &mut impl GenericClient,
@@ -248,6 +253,7 @@ fn write_config(
     let memory = int(cfg.memory_estimate_mb);
     let (open_files, processes) = (p.max_open_files.map(int), p.max_processes.map(int));
     let secret_keys = serde_json::to_value(&cfg.secret_env_keys).expect("serialisable");
+    let backup = serde_json::to_value(&cfg.backup).expect("serialisable");
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
         &cfg.game_id,
         &cfg.name,
@@ -272,6 +278,7 @@ fn write_config(
         &open_files,
         &processes,
         &secret_keys,
+        &backup,
     ];
     if let Some(id) = &config_id {
         params.push(id);

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_session_samples.sql"),
     migration!(8, "0008_probes_and_placement.sql"),
     migration!(9, "0009_secret_env.sql"),
+    migration!(10, "0010_backups.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

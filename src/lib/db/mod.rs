@@ -1,6 +1,7 @@
 //! PostgreSQL plumbing: the r2d2 pool, migrations, failure classification, and one repository
 //! module per table group.
 
+pub mod backups;
 pub mod catalog;
 pub mod inbox;
 pub mod log_references;

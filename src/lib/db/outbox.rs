@@ -19,6 +19,9 @@ pub struct QueuedEvent {
     pub event: OutboxEvent,
 }
 
+const INSERT: &str = "INSERT INTO event_outbox (routing_key, payload)
+                      SELECT * FROM unnest($1::text[], $2::jsonb[])";
+
 /// Queues events in the caller's transaction (one statement for the whole slice).
 pub fn enqueue(tx: &mut Tx<'_>, events: &[OutboxEvent]) -> Result<(), postgres::Error> {
     if events.is_empty() {
@@ -26,11 +29,19 @@ pub fn enqueue(tx: &mut Tx<'_>, events: &[OutboxEvent]) -> Result<(), postgres::
     }
     let keys: Vec<&str> = events.iter().map(|e| e.routing_key.as_str()).collect();
     let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
-    tx.execute(
-        "INSERT INTO event_outbox (routing_key, payload)
-         SELECT * FROM unnest($1::text[], $2::jsonb[])",
-        &[&keys, &payloads],
-    )?;
+    tx.execute(INSERT, &[&keys, &payloads])?;
+    Ok(())
+}
+
+/// [`enqueue`] on a plain client or transaction (the API's writes, which keep no statement
+/// cache).
+pub fn enqueue_in(
+    c: &mut impl GenericClient,
+    events: &[OutboxEvent],
+) -> Result<(), postgres::Error> {
+    let keys: Vec<&str> = events.iter().map(|e| e.routing_key.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+    c.execute(INSERT, &[&keys, &payloads])?;
     Ok(())
 }
 

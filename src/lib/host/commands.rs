@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use amiquip::{Channel, Delivery};
 
+use super::backup::Backups;
 use super::game_users::GameUsers;
 use super::publisher::Outbound;
 use super::reporting::{status_message, Report};
@@ -33,6 +34,7 @@ pub struct CommandHandler {
     pub command_sender: String,
     pub out: Outbound,
     pub accepted: Accepted,
+    pub backups: Arc<Backups>,
 }
 
 /// Why a command was not carried out; its text is the reply's `error`, which the API passes
@@ -51,6 +53,8 @@ enum CommandError {
     NotRunning(i64),
     #[error(transparent)]
     Process(#[from] ProcError),
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl CommandHandler {
@@ -71,6 +75,15 @@ impl CommandHandler {
                     .manager
                     .send_input(&process_name(r.session_id), r.input.as_bytes())?)
             }
+            // Accepted here, carried out in a thread of its own, reported to the API.
+            CommandKind::Backup => self
+                .backups
+                .start_backup(serde_json::from_slice(body)?)
+                .map_err(CommandError::Backup),
+            CommandKind::Restore => self
+                .backups
+                .start_restore(serde_json::from_slice(body)?)
+                .map_err(CommandError::Backup),
         }
     }
 

@@ -8,12 +8,14 @@
 //! `publisher` (the one outbound connection, publisher.rs), `sessions` (owns the shutdown
 //! order, shutdown.rs), `health`. [`start`] wires them, in the order written there.
 
+mod backup;
 mod commands;
 mod config;
 pub mod console;
 pub mod game_users;
 mod heartbeat;
 pub mod identity;
+pub mod line_watch;
 pub mod publisher;
 pub mod recovery;
 mod reporting;
@@ -88,9 +90,18 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
 
     let (out, inbound) = publisher::channels(&config.console);
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let (manager, recovered) = process_manager(&config, &out, EventSink(events_tx))?;
+    let watchers = Arc::new(line_watch::LineWatchers::default());
+    let (manager, recovered) =
+        process_manager(&config, &out, watchers.clone(), EventSink(events_tx))?;
     recovery::settle_recovered(server_id, &manager, recovered, &out);
     let accepted: commands::Accepted = Default::default();
+    let backups = Arc::new(backup::Backups::new(
+        manager.clone(),
+        config.data_dir.clone(),
+        client.clone(),
+        credential.clone(),
+        watchers,
+    ));
     let reconciler = Reconciler {
         server_id,
         manager: manager.clone(),
@@ -139,6 +150,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             command_sender,
             out: out.clone(),
             accepted,
+            backups,
         };
         spawn_consumer(supervisor, "commands", settings, handler, connected.clone())?;
     }
@@ -182,10 +194,14 @@ fn open_game_users(config: &HostConfig) -> Result<Arc<GameUsers>, String> {
 fn process_manager(
     config: &HostConfig,
     out: &Outbound,
+    watchers: Arc<line_watch::LineWatchers>,
     events: EventSink,
 ) -> Result<(Arc<Manager>, Vec<Recovered>), String> {
     let mut builder = Manager::builder()
-        .output(LogSink { out: out.clone() })
+        .output(LogSink {
+            out: out.clone(),
+            watchers,
+        })
         .history(events)
         .store(FileStore::new(config.data_dir.join("processes.json")))
         .restart_recovered(false);

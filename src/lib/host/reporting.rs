@@ -65,11 +65,14 @@ pub fn host_message(server_id: i64, status: HostStatus) -> OutgoingMessage {
 /// Output lines → the session's console (throttled, batched to `logs.session.{id}`).
 pub struct LogSink {
     pub out: Outbound,
+    /// Backups waiting for a line.
+    pub watchers: std::sync::Arc<super::line_watch::LineWatchers>,
 }
 
 impl OutputSink for LogSink {
     fn line(&self, process: &str, source: Source, line: &str) {
         if let Some(session_id) = session_of(process) {
+            self.watchers.offer(session_id, line);
             self.out
                 .console
                 .game_output(session_id, source.as_str(), line);

@@ -1,4 +1,5 @@
-//! The S3 bucket holding archived logs, over rust-s3's blocking client (no async runtime).
+//! The S3 bucket holding archived logs and backups, over rust-s3's blocking client (no async
+//! runtime). Hosts never get its keys: for a backup they get pre-signed URLs made here.
 
 use std::time::Duration;
 
@@ -136,6 +137,93 @@ impl ObjectStore {
         }
     }
 
+    /// Opens a multipart upload; its id.
+    pub fn start_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        Ok(self
+            .bucket
+            .initiate_multipart_upload(key, content_type)
+            .map_err(request)?
+            .upload_id)
+    }
+
+    /// A URL that lets its holder PUT one part of an upload, and nothing else, until it
+    /// expires.
+    pub fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        expiry: Duration,
+    ) -> Result<String, StoreError> {
+        let queries = std::collections::HashMap::from([
+            ("partNumber".to_string(), part.to_string()),
+            ("uploadId".to_string(), upload_id.to_string()),
+        ]);
+        self.bucket
+            .presign_put(key, expiry_secs(expiry), None, Some(queries))
+            .map_err(request)
+    }
+
+    pub fn presign_put(&self, key: &str, expiry: Duration) -> Result<String, StoreError> {
+        self.bucket
+            .presign_put(key, expiry_secs(expiry), None, None)
+            .map_err(request)
+    }
+
+    pub fn presign_get(&self, key: &str, expiry: Duration) -> Result<String, StoreError> {
+        self.bucket
+            .presign_get(key, expiry_secs(expiry), None)
+            .map_err(request)
+    }
+
+    /// Joins the uploaded parts (number, ETag) into the object.
+    pub fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+    ) -> Result<(), StoreError> {
+        let parts = parts
+            .into_iter()
+            .map(|(part_number, etag)| ::s3::serde_types::Part { part_number, etag })
+            .collect();
+        let response = self
+            .bucket
+            .complete_multipart_upload(key, upload_id, parts)
+            .map_err(request)?;
+        check(response.status_code(), key)
+    }
+
+    /// Drops an unfinished upload and the parts stored for it (S3 bills them until then).
+    pub fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.bucket.abort_upload(key, upload_id).map_err(request)
+    }
+
+    /// Unfinished uploads under `prefix`: (key, upload id).
+    pub fn open_multiparts(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .bucket
+            .list_multiparts_uploads(Some(prefix), None)
+            .map_err(request)?
+            .into_iter()
+            .flat_map(|page| page.uploads)
+            .map(|u| (u.key, u.id))
+            .collect())
+    }
+
+    /// Deletes one object (absent is fine).
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let status = self
+            .bucket
+            .delete_object(key)
+            .map_err(request)?
+            .status_code();
+        match status {
+            404 => Ok(()),
+            status => check(status, key),
+        }
+    }
+
     pub fn delete_all(&self, prefix: &str) -> Result<usize, StoreError> {
         let mut n = 0;
         for page in self
@@ -156,6 +244,11 @@ impl ObjectStore {
         }
         Ok(n)
     }
+}
+
+/// S3's limit for a pre-signed URL is 7 days.
+fn expiry_secs(d: Duration) -> u32 {
+    d.as_secs().clamp(1, 7 * 86_400) as u32
 }
 
 fn region(config: &S3Config) -> Region {

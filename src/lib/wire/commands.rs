@@ -86,6 +86,9 @@ pub enum CommandKind {
     Stop,
     Kill,
     SendInput,
+    /// `backup.create`, `backup.restore`.
+    Backup,
+    Restore,
 }
 
 impl CommandKind {
@@ -95,11 +98,17 @@ impl CommandKind {
             CommandKind::Stop => "stop",
             CommandKind::Kill => "kill",
             CommandKind::SendInput => "send_input",
+            CommandKind::Backup => "create",
+            CommandKind::Restore => "restore",
         }
     }
 
     pub fn routing_key(self, server_id: i64) -> String {
-        format!("command.host.{server_id}.session.{}", self.as_str())
+        let noun = match self {
+            CommandKind::Backup | CommandKind::Restore => "backup",
+            _ => "session",
+        };
+        format!("command.host.{server_id}.{noun}.{}", self.as_str())
     }
 
     /// The kind named by a routing key `command.host.{id}.session.{verb}`.
@@ -109,6 +118,8 @@ impl CommandKind {
             "stop" => Some(CommandKind::Stop),
             "kill" => Some(CommandKind::Kill),
             "send_input" => Some(CommandKind::SendInput),
+            "create" => Some(CommandKind::Backup),
+            "restore" => Some(CommandKind::Restore),
             _ => None,
         }
     }
@@ -125,9 +136,14 @@ mod tests {
             CommandKind::Stop,
             CommandKind::Kill,
             CommandKind::SendInput,
+            CommandKind::Backup,
+            CommandKind::Restore,
         ] {
             let key = kind.routing_key(4);
-            assert!(key.starts_with("command.host.4.session."));
+            assert!(
+                key.starts_with("command.host.4.session.")
+                    || key.starts_with("command.host.4.backup.")
+            );
             assert_eq!(CommandKind::from_routing_key(&key), Some(kind));
         }
         assert_eq!(

@@ -37,6 +37,20 @@ pub struct SessionRestarted {
     pub server_id: i64,
 }
 
+/// `manman.backup.completed|failed`, announced by the API in the transaction that ends the
+/// backup (the processor's relay publishes it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupEnded {
+    pub backup_id: i64,
+    pub sgc_id: i64,
+    pub server_id: i64,
+    pub status: String,
+    pub size_bytes: Option<i64>,
+    pub file_count: Option<i32>,
+    pub reason: Option<String>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
 /// The fields only the processor sets, removed from a host's report before it is announced.
 pub const PROCESSOR_FIELDS: [&str; 2] = ["name", "previous_status"];
 

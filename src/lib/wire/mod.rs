@@ -1,5 +1,6 @@
 //! Wire contracts shared by every daemon: message payloads, statuses and routing keys (serde).
 
+pub mod backup;
 pub mod commands;
 pub mod external;
 pub mod host_status;
