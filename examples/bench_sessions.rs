@@ -120,6 +120,7 @@ fn main() {
                 ..PoolSettings::default()
             },
             archive: None,
+            backups: Default::default(),
         },
         &mut sup,
     )

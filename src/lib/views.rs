@@ -57,6 +57,7 @@ pub fn config_json(c: &pb::GameConfig) -> Value {
     json!({
         "config_id": c.config_id, "game_id": c.game_id, "name": c.name, "program": c.program,
         "args": c.args, "env": c.env, "secret_env_keys": c.secret_env_keys, "working_dir": c.working_dir, "stop_signal": c.stop_signal,
+        "backup": c.backup.as_ref().map(backup_policy_json),
         "stop_command": c.stop_command, "stop_timeout_seconds": c.stop_timeout_seconds,
         "restart_policy": c.restart_policy, "start_duration_ms": c.start_duration_ms,
         "backoff_initial_ms": c.backoff_initial_ms, "backoff_max_ms": c.backoff_max_ms,
@@ -88,4 +89,41 @@ pub fn config_json(c: &pb::GameConfig) -> Value {
 pub fn deployment_json(d: &pb::Deployment) -> Value {
     json!({"sgc_id": d.sgc_id, "server_id": d.server_id, "config_id": d.config_id, "status": d.status,
         "ports": d.ports.iter().map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol)).collect::<Vec<_>>()})
+}
+
+/// A backup, as the CLI prints it with `--json` and the dashboard shows it.
+pub fn backup_json(b: &pb::Backup) -> Value {
+    let opt = |s: &str| if s.is_empty() { Value::Null } else { json!(s) };
+    json!({
+        "backup_id": b.backup_id, "sgc_id": b.sgc_id, "server_id": b.server_id,
+        "status": b.status, "note": opt(&b.note), "pinned": b.pinned,
+        "bytes_done": b.bytes_done, "bytes_total": b.bytes_total,
+        "size_bytes": b.size_bytes, "file_count": b.file_count, "sha256": opt(&b.sha256),
+        "reason": opt(&b.reason), "s3_key": b.s3_key,
+        "created_at": json_time(b.created_at_ms), "started_at": json_time(b.started_at_ms),
+        "ended_at": json_time(b.ended_at_ms),
+        "duration_ms": if b.ended_at_ms > 0 && b.started_at_ms > 0 { json!(b.ended_at_ms - b.started_at_ms) } else { Value::Null },
+    })
+}
+
+pub fn restore_json(r: &pb::Restore) -> Value {
+    let id = |n: i64| if n > 0 { json!(n) } else { Value::Null };
+    json!({
+        "restore_id": r.restore_id, "backup_id": r.backup_id, "sgc_id": r.sgc_id,
+        "status": r.status, "reason": if r.reason.is_empty() { Value::Null } else { json!(r.reason) },
+        "stopped_session_id": id(r.stopped_session_id), "started_session_id": id(r.started_session_id),
+        "created_at": json_time(r.created_at_ms), "ended_at": json_time(r.ended_at_ms),
+    })
+}
+
+fn backup_policy_json(b: &pb::BackupPolicy) -> Value {
+    let actions = |list: &[pb::ConsoleAction]| {
+        list.iter()
+            .map(|a| json!({"command": a.command, "wait_for": Some(&a.wait_for).filter(|w| !w.is_empty()), "timeout_seconds": a.timeout_seconds}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "paths": b.paths, "excludes": b.excludes, "pre": actions(&b.pre), "post": actions(&b.post),
+        "keep_last": b.keep_last, "keep_days": b.keep_days,
+    })
 }

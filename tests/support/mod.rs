@@ -4,6 +4,7 @@
 
 pub mod hostile;
 pub mod proxy;
+pub mod stack;
 pub mod webdriver;
 
 use std::time::Duration;

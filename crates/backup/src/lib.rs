@@ -30,8 +30,9 @@ pub enum BackupError {
     Write(#[source] std::io::Error),
     #[error("reading the archive")]
     Read(#[source] std::io::Error),
-    #[error("invalid exclude pattern {0:?}")]
-    Pattern(String, #[source] globset::Error),
+    /// The glob's own words are part of the message (it is shown as one line).
+    #[error("invalid exclude pattern {0:?}: {1}")]
+    Pattern(String, globset::Error),
     #[error("invalid path {0:?}: only relative paths inside the deployment's directory")]
     Path(String),
     #[error("the archive does not match its manifest: {0}")]

@@ -84,7 +84,7 @@ mod tests {
             Ok(2)
         );
         assert_eq!(calls, 3);
-        assert_eq!(b.retry(3, |n| Err::<(), _>(n)), Err(2));
+        assert_eq!(b.retry(3, Err::<(), _>), Err(2));
     }
 
     #[test]

@@ -24,8 +24,6 @@ use crate::wire::external::BackupEnded;
 
 /// S3 takes at most 10,000 parts per upload.
 const MAX_PARTS: i32 = 10_000;
-/// Part URLs in the command; the host asks for more as it goes.
-const FIRST_PARTS: u32 = 16;
 /// Part URLs one `PresignBackupParts` call may ask for.
 const MAX_PRESIGN: i32 = 256;
 
@@ -37,6 +35,8 @@ pub struct BackupSettings {
     pub timeout: Duration,
     /// How often overdue backups are looked for.
     pub sweep_every: Duration,
+    /// Part URLs in the command (16); the host asks for more as it goes.
+    pub first_part_urls: u32,
 }
 
 impl Default for BackupSettings {
@@ -45,6 +45,7 @@ impl Default for BackupSettings {
             part_size: 16 << 20,
             timeout: Duration::from_secs(6 * 3600),
             sweep_every: Duration::from_secs(15),
+            first_part_urls: 16,
         }
     }
 }
@@ -67,6 +68,7 @@ impl BackupSettings {
             part_size: mb << 20,
             timeout,
             sweep_every: d.sweep_every,
+            first_part_urls: d.first_part_urls,
         })
     }
 }
@@ -204,7 +206,7 @@ impl ApiService {
         let upload_id = store
             .start_multipart(&row.s3_key, "application/zstd")
             .map_err(s3)?;
-        let part_urls = (1..=FIRST_PARTS)
+        let part_urls = (1..=settings.first_part_urls.max(1))
             .map(|n| store.presign_part(&row.s3_key, &upload_id, n, settings.timeout))
             .collect::<Result<Vec<_>, _>>()
             .map_err(s3)?;

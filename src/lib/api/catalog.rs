@@ -362,7 +362,7 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
             "secret_env_keys: {k:?} is not a key of env"
         )));
     }
-    let backup = super::convert::backup_policy(c.backup.unwrap_or_default());
+    let backup: crate::wire::backup::BackupPolicy = c.backup.clone().unwrap_or_default().into();
     backup
         .validate()
         .map_err(|e| ApiError::InvalidArgument(format!("backup: {e}")))?;

@@ -3,7 +3,6 @@
 use crate::db::catalog::{ConfigRow, HostRow};
 use crate::db::sessions::SessionView;
 use crate::proto::v1 as pb;
-use crate::wire::backup::{BackupPolicy, ConsoleAction};
 
 pub fn millis(t: Option<chrono::DateTime<chrono::Utc>>) -> i64 {
     t.map(|t| t.timestamp_millis()).unwrap_or(0)
@@ -53,7 +52,7 @@ pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
             })
             .collect(),
         secret_env_keys: c.secret_env_keys,
-        backup: Some(backup_policy_pb(c.backup)),
+        backup: Some(c.backup.into()),
         working_dir: p.working_dir.unwrap_or_default(),
         stop_signal: p.stop_signal,
         stop_command: p.stop_command.unwrap_or_default(),
@@ -114,42 +113,57 @@ pub fn session_pb(s: SessionView) -> pb::Session {
     }
 }
 
-fn action_pb(a: ConsoleAction) -> pb::ConsoleAction {
-    pb::ConsoleAction {
-        command: a.command,
-        wait_for: a.wait_for.unwrap_or_default(),
-        timeout_seconds: a
-            .timeout_seconds
-            .map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
+use crate::wire::backup::{BackupPolicy, ConsoleAction};
+
+// The config's backup policy: the API's message ↔ the one validated contract (wire).
+
+impl From<ConsoleAction> for pb::ConsoleAction {
+    fn from(a: ConsoleAction) -> Self {
+        pb::ConsoleAction {
+            command: a.command,
+            wait_for: a.wait_for.unwrap_or_default(),
+            timeout_seconds: a
+                .timeout_seconds
+                .map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
+        }
     }
 }
 
-pub fn backup_policy_pb(b: BackupPolicy) -> pb::BackupPolicy {
-    let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-    pb::BackupPolicy {
-        paths: b.paths,
-        excludes: b.excludes,
-        pre: b.pre.into_iter().map(action_pb).collect(),
-        post: b.post.into_iter().map(action_pb).collect(),
-        keep_last: b.keep_last.map(int),
-        keep_days: b.keep_days.map(int),
+impl From<pb::ConsoleAction> for ConsoleAction {
+    fn from(a: pb::ConsoleAction) -> Self {
+        ConsoleAction {
+            command: a.command,
+            wait_for: Some(a.wait_for).filter(|w| !w.is_empty()),
+            // A negative number becomes 0, which validation refuses.
+            timeout_seconds: a.timeout_seconds.map(|t| t.max(0) as u32),
+        }
     }
 }
 
-/// The wire policy from the API's message (validated by the caller: `BackupPolicy::validate`).
-/// A negative number becomes 0, which validation refuses.
-pub fn backup_policy(b: pb::BackupPolicy) -> BackupPolicy {
-    let action = |a: pb::ConsoleAction| ConsoleAction {
-        command: a.command,
-        wait_for: Some(a.wait_for).filter(|w| !w.is_empty()),
-        timeout_seconds: a.timeout_seconds.map(|t| t.max(0) as u32),
-    };
-    BackupPolicy {
-        paths: b.paths,
-        excludes: b.excludes,
-        pre: b.pre.into_iter().map(action).collect(),
-        post: b.post.into_iter().map(action).collect(),
-        keep_last: b.keep_last.map(|n| n.max(0) as u32),
-        keep_days: b.keep_days.map(|n| n.max(0) as u32),
+impl From<BackupPolicy> for pb::BackupPolicy {
+    fn from(b: BackupPolicy) -> Self {
+        let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        pb::BackupPolicy {
+            paths: b.paths,
+            excludes: b.excludes,
+            pre: b.pre.into_iter().map(Into::into).collect(),
+            post: b.post.into_iter().map(Into::into).collect(),
+            keep_last: b.keep_last.map(int),
+            keep_days: b.keep_days.map(int),
+        }
+    }
+}
+
+/// The wire policy from an API message (the caller validates it: `BackupPolicy::validate`).
+impl From<pb::BackupPolicy> for BackupPolicy {
+    fn from(b: pb::BackupPolicy) -> Self {
+        BackupPolicy {
+            paths: b.paths,
+            excludes: b.excludes,
+            pre: b.pre.into_iter().map(Into::into).collect(),
+            post: b.post.into_iter().map(Into::into).collect(),
+            keep_last: b.keep_last.map(|n| n.max(0) as u32),
+            keep_days: b.keep_days.map(|n| n.max(0) as u32),
+        }
     }
 }

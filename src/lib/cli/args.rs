@@ -119,6 +119,9 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// Backups of deployments' files to S3, and restores.
+    #[command(subcommand)]
+    Backup(super::backups::BackupCmd),
     /// Hosts and live sessions at a glance.
     Status,
 }
@@ -267,6 +270,7 @@ impl ConfigCreate {
             run_as: self.run_as.unwrap_or_default(),
             max_open_files: self.max_open_files,
             max_processes: self.max_processes,
+            backup: Some(self.backup.into_policy()),
             ..Default::default()
         };
         for (flag, list, secret) in [
@@ -397,6 +401,8 @@ pub struct ConfigCreate {
     /// The game's limit of processes (RLIMIT_NPROC, counted per user: use with --run-as).
     #[arg(long)]
     pub max_processes: Option<i32>,
+    #[command(flatten)]
+    pub backup: super::backups::BackupFlags,
 }
 
 #[derive(Subcommand)]

@@ -3,6 +3,7 @@
 //! and JSON), and one file per noun.
 
 pub mod args;
+pub mod backups;
 pub mod configs;
 pub mod context;
 pub mod delete;

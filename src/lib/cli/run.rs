@@ -147,6 +147,7 @@ pub fn run() -> i32 {
                 raw,
             },
         ),
+        Command::Backup(cmd) => super::backups::run(&ctx, cmd),
         Command::Status => status::status(&ctx),
     };
     let code = match result {

@@ -118,7 +118,7 @@ pub fn list(
     Ok(c.query(
         &format!(
             "SELECT {COLUMNS} FROM backups
-              WHERE ($1::bigint IS NULL OR sgc_id = $1) AND ($2 = 0 OR backup_id < $2)
+              WHERE ($1::bigint IS NULL OR sgc_id = $1) AND ($2::bigint = 0 OR backup_id < $2)
               ORDER BY backup_id DESC LIMIT $3"
         ),
         &[&sgc_id, &before, &limit],

@@ -40,6 +40,35 @@ fn requests() -> Backoff {
     Backoff::new(Duration::from_millis(200), Duration::from_secs(5), 2.0)
 }
 
+/// One request to S3, tried again while the failure is the network's or the server's (5xx);
+/// a 4xx (an expired or refused URL) is final, with what S3 said.
+fn http(
+    request: impl Fn() -> ureq::Request,
+    body: Option<&[u8]>,
+) -> Result<ureq::Response, Failure> {
+    let tried = requests().retry(5, |_| {
+        let sent = match body {
+            Some(bytes) => request().send_bytes(bytes),
+            None => request().call(),
+        };
+        match sent {
+            Ok(r) => Ok(Ok(r)),
+            Err(ureq::Error::Status(code, r)) if code < 500 => {
+                let body = r.into_string().unwrap_or_default();
+                Ok(Err(format!(
+                    "HTTP {code}: {}",
+                    body.chars().take(300).collect::<String>()
+                )))
+            }
+            Err(e) => Err(Box::new(e)),
+        }
+    });
+    match tried {
+        Ok(answer) => answer,
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub struct Backups {
     pub manager: Arc<Manager>,
     pub data_dir: PathBuf,
@@ -205,15 +234,24 @@ impl Backups {
                 format!("{}\n", action.command).as_bytes(),
             )
             .map_err(|e| format!("not sent: {}", crate::errors::chain(&e)))?;
-        match watch {
-            Some(w) => w.wait(action.timeout()).map(|_| ()).ok_or_else(|| {
-                format!(
+        let Some(watch) = watch else { return Ok(()) };
+        // Waited in slices: a session that stops meanwhile ends the wait (a stop wins).
+        let until = Instant::now() + action.timeout();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
                     "no console line matching {:?} within {} s",
                     action.wait_for.as_deref().unwrap_or_default(),
                     action.timeout().as_secs()
-                )
-            }),
-            None => Ok(()),
+                ));
+            }
+            if watch.wait(left.min(Duration::from_millis(250))).is_some() {
+                return Ok(());
+            }
+            if !self.is_live(session_id) {
+                return Err(format!("session {session_id} stopped during the backup"));
+            }
         }
     }
 
@@ -277,14 +315,15 @@ impl Backups {
             (Err(archive), _) => return Err(archive),
         };
         let manifest = summary.manifest.to_json();
-        requests()
-            .retry(5, |_| {
+        http(
+            || {
                 self.http
                     .put(&cmd.manifest_url)
                     .set("Content-Type", "application/json")
-                    .send_bytes(&manifest)
-            })
-            .map_err(|e| format!("uploading the manifest: {e}"))?;
+            },
+            Some(&manifest),
+        )
+        .map_err(|e| format!("uploading the manifest: {e}"))?;
         if !summary.missing.is_empty() {
             log::warn!(backup_id = cmd.backup_id; "configured paths not found: {}", summary.missing.join(", "));
         }
@@ -312,11 +351,8 @@ impl Backups {
     }
 
     fn restore(&self, cmd: &RestoreBackup) -> Result<(), Failure> {
-        let get = |url: &str| {
-            requests()
-                .retry(5, |_| self.http.get(url).call())
-                .map_err(|e| format!("downloading: {e}"))
-        };
+        let get =
+            |url: &str| http(|| self.http.get(url), None).map_err(|e| format!("downloading: {e}"));
         let mut manifest = Vec::new();
         get(&cmd.manifest_url)?
             .into_reader()
@@ -430,8 +466,7 @@ fn upload_parts(
             urls.extend(more.urls);
         }
         let url = &urls[part.number as usize - 1];
-        let response = requests()
-            .retry(5, |_| http.put(url).send_bytes(&part.bytes))
+        let response = self::http(|| http.put(url), Some(&part.bytes))
             .map_err(|e| format!("uploading part {}: {e}", part.number))?;
         let etag = response
             .header("ETag")

@@ -9,10 +9,17 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use regex::Regex;
 
+struct Watcher {
+    id: u64,
+    session_id: i64,
+    pattern: Regex,
+    found: Sender<String>,
+}
+
 #[derive(Default)]
 pub struct LineWatchers {
     count: AtomicUsize,
-    watchers: Mutex<Vec<(u64, i64, Regex, Sender<String>)>>,
+    watchers: Mutex<Vec<Watcher>>,
     next_id: AtomicUsize,
 }
 
@@ -29,7 +36,12 @@ impl LineWatchers {
     pub fn watch(self: &Arc<Self>, session_id: i64, pattern: Regex) -> LineWatch {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) as u64;
-        crate::sync::lock(&self.watchers).push((id, session_id, pattern, tx));
+        crate::sync::lock(&self.watchers).push(Watcher {
+            id,
+            session_id,
+            pattern,
+            found: tx,
+        });
         self.count.fetch_add(1, Ordering::Release);
         LineWatch {
             id,
@@ -43,9 +55,9 @@ impl LineWatchers {
         if self.count.load(Ordering::Acquire) == 0 {
             return;
         }
-        for (_, session, pattern, tx) in crate::sync::lock(&self.watchers).iter() {
-            if *session == session_id && pattern.is_match(line) {
-                let _ = tx.try_send(line.to_string());
+        for w in crate::sync::lock(&self.watchers).iter() {
+            if w.session_id == session_id && w.pattern.is_match(line) {
+                let _ = w.found.try_send(line.to_string());
             }
         }
     }
@@ -60,7 +72,7 @@ impl LineWatch {
 
 impl Drop for LineWatch {
     fn drop(&mut self) {
-        crate::sync::lock(&self.owner.watchers).retain(|w| w.0 != self.id);
+        crate::sync::lock(&self.owner.watchers).retain(|w| w.id != self.id);
         self.owner.count.fetch_sub(1, Ordering::Release);
     }
 }

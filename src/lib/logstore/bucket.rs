@@ -155,12 +155,41 @@ impl ObjectStore {
         part: u32,
         expiry: Duration,
     ) -> Result<String, StoreError> {
-        let queries = std::collections::HashMap::from([
-            ("partNumber".to_string(), part.to_string()),
-            ("uploadId".to_string(), upload_id.to_string()),
-        ]);
-        self.bucket
-            .presign_put(key, expiry_secs(expiry), None, Some(queries))
+        let (access_key, secret_key) = (
+            self.bucket
+                .access_key()
+                .map_err(request)?
+                .unwrap_or_default(),
+            self.bucket
+                .secret_key()
+                .map_err(request)?
+                .unwrap_or_default(),
+        );
+        let token = match self.bucket.security_token().map_err(request)? {
+            Some(t) => Some(t),
+            None => self.bucket.session_token().map_err(request)?,
+        };
+        let region = self.bucket.region();
+        let signer = super::presign::Signer {
+            access_key: &access_key,
+            secret_key: &secret_key,
+            token: token.as_ref(),
+            region: &region,
+        };
+        let object_url = format!(
+            "{}/{}",
+            self.bucket.url(),
+            ::s3::signing::uri_encode(key.trim_start_matches('/'), false)
+        );
+        let part = part.to_string();
+        signer
+            .presign(
+                "PUT",
+                &object_url,
+                &[("partNumber", &part), ("uploadId", upload_id)],
+                time::OffsetDateTime::now_utc(),
+                expiry_secs(expiry),
+            )
             .map_err(request)
     }
 

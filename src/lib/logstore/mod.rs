@@ -3,6 +3,7 @@
 
 mod bucket;
 mod format;
+mod presign;
 
 pub use bucket::{ObjectStore, S3Config, StoreError};
 pub use format::{decode_object, encode_lines, minute_of, object_key, ArchivedLine};

@@ -73,8 +73,7 @@ pub struct BackupPolicy {
 
 impl BackupPolicy {
     pub fn validate(&self) -> Result<(), String> {
-        manman_backup::Selection::new(&self.paths, &self.excludes)
-            .map_err(|e| crate::errors::chain(&e))?;
+        manman_backup::Selection::new(&self.paths, &self.excludes).map_err(|e| e.to_string())?;
         for (i, a) in self.pre.iter().enumerate() {
             a.validate(&format!("pre action {}", i + 1))?;
         }
@@ -259,8 +258,13 @@ mod tests {
         assert_eq!(policy(Some(2), None).to_prune(&backups, now), vec![3, 2, 1]);
         // Younger than 3 days: ids 6 (1 day), 5 (2 days).
         assert_eq!(policy(None, Some(3)).to_prune(&backups, now), vec![3, 2, 1]);
-        // Either rule keeps: the newest 1 or younger than 4 days (6, 5, 4 pinned, 3).
-        assert_eq!(policy(Some(1), Some(4)).to_prune(&backups, now), vec![2, 1]);
+        // Either rule keeps: the newest 1, or younger than 5 days (6, 5, 3; 4 is pinned).
+        assert_eq!(policy(Some(1), Some(5)).to_prune(&backups, now), vec![2, 1]);
+        // Exactly 4 days old is not younger than 4 days.
+        assert_eq!(
+            policy(Some(1), Some(4)).to_prune(&backups, now),
+            vec![3, 2, 1]
+        );
         assert!("bogus".parse::<BackupStatus>().is_err());
     }
 }
