@@ -538,3 +538,74 @@ fn backup_requests_are_checked() {
         "{r:?}"
     );
 }
+
+#[test]
+fn the_dashboard_backs_up_now_and_restores() {
+    let s = Stack::start_backing_up(|_| {});
+    let sgc = s.deploy(
+        "from-the-web",
+        &game_script(),
+        &[],
+        &["--start-duration-ms", "200"],
+    );
+    let dir = deployment_dir(&s, sgc);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("world.dat"), "saved").unwrap();
+    let mut sup = manman::lifecycle::Supervisor::new();
+    let web = manman::web::start(
+        manman::web::WebConfig {
+            listen: "127.0.0.1:0".into(),
+            api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", s.api_port)),
+            logs: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", s.logs.grpc_port)),
+            workers: 2,
+            login_ttl: Duration::from_secs(600),
+            secure_cookies: false,
+        },
+        &mut sup,
+    )
+    .unwrap();
+    let _web = Daemon::run(sup);
+    let (cookie, csrf) = manman::testkit::dashboard_login(web.port, &s.admin_token);
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", web.port);
+    let post = |path: &str, with_csrf: bool| {
+        let mut req = ureq::post(&url(path)).set("Cookie", &cookie);
+        if with_csrf {
+            req = req.set("X-CSRF-Token", &csrf);
+        }
+        match req.send_json(serde_json::json!({})) {
+            Ok(r) => (r.status(), r.into_json::<serde_json::Value>().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or_default()),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
+    // A change without its CSRF token is refused.
+    assert_eq!(
+        post(&format!("/api/deployments/{sgc}/backups"), false).0,
+        403
+    );
+    let (code, created) = post(&format!("/api/deployments/{sgc}/backups"), true);
+    assert_eq!(code, 200, "{created}");
+    let list = || -> serde_json::Value {
+        ureq::get(&url(&format!("/api/deployments/{sgc}/backups")))
+            .set("Cookie", &cookie)
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    };
+    let backup = wait_for("the backup completes", T, || {
+        let items = list()["items"].as_array().unwrap().clone();
+        items
+            .into_iter()
+            .find(|b| b["backup_id"] == created["backup_id"] && b["status"] == "completed")
+    });
+    std::fs::write(dir.join("world.dat"), "griefed").unwrap();
+    let (code, restore) = post(
+        &format!("/api/backups/{}/restore", backup["backup_id"]),
+        true,
+    );
+    assert_eq!(code, 200, "{restore}");
+    wait_for("the world is back", T, || {
+        (std::fs::read(dir.join("world.dat")).ok()? == b"saved").then_some(())
+    });
+}

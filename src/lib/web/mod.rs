@@ -6,6 +6,7 @@
 mod archive;
 mod assets;
 mod auth;
+mod backups;
 mod catalog;
 mod console;
 mod forms;

@@ -12,7 +12,7 @@ use tiny_http::{Method, Request, Response};
 use super::auth::{csrf_checked, me, same_origin_json};
 use super::logins::{cookie_value, Login, Logins, COOKIE};
 use super::transport::{last_event_id, respond, Answer, Call, Failure, Reply};
-use super::{archive, assets, catalog, console, hosts, sessions, WebConfig};
+use super::{archive, assets, backups, catalog, console, hosts, sessions, WebConfig};
 use crate::http::{self, header, query_params, JsonResponse};
 use crate::proto::v1 as pb;
 use crate::slots::Slots;
@@ -187,6 +187,9 @@ fn route(method: &Method, path: &[&str]) -> Option<Handler> {
         (Method::Post, ["sessions", _, "input"]) => sessions::input,
         (Method::Get, ["sessions", _, "archive"]) => archive::archive,
         (Method::Post, ["deployments", _, "start"]) => sessions::start,
+        (Method::Get, ["deployments", _, "backups"]) => backups::list,
+        (Method::Post, ["deployments", _, "backups"]) => backups::create,
+        (Method::Post, ["backups", _, "restore"]) => backups::restore,
         (Method::Get, ["games"]) => catalog::games,
         (Method::Post, ["games"]) => catalog::create_game,
         (Method::Get, ["configs"]) => catalog::configs,
@@ -213,6 +216,9 @@ mod tests {
             (Method::Post, "sessions/1/input"),
             (Method::Get, "sessions/1/archive"),
             (Method::Post, "deployments/1/start"),
+            (Method::Get, "deployments/1/backups"),
+            (Method::Post, "deployments/1/backups"),
+            (Method::Post, "backups/1/restore"),
             (Method::Get, "games"),
             (Method::Post, "games"),
             (Method::Get, "configs"),
@@ -230,6 +236,7 @@ mod tests {
             (Method::Post, "sessions/1"),
             (Method::Delete, "games"),
             (Method::Get, "sessions/1/input"),
+            (Method::Get, "backups/1/restore"),
             (Method::Get, "nothing"),
         ] {
             let segments: Vec<&str> = path.split('/').collect();

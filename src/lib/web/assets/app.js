@@ -192,6 +192,32 @@ async function sessionPage(id) {
   } }, el("label", {}, "From", since), el("label", {}, "Until", until),
     el("button", { type: "submit", id: "archive-show" }, "Show archived lines"));
 
+  // Backups of this session's deployment: the newest ones, "Back up now", "Restore".
+  const backups = el("div", { id: "backups" });
+  const drawBackups = async () => {
+    if (sgc === null) return;
+    const list = await api("GET", `/api/deployments/${sgc}/backups`);
+    const progress = (b) => b.status === "running" && b.bytes_total
+      ? ` ${Math.round(100 * b.bytes_done / b.bytes_total)}%` : "";
+    const size = (b) => b.size_bytes ? `${(b.size_bytes / 1048576).toFixed(1)} MiB` : "-";
+    const restoreButton = (b) => b.status !== "completed" ? "" : el("button", {
+      type: "button", class: "danger", id: `restore-${b.backup_id}`,
+      onclick: async () => {
+        if (!confirm(`Restore backup ${b.backup_id}? The session stops, its files are replaced, and it starts again.`)) return;
+        try { const r = await api("POST", `/api/backups/${b.backup_id}/restore`, {}); result.textContent = `restore ${r.restore_id}: ${r.status}`; }
+        catch (e) { result.textContent = `restore failed: ${e.message}`; }
+      } }, "Restore");
+    backups.replaceChildren(list.items.length === 0 ? el("p", { class: "hint" }, "no backups yet") :
+      table(["Backup", "Status", "Created", "Size", "Files", "Note / reason", ""],
+        list.items.map((b) => [`#${b.backup_id}`, el("span", {}, status(b.status), progress(b)), when(b.created_at),
+          size(b), b.file_count || "-", b.reason || b.note || "", restoreButton(b)])));
+  };
+  const backupNow = el("button", { type: "button", id: "backup-now", onclick: async () => {
+    result.textContent = "backing up…";
+    try { const b = await api("POST", `/api/deployments/${sgc}/backups`, {}); result.textContent = `backup ${b.backup_id}: ${b.status}`; await drawBackups(); }
+    catch (e) { result.textContent = `backup failed: ${e.message}`; }
+  } }, "Back up now");
+
   view(
     el("h1", {}, `Session #${id} `, state), details,
     el("div", { class: "actions" }, act("Start again", "start"), act("Stop", "stop"), act("Kill", "kill", true)),
@@ -199,9 +225,11 @@ async function sessionPage(id) {
     el("h2", {}, "Console"),
     el("div", { class: "console-bar" }, el("span", { id: "console-state" }, "connecting…"), paused),
     out, form,
-    el("h2", {}, "Archive"), archiveForm, archived);
+    el("h2", {}, "Archive"), archiveForm, archived,
+    el("h2", {}, "Backups"), el("div", { class: "actions" }, backupNow), backups);
   await draw();
-  refresh = setInterval(() => draw().catch(() => {}), 3000);
+  await drawBackups().catch((e) => { backups.textContent = `backups: ${e.message}`; });
+  refresh = setInterval(() => { draw().then(drawBackups).catch(() => {}); }, 3000);
 
   // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
   consoleSource = new EventSource(`/api/sessions/${id}/console`);
