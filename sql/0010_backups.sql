@@ -23,6 +23,8 @@ CREATE TABLE backups (
     size_bytes    bigint,
     file_count    integer,
     sha256        text,
+    -- How long a running game's saves were paused (pre actions done → post actions sent).
+    paused_ms     bigint,
     reason        text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     started_at    timestamptz,

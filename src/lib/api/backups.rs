@@ -91,6 +91,7 @@ pub fn backup_pb(b: BackupRow) -> pb::Backup {
         started_at_ms: millis(b.started_at),
         ended_at_ms: millis(b.ended_at),
         s3_key: b.s3_key,
+        paused_ms: b.paused_ms.unwrap_or(0),
     }
 }
 
@@ -428,6 +429,7 @@ impl ApiService {
             file_count: req.file_count,
             sha256: req.sha256,
             bytes_total: req.bytes_total,
+            paused_ms: req.paused_ms.max(0),
         };
         let mut db = self.db()?;
         let mut tx = db.transaction()?;

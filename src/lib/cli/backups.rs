@@ -209,6 +209,12 @@ fn show(ctx: &Ctx, b: &pb::Backup) {
             (b.ended_at_ms - b.started_at_ms) as f64 / 1000.0
         );
     }
+    if b.paused_ms > 0 {
+        println!(
+            "  game saves paused {:.1} s (pre actions → post actions)",
+            b.paused_ms as f64 / 1000.0
+        );
+    }
     if b.pinned {
         println!("  pinned: retention keeps it");
     }

@@ -190,19 +190,37 @@ impl Backups {
                 }
             }
         }
-        let copied = match failure {
-            Some(f) => Err(f),
-            None => self.copy(&cmd, session),
-        };
-        if let Some(session_id) = session.filter(|s| self.is_live(*s)) {
-            for (i, action) in cmd.policy.post.iter().enumerate() {
-                if let Err(e) = self.act(session_id, action) {
-                    log::warn!(backup_id = id; "post action {} ({:?}): {e}", i + 1, action.command);
+        // The post actions go as soon as the files are read (the game saves again while the
+        // last parts upload), also when the copy or a pre action failed.
+        let paused = Instant::now();
+        let mut paused_ms = 0;
+        let mut resume = || {
+            paused_ms = paused.elapsed().as_millis() as i64;
+            if let Some(session_id) = session.filter(|s| self.is_live(*s)) {
+                for (i, action) in cmd.policy.post.iter().enumerate() {
+                    if let Err(e) = self.act(session_id, action) {
+                        log::warn!(backup_id = id; "post action {} ({:?}): {e}", i + 1, action.command);
+                    }
                 }
             }
-        }
+        };
+        let copied = match failure {
+            Some(f) => {
+                resume();
+                Err(f)
+            }
+            None => self.copy(&cmd, session, &mut resume),
+        };
         let request = match copied {
-            Ok(done) => done,
+            Ok(done) => pb::FinishBackupRequest {
+                // Only a running game with pre actions was paused.
+                paused_ms: if session.is_some() && !cmd.policy.pre.is_empty() {
+                    paused_ms
+                } else {
+                    0
+                },
+                ..done
+            },
             Err(reason) => {
                 log::warn!(backup_id = id; "backup failed: {reason}");
                 pb::FinishBackupRequest {
@@ -256,22 +274,30 @@ impl Backups {
     }
 
     /// The archive streamed into the upload, the manifest beside it: the finished report.
+    /// `files_read` is called once, as soon as every file has been read (or reading failed).
     fn copy(
         &self,
         cmd: &CreateBackup,
         session: Option<i64>,
+        files_read: &mut dyn FnMut(),
     ) -> Result<pb::FinishBackupRequest, Failure> {
         let started = Instant::now();
         let root = self.deployment_dir(cmd.sgc_id);
         if !root.is_dir() {
+            files_read();
             return Err(format!(
                 "deployment {} has no directory on this host ({}): nothing to back up",
                 cmd.sgc_id,
                 root.display()
             ));
         }
-        let selection = Selection::new(&cmd.policy.paths, &cmd.policy.excludes)
-            .map_err(|e| crate::errors::chain(&e))?;
+        let selection = match Selection::new(&cmd.policy.paths, &cmd.policy.excludes) {
+            Ok(s) => s,
+            Err(e) => {
+                files_read();
+                return Err(crate::errors::chain(&e));
+            }
+        };
         let (parts_tx, parts_rx) = crossbeam_channel::bounded::<Part>(QUEUED_PARTS);
         let uploader = {
             let urls = cmd.part_urls.clone();
@@ -284,7 +310,10 @@ impl Backups {
             std::thread::Builder::new()
                 .name(format!("upload-{id}"))
                 .spawn(move || upload_parts(&http, &api, &call, id, urls, parts_rx))
-                .map_err(|e| format!("cannot start the uploader: {e}"))?
+                .map_err(|e| {
+                    files_read();
+                    format!("cannot start the uploader: {e}")
+                })?
         };
         let mut hooks = Progress {
             backups: self,
@@ -303,6 +332,7 @@ impl Backups {
                     .map_err(|e| format!("writing the last part: {e}"))?;
                 Ok((written, summary))
             });
+        files_read();
         // The writer (and with it the channel) is gone: the uploader ends either way.
         let uploaded = uploader
             .join()
@@ -347,6 +377,7 @@ impl Backups {
             file_count: summary.manifest.files() as i32,
             sha256: written.sha256,
             bytes_total: summary.manifest.content_bytes() as i64,
+            paused_ms: 0,
         })
     }
 
