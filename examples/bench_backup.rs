@@ -263,7 +263,7 @@ fn main() {
     let started = Instant::now();
     let (bytes, files) = write_world(&world, world_mb);
     println!(
-        "world: {} MiB in {files} files (written in {:.1} s); part size 16 MiB",
+        "world: {} MiB in {files} files (written in {:.1} s); part size 8 MiB",
         bytes >> 20,
         started.elapsed().as_secs_f64()
     );

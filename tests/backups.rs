@@ -337,6 +337,22 @@ fn retention_keeps_the_newest_n_and_the_pinned() {
         ],
         "newest first: the two newest and the pinned one stay"
     );
+    // Operators alert on the age of the last good backup.
+    let metrics = manman::testkit::http_get(s.api_health_port, "/metrics");
+    let done_at = ids[3]["ended_at"].as_str().unwrap();
+    let done_at = chrono::DateTime::parse_from_rfc3339(done_at)
+        .unwrap()
+        .timestamp();
+    assert!(
+        metrics.contains(&format!(
+            "manman_backup_last_success_timestamp_seconds{{sgc_id=\"{sgc}\"}} {done_at}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("manman_api_backups_total{outcome=\"completed\"} 4"),
+        "{metrics}"
+    );
     // The pruned backup's objects are gone; the kept ones are there.
     assert!(bucket(&s)
         .get(ids[1]["s3_key"].as_str().unwrap())
@@ -608,4 +624,71 @@ fn the_dashboard_backs_up_now_and_restores() {
     wait_for("the world is back", T, || {
         (std::fs::read(dir.join("world.dat")).ok()? == b"saved").then_some(())
     });
+}
+
+#[test]
+fn a_server_moves_to_another_host_by_restore() {
+    let s = Stack::start_backing_up(|_| {});
+    let sgc = s.deploy(
+        "moving",
+        &game_script(),
+        &[],
+        &["--start-duration-ms", "200"],
+    );
+    std::fs::create_dir_all(deployment_dir(&s, sgc).join("world")).unwrap();
+    std::fs::write(
+        deployment_dir(&s, sgc).join("world/level.dat"),
+        "the old host's world",
+    )
+    .unwrap();
+    let backup = s.cli_json(&["backup", "create", &sgc.to_string()]);
+    assert_eq!(backup["status"], "completed", "{backup}");
+
+    // A second host, enrolled as an operator would (`manman host add`).
+    let enrollment = s.cli_json(&["host", "add", "second-host"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second_dir = std::env::temp_dir().join(unique_name("mmhost2"));
+    let mut config = s.host_config();
+    config.server_name = "second-host".into();
+    config.enrollment_secret = Some(enrollment);
+    config.data_dir = second_dir.clone();
+    let mut sup = manman::lifecycle::Supervisor::new();
+    let second = manman::host::start(config, &mut sup).unwrap();
+    let _second = Daemon::run(sup);
+    wait_for("the second host consumes commands", T, || {
+        second
+            .commands_connected
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
+    });
+    let config_id = s.config_of(sgc);
+    let moved = s.cli_json(&[
+        "deploy",
+        "--server",
+        &second.server_id.to_string(),
+        "--config",
+        &config_id,
+    ])["sgc_id"]
+        .as_i64()
+        .unwrap();
+    let restore = s.cli_json(&[
+        "backup",
+        "restore",
+        &backup["backup_id"].to_string(),
+        "--to",
+        &moved.to_string(),
+    ]);
+    assert_eq!(restore["status"], "completed", "{restore}");
+    assert_eq!(
+        std::fs::read_to_string(second_dir.join(format!("sgc-{moved}/world/level.dat"))).unwrap(),
+        "the old host's world"
+    );
+    // The moved server runs on its new host with its world.
+    let session = s.start_session(moved);
+    s.wait_status(session, "running");
+    assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
+    s.wait_status(session, "stopped");
+    let _ = std::fs::remove_dir_all(&second_dir);
 }

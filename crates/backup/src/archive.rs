@@ -60,7 +60,14 @@ pub fn write_archive<W: Write>(
         .sum();
     hooks.planned(plan.iter().filter(|p| p.meta.is_file()).count(), total);
 
-    let encoder = zstd::Encoder::new(out, ZSTD_LEVEL).map_err(BackupError::Write)?;
+    let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL).map_err(BackupError::Write)?;
+    // One worker: compression runs beside this thread's reading and hashing (the output is
+    // the same zstd format; `tar --zstd` and every zstd reader take it).
+    encoder.multithread(1).map_err(BackupError::Write)?;
+    // Jobs of 4 MiB (half the default at this level) keep the worker's buffers small.
+    encoder
+        .set_parameter(zstd::stream::raw::CParameter::JobSize(4 << 20))
+        .map_err(BackupError::Write)?;
     let mut tar = tar::Builder::new(encoder);
     tar.follow_symlinks(false);
     let mut done = 0u64;

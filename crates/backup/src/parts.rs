@@ -1,11 +1,11 @@
 //! The archive stream cut into upload parts: each full part goes to the uploader through a
 //! bounded channel, so a slow upload makes the archive writer wait instead of piling parts up
-//! in memory (memory is bounded by part size × (channel capacity + uploaders + 1)).
+//! in memory (memory is bounded by part size × (channel capacity + uploaders + 1)). The uploader
+//! hands each sent part's buffer back, so the same few buffers carry the whole stream.
 
 use std::io::{self, Write};
 
-use crossbeam_channel::Sender;
-use sha2::{Digest, Sha256};
+use crossbeam_channel::{Receiver, Sender};
 
 /// One part of a multipart upload (numbered from 1, as S3 numbers them).
 #[derive(Debug)]
@@ -14,43 +14,68 @@ pub struct Part {
     pub bytes: Vec<u8>,
 }
 
+/// Parts per size step: the first 1,000 parts have the base size, the next 1,000 twice it, and
+/// so on, so that S3's 10,000 parts reach far beyond any world while memory stays that of the
+/// base size for every archive up to 1,000 parts (8 GiB with 8 MiB parts).
+pub const PARTS_PER_STEP: u32 = 1_000;
+
 pub struct PartWriter {
+    base_size: usize,
     part_size: usize,
     buffer: Vec<u8>,
     next: u32,
     total: u64,
-    hasher: Sha256,
     parts: Sender<Part>,
+    /// Buffers of sent parts, back from the uploader.
+    recycled: Option<Receiver<Vec<u8>>>,
 }
 
-/// What was written: how many parts, how many bytes, and the SHA-256 of the whole stream.
+/// What was written: how many parts and how many bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub parts: u32,
     pub bytes: u64,
-    pub sha256: String,
 }
 
 impl PartWriter {
     /// `part_size` at least 5 MiB for S3 (every part but the last).
     pub fn new(part_size: usize, parts: Sender<Part>) -> PartWriter {
         PartWriter {
+            base_size: part_size,
             part_size,
             buffer: Vec::with_capacity(part_size),
             next: 1,
             total: 0,
-            hasher: Sha256::new(),
             parts,
+            recycled: None,
+        }
+    }
+
+    /// Takes the buffers of sent parts from `recycled` instead of allocating new ones.
+    pub fn recycling(mut self, recycled: Receiver<Vec<u8>>) -> PartWriter {
+        self.recycled = Some(recycled);
+        self
+    }
+
+    fn fresh_buffer(&self) -> Vec<u8> {
+        match self.recycled.as_ref().and_then(|r| r.try_recv().ok()) {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(self.part_size),
         }
     }
 
     fn send(&mut self) -> io::Result<()> {
-        let bytes = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.part_size));
+        let fresh = self.fresh_buffer();
+        let bytes = std::mem::replace(&mut self.buffer, fresh);
         let part = Part {
             number: self.next,
             bytes,
         };
         self.next += 1;
+        self.part_size = self.base_size << ((self.next - 1) / PARTS_PER_STEP).min(10);
         self.parts
             .send(part)
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload has stopped"))
@@ -64,7 +89,6 @@ impl PartWriter {
         Ok(Written {
             parts: self.next - 1,
             bytes: self.total,
-            sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
         })
     }
 }
@@ -74,7 +98,6 @@ impl Write for PartWriter {
         let room = self.part_size - self.buffer.len();
         let n = buf.len().min(room);
         self.buffer.extend_from_slice(&buf[..n]);
-        self.hasher.update(&buf[..n]);
         self.total += n as u64;
         if self.buffer.len() == self.part_size {
             self.send()?;
@@ -102,7 +125,6 @@ mod tests {
         assert_eq!(written.bytes, 25);
         let sizes: Vec<(u32, usize)> = parts.iter().map(|p| (p.number, p.bytes.len())).collect();
         assert_eq!(sizes, vec![(1, 10), (2, 10), (3, 5)]);
-        assert_eq!(written.sha256, hex::encode(Sha256::digest([7u8; 25])));
     }
 
     #[test]
@@ -113,6 +135,34 @@ mod tests {
         assert_eq!(
             w.write_all(&[0; 8]).unwrap_err().kind(),
             io::ErrorKind::BrokenPipe
+        );
+    }
+    #[test]
+    fn parts_grow_every_thousand() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut w = PartWriter::new(2, tx);
+        w.write_all(&vec![0; 2 * 1000 + 4 + 1]).unwrap();
+        w.finish().unwrap();
+        let sizes: Vec<usize> = rx.try_iter().map(|p| p.bytes.len()).collect();
+        assert_eq!(sizes.len(), 1002);
+        assert_eq!((sizes[999], sizes[1000], sizes[1001]), (2, 4, 1));
+    }
+
+    #[test]
+    fn sent_buffers_come_back_for_the_next_parts() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (back_tx, back_rx) = crossbeam_channel::unbounded();
+        let mut w = PartWriter::new(4, tx).recycling(back_rx);
+        w.write_all(&[1; 4]).unwrap();
+        let first = rx.try_recv().unwrap();
+        let reused = first.bytes.as_ptr();
+        back_tx.send(first.bytes).unwrap();
+        w.write_all(&[2; 8]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().bytes, vec![2; 4]);
+        assert_eq!(
+            rx.try_recv().unwrap().bytes.as_ptr(),
+            reused,
+            "the returned buffer carries the third part"
         );
     }
 }

@@ -29,7 +29,8 @@ const MAX_PRESIGN: i32 = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupSettings {
-    /// `BACKUP_PART_SIZE_MB` (default 16, at least S3's 5): the host's memory holds a few.
+    /// `BACKUP_PART_SIZE_MB` (default 8, at least S3's 5; doubled every 1,000 parts): the
+    /// host's memory holds four parts.
     pub part_size: u64,
     /// `BACKUP_TIMEOUT_SECONDS` (default 6 h): a backup or restore not finished by then failed.
     pub timeout: Duration,
@@ -42,7 +43,7 @@ pub struct BackupSettings {
 impl Default for BackupSettings {
     fn default() -> Self {
         BackupSettings {
-            part_size: 16 << 20,
+            part_size: 8 << 20,
             timeout: Duration::from_secs(6 * 3600),
             sweep_every: Duration::from_secs(15),
             first_part_urls: 16,

@@ -304,7 +304,7 @@ pub fn completed_of(
 /// When each deployment last completed a backup (unix seconds), for `/metrics`.
 pub fn last_completed(c: &mut impl GenericClient) -> Result<Vec<(i64, i64)>, postgres::Error> {
     Ok(c.query(
-        "SELECT sgc_id, extract(epoch FROM max(ended_at))::bigint FROM backups
+        "SELECT sgc_id, floor(extract(epoch FROM max(ended_at)))::bigint FROM backups
           WHERE status IN ('completed') GROUP BY sgc_id ORDER BY sgc_id",
         &[],
     )?

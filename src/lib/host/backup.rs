@@ -26,8 +26,9 @@ use crate::proto::v1 as pb;
 use crate::retry::Backoff;
 use crate::wire::backup::{ConsoleAction, CreateBackup, RestoreBackup};
 
-/// Parts waiting for the uploader: memory is bounded by (this + 2) parts.
-const QUEUED_PARTS: usize = 2;
+/// Parts waiting for the uploader: memory holds this + 3 parts (one being written, one being
+/// sent, one handed back), 32 MiB with the default 8 MiB parts, for any archive up to 8 GiB.
+const QUEUED_PARTS: usize = 1;
 /// Part URLs asked for at a time once the command's run out.
 const MORE_URLS: i32 = 64;
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -299,6 +300,7 @@ impl Backups {
             }
         };
         let (parts_tx, parts_rx) = crossbeam_channel::bounded::<Part>(QUEUED_PARTS);
+        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUED_PARTS + 1);
         let uploader = {
             let urls = cmd.part_urls.clone();
             let (http, api, call, id) = (
@@ -309,7 +311,7 @@ impl Backups {
             );
             std::thread::Builder::new()
                 .name(format!("upload-{id}"))
-                .spawn(move || upload_parts(&http, &api, &call, id, urls, parts_rx))
+                .spawn(move || upload_parts(&http, &api, &call, id, urls, parts_rx, recycle_tx))
                 .map_err(|e| {
                     files_read();
                     format!("cannot start the uploader: {e}")
@@ -323,7 +325,7 @@ impl Backups {
             last_report: Instant::now(),
             ended_by_api: false,
         };
-        let writer = PartWriter::new(cmd.part_size as usize, parts_tx);
+        let writer = PartWriter::new(cmd.part_size as usize, parts_tx).recycling(recycle_rx);
         let archived = write_archive(&root, &selection, writer, &mut hooks)
             .map_err(|e| crate::errors::chain(&e))
             .and_then(|(writer, summary)| {
@@ -337,8 +339,8 @@ impl Backups {
         let uploaded = uploader
             .join()
             .unwrap_or_else(|_| Err("the uploader panicked".into()));
-        let ((written, summary), parts) = match (archived, uploaded) {
-            (Ok(a), Ok(parts)) => (a, parts),
+        let ((written, summary), (parts, sha256)) = match (archived, uploaded) {
+            (Ok(a), Ok(uploaded)) => (a, uploaded),
             // An upload failure shows in the archive only as a closed pipe: its own reason
             // is the one worth reading.
             (_, Err(upload)) => return Err(upload),
@@ -375,7 +377,7 @@ impl Backups {
                 .collect(),
             size_bytes: written.bytes as i64,
             file_count: summary.manifest.files() as i32,
-            sha256: written.sha256,
+            sha256,
             bytes_total: summary.manifest.content_bytes() as i64,
             paused_ms: 0,
         })
@@ -471,7 +473,9 @@ impl ArchiveHooks for Progress<'_> {
 }
 
 /// The uploader thread: each part PUT to its pre-signed URL (more URLs asked of the API as
-/// needed), each tried a few times; the parts' numbers and ETags for the API to join.
+/// needed), each tried a few times, hashed on the way (the archive's SHA-256, here beside the
+/// writer's thread rather than in it), and its buffer handed back to the writer. Returns the
+/// parts' numbers and ETags, for the API to join, and the archive's SHA-256.
 fn upload_parts(
     http: &ureq::Agent,
     api: &pb::ManManApiClient,
@@ -479,9 +483,13 @@ fn upload_parts(
     backup_id: i64,
     mut urls: Vec<String>,
     parts: Receiver<Part>,
-) -> Result<Vec<(u32, String)>, Failure> {
+    recycle: crossbeam_channel::Sender<Vec<u8>>,
+) -> Result<(Vec<(u32, String)>, String), Failure> {
+    use sha2::Digest;
+    let mut archive = sha2::Sha256::new();
     let mut done = Vec::new();
     for part in parts {
+        archive.update(&part.bytes);
         while urls.len() < part.number as usize {
             let request = pb::PresignBackupPartsRequest {
                 backup_id,
@@ -504,6 +512,12 @@ fn upload_parts(
             .ok_or_else(|| format!("S3 gave part {} no ETag", part.number))?
             .to_string();
         done.push((part.number, etag));
+        let _ = recycle.try_send(part.bytes);
     }
-    Ok(done)
+    let sha256: String = archive
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((done, sha256))
 }
