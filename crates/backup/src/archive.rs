@@ -1,12 +1,15 @@
 //! Writing a backup: the selected entries of a deployment's directory as a zstd tar stream,
 //! hashing each file as it is read. Links are archived as links, never followed; a FIFO,
-//! socket or device the game left is skipped (opening a FIFO would block the backup forever);
-//! a file is opened `O_NOFOLLOW` so a game cannot swap in a link to a host file between the
-//! walk and the read.
+//! socket or device the game left is skipped (opening a FIFO would block the backup forever).
+//! Every file and directory is opened beneath the deployment's directory with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`: a game that swaps a directory for a link
+//! to a host directory between the walk and the read gets a refused open, not a host file in
+//! its next restore.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -52,7 +55,8 @@ pub fn write_archive<W: Write>(
     hooks: &mut dyn ArchiveHooks,
 ) -> Result<(W, ArchiveSummary), BackupError> {
     let mut summary = ArchiveSummary::default();
-    let plan = walk(root, selection, &mut summary)?;
+    let root_dir = File::open(root).map_err(BackupError::io("opening", root))?;
+    let plan = walk(root, &root_dir, selection, &mut summary)?;
     let total: u64 = plan
         .iter()
         .filter(|p| p.meta.is_file())
@@ -112,7 +116,7 @@ pub fn write_archive<W: Write>(
             entry.kind = EntryKind::Symlink;
             entry.target = Some(target.to_string_lossy().into_owned());
         } else {
-            let Some((file, meta)) = open_regular(&path) else {
+            let Some((file, meta)) = open_regular(&root_dir, &item.relative) else {
                 summary.skipped.push(name);
                 continue;
             };
@@ -156,6 +160,7 @@ pub fn write_archive<W: Write>(
 /// Every entry to archive, parents before children, sorted by name within a directory.
 fn walk(
     root: &Path,
+    root_dir: &File,
     selection: &Selection,
     summary: &mut ArchiveSummary,
 ) -> Result<Vec<Planned>, BackupError> {
@@ -184,7 +189,13 @@ fn walk(
             }
             if is_dir {
                 let dir = root.join(&relative);
-                let mut children: Vec<_> = std::fs::read_dir(&dir)
+                let Ok(opened) = open_beneath(root_dir, &relative, libc::O_DIRECTORY) else {
+                    // Swapped for a link (or removed) since it was looked at: left out.
+                    summary.skipped.push(slash_path(&relative));
+                    continue;
+                };
+                let listed = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
+                let mut children: Vec<_> = std::fs::read_dir(&listed)
                     .map_err(BackupError::io("listing", &dir))?
                     .filter_map(Result::ok)
                     .filter_map(|e| Some((e.file_name(), e.metadata().ok()?)))
@@ -200,16 +211,43 @@ fn walk(
     Ok(plan)
 }
 
-/// The file at `path` if it is (still) a regular file, opened without following a link and
-/// without blocking on a FIFO.
-fn open_regular(path: &Path) -> Option<(File, Metadata)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
+/// The file at `relative` if it is (still) a regular file beneath the root, opened without
+/// passing through a link and without blocking on a FIFO.
+fn open_regular(root_dir: &File, relative: &Path) -> Option<(File, Metadata)> {
+    let file = open_beneath(root_dir, relative, libc::O_NONBLOCK).ok()?;
     let meta = file.metadata().ok()?;
     meta.is_file().then_some((file, meta))
+}
+
+/// Opens `relative` (read-only, with `flags`) beneath `root_dir`, refusing any link on the way
+/// and any escape from it (`openat2`, Linux 5.6+).
+fn open_beneath(root_dir: &File, relative: &Path, flags: i32) -> io::Result<File> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = if relative.as_os_str().is_empty() {
+        std::ffi::CString::new(".")
+    } else {
+        std::ffi::CString::new(relative.as_os_str().as_bytes())
+    }
+    .map_err(io::Error::other)?;
+    // SAFETY: open_how is plain integers; all zero is its "nothing asked" value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | flags) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: a valid directory fd, a NUL-terminated path and an open_how of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
 }
 
 fn slash_path(p: &Path) -> String {
@@ -264,5 +302,26 @@ impl Read for ExactReader<'_> {
         *self.done += n as u64;
         self.hooks.progress(*self.done);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_opened_through_a_link_or_outside_the_root() {
+        let root = std::env::temp_dir().join(format!("manman-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("world")).unwrap();
+        std::fs::write(root.join("world/level.dat"), "mine").unwrap();
+        // What a game would swap in for a directory: a link to the host's.
+        std::os::unix::fs::symlink("/etc", root.join("swapped")).unwrap();
+        let dir = File::open(&root).unwrap();
+        assert!(open_regular(&dir, Path::new("world/level.dat")).is_some());
+        assert!(open_regular(&dir, Path::new("swapped/hostname")).is_none());
+        assert!(open_beneath(&dir, Path::new("swapped"), libc::O_DIRECTORY).is_err());
+        assert!(open_beneath(&dir, Path::new("../../etc/hostname"), 0).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
