@@ -189,10 +189,17 @@ fn walk(
             }
             if is_dir {
                 let dir = root.join(&relative);
-                let Ok(opened) = open_beneath(root_dir, &relative, libc::O_DIRECTORY) else {
+                let opened = match open_beneath(root_dir, &relative, libc::O_DIRECTORY) {
+                    Ok(d) => d,
+                    // A kernel before 5.6: no safe way to read, and no silently empty backup.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                        return Err(BackupError::io("openat2 (Linux 5.6 or later) for", &dir)(e))
+                    }
                     // Swapped for a link (or removed) since it was looked at: left out.
-                    summary.skipped.push(slash_path(&relative));
-                    continue;
+                    Err(_) => {
+                        summary.skipped.push(slash_path(&relative));
+                        continue;
+                    }
                 };
                 let listed = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
                 let mut children: Vec<_> = std::fs::read_dir(&listed)
