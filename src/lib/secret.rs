@@ -14,11 +14,7 @@ pub const PREFIX: &str = "mm_";
 pub fn generate(kind: &str) -> String {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).expect("the OS random source is unavailable");
-    let mut s = format!("{PREFIX}{kind}_");
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("{PREFIX}{kind}_{}", hex::encode(bytes))
 }
 
 /// What is stored for a secret: its SHA-256 (a 256-bit random secret needs no slow hash).

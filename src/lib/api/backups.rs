@@ -18,7 +18,7 @@ use crate::db::sessions;
 use crate::lifecycle::ShutdownSignal;
 use crate::logstore::ObjectStore;
 use crate::proto::v1 as pb;
-use crate::wire::backup::{BackupStatus, CreateBackup, Kept};
+use crate::wire::backup::{BackupPolicy, BackupStatus, CreateBackup, Kept};
 use crate::wire::commands::CommandKind;
 use crate::wire::external::BackupEnded;
 
@@ -153,6 +153,10 @@ impl ApiService {
         config.backup.validate().map_err(|e| {
             ApiError::InvalidArgument(format!("config {}: backup: {e}", config.config_id))
         })?;
+        // The live session's console gets the pre and post actions.
+        let session_id = sessions::live_of_deployment(&mut *db, sgc_id)?
+            .into_iter()
+            .next();
         let finish_by = chrono::Utc::now() + settings.timeout;
         let note = Some(req.note.as_str()).filter(|n| !n.is_empty());
         let row = backups::create(
@@ -171,7 +175,8 @@ impl ApiService {
         })?;
         drop(db);
         let id = row.backup_id;
-        let started = self.open_upload(store, &row).and_then(|command| {
+        let opened = self.open_upload(store, &row, config.backup, session_id, finish_by);
+        let started = opened.and_then(|command| {
             backups::set_upload(&mut *self.db()?, id, &command.1)?;
             self.command(d.server_id, CommandKind::Backup, &command.0)
         });
@@ -191,38 +196,24 @@ impl ApiService {
         &self,
         store: &ObjectStore,
         row: &BackupRow,
+        policy: BackupPolicy,
+        session_id: Option<i64>,
+        finish_by: chrono::DateTime<chrono::Utc>,
     ) -> Result<(CreateBackup, String), ApiError> {
-        let s3 = |e: crate::logstore::StoreError| {
-            ApiError::Unavailable(format!("S3: {}", crate::errors::chain(&e)))
-        };
         let settings = &self.inner.backups;
-        let mut db = self.db()?;
-        let d = catalog::get_deployment(&mut *db, row.sgc_id)?
-            .ok_or_else(|| ApiError::NotFound(format!("no deployment {}", row.sgc_id)))?;
-        let config = catalog::get_config(&mut *db, d.config_id)?
-            .ok_or_else(|| ApiError::NotFound(format!("no config {}", d.config_id)))?;
-        let session_id = sessions::live_of_deployment(&mut *db, row.sgc_id)?
-            .into_iter()
-            .next();
-        drop(db);
-        let upload_id = store
-            .start_multipart(&row.s3_key, "application/zstd")
-            .map_err(s3)?;
+        let upload_id = store.start_multipart(&row.s3_key, "application/zstd")?;
         let part_urls = (1..=settings.first_part_urls.max(1))
             .map(|n| store.presign_part(&row.s3_key, &upload_id, n, settings.timeout))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(s3)?;
+            .collect::<Result<Vec<_>, _>>()?;
         let command = CreateBackup {
             backup_id: row.backup_id,
             sgc_id: row.sgc_id,
             session_id,
-            policy: config.backup,
+            policy,
             part_size: settings.part_size,
             part_urls,
-            manifest_url: store
-                .presign_put(&row.manifest_key, settings.timeout)
-                .map_err(s3)?,
-            finish_by_ms: (chrono::Utc::now() + settings.timeout).timestamp_millis(),
+            manifest_url: store.presign_put(&row.manifest_key, settings.timeout)?,
+            finish_by_ms: finish_by.timestamp_millis(),
         };
         Ok((command, upload_id))
     }
@@ -294,12 +285,7 @@ impl ApiService {
             )));
         }
         self.remove_objects(&row)?;
-        let mut db = self.db()?;
-        db.execute(
-            "UPDATE backups SET status = 'deleted' WHERE backup_id = $1 AND status IN ('completed', 'failed')",
-            &[&row.backup_id],
-        )?;
-        drop(db);
+        backups::mark_gone(&mut *self.db()?, &[row.backup_id], BackupStatus::Deleted)?;
         Ok(pb::DeleteBackupResponse {
             backup: Some(backup_pb(self.backup(row.backup_id)?)),
         })
@@ -308,9 +294,7 @@ impl ApiService {
     fn remove_objects(&self, row: &BackupRow) -> Result<(), ApiError> {
         let store = self.store()?;
         for key in [&row.s3_key, &row.manifest_key] {
-            store
-                .delete(key)
-                .map_err(|e| ApiError::Unavailable(format!("S3: {}", crate::errors::chain(&e))))?;
+            store.delete(key)?;
         }
         Ok(())
     }
@@ -350,8 +334,7 @@ impl ApiService {
                     self.inner.backups.timeout,
                 )
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::Unavailable(format!("S3: {}", crate::errors::chain(&e))))?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(pb::PresignBackupPartsResponse { urls })
     }
 

@@ -89,6 +89,13 @@ impl From<postgres::Error> for ApiError {
     }
 }
 
+/// The bucket did not answer as asked (backups): worth a retry, with S3's reason.
+impl From<crate::logstore::StoreError> for ApiError {
+    fn from(e: crate::logstore::StoreError) -> Self {
+        ApiError::Unavailable(format!("S3: {}", crate::errors::chain(&e)))
+    }
+}
+
 impl From<r2d2::Error> for ApiError {
     fn from(e: r2d2::Error) -> Self {
         log::warn!("no database connection for an API query: {e}");

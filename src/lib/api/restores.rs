@@ -116,17 +116,12 @@ impl ApiService {
             .ok_or_else(|| ApiError::FailedPrecondition(format!("restore {id} ended meanwhile")))?;
         let store = self.store()?;
         let expiry = self.inner.backups.timeout;
-        let s3 = |e: crate::logstore::StoreError| {
-            ApiError::Unavailable(format!("S3: {}", crate::errors::chain(&e)))
-        };
         let command = RestoreBackup {
             restore_id: id,
             backup_id: backup.backup_id,
             sgc_id: restore.sgc_id,
-            archive_url: store.presign_get(&backup.s3_key, expiry).map_err(s3)?,
-            manifest_url: store
-                .presign_get(&backup.manifest_key, expiry)
-                .map_err(s3)?,
+            archive_url: store.presign_get(&backup.s3_key, expiry)?,
+            manifest_url: store.presign_get(&backup.manifest_key, expiry)?,
         };
         self.command(server_id, CommandKind::Restore, &command)
     }

@@ -272,14 +272,16 @@ pub fn set_pinned(
     .map(|r| backup(&r)))
 }
 
-/// Marks completed backups `pruned` or `deleted` (their objects are gone or going).
+/// Marks ended backups `pruned` or `deleted` (their objects are gone or going); one still
+/// active is left alone.
 pub fn mark_gone(
     c: &mut impl GenericClient,
     ids: &[i64],
     status: BackupStatus,
 ) -> Result<u64, postgres::Error> {
     c.execute(
-        "UPDATE backups SET status = $2 WHERE backup_id = ANY($1) AND status = 'completed'",
+        "UPDATE backups SET status = $2
+          WHERE backup_id = ANY($1) AND status IN ('completed', 'failed')",
         &[&ids, &status.as_str()],
     )
 }

@@ -191,27 +191,22 @@ impl Backups {
                 }
             }
         }
+        let paused = Instant::now();
+        let reading = match failure {
+            Some(f) => Err(f),
+            None => self.read_into_upload(&cmd, session),
+        };
         // The post actions go as soon as the files are read (the game saves again while the
         // last parts upload), also when the copy or a pre action failed.
-        let paused = Instant::now();
-        let mut paused_ms = 0;
-        let mut resume = || {
-            paused_ms = paused.elapsed().as_millis() as i64;
-            if let Some(session_id) = session.filter(|s| self.is_live(*s)) {
-                for (i, action) in cmd.policy.post.iter().enumerate() {
-                    if let Err(e) = self.act(session_id, action) {
-                        log::warn!(backup_id = id; "post action {} ({:?}): {e}", i + 1, action.command);
-                    }
+        let paused_ms = paused.elapsed().as_millis() as i64;
+        if let Some(session_id) = session.filter(|s| self.is_live(*s)) {
+            for (i, action) in cmd.policy.post.iter().enumerate() {
+                if let Err(e) = self.act(session_id, action) {
+                    log::warn!(backup_id = id; "post action {} ({:?}): {e}", i + 1, action.command);
                 }
             }
-        };
-        let copied = match failure {
-            Some(f) => {
-                resume();
-                Err(f)
-            }
-            None => self.copy(&cmd, session, &mut resume),
-        };
+        }
+        let copied = reading.and_then(|reading| self.finish_upload(&cmd, reading));
         let request = match copied {
             Ok(done) => pb::FinishBackupRequest {
                 // Only a running game with pre actions was paused.
@@ -275,30 +270,25 @@ impl Backups {
     }
 
     /// The archive streamed into the upload, the manifest beside it: the finished report.
-    /// `files_read` is called once, as soon as every file has been read (or reading failed).
-    fn copy(
+    /// Reads the selected files into the upload: returns once every file is read (the last
+    /// parts may still be on their way), with what [`finish_upload`](Self::finish_upload)
+    /// needs.
+    fn read_into_upload(
         &self,
         cmd: &CreateBackup,
         session: Option<i64>,
-        files_read: &mut dyn FnMut(),
-    ) -> Result<pb::FinishBackupRequest, Failure> {
+    ) -> Result<Reading, Failure> {
         let started = Instant::now();
         let root = self.deployment_dir(cmd.sgc_id);
         if !root.is_dir() {
-            files_read();
             return Err(format!(
                 "deployment {} has no directory on this host ({}): nothing to back up",
                 cmd.sgc_id,
                 root.display()
             ));
         }
-        let selection = match Selection::new(&cmd.policy.paths, &cmd.policy.excludes) {
-            Ok(s) => s,
-            Err(e) => {
-                files_read();
-                return Err(crate::errors::chain(&e));
-            }
-        };
+        let selection = Selection::new(&cmd.policy.paths, &cmd.policy.excludes)
+            .map_err(|e| crate::errors::chain(&e))?;
         let (parts_tx, parts_rx) = crossbeam_channel::bounded::<Part>(QUEUED_PARTS);
         let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUED_PARTS + 1);
         let uploader = {
@@ -312,10 +302,7 @@ impl Backups {
             std::thread::Builder::new()
                 .name(format!("upload-{id}"))
                 .spawn(move || upload_parts(&http, &api, &call, id, urls, parts_rx, recycle_tx))
-                .map_err(|e| {
-                    files_read();
-                    format!("cannot start the uploader: {e}")
-                })?
+                .map_err(|e| format!("cannot start the uploader: {e}"))?
         };
         let mut hooks = Progress {
             backups: self,
@@ -334,12 +321,25 @@ impl Backups {
                     .map_err(|e| format!("writing the last part: {e}"))?;
                 Ok((written, summary))
             });
-        files_read();
+        Ok(Reading {
+            started,
+            archived,
+            uploader,
+        })
+    }
+
+    /// Waits for the last parts, uploads the manifest: the finished report.
+    fn finish_upload(
+        &self,
+        cmd: &CreateBackup,
+        reading: Reading,
+    ) -> Result<pb::FinishBackupRequest, Failure> {
         // The writer (and with it the channel) is gone: the uploader ends either way.
-        let uploaded = uploader
+        let uploaded = reading
+            .uploader
             .join()
             .unwrap_or_else(|_| Err("the uploader panicked".into()));
-        let ((written, summary), (parts, sha256)) = match (archived, uploaded) {
+        let ((written, summary), (parts, sha256)) = match (reading.archived, uploaded) {
             (Ok(a), Ok(uploaded)) => (a, uploaded),
             // An upload failure shows in the archive only as a closed pipe: its own reason
             // is the one worth reading.
@@ -363,7 +363,7 @@ impl Backups {
             log::info!(backup_id = cmd.backup_id; "skipped {} entries that are not files, directories or links", summary.skipped.len());
         }
         log::info!(backup_id = cmd.backup_id, bytes = written.bytes, files = summary.manifest.files(),
-            seconds = started.elapsed().as_secs_f64(); "archive uploaded");
+            seconds = reading.started.elapsed().as_secs_f64(); "archive uploaded");
         Ok(pb::FinishBackupRequest {
             backup_id: cmd.backup_id,
             ok: true,
@@ -409,6 +409,16 @@ impl Backups {
         Ok(())
     }
 }
+
+/// A backup whose files are read: the archive's outcome and the uploader still finishing.
+struct Reading {
+    started: Instant,
+    archived: Result<(manman_backup::Written, manman_backup::ArchiveSummary), Failure>,
+    uploader: std::thread::JoinHandle<Result<Uploaded, Failure>>,
+}
+
+/// What the uploader sent: each part's number and ETag, and the archive's SHA-256.
+type Uploaded = (Vec<(u32, String)>, String);
 
 /// A running archive's hooks: progress to the API every few seconds, and the reasons to stop
 /// (the session ended under the backup, or the API ended the backup).
@@ -484,7 +494,7 @@ fn upload_parts(
     mut urls: Vec<String>,
     parts: Receiver<Part>,
     recycle: crossbeam_channel::Sender<Vec<u8>>,
-) -> Result<(Vec<(u32, String)>, String), Failure> {
+) -> Result<Uploaded, Failure> {
     use sha2::Digest;
     let mut archive = sha2::Sha256::new();
     let mut done = Vec::new();
@@ -514,10 +524,5 @@ fn upload_parts(
         done.push((part.number, etag));
         let _ = recycle.try_send(part.bytes);
     }
-    let sha256: String = archive
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((done, sha256))
+    Ok((done, hex::encode(archive.finalize())))
 }

@@ -67,13 +67,9 @@ impl Signer<'_> {
         let key = signing::signing_key(&now, self.secret_key, self.region, "s3")?;
         let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key");
         mac.update(to_sign.as_bytes());
-        let signature = hex_lower(&mac.finalize().into_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
         Ok(format!("{unsigned}&X-Amz-Signature={signature}"))
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
