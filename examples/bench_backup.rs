@@ -17,22 +17,10 @@ use manman::lifecycle::Supervisor;
 use manman::processor::{self, ProcessorConfig};
 use manman::proto::v1 as pb;
 use manman::testkit::{
-    free_port, rss_kib, unique_name, wait_for, ScratchBucket, ScratchDb, ScratchVhost,
+    free_port, noise, rss_kib, unique_name, wait_for, ScratchBucket, ScratchDb, ScratchVhost,
 };
 
 const T: Duration = Duration::from_secs(60);
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// 20,000 small files (4 .. 44 KiB) and the rest in four large ones; every other file is noise.
 fn write_world(dir: &std::path::Path, total_mb: u64) -> (u64, usize) {

@@ -9,22 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use manman::testkit::noise;
 use manman_backup::{extract_verified, Manifest};
 use support::stack::*;
 use support::*;
-
-/// Pseudo-random bytes (xorshift): zstd cannot shrink them, so a few MiB make several parts.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A world of many small files, one large one, a config file and logs (excluded).
 fn write_world(dir: &Path) {
@@ -56,6 +44,20 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+/// The test game deployed with a console stop (5 s) and `backup` flags; its deployment id.
+fn deploy_game(s: &Stack, name: &str, backup: &[&str]) -> i64 {
+    let mut flags = vec![
+        "--stop-command",
+        "stop",
+        "--stop-timeout",
+        "5",
+        "--start-duration-ms",
+        "200",
+    ];
+    flags.extend_from_slice(backup);
+    s.deploy(name, &game_script(), &[], &flags)
 }
 
 fn deployment_dir(s: &Stack, sgc: i64) -> PathBuf {
@@ -127,17 +129,10 @@ fn a_running_world_is_backed_up_while_it_changes_and_restored_exactly() {
         "manman.backup.#",
     );
     let logs = Collector::console_lines(&s.vhost);
-    let sgc = s.deploy(
+    let sgc = deploy_game(
+        &s,
         "backed-up",
-        &game_script(),
-        &[],
         &[
-            "--stop-command",
-            "stop",
-            "--stop-timeout",
-            "5",
-            "--start-duration-ms",
-            "200",
             "--backup-exclude",
             "logs/**",
             "--backup-pre",
@@ -248,17 +243,10 @@ fn a_running_world_is_backed_up_while_it_changes_and_restored_exactly() {
 fn a_pre_action_that_never_sees_its_line_fails_the_backup_and_the_post_actions_still_run() {
     let s = Stack::start_backing_up(|_| {});
     let logs = Collector::console_lines(&s.vhost);
-    let sgc = s.deploy(
+    let sgc = deploy_game(
+        &s,
         "stubborn",
-        &game_script(),
-        &[],
         &[
-            "--stop-command",
-            "stop",
-            "--stop-timeout",
-            "5",
-            "--start-duration-ms",
-            "200",
             "--backup-pre",
             "save-all flush=>Saved the game",
             "--backup-post",
@@ -400,17 +388,10 @@ fn an_agent_killed_mid_backup_leaves_a_failed_backup_and_no_open_upload() {
         b.sweep_every = Duration::from_millis(300);
     });
     let logs = Collector::console_lines(&s.vhost);
-    let sgc = s.deploy(
+    let sgc = deploy_game(
+        s,
         "killed",
-        &game_script(),
-        &[],
         &[
-            "--stop-command",
-            "stop",
-            "--stop-timeout",
-            "5",
-            "--start-duration-ms",
-            "200",
             "--backup-pre",
             "save-all flush=>Saved the game",
             "--backup-wait-timeout",
@@ -467,17 +448,10 @@ fn an_agent_killed_mid_backup_leaves_a_failed_backup_and_no_open_upload() {
 fn a_stop_during_a_backup_wins() {
     let s = Stack::start_backing_up(|_| {});
     let logs = Collector::console_lines(&s.vhost);
-    let sgc = s.deploy(
+    let sgc = deploy_game(
+        &s,
         "stopped-mid-backup",
-        &game_script(),
-        &[],
         &[
-            "--stop-command",
-            "stop",
-            "--stop-timeout",
-            "5",
-            "--start-duration-ms",
-            "200",
             "--backup-pre",
             "save-all flush=>Saved the game",
             "--backup-wait-timeout",
@@ -567,22 +541,9 @@ fn the_dashboard_backs_up_now_and_restores() {
     let dir = deployment_dir(&s, sgc);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("world.dat"), "saved").unwrap();
-    let mut sup = manman::lifecycle::Supervisor::new();
-    let web = manman::web::start(
-        manman::web::WebConfig {
-            listen: "127.0.0.1:0".into(),
-            api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", s.api_port)),
-            logs: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", s.logs.grpc_port)),
-            workers: 2,
-            login_ttl: Duration::from_secs(600),
-            secure_cookies: false,
-        },
-        &mut sup,
-    )
-    .unwrap();
-    let _web = Daemon::run(sup);
-    let (cookie, csrf) = manman::testkit::dashboard_login(web.port, &s.admin_token);
-    let url = |path: &str| format!("http://127.0.0.1:{}{path}", web.port);
+    let (web_port, _web) = s.start_web();
+    let (cookie, csrf) = manman::testkit::dashboard_login(web_port, &s.admin_token);
+    let url = |path: &str| format!("http://127.0.0.1:{web_port}{path}");
     let post = |path: &str, with_csrf: bool| {
         let mut req = ureq::post(&url(path)).set("Cookie", &cookie);
         if with_csrf {

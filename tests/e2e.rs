@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use manman::host;
-use manman::lifecycle::Supervisor;
 use manman::proto::v1 as pb;
 use manman::testkit::http_get;
 use serde_json::json;
@@ -2133,26 +2132,6 @@ fn a_game_runs_as_its_own_user_with_its_limits_and_no_new_privileges() {
             .contains("no user \"no-such-user-here\""),
         "{shown}"
     );
-}
-
-impl Stack {
-    /// The dashboard in-process, in front of this stack's API and log processor; its port.
-    fn start_web(&self) -> (u16, Daemon) {
-        let mut sup = Supervisor::new();
-        let running = manman::web::start(
-            manman::web::WebConfig {
-                listen: "127.0.0.1:0".into(),
-                api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.api_port)),
-                logs: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.logs.grpc_port)),
-                workers: 4,
-                login_ttl: Duration::from_secs(3600),
-                secure_cookies: false,
-            },
-            &mut sup,
-        )
-        .unwrap();
-        (running.port, Daemon::run(sup))
-    }
 }
 
 /// Where the browser test keeps its screenshots: under the build's target directory.

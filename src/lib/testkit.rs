@@ -228,6 +228,20 @@ pub fn dashboard_login(port: u16, token: &str) -> (String, String) {
     (cookie, me["csrf"].as_str().unwrap_or_default().to_string())
 }
 
+/// `len` pseudo-random bytes (xorshift, the same for the same seed): what zstd cannot shrink,
+/// as a game's already-compressed region files.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// CPU seconds (user + system) a process has used, from `/proc/{pid}/stat`.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

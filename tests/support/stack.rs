@@ -540,3 +540,23 @@ pub fn stored_pid(data_dir: &std::path::Path, session: i64) -> Option<u32> {
             .map(|p| p as u32)
     })
 }
+
+impl Stack {
+    /// The dashboard in-process, in front of this stack's API and log processor; its port.
+    pub fn start_web(&self) -> (u16, Daemon) {
+        let mut sup = Supervisor::new();
+        let running = manman::web::start(
+            manman::web::WebConfig {
+                listen: "127.0.0.1:0".into(),
+                api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.api_port)),
+                logs: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.logs.grpc_port)),
+                workers: 4,
+                login_ttl: Duration::from_secs(3600),
+                secure_cookies: false,
+            },
+            &mut sup,
+        )
+        .unwrap();
+        (running.port, Daemon::run(sup))
+    }
+}
