@@ -624,6 +624,43 @@ fn a_server_moves_to_another_host_by_restore() {
             .load(std::sync::atomic::Ordering::SeqCst)
             .then_some(())
     });
+    // The second host's own credential cannot report on (forge the end of) the first host's
+    // backup, nor ask for its upload URLs.
+    let forged = manman::host::identity::credential_file(&second_dir);
+    let forged = std::fs::read_to_string(forged).unwrap();
+    let client = manman::api::client(&format!("127.0.0.1:{}", s.api_port));
+    let as_second = manman::grpc::call_option(Some(forged.trim()), T);
+    let id = backup["backup_id"].as_i64().unwrap();
+    let refused = |r: Result<(), grpcio::Error>| matches!(r, Err(grpcio::Error::RpcFailure(ref st)) if st.code() == grpcio::RpcStatusCode::PERMISSION_DENIED);
+    assert!(refused(
+        client
+            .finish_backup_opt(
+                &manman::proto::v1::FinishBackupRequest {
+                    backup_id: id,
+                    ok: false,
+                    reason: "forged".into(),
+                    ..Default::default()
+                },
+                as_second.clone(),
+            )
+            .map(|_| ())
+    ));
+    assert!(refused(
+        client
+            .presign_backup_parts_opt(
+                &manman::proto::v1::PresignBackupPartsRequest {
+                    backup_id: id,
+                    first_part: 1,
+                    count: 1
+                },
+                as_second,
+            )
+            .map(|_| ())
+    ));
+    assert_eq!(
+        s.cli_json(&["backup", "show", &id.to_string()])["status"],
+        "completed"
+    );
     let config_id = s.config_of(sgc);
     let moved = s.cli_json(&[
         "deploy",
