@@ -22,6 +22,10 @@ impl TcpProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
+                // The check and the registration happen under the lock `disable` takes, so a
+                // connection accepted while the proxy is being cut is either refused here or
+                // registered in time to be cut with the rest.
+                let mut l = lv.lock().unwrap();
                 if !en.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
@@ -29,11 +33,9 @@ impl TcpProxy {
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
-                {
-                    let mut l = lv.lock().unwrap();
-                    l.push(client.try_clone().unwrap());
-                    l.push(server.try_clone().unwrap());
-                }
+                l.push(client.try_clone().unwrap());
+                l.push(server.try_clone().unwrap());
+                drop(l);
                 pump(client.try_clone().unwrap(), server.try_clone().unwrap());
                 pump(server, client);
             }
@@ -47,8 +49,9 @@ impl TcpProxy {
 
     /// Cuts every live connection and refuses new ones until `enable`.
     pub fn disable(&self) {
+        let mut live = self.live.lock().unwrap();
         self.enabled.store(false, Ordering::SeqCst);
-        for s in self.live.lock().unwrap().drain(..) {
+        for s in live.drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
