@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use manman::host::stats::CpuRates;
+use manman::host::stats::{CpuRates, Game};
 
 const GAMES: usize = 200;
 const ROUNDS: usize = 50;
@@ -41,16 +41,22 @@ fn main() {
             cmd.spawn().expect("spawn a stand-in game")
         })
         .collect();
-    let sessions: Vec<(i64, u32)> = games
+    // Sampled from /proc, as a game without a cgroup is (scripts/bench-cgroups compares the two).
+    let sessions: Vec<Game> = games
         .iter()
         .enumerate()
-        .map(|(i, c)| (i as i64 + 1, c.id()))
+        .map(|(i, c)| Game {
+            session_id: i as i64 + 1,
+            pid: c.id(),
+            cgroup: None,
+        })
         .collect();
+    let no_disk = Default::default();
     // Wait until every group has its two children.
     let mut rates = CpuRates::default();
     let deadline = Instant::now() + Duration::from_secs(10);
     while rates
-        .sample(&sessions)
+        .sample(&sessions, &no_disk)
         .iter()
         .map(|s| s.processes)
         .sum::<u32>()
@@ -66,7 +72,7 @@ fn main() {
     let (cpu0, wall0) = (cpu_time(), Instant::now());
     let mut seen = 0;
     for _ in 0..ROUNDS {
-        seen = rates.sample(&sessions).len();
+        seen = rates.sample(&sessions, &no_disk).len();
     }
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
     let per_beat = cpu / ROUNDS as u32;

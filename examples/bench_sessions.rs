@@ -175,6 +175,12 @@ fn main() {
             low: host::game_users::DEFAULT_UID_RANGE.0,
             high: host::game_users::DEFAULT_UID_RANGE.1,
         },
+        // BENCH_CGROUP=off measures games without a cgroup each.
+        cgroup_subtree: match std::env::var("BENCH_CGROUP").as_deref() {
+            Ok("off") => None,
+            _ => Some(unique_name("mmbench-sessions").replace('_', "-")),
+        },
+        disk_check_every: Duration::from_secs(60),
     };
     let h = host::start(host_config.clone(), &mut sup).unwrap();
     wait_for("host", Duration::from_secs(30), || {

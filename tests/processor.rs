@@ -1104,6 +1104,9 @@ fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() 
         threads: 4,
         open_files: 9,
         processes: 2,
+        memory_peak_bytes: Some(rss + 1),
+        io_read_bytes: None,
+        disk_bytes: Some(7 << 30),
     };
     manman::db::sessions::store_samples(
         &mut tx,
@@ -1112,4 +1115,16 @@ fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() 
     .unwrap();
     tx.commit().unwrap();
     assert_eq!(stored(mine), Some((400 << 20, 4)));
+    // The cgroup's figures are kept beside them; what the host did not say stays NULL.
+    let extra =
+        h.db.client()
+            .query_one(
+                "SELECT memory_peak_bytes, io_read_bytes, disk_bytes FROM session_samples
+              WHERE session_id = $1",
+                &[&mine],
+            )
+            .unwrap();
+    assert_eq!(extra.get::<_, Option<i64>>(0), Some((400 << 20) + 1));
+    assert_eq!(extra.get::<_, Option<i64>>(1), None);
+    assert_eq!(extra.get::<_, Option<i64>>(2), Some(7 << 30));
 }

@@ -45,7 +45,10 @@ pub fn session_json(s: &pb::Session) -> Value {
         "sample": if s.sampled_at_ms > 0 {
             json!({"sampled_at": json_time(s.sampled_at_ms), "cpu_percent": s.cpu_percent,
                    "rss_bytes": s.rss_bytes, "threads": s.threads, "open_files": s.open_files,
-                   "processes": s.processes})
+                   "processes": s.processes,
+                   "memory_peak_bytes": Some(s.memory_peak_bytes).filter(|v| *v > 0),
+                   "io_read_bytes": Some(s.io_read_bytes).filter(|v| *v > 0),
+                   "disk_bytes": Some(s.disk_bytes).filter(|v| *v > 0)})
         } else {
             Value::Null
         },
@@ -82,6 +85,15 @@ pub fn config_json(c: &pb::GameConfig) -> Value {
         "run_as": Some(&c.run_as).filter(|u| !u.is_empty()),
         "max_open_files": c.max_open_files,
         "max_processes": c.max_processes,
+        "limits": c.limits.as_ref().map(limits_json),
+    })
+}
+
+fn limits_json(l: &pb::ResourceLimits) -> Value {
+    json!({
+        "memory_max_bytes": l.memory_max_bytes, "memory_high_bytes": l.memory_high_bytes,
+        "swap": l.swap, "cpu_max_cores": l.cpu_max_cores, "cpu_weight": l.cpu_weight,
+        "pids_max": l.pids_max, "io_weight": l.io_weight, "disk_max_bytes": l.disk_max_bytes,
     })
 }
 

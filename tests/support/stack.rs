@@ -201,7 +201,14 @@ impl Stack {
                 low: host::game_users::DEFAULT_UID_RANGE.0,
                 high: host::game_users::DEFAULT_UID_RANGE.1,
             },
+            cgroup_subtree: Some(self.cgroup_subtree()),
+            disk_check_every: Duration::from_secs(1),
         }
+    }
+
+    /// This test's own cgroup subtree (tests run agents side by side in one cgroup).
+    pub fn cgroup_subtree(&self) -> String {
+        format!("manman-{}", self.db.name.replace('_', "-"))
     }
 
     pub fn start_host(&mut self) {
@@ -323,6 +330,10 @@ impl Drop for Stack {
         if let Some((_, mut d)) = self.host.take() {
             d.shutdown();
         }
+        // What an agent process killed by the test left: its sessions' groups and subtree.
+        let cgroups = host::cgroups::SessionCgroups::open(Some(&self.cgroup_subtree()));
+        cgroups.sweep(&[]);
+        cgroups.close();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -381,6 +392,8 @@ impl Stack {
             .env("HOST_KEEPER", env!("CARGO_BIN_EXE_manman-keeper"))
             .env("HOST_STOP_SESSIONS_ON_SHUTDOWN", stop_games.to_string())
             .env("HEALTH_PORT", manman::testkit::free_port().to_string())
+            .env("HOST_CGROUP", self.cgroup_subtree())
+            .env("HOST_DISK_CHECK_SECONDS", "1")
             .env("HEARTBEAT_SECONDS", "1")
             .env("RECONCILE_SECONDS", "1")
             .env("LOG_LEVEL", "warn");

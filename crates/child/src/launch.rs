@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use manman_cgroup::Cgroup;
 use serde::{Deserialize, Serialize};
 
 /// A numeric user and group to run a process as.
@@ -46,6 +47,10 @@ pub struct Launch {
     pub max_open_files: Option<u64>,
     #[serde(default)]
     pub max_processes: Option<u64>,
+    /// The cgroup it starts in (joined between `fork` and `exec`, so everything it starts
+    /// is inside too) and that is killed whole when it ends.
+    #[serde(default)]
+    pub cgroup: Option<Cgroup>,
 }
 
 fn yes() -> bool {
@@ -65,6 +70,7 @@ impl Launch {
             no_new_privs: false,
             max_open_files: None,
             max_processes: None,
+            cgroup: None,
         }
     }
 
@@ -77,5 +83,6 @@ impl Launch {
             || self.no_new_privs
             || self.max_open_files.is_some()
             || self.max_processes.is_some()
+            || self.cgroup.is_some()
     }
 }

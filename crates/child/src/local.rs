@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::{self, pollfd};
 use crate::{ChildIo, ExitInfo, Launch, LineSplitter, Source, PASSED_THROUGH_ENV};
+use manman_cgroup::{Cgroup, JoinFds};
 
 /// How long to keep reading a dead process's pipes for its last words.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
@@ -22,17 +23,32 @@ pub fn ready_now(fd: i32) -> bool {
 
 /// Sets what the child must do between `fork` and `exec`. Only called when there is
 /// something to do: any `pre_exec` hook makes std fork the whole parent instead of using
-/// `posix_spawn` (see [`Launch::needs_pre_exec`]).
-fn confine(cmd: &mut Command, spec: &Launch, die_with_parent: bool) {
+/// `posix_spawn` (see [`Launch::needs_pre_exec`]). The order matters: the cgroup is joined
+/// while we still have our own user (the game's may not write to it), then the user is
+/// switched, then the parent-death signal is set (a change of user clears it).
+fn confine(cmd: &mut Command, spec: &Launch, die_with_parent: bool, join: Option<&JoinFds>) {
     let no_new_privs = spec.no_new_privs;
+    let run_as = spec.run_as;
+    let join: Vec<i32> = join.map(JoinFds::raw).unwrap_or_default();
     let limits = [
         (libc::RLIMIT_NOFILE, spec.max_open_files),
         (libc::RLIMIT_NPROC, spec.max_processes),
     ];
-    // SAFETY: prctl and setrlimit are async-signal-safe system calls on values computed
-    // before the fork; nothing else runs between fork and exec.
+    // SAFETY: write, setgroups, setgid, setuid, prctl and setrlimit are async-signal-safe
+    // system calls on values computed before the fork; nothing else runs between fork and
+    // exec.
     unsafe {
         cmd.pre_exec(move || {
+            JoinFds::join_in_child(&join)?;
+            if let Some(who) = run_as {
+                // As std's `Command::uid` would: no supplementary groups, then gid, then uid.
+                if libc::getuid() == 0 && libc::setgroups(0, std::ptr::null()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setgid(who.gid) != 0 || libc::setuid(who.uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -77,6 +93,8 @@ pub struct LocalChild {
     out_lines: LineSplitter,
     err_lines: LineSplitter,
     pending_input: Vec<u8>,
+    /// The cgroup it was started in: killed whole with it.
+    cgroup: Option<Cgroup>,
 }
 
 impl LocalChild {
@@ -118,15 +136,15 @@ impl LocalChild {
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
         }
-        if let Some(who) = spec.run_as {
-            // std drops the supplementary groups, then sets the gid and the uid, before the
-            // hook below runs.
-            cmd.uid(who.uid).gid(who.gid);
-        }
+        let join = match &spec.cgroup {
+            Some(group) => Some(group.join_fds()?),
+            None => None,
+        };
         if die_with_parent || spec.needs_pre_exec() {
-            confine(&mut cmd, spec, die_with_parent);
+            confine(&mut cmd, spec, die_with_parent, join.as_ref());
         }
         let mut child = cmd.spawn()?;
+        drop(join);
         let pid = child.id();
         let pidfd = match sys::pidfd_open(pid) {
             Ok(fd) => fd,
@@ -160,6 +178,7 @@ impl LocalChild {
             out_lines: LineSplitter::default(),
             err_lines: LineSplitter::default(),
             pending_input: Vec::new(),
+            cgroup: spec.cgroup.clone(),
         })
     }
 
@@ -231,12 +250,21 @@ impl ChildIo for LocalChild {
 
     fn signal_group(&mut self, signal: i32) {
         sys::signal_group(self.child.id(), signal);
+        if signal == libc::SIGKILL {
+            // Whatever left the process group (a double fork) is still in the cgroup.
+            if let Some(group) = &self.cgroup {
+                group.kill_all();
+            }
+        }
     }
 
     fn finish(mut self: Box<Self>, emit: &mut dyn FnMut(Source, &str)) -> ExitInfo {
         // The leader has exited (a zombie until reaped, so its group id cannot be reused yet):
-        // end whatever else is left in its group, then reap it.
+        // end whatever else is left in its group and its cgroup, then reap it.
         sys::signal_group(self.child.id(), libc::SIGKILL);
+        if let Some(group) = self.cgroup.as_ref().filter(|g| !g.is_empty()) {
+            group.kill_all();
+        }
         let status = self.child.wait();
         // Read until both pipes close (or briefly, if something escaped the group and holds
         // them open), then flush partial lines.

@@ -81,6 +81,136 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
     }
 }
 
+/// The process limit a session's cgroup gets when its config sets none (as Pterodactyl Wings).
+pub const DEFAULT_PIDS_MAX: u32 = 512;
+/// The smallest memory limit a config may set: below it nothing starts.
+pub const MIN_MEMORY_MAX: u64 = 8 << 20;
+
+/// What a game may use of its host: enforced by the session's cgroup (memory, CPU, pids,
+/// IO) and by the agent (disk, a soft limit checked at start and on an interval).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceLimits {
+    /// Hard memory limit in bytes (`memory.max`); placement reserves it.
+    pub memory_max_bytes: Option<u64>,
+    /// Throttling starts here, below the hard limit (`memory.high`, cgroup v2).
+    pub memory_high_bytes: Option<u64>,
+    /// Whether the game may use swap (off by default).
+    pub swap: bool,
+    /// CPU time in cores (`2.5`), as a quota per 100 ms period.
+    pub cpu_max_cores: Option<f64>,
+    /// Relative CPU share against other sessions, 1–10000 (default 100).
+    pub cpu_weight: Option<u32>,
+    /// Processes and threads; `None` is [`DEFAULT_PIDS_MAX`].
+    pub pids_max: Option<u32>,
+    /// Relative IO share, 1–10000 (cgroup v2).
+    pub io_weight: Option<u32>,
+    /// Soft limit on the deployment directory's size in bytes: a session does not start
+    /// above it, and the console is warned at 90 %.
+    pub disk_max_bytes: Option<u64>,
+}
+
+impl ResourceLimits {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.memory_max_bytes.is_some_and(|m| m < MIN_MEMORY_MAX) {
+            return Err(field(
+                "memory_max",
+                format!("must be at least {} MiB", MIN_MEMORY_MAX >> 20),
+            ));
+        }
+        if let Some(high) = self.memory_high_bytes {
+            if high < MIN_MEMORY_MAX {
+                return Err(field(
+                    "memory_high",
+                    format!("must be at least {} MiB", MIN_MEMORY_MAX >> 20),
+                ));
+            }
+            if self.memory_max_bytes.is_some_and(|max| high > max) {
+                return Err(field("memory_high", "must not be above memory_max"));
+            }
+        }
+        if let Some(cores) = self.cpu_max_cores {
+            if !cores.is_finite() || !(0.01..=1024.0).contains(&cores) {
+                return Err(field("cpu_max", "must be 0.01 to 1024 cores"));
+            }
+        }
+        for (name, weight) in [
+            ("cpu_weight", self.cpu_weight),
+            ("io_weight", self.io_weight),
+        ] {
+            if weight.is_some_and(|w| !(1..=10_000).contains(&w)) {
+                return Err(field(name, "must be 1 to 10000"));
+            }
+        }
+        if self.pids_max.is_some_and(|n| !(8..=4_194_304).contains(&n)) {
+            return Err(field("pids_max", "must be 8 to 4194304"));
+        }
+        if self.disk_max_bytes.is_some_and(|d| d < 1 << 20) {
+            return Err(field("disk_max", "must be at least 1 MiB"));
+        }
+        Ok(())
+    }
+
+    /// The part a cgroup enforces.
+    pub fn cgroup(&self) -> manman_cgroup::Limits {
+        manman_cgroup::Limits {
+            memory_max: self.memory_max_bytes,
+            memory_high: self.memory_high_bytes,
+            swap: self.swap,
+            cpu_max_cores: self.cpu_max_cores,
+            cpu_weight: self.cpu_weight,
+            pids_max: Some(u64::from(self.pids_max.unwrap_or(DEFAULT_PIDS_MAX))),
+            io_weight: self.io_weight,
+        }
+    }
+}
+
+/// Bytes as an operator reads them: `64 MiB`, `4 GiB`, `1.5 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 || unit == 0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses a size: bytes, or with a binary suffix `K`, `M`, `G`, `T` (`KiB`, `MB`… read the
+/// same way), decimals allowed (`1.5G`).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, suffix) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 512M, 4G)"))?;
+    let shift = match suffix.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => {
+            return Err(format!(
+                "unknown size suffix {other:?} in {text:?} (K, M, G, T)"
+            ))
+        }
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 / 2.0 {
+        return Err(format!("{text:?} is not a usable size"));
+    }
+    Ok(bytes.round() as u64)
+}
+
 /// A field that failed validation, named as the API and CLI name it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -131,6 +261,8 @@ pub struct GameProcess {
     pub max_open_files: Option<u32>,
     /// RLIMIT_NPROC for the game (counted per user: meaningful with `run_as`).
     pub max_processes: Option<u32>,
+    /// Memory, CPU, process, IO and disk limits.
+    pub limits: ResourceLimits,
 }
 
 impl Default for GameProcess {
@@ -154,6 +286,7 @@ impl Default for GameProcess {
             run_as: None,
             max_open_files: None,
             max_processes: None,
+            limits: ResourceLimits::default(),
         }
     }
 }
@@ -265,7 +398,7 @@ impl GameProcess {
                 "must be at least 1",
             ));
         }
-        Ok(())
+        self.limits.validate()
     }
 
     pub fn signal(&self) -> i32 {
@@ -399,6 +532,97 @@ mod tests {
             ..valid()
         };
         ok.validate().unwrap();
+    }
+
+    #[test]
+    fn limits_are_checked_and_sizes_read_as_operators_write_them() {
+        let with = |limits: ResourceLimits| GameProcess { limits, ..valid() };
+        for (limits, name) in [
+            (
+                ResourceLimits {
+                    memory_max_bytes: Some(1 << 20),
+                    ..Default::default()
+                },
+                "memory_max",
+            ),
+            (
+                ResourceLimits {
+                    memory_max_bytes: Some(64 << 20),
+                    memory_high_bytes: Some(128 << 20),
+                    ..Default::default()
+                },
+                "memory_high",
+            ),
+            (
+                ResourceLimits {
+                    cpu_max_cores: Some(0.0),
+                    ..Default::default()
+                },
+                "cpu_max",
+            ),
+            (
+                ResourceLimits {
+                    cpu_max_cores: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "cpu_max",
+            ),
+            (
+                ResourceLimits {
+                    cpu_weight: Some(0),
+                    ..Default::default()
+                },
+                "cpu_weight",
+            ),
+            (
+                ResourceLimits {
+                    io_weight: Some(10_001),
+                    ..Default::default()
+                },
+                "io_weight",
+            ),
+            (
+                ResourceLimits {
+                    pids_max: Some(2),
+                    ..Default::default()
+                },
+                "pids_max",
+            ),
+            (
+                ResourceLimits {
+                    disk_max_bytes: Some(10),
+                    ..Default::default()
+                },
+                "disk_max",
+            ),
+        ] {
+            assert_eq!(with(limits).validate().unwrap_err().field, name);
+        }
+        let ok = ResourceLimits {
+            memory_max_bytes: Some(4 << 30),
+            memory_high_bytes: Some(3 << 30),
+            cpu_max_cores: Some(2.5),
+            pids_max: Some(32),
+            ..Default::default()
+        };
+        with(ok.clone()).validate().unwrap();
+        assert_eq!(ok.cgroup().pids_max, Some(32));
+        assert_eq!(
+            ResourceLimits::default().cgroup().pids_max,
+            Some(512),
+            "Wings' default"
+        );
+        assert_eq!(parse_bytes("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("2 GiB").unwrap(), 2 << 30);
+        for bad in ["", "M", "-1G", "5X", "1e99T"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(human_bytes(64 << 20), "64 MiB");
+        assert_eq!(human_bytes(4 << 30), "4 GiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_bytes(100), "100 B");
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl Manager {
         Ok(self.inner.get(name)?.status())
     }
 
+    /// The spec a process was (last) started with.
+    pub fn spec(&self, name: &str) -> Result<Spec, ProcError> {
+        Ok(self.inner.get(name)?.snapshot(|s| s.spec.clone()))
+    }
+
     pub fn status_all(&self, pattern: &str) -> Vec<Status> {
         self.inner
             .matching(pattern)

@@ -66,6 +66,17 @@ pub fn describe_exit(exit: Option<ExitInfo>) -> String {
     }
 }
 
+/// The reason a run killed by the OOM killer in its cgroup ended with.
+pub fn out_of_memory_reason(limit: Option<u64>) -> String {
+    match limit {
+        Some(bytes) => format!(
+            "out of memory: the server used its {} limit",
+            crate::game_process::human_bytes(bytes)
+        ),
+        None => "out of memory: the kernel killed the server".into(),
+    }
+}
+
 /// Moves `state` to `next`; a move the state table does not allow is logged as the bug it
 /// is (the move still happens: the supervisor's view follows the process, not the model).
 fn move_state(process: &str, state: &mut ProcessState, next: ProcessState) {
@@ -244,9 +255,13 @@ impl Runner {
         if !was_adopted {
             self.set_state(ProcessState::Starting);
         }
+        // The OOM kills counted before this run: more after it means the kernel killed it.
+        let oom_before = self.spec.cgroup.as_ref().and_then(|g| g.oom_kills());
         let launched = match adopted {
             Some(child) => Ok(child),
-            None => self.ctx.launcher.launch(&self.spec, &self.ctx.global_env),
+            None => self
+                .prepare_cgroup()
+                .and_then(|()| self.ctx.launcher.launch(&self.spec, &self.ctx.global_env)),
         };
         let mut child = match launched {
             Ok(c) => c,
@@ -442,6 +457,7 @@ impl Runner {
         self.account_input(pending, 0);
         let failure = child.failure();
         let exit = child.finish(&mut emit);
+        let failure = self.out_of_memory(oom_before).or(failure);
         let uptime = started.elapsed();
         self.ctx.record(HistoryEvent::Exited {
             name: name.clone(),
@@ -468,6 +484,30 @@ impl Runner {
             },
             unhealthy.or(failure),
         )
+    }
+
+    /// Creates the run's cgroup and writes its limits; what this host cannot enforce is
+    /// said in the console (the game still starts).
+    fn prepare_cgroup(&self) -> std::io::Result<()> {
+        let Some(group) = &self.spec.cgroup else {
+            return Ok(());
+        };
+        group.create()?;
+        for warning in self.spec.limits.apply(group)? {
+            log::warn!(process = self.spec.name.as_str(); "{warning}");
+            self.ctx.output.line(
+                &self.spec.name,
+                Source::Host,
+                &format!("[manman] {warning}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Why the run ended when the kernel's OOM killer struck in its cgroup during it.
+    fn out_of_memory(&self, before: Option<u64>) -> Option<String> {
+        let after = self.spec.cgroup.as_ref()?.oom_kills()?;
+        (after > before.unwrap_or(0)).then(|| out_of_memory_reason(self.spec.limits.memory_max))
     }
 
     /// Input handed over since the last look no longer counts against the pending cap.

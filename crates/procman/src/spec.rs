@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::game_process::{parse_signal, RestartPolicy, StopPlan};
 use crate::probes::{LivenessProbe, ReadinessProbe};
 use manman_base::retry::Backoff;
+use manman_cgroup::{Cgroup, Limits};
 pub use manman_child::{Launch, RunAs, PASSED_THROUGH_ENV};
 
 mod millis {
@@ -84,6 +85,16 @@ pub struct Spec {
     pub max_open_files: Option<u64>,
     #[serde(default)]
     pub max_processes: Option<u64>,
+    /// The cgroup each run starts in (created, and given `limits`, before each launch), so
+    /// the game and all it starts are limited, counted and killed together.
+    #[serde(default)]
+    pub cgroup: Option<Cgroup>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// The caller's own notes about the process, kept with its spec (and across a restart of
+    /// the manager): the agent's deployment directory and disk limit.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn ten_minutes() -> Duration {
@@ -111,6 +122,7 @@ impl Spec {
             no_new_privs: self.no_new_privs,
             max_open_files: self.max_open_files,
             max_processes: self.max_processes,
+            cgroup: self.cgroup.clone(),
         }
     }
 
@@ -141,6 +153,9 @@ impl Spec {
             no_new_privs: false,
             max_open_files: None,
             max_processes: None,
+            cgroup: None,
+            limits: Limits::default(),
+            labels: Default::default(),
         }
     }
 

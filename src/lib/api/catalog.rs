@@ -351,6 +351,13 @@ fn config_row(config: Option<pb::GameConfig>) -> Result<ConfigRow, ApiError> {
     }
     let memory_estimate_mb = u32::try_from(c.memory_estimate_mb)
         .map_err(|_| ApiError::InvalidArgument("memory_estimate_mb: cannot be negative".into()))?;
+    // Placement reserves the hard memory limit when there is one: a session may use it all.
+    let memory_estimate_mb = match process.limits.memory_max_bytes {
+        Some(bytes) => {
+            memory_estimate_mb.max(bytes.div_ceil(1 << 20).min(u64::from(u32::MAX)) as u32)
+        }
+        None => memory_estimate_mb,
+    };
     let mut secret_env_keys = c.secret_env_keys.clone();
     secret_env_keys.sort();
     secret_env_keys.dedup();

@@ -81,6 +81,7 @@ pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
         run_as: p.run_as.unwrap_or_default(),
         max_open_files: p.max_open_files.and_then(int),
         max_processes: p.max_processes.and_then(int),
+        limits: Some(p.limits.into()),
     }
 }
 
@@ -110,6 +111,53 @@ pub fn session_pb(s: SessionView) -> pb::Session {
         threads: s.sample.as_ref().map_or(0, |x| x.threads),
         open_files: s.sample.as_ref().map_or(0, |x| x.open_files),
         processes: s.sample.as_ref().map_or(0, |x| x.processes),
+        memory_peak_bytes: s
+            .sample
+            .as_ref()
+            .and_then(|x| x.memory_peak_bytes)
+            .unwrap_or(0),
+        io_read_bytes: s.sample.as_ref().and_then(|x| x.io_read_bytes).unwrap_or(0),
+        disk_bytes: s.sample.as_ref().and_then(|x| x.disk_bytes).unwrap_or(0),
+    }
+}
+
+use crate::wire::game_process::ResourceLimits;
+
+// A config's resource limits: the API's message ↔ the one validated contract (wire).
+
+impl From<ResourceLimits> for pb::ResourceLimits {
+    fn from(l: ResourceLimits) -> Self {
+        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        pb::ResourceLimits {
+            memory_max_bytes: l.memory_max_bytes.map(big),
+            memory_high_bytes: l.memory_high_bytes.map(big),
+            swap: l.swap,
+            cpu_max_cores: l.cpu_max_cores,
+            cpu_weight: l.cpu_weight.map(int),
+            pids_max: l.pids_max.map(int),
+            io_weight: l.io_weight.map(int),
+            disk_max_bytes: l.disk_max_bytes.map(big),
+        }
+    }
+}
+
+/// The wire limits from an API message (the caller validates them with the config). A
+/// negative number becomes 0, which validation refuses.
+impl From<pb::ResourceLimits> for ResourceLimits {
+    fn from(l: pb::ResourceLimits) -> Self {
+        let big = |v: i64| v.max(0) as u64;
+        let int = |v: i32| v.max(0) as u32;
+        ResourceLimits {
+            memory_max_bytes: l.memory_max_bytes.map(big),
+            memory_high_bytes: l.memory_high_bytes.map(big),
+            swap: l.swap,
+            cpu_max_cores: l.cpu_max_cores,
+            cpu_weight: l.cpu_weight.map(int),
+            pids_max: l.pids_max.map(int),
+            io_weight: l.io_weight.map(int),
+            disk_max_bytes: l.disk_max_bytes.map(big),
+        }
     }
 }
 

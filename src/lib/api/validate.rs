@@ -140,6 +140,7 @@ pub fn game_process(c: &pb::GameConfig) -> Result<GameProcess, ApiError> {
             .max_processes
             .map(|n| unsigned("max_processes", Some(n), 0))
             .transpose()?,
+        limits: c.limits.clone().map(Into::into).unwrap_or_default(),
     };
     process
         .validate()

@@ -271,6 +271,7 @@ impl ConfigCreate {
             max_open_files: self.max_open_files,
             max_processes: self.max_processes,
             backup: Some(self.backup.into_policy()),
+            limits: Some(self.limits.into_limits()),
             ..Default::default()
         };
         for (flag, list, secret) in [
@@ -401,6 +402,8 @@ pub struct ConfigCreate {
     /// The game's limit of processes (RLIMIT_NPROC, counted per user: use with --run-as).
     #[arg(long)]
     pub max_processes: Option<i32>,
+    #[command(flatten)]
+    pub limits: super::limits::LimitFlags,
     #[command(flatten)]
     pub backup: super::backups::BackupFlags,
 }

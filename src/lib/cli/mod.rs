@@ -10,6 +10,7 @@ pub mod delete;
 pub mod deployments;
 pub mod games;
 pub mod hosts;
+pub mod limits;
 pub mod logs;
 pub mod migrate;
 pub mod output;

@@ -8,6 +8,7 @@ use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print_page, printable, table, when};
 use crate::proto::v1 as pb;
 use crate::views::session_json;
+use crate::wire::game_process::human_bytes;
 
 pub(super) const SESSION_HEADERS: [&str; 8] = [
     "SESSION",
@@ -199,6 +200,18 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
             s.processes,
             when(s.sampled_at_ms)
         );
+        let extra: Vec<String> = [
+            ("memory peak", s.memory_peak_bytes),
+            ("read from disk", s.io_read_bytes),
+            ("deployment on disk", s.disk_bytes),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(what, v)| format!("{what} {}", human_bytes(v as u64)))
+        .collect();
+        if !extra.is_empty() {
+            println!("{}", extra.join("   "));
+        }
     }
     Ok(())
 }

@@ -141,7 +141,8 @@ const CONFIG_COLUMNS: &str =
     "config_id, game_id, name, command, args, env, working_dir, stop_signal, \
      stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
      backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness, liveness, \
-     memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys, backup_policy";
+     memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys, backup_policy, \
+     resource_limits";
 
 fn config(r: &Row) -> ConfigRow {
     let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
@@ -177,6 +178,8 @@ fn config(r: &Row) -> ConfigRow {
             run_as: r.get(20),
             max_open_files: r.get::<_, Option<i32>>(21).map(|n| n.max(0) as u32),
             max_processes: r.get::<_, Option<i32>>(22).map(|n| n.max(0) as u32),
+            // Written from the typed limits only.
+            limits: serde_json::from_value(r.get(25)).unwrap_or_default(),
         },
         port_definitions: r.get(12),
         memory_estimate_mb: unsigned(19),
@@ -198,9 +201,9 @@ pub fn create_config(
              stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
              backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness,
              liveness, memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys,
-             backup_policy)
+             backup_policy, resource_limits)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22, $23, $24)
+                 $19, $20, $21, $22, $23, $24, $25)
          ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
         None,
     )
@@ -220,13 +223,14 @@ pub fn update_config(
              start_duration_ms = $11, port_definitions = $12, backoff_initial_ms = $13,
              backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, readiness = $17,
              liveness = $18, memory_estimate_mb = $19, run_as = $20, max_open_files = $21,
-             max_processes = $22, secret_env_keys = $23, backup_policy = $24, updated_at = now()
-          WHERE config_id = $25 AND game_id = $1 AND deleted_at IS NULL",
+             max_processes = $22, secret_env_keys = $23, backup_policy = $24,
+             resource_limits = $25, updated_at = now()
+          WHERE config_id = $26 AND game_id = $1 AND deleted_at IS NULL",
         Some(cfg.config_id),
     )
 }
 
-/// Runs an INSERT or UPDATE of a config whose parameters are $1-$24 (and $25 the id of the
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$25 (and $26 the id of the
 /// config an UPDATE replaces).
 fn write_config(
     c: &mut impl GenericClient,
@@ -254,6 +258,7 @@ fn write_config(
     let (open_files, processes) = (p.max_open_files.map(int), p.max_processes.map(int));
     let secret_keys = serde_json::to_value(&cfg.secret_env_keys).expect("serialisable");
     let backup = serde_json::to_value(&cfg.backup).expect("serialisable");
+    let limits = serde_json::to_value(&p.limits).expect("serialisable");
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
         &cfg.game_id,
         &cfg.name,
@@ -279,6 +284,7 @@ fn write_config(
         &processes,
         &secret_keys,
         &backup,
+        &limits,
     ];
     if let Some(id) = &config_id {
         params.push(id);

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_probes_and_placement.sql"),
     migration!(9, "0009_secret_env.sql"),
     migration!(10, "0010_backups.sql"),
+    migration!(11, "0011_resource_limits.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

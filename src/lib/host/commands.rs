@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use amiquip::{Channel, Delivery};
 
 use super::backup::Backups;
+use super::cgroups::SessionCgroups;
+use super::disk;
 use super::game_users::GameUsers;
 use super::publisher::Outbound;
 use super::reporting::{status_message, Report};
@@ -35,6 +37,7 @@ pub struct CommandHandler {
     pub out: Outbound,
     pub accepted: Accepted,
     pub backups: Arc<Backups>,
+    pub cgroups: Arc<SessionCgroups>,
 }
 
 /// Why a command was not carried out; its text is the reply's `error`, which the API passes
@@ -114,8 +117,8 @@ impl CommandHandler {
     }
 
     /// Accepts the session: reports `starting`, then runs it. If it cannot run (a config the
-    /// host cannot use, an unusable working directory) it is reported `crashed` with the
-    /// reason; a program that cannot be executed is reported the same way by the process
+    /// host cannot use, an unusable working directory, a deployment over its disk limit) it
+    /// is reported `crashed` with the reason; a program that cannot be executed is reported the same way by the process
     /// manager's history.
     fn start(&mut self, cmd: StartSession) -> Result<(), CommandError> {
         let name = process_name(cmd.session_id);
@@ -124,11 +127,18 @@ impl CommandHandler {
         }
         self.report(cmd.session_id, SessionStatus::Starting, Report::default());
         crate::sync::lock(&self.accepted).insert(cmd.session_id, Instant::now());
-        let started = spec_for(&cmd, &self.data_dir, &self.users).and_then(|spec| {
-            self.manager
-                .start(spec)
-                .map_err(|e| crate::errors::chain(&e))
-        });
+        let cgroup = self.cgroups.of(cmd.session_id);
+        let started = spec_for(&cmd, &self.data_dir, &self.users, cgroup)
+            .and_then(|spec| {
+                let dir = spec.labels.get(disk::LABEL_DIR).map(PathBuf::from);
+                disk::admit(&dir.unwrap_or_default(), cmd.process.limits.disk_max_bytes)?;
+                Ok(spec)
+            })
+            .and_then(|spec| {
+                self.manager
+                    .start(spec)
+                    .map_err(|e| crate::errors::chain(&e))
+            });
         if let Err(reason) = started {
             log::warn!(session_id = cmd.session_id; "session cannot start: {reason}");
             self.report(

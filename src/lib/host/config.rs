@@ -43,6 +43,25 @@ pub struct HostConfig {
     pub port_range: (u16, u16),
     /// Which users games run as (`HOST_GAME_UID_RANGE`): one uid per deployment by default.
     pub game_users: game_users::GameUserPolicy,
+    /// The cgroup subtree sessions run in, under the agent's own cgroup (`HOST_CGROUP`:
+    /// `auto`, the default, uses `sessions`; a name uses that; `off` runs games without
+    /// cgroups, sampled from /proc and unlimited).
+    pub cgroup_subtree: Option<String>,
+    /// How often each live deployment's directory is sized (`HOST_DISK_CHECK_SECONDS`).
+    pub disk_check_every: Duration,
+}
+
+/// `HOST_CGROUP=auto|off|NAME`.
+fn cgroup_subtree(env: &Env) -> Result<Option<String>, ConfigError> {
+    match env.string("HOST_CGROUP", "auto").as_str() {
+        "off" => Ok(None),
+        "auto" => Ok(Some("sessions".into())),
+        name if manman_cgroup::tree::valid_name(name) => Ok(Some(name.to_string())),
+        _ => Err(ConfigError::new(
+            "HOST_CGROUP",
+            "must be auto, off, or a plain cgroup name (letters, digits, '.', '_', '-')",
+        )),
+    }
 }
 
 /// Agones' game-server port range, the default of `HOST_PORT_RANGE`.
@@ -103,6 +122,8 @@ impl HostConfig {
             console: ConsoleSettings::from_env(env)?,
             port_range: port_range(env)?,
             game_users: game_users::GameUserPolicy::from_env(env)?,
+            cgroup_subtree: cgroup_subtree(env)?,
+            disk_check_every: env.seconds("HOST_DISK_CHECK_SECONDS", 60)?,
         })
     }
 }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cgroups::SessionCgroups;
+use super::disk::DiskUsage;
 use super::publisher::Outbound;
 use super::reporting::session_stats;
 use super::sessions::live_games;
@@ -14,39 +16,48 @@ use crate::lifecycle::ShutdownSignal;
 use crate::procman::Manager;
 use crate::wire::{routing, HealthUpdate, HostCapacity};
 
-/// The `heartbeat` thread: one heartbeat now, then one every `every` until shutdown.
-pub(super) fn run(
-    server_id: i64,
-    manager: Arc<Manager>,
-    out: Outbound,
-    every: Duration,
-    (port_range_low, port_range_high): (u16, u16),
-    shutdown: &ShutdownSignal,
-) -> Result<(), String> {
-    let mut cpu = stats::CpuRates::default();
-    loop {
-        let beat = HealthUpdate {
-            server_id,
-            session_stats: session_stats(&manager),
-            sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
-            sessions: cpu.sample(&live_games(&manager)),
-            capacity: stats::memory().map(|(total, available)| HostCapacity {
-                memory_total_bytes: total,
-                memory_available_bytes: available,
-                port_range_low,
-                port_range_high,
-            }),
-        };
-        out.send(
-            OutgoingMessage::json(
-                routing::MANMAN_EXCHANGE,
-                &routing::host_health(server_id),
-                &serde_json::to_value(beat).expect("a heartbeat serialises"),
-            )
-            .transient(),
-        );
-        if shutdown.wait(every) {
-            return Ok(());
+/// The `heartbeat` thread's inputs.
+pub(super) struct Heartbeat {
+    pub server_id: i64,
+    pub manager: Arc<Manager>,
+    pub out: Outbound,
+    pub every: Duration,
+    /// `HOST_PORT_RANGE`, reported with the host's memory.
+    pub port_range: (u16, u16),
+    pub cgroups: Arc<SessionCgroups>,
+    pub disk: Arc<DiskUsage>,
+}
+
+impl Heartbeat {
+    /// One heartbeat now, then one every `every` until shutdown.
+    pub(super) fn run(self, shutdown: &ShutdownSignal) -> Result<(), String> {
+        let mut cpu = stats::CpuRates::default();
+        let (port_range_low, port_range_high) = self.port_range;
+        loop {
+            let games = self.cgroups.games(&live_games(&self.manager));
+            let beat = HealthUpdate {
+                server_id: self.server_id,
+                session_stats: session_stats(&self.manager),
+                sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
+                sessions: cpu.sample(&games, &self.disk.sizes()),
+                capacity: stats::memory().map(|(total, available)| HostCapacity {
+                    memory_total_bytes: total,
+                    memory_available_bytes: available,
+                    port_range_low,
+                    port_range_high,
+                }),
+            };
+            self.out.send(
+                OutgoingMessage::json(
+                    routing::MANMAN_EXCHANGE,
+                    &routing::host_health(self.server_id),
+                    &serde_json::to_value(beat).expect("a heartbeat serialises"),
+                )
+                .transient(),
+            );
+            if shutdown.wait(self.every) {
+                return Ok(());
+            }
         }
     }
 }

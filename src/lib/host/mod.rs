@@ -4,14 +4,17 @@
 //! the host and the database in agreement (recovery.rs).
 //!
 //! Threads: `commands` (request/reply, commands.rs), `events` (process history → session
-//! statuses, reporting.rs), `heartbeat` (heartbeat.rs), `reconciler` (recovery.rs),
+//! statuses, reporting.rs), `heartbeat` (heartbeat.rs), `disk` (disk.rs), `reconciler`
+//! (recovery.rs),
 //! `publisher` (the one outbound connection, publisher.rs), `sessions` (owns the shutdown
 //! order, shutdown.rs), `health`. [`start`] wires them, in the order written there.
 
 mod backup;
+pub mod cgroups;
 mod commands;
 mod config;
 pub mod console;
+pub mod disk;
 pub mod game_users;
 mod heartbeat;
 pub mod identity;
@@ -88,12 +91,19 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     } = identity::register(&client, &config.server_name, &credential, &config.data_dir)?;
     log::info!(server_id = server_id; "registered");
 
+    let cgroups = Arc::new(cgroups::SessionCgroups::open(
+        config.cgroup_subtree.as_deref(),
+    ));
+    let disk_usage = Arc::new(disk::DiskUsage::default());
     let (out, inbound) = publisher::channels(&config.console);
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let watchers = Arc::new(line_watch::LineWatchers::default());
     let (manager, recovered) =
         process_manager(&config, &out, watchers.clone(), EventSink(events_tx))?;
     recovery::settle_recovered(server_id, &manager, recovered, &out);
+    // Groups of sessions that ended while no agent was here (or that it never adopted).
+    let live: Vec<i64> = live_games(&manager).iter().map(|(id, _)| *id).collect();
+    cgroups.sweep(&live);
     let accepted: commands::Accepted = Default::default();
     let backups = Arc::new(backup::Backups::new(
         manager.clone(),
@@ -118,20 +128,42 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     out.send(host_message(server_id, HostStatus::Online));
 
     let connected = Arc::new(AtomicBool::new(false));
-    let health_port = serve_health(&config, &manager, &out.console, &connected, supervisor)?;
+    let health_port = serve_health(
+        &config,
+        &manager,
+        &out.console,
+        Metered {
+            cgroups: cgroups.clone(),
+            disk: disk_usage.clone(),
+        },
+        &connected,
+        supervisor,
+    )?;
     spawn_publisher(&config, server_id, &manager, inbound, supervisor)?;
     {
-        let out = out.clone();
+        let (out, cgroups) = (out.clone(), cgroups.clone());
         supervisor.spawn("events", move |_| {
-            report_events(server_id, events_rx, out);
+            report_events(server_id, events_rx, out, cgroups);
             Ok(())
         })?;
     }
     {
-        let (manager, out) = (manager.clone(), out.clone());
-        let (every, ports) = (config.heartbeat, config.port_range);
-        supervisor.spawn("heartbeat", move |shutdown| {
-            heartbeat::run(server_id, manager, out, every, ports, &shutdown)
+        let beat = heartbeat::Heartbeat {
+            server_id,
+            manager: manager.clone(),
+            out: out.clone(),
+            every: config.heartbeat,
+            port_range: config.port_range,
+            cgroups: cgroups.clone(),
+            disk: disk_usage.clone(),
+        };
+        supervisor.spawn("heartbeat", move |shutdown| beat.run(&shutdown))?;
+    }
+    {
+        let (usage, manager, console) = (disk_usage, manager.clone(), out.console.clone());
+        let every = config.disk_check_every;
+        supervisor.spawn("disk", move |shutdown| {
+            disk::run(usage, manager, console, every, &shutdown)
         })?;
     }
     {
@@ -151,6 +183,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             out: out.clone(),
             accepted,
             backups,
+            cgroups: cgroups.clone(),
         };
         spawn_consumer(supervisor, "commands", settings, handler, connected.clone())?;
     }
@@ -163,7 +196,9 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     let console = out.console.clone();
     let stop_games = config.stop_sessions_on_shutdown || config.keeper.is_none();
     supervisor.spawn("sessions", move |shutdown| {
-        shutdown::run(server_id, manager, out, stop_games, &shutdown)
+        let result = shutdown::run(server_id, manager, out, stop_games, &shutdown);
+        cgroups.close();
+        result
     })?;
     Ok(RunningHost {
         server_id,
@@ -219,12 +254,19 @@ fn process_manager(
     Ok((Arc::new(manager), recovered))
 }
 
+/// What `/metrics` reads besides the processes and the console: the cgroups and disk sizes.
+struct Metered {
+    cgroups: Arc<cgroups::SessionCgroups>,
+    disk: Arc<disk::DiskUsage>,
+}
+
 /// `/healthz`, `/readyz` (ready once the command consumer is connected) and `/metrics` (the
 /// processes, the console queue, each live game's resources). Returns the port.
 fn serve_health(
     config: &HostConfig,
     manager: &Arc<Manager>,
     console: &Arc<ConsoleLines>,
+    metered: Metered,
     connected: &Arc<AtomicBool>,
     supervisor: &mut Supervisor,
 ) -> Result<u16, String> {
@@ -242,7 +284,9 @@ fn serve_health(
             Some(m) => {
                 process_metrics(&m.status_all("*"))
                     + &console_metrics(&console)
-                    + &stats::session_metrics(&live_games(&m))
+                    + &stats::session_metrics(&metered.cgroups.games(&live_games(&m)))
+                    + &metered.cgroups.metrics()
+                    + &metered.disk.metrics()
             }
             None => String::new(),
         })),

@@ -3,9 +3,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
+use super::cgroups::SessionCgroups;
 use super::console::ConsoleLines;
 use super::publisher::Outbound;
 use super::sessions::{exit_code, session_of};
@@ -88,10 +90,27 @@ impl HistorySink for EventSink {
     }
 }
 
+/// The console marker for why a run ended: the reason as said by the process manager
+/// ("was killed by signal 9") after "the server", or whole when it is a sentence of its own
+/// ("out of memory: …").
+pub fn end_marker(reason: &str) -> String {
+    if reason.starts_with("out of memory") {
+        format!("[manman] {reason}")
+    } else {
+        format!("[manman] the server {reason}")
+    }
+}
+
 /// Process history → session statuses (runs until the manager is gone). A crash-restart
 /// keeps the session's status and reports the new restart count with the exit that caused
 /// it, plus a marker line in the console.
-pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbound) {
+/// A session that has ended for good has its cgroup removed (`cgroups`).
+pub fn report_events(
+    server_id: i64,
+    events: Receiver<HistoryEvent>,
+    out: Outbound,
+    cgroups: Arc<SessionCgroups>,
+) {
     // Sessions that reached running in this agent's life (their status is `running`).
     let mut ran: HashSet<i64> = HashSet::new();
     for event in events {
@@ -116,7 +135,8 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
                 out.console.host_line(
                     session_id,
                     &format!(
-                        "[manman] the server {reason}; restarting in {:.1} s (restart {attempt})",
+                        "{}; restarting in {:.1} s (restart {attempt})",
+                        end_marker(&reason),
                         delay_ms as f64 / 1000.0
                     ),
                 );
@@ -142,9 +162,9 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
                 ..
             } => {
                 ran.remove(&session_id);
+                cgroups.release(session_id);
                 if let Some(r) = &reason {
-                    out.console
-                        .host_line(session_id, &format!("[manman] the server {r}"));
+                    out.console.host_line(session_id, &end_marker(r));
                 }
                 send(
                     SessionStatus::Crashed,
@@ -162,6 +182,7 @@ pub fn report_events(server_id: i64, events: Receiver<HistoryEvent>, out: Outbou
                 ..
             } => {
                 ran.remove(&session_id);
+                cgroups.release(session_id);
                 if !requested {
                     // It ended by itself, cleanly: the state machine still goes through stopping.
                     send(SessionStatus::Stopping, Report::default());

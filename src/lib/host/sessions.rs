@@ -9,6 +9,9 @@ use super::game_users::{self, GameUsers};
 use super::users;
 use crate::procman::{ExitInfo, Manager, Spec};
 use crate::wire::commands::StartSession;
+use manman_cgroup::Cgroup;
+
+use super::disk::{LABEL_DIR, LABEL_DISK_MAX};
 
 pub fn process_name(session_id: i64) -> String {
     format!("session-{session_id}")
@@ -37,7 +40,14 @@ pub fn exit_code(exit: Option<ExitInfo>) -> Option<i32> {
 /// the game's own environment plus `MANMAN_SESSION_ID` and `PORT` (the first host port), as
 /// the deployment's own user (`users`) or the config's `run_as` user, never as root; that
 /// user is given the deployment's directory (0700).
-pub fn spec_for(cmd: &StartSession, data_dir: &Path, users: &GameUsers) -> Result<Spec, String> {
+/// The session runs in `cgroup` (when the host gives it one) with the config's limits, and
+/// its deployment's directory and disk limit are kept as labels for the disk check.
+pub fn spec_for(
+    cmd: &StartSession,
+    data_dir: &Path,
+    users: &GameUsers,
+    cgroup: Option<Cgroup>,
+) -> Result<Spec, String> {
     let p = &cmd.process;
     p.validate().map_err(|e| format!("invalid config: {e}"))?;
     let deployment_dir = data_dir.join(format!("sgc-{}", cmd.sgc_id));
@@ -111,6 +121,13 @@ pub fn spec_for(cmd: &StartSession, data_dir: &Path, users: &GameUsers) -> Resul
     spec.no_new_privs = true;
     spec.max_open_files = p.max_open_files.map(u64::from);
     spec.max_processes = p.max_processes.map(u64::from);
+    spec.cgroup = cgroup;
+    spec.limits = p.limits.cgroup();
+    spec.labels
+        .insert(LABEL_DIR.into(), deployment_dir.display().to_string());
+    if let Some(max) = p.limits.disk_max_bytes {
+        spec.labels.insert(LABEL_DISK_MAX.into(), max.to_string());
+    }
     // A probe names the port as the config does; the game listens on its deployment's binding.
     let on_host = |port: Option<u16>| {
         port.map(|port| {
@@ -169,6 +186,7 @@ mod tests {
             }),
             &dir,
             &agent_user(&dir),
+            None,
         )
         .unwrap();
         assert_eq!(spec.name, "session-9");
@@ -194,6 +212,7 @@ mod tests {
             }),
             &dir,
             &agent_user(&dir),
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -219,6 +238,7 @@ mod tests {
             }),
             Path::new("/nonexistent"),
             &agent_user(Path::new("/nonexistent")),
+            None,
         )
         .unwrap_err();
         assert!(err.contains("stop_signal"), "{err}");

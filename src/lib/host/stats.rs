@@ -1,11 +1,22 @@
-//! What each game is doing, read from /proc when `/metrics` is scraped: CPU time, memory,
-//! threads and open files of its process group (the game and whatever it started), labelled
-//! with the session id so an operator can join them with the control plane's series.
+//! What each game is doing, for the heartbeat and `/metrics`: CPU time, memory, processes,
+//! IO and pressure read from the session's cgroup (one read per file, whatever the number of
+//! processes), or, for a game without one, summed over its process group from /proc;
+//! labelled with the session id so an operator can join them with the control plane's series.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use manman_cgroup::Cgroup;
+
 use crate::wire::SessionSample;
+
+/// A live game to sample: its session, its leader's pid, its cgroup if it has one.
+#[derive(Debug, Clone)]
+pub struct Game {
+    pub session_id: i64,
+    pub pid: u32,
+    pub cgroup: Option<Cgroup>,
+}
 
 /// The machine's memory from /proc/meminfo: (MemTotal, MemAvailable) in bytes, for placement.
 pub fn memory() -> Option<(u64, u64)> {
@@ -28,14 +39,70 @@ fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
     Some((kib("MemTotal:")?, kib("MemAvailable:")?))
 }
 
-/// One game's process group, summed.
+/// One game: its process group summed from /proc, or its cgroup's counters.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct GroupSample {
     pub processes: u64,
     pub cpu_seconds: f64,
+    /// The cgroup's memory charge, or the group's resident memory.
     pub rss_bytes: u64,
     pub threads: u64,
     pub open_files: u64,
+    /// From the cgroup only.
+    pub memory_peak_bytes: Option<u64>,
+    pub io_read_bytes: Option<u64>,
+    pub oom_kills: Option<u64>,
+    pub memory_high_events: Option<u64>,
+    pub memory_stall_seconds: Option<f64>,
+}
+
+/// Samples each game from its cgroup where it has one that answers, else from one pass over
+/// /proc for the rest. Keyed by session.
+pub fn sample_games(games: &[Game]) -> HashMap<i64, GroupSample> {
+    let mut out = HashMap::new();
+    let mut by_proc = Vec::new();
+    for game in games {
+        match game.cgroup.as_ref().and_then(|g| from_cgroup(g, game.pid)) {
+            Some(sample) => {
+                out.insert(game.session_id, sample);
+            }
+            None => by_proc.push((game.session_id, game.pid)),
+        }
+    }
+    if !by_proc.is_empty() {
+        let leaders: Vec<u32> = by_proc.iter().map(|(_, pid)| *pid).collect();
+        let mut groups = sample_groups(&leaders);
+        for (session_id, pid) in by_proc {
+            if let Some(g) = groups.remove(&pid) {
+                out.insert(session_id, g);
+            }
+        }
+    }
+    out
+}
+
+/// A game's sample from its cgroup; `None` if the group does not answer (not made yet, or a
+/// host without the files), so the caller falls back to /proc.
+fn from_cgroup(group: &Cgroup, leader: u32) -> Option<GroupSample> {
+    let usage = group.usage();
+    let cpu_usec = usage.cpu_usec?;
+    let memory = usage.memory_bytes?;
+    let pids = group.pids();
+    Some(GroupSample {
+        processes: pids.len() as u64,
+        cpu_seconds: cpu_usec as f64 / 1e6,
+        rss_bytes: memory,
+        threads: usage.pids.unwrap_or(pids.len() as u64),
+        // The leader's descriptors only: one directory read instead of one per process.
+        open_files: std::fs::read_dir(format!("/proc/{leader}/fd"))
+            .map(|d| d.count() as u64)
+            .unwrap_or(0),
+        memory_peak_bytes: usage.memory_peak_bytes,
+        io_read_bytes: usage.io_read_bytes,
+        oom_kills: usage.oom_kills,
+        memory_high_events: usage.memory_high_events,
+        memory_stall_seconds: usage.memory_stall_usec.map(|u| u as f64 / 1e6),
+    })
 }
 
 /// Samples the process groups led by `leaders` (the games' pids) in one pass over /proc.
@@ -98,17 +165,20 @@ pub struct CpuRates {
 }
 
 impl CpuRates {
-    /// Samples the games `(session_id, pid)` for a heartbeat. A game's first sample has no
-    /// rate yet (0 %); the next ones are CPU seconds per wall second, in percent of a core.
-    pub fn sample(&mut self, games: &[(i64, u32)]) -> Vec<SessionSample> {
-        let leaders: Vec<u32> = games.iter().map(|(_, pid)| *pid).collect();
-        let groups = sample_groups(&leaders);
+    /// Samples the live games for a heartbeat, with each deployment's last measured size
+    /// (`disk`, by session). A game's first sample has no rate yet (0 %); the next ones are
+    /// CPU seconds per wall second, in percent of a core.
+    pub fn sample(&mut self, games: &[Game], disk: &HashMap<i64, u64>) -> Vec<SessionSample> {
+        let groups = sample_games(games);
         let now = std::time::Instant::now();
         let mut out = Vec::new();
         let mut seen = HashMap::new();
-        for (session_id, pid) in games {
-            let Some(g) = groups.get(pid) else { continue };
-            let cpu_percent = match self.previous.get(session_id) {
+        for game in games {
+            let session_id = game.session_id;
+            let Some(g) = groups.get(&session_id) else {
+                continue;
+            };
+            let cpu_percent = match self.previous.get(&session_id) {
                 Some((cpu, at)) if g.cpu_seconds >= *cpu => {
                     let wall = now.duration_since(*at).as_secs_f64();
                     if wall > 0.0 {
@@ -119,14 +189,18 @@ impl CpuRates {
                 }
                 _ => 0.0,
             };
-            seen.insert(*session_id, (g.cpu_seconds, now));
+            seen.insert(session_id, (g.cpu_seconds, now));
+            let small = |n: u64| n.min(u64::from(u32::MAX)) as u32;
             out.push(SessionSample {
-                session_id: *session_id,
+                session_id,
                 cpu_percent: (cpu_percent * 10.0).round() / 10.0,
                 rss_bytes: g.rss_bytes,
-                threads: g.threads.min(u64::from(u32::MAX)) as u32,
-                open_files: g.open_files.min(u64::from(u32::MAX)) as u32,
-                processes: g.processes.min(u64::from(u32::MAX)) as u32,
+                threads: small(g.threads),
+                open_files: small(g.open_files),
+                processes: small(g.processes),
+                memory_peak_bytes: g.memory_peak_bytes,
+                io_read_bytes: g.io_read_bytes,
+                disk_bytes: disk.get(&session_id).copied(),
             });
         }
         // Ended sessions are forgotten.
@@ -135,59 +209,89 @@ impl CpuRates {
     }
 }
 
-/// A metric: name, type, help, and its value in a sample.
+/// A metric: name, type, help, and its value in a sample (`None`: not known for it).
 type Series = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&GroupSample) -> String,
+    fn(&GroupSample) -> Option<String>,
 );
 
-/// `/metrics` lines for the live sessions `(session_id, game pid)`.
-pub fn session_metrics(sessions: &[(i64, u32)]) -> String {
-    let leaders: Vec<u32> = sessions.iter().map(|(_, pid)| *pid).collect();
-    let samples = sample_groups(&leaders);
+const SERIES: [Series; 10] = [
+    (
+        "manman_host_session_cpu_seconds_total",
+        "counter",
+        "CPU time (user + system) of the session's cgroup, or of its process group.",
+        |s| Some(format!("{:.2}", s.cpu_seconds)),
+    ),
+    (
+        "manman_host_session_rss_bytes",
+        "gauge",
+        "Memory of the session: its cgroup's charge, or its process group's resident memory.",
+        |s| Some(s.rss_bytes.to_string()),
+    ),
+    (
+        "manman_host_session_memory_peak_bytes",
+        "gauge",
+        "The most memory the session's cgroup was ever charged.",
+        |s| s.memory_peak_bytes.map(|v| v.to_string()),
+    ),
+    (
+        "manman_host_session_threads",
+        "gauge",
+        "Threads (tasks) in the session.",
+        |s| Some(s.threads.to_string()),
+    ),
+    (
+        "manman_host_session_open_files",
+        "gauge",
+        "Open file descriptors of the session's game (its whole process group without a cgroup).",
+        |s| Some(s.open_files.to_string()),
+    ),
+    (
+        "manman_host_session_processes",
+        "gauge",
+        "Processes in the session.",
+        |s| Some(s.processes.to_string()),
+    ),
+    (
+        "manman_host_session_io_read_bytes_total",
+        "counter",
+        "Bytes the session's cgroup read from block devices.",
+        |s| s.io_read_bytes.map(|v| v.to_string()),
+    ),
+    (
+        "manman_host_session_oom_kills_total",
+        "counter",
+        "Processes of the session the kernel's OOM killer killed (its memory limit).",
+        |s| s.oom_kills.map(|v| v.to_string()),
+    ),
+    (
+        "manman_host_session_memory_high_events_total",
+        "counter",
+        "Times the session went over memory_high and was throttled (cgroup v2).",
+        |s| s.memory_high_events.map(|v| v.to_string()),
+    ),
+    (
+        "manman_host_session_memory_pressure_seconds_total",
+        "counter",
+        "Time some of the session's tasks stalled waiting for memory (PSI).",
+        |s| s.memory_stall_seconds.map(|v| format!("{v:.3}")),
+    ),
+];
+
+/// `/metrics` lines for the live games.
+pub fn session_metrics(games: &[Game]) -> String {
+    let samples = sample_games(games);
     let mut out = String::new();
-    let series: [Series; 5] = [
-        (
-            "manman_host_session_cpu_seconds_total",
-            "counter",
-            "CPU time (user + system) of the session's game process group.",
-            |s| format!("{:.2}", s.cpu_seconds),
-        ),
-        (
-            "manman_host_session_rss_bytes",
-            "gauge",
-            "Resident memory of the session's game process group.",
-            |s| s.rss_bytes.to_string(),
-        ),
-        (
-            "manman_host_session_threads",
-            "gauge",
-            "Threads in the session's game process group.",
-            |s| s.threads.to_string(),
-        ),
-        (
-            "manman_host_session_open_files",
-            "gauge",
-            "Open file descriptors in the session's game process group.",
-            |s| s.open_files.to_string(),
-        ),
-        (
-            "manman_host_session_processes",
-            "gauge",
-            "Processes in the session's game process group.",
-            |s| s.processes.to_string(),
-        ),
-    ];
-    for (name, kind, help, value) in series {
+    for (name, kind, help, value) in SERIES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (session_id, pid) in sessions {
-            if let Some(s) = samples.get(pid) {
+        for game in games {
+            if let Some(v) = samples.get(&game.session_id).and_then(value) {
                 let _ = writeln!(
                     out,
-                    "{name}{{session_id=\"{session_id}\",pid=\"{pid}\"}} {}",
-                    value(s)
+                    "{name}{{session_id=\"{}\",pid=\"{}\"}} {v}",
+                    game.session_id, game.pid
                 );
             }
         }
@@ -237,7 +341,11 @@ mod tests {
         assert_eq!(sample.processes, 1);
         assert!(sample.rss_bytes > 100 * 1024, "{sample:?}");
         assert!(sample.threads >= 1 && sample.open_files >= 4, "{sample:?}");
-        let text = session_metrics(&[(7, std::process::id())]);
+        let text = session_metrics(&[Game {
+            session_id: 7,
+            pid: std::process::id(),
+            cgroup: None,
+        }]);
         assert!(text.contains("# TYPE manman_host_session_rss_bytes gauge"));
     }
 }

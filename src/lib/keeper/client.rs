@@ -133,6 +133,8 @@ pub struct KeeperChild {
     exit: Option<ExitInfo>,
     /// The socket closed without an exit: the keeper died.
     lost: bool,
+    /// The game's cgroup (from the keeper's spec): what a dead keeper leaves is killed in it.
+    cgroup: Option<manman_cgroup::Cgroup>,
 }
 
 impl KeeperChild {
@@ -156,6 +158,10 @@ impl KeeperChild {
         };
         stream.set_read_timeout(None)?;
         stream.set_nonblocking(true)?;
+        let cgroup = std::fs::read(dir.spec())
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<KeeperSpec>(&raw).ok())
+            .and_then(|k| k.spec.cgroup);
         Ok(KeeperChild {
             dir,
             stream,
@@ -167,6 +173,7 @@ impl KeeperChild {
             last_seq: after,
             exit: None,
             lost: false,
+            cgroup,
         })
     }
 
@@ -192,6 +199,12 @@ impl KeeperChild {
         let now = sys::process_start_time(self.pid);
         if now.is_none() || now == self.start_time {
             sys::signal_group(self.pid, signal);
+        }
+        // Whatever double-forked out of the group is still in the session's cgroup.
+        if signal == libc::SIGKILL {
+            if let Some(group) = &self.cgroup {
+                group.kill_all();
+            }
         }
     }
 }

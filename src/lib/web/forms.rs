@@ -28,6 +28,7 @@ pub(super) fn config_from_form(call: &Call<'_>) -> Result<pb::GameConfig, Failur
         .filter(|a| !a.is_empty())
         .collect();
     let ready = call.text("ready_line");
+    let limits = limits_from_form(call)?;
     Ok(pb::GameConfig {
         game_id: call.number("game_id")?,
         name: call.text("name"),
@@ -40,6 +41,38 @@ pub(super) fn config_from_form(call: &Call<'_>) -> Result<pb::GameConfig, Failur
             console_pattern: ready,
             ..Default::default()
         }),
+        limits: Some(limits),
+        ..Default::default()
+    })
+}
+
+/// The form's limits: memory and disk as sizes (`4G`), CPU in cores, processes; blank: none.
+fn limits_from_form(call: &Call<'_>) -> Result<pb::ResourceLimits, Failure> {
+    let size = |field: &str| -> Result<Option<i64>, Failure> {
+        let text = call.text(field);
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bytes = crate::wire::game_process::parse_bytes(&text)
+            .map_err(|e| bad(format!("{field}: {e}")))?;
+        Ok(Some(
+            i64::try_from(bytes).map_err(|_| bad(format!("{field}: too large")))?,
+        ))
+    };
+    let number = |field: &str| -> Result<Option<f64>, Failure> {
+        let text = call.text(field);
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse::<f64>()
+            .map(Some)
+            .map_err(|_| bad(format!("{field}: {text:?} is not a number")))
+    };
+    Ok(pb::ResourceLimits {
+        memory_max_bytes: size("memory_max")?,
+        disk_max_bytes: size("disk_max")?,
+        cpu_max_cores: number("cpu_max")?,
+        pids_max: number("pids_max")?.map(|n| n as i32),
         ..Default::default()
     })
 }
@@ -77,6 +110,11 @@ mod tests {
         })))
         .unwrap();
         assert_eq!((c.game_id, c.name.as_str()), (3, "vanilla"));
+        assert_eq!(
+            c.limits,
+            Some(pb::ResourceLimits::default()),
+            "blank: no limits"
+        );
         assert_eq!(c.args, ["-jar", "server.jar"]);
         let ports: Vec<_> = c
             .ports
@@ -88,6 +126,20 @@ mod tests {
         let bad_port = config_from_form(&call(json!({"ports": "minecraft"}))).unwrap_err();
         assert_eq!(bad_port.0, 400);
         assert!(config_from_form(&call(json!({"game_id": "three"}))).is_err());
+        let limited = config_from_form(&call(json!({
+            "game_id": "3", "memory_max": "4G", "cpu_max": "2.5", "disk_max": "20G", "pids_max": "64",
+        })))
+        .unwrap()
+        .limits
+        .unwrap();
+        assert_eq!(limited.memory_max_bytes, Some(4 << 30));
+        assert_eq!(limited.cpu_max_cores, Some(2.5));
+        assert_eq!(limited.pids_max, Some(64));
+        for (field, text) in [("memory_max", "lots"), ("cpu_max", "two")] {
+            let refused =
+                config_from_form(&call(json!({"game_id": "3", field: text}))).unwrap_err();
+            assert_eq!(refused.0, 400, "{field}");
+        }
     }
 
     #[test]

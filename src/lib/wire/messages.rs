@@ -70,16 +70,28 @@ pub struct HostCapacity {
     pub port_range_high: u16,
 }
 
-/// One session's game, sampled from /proc by its host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One session's game, sampled by its host from the session's cgroup (or, where it has
+/// none, from /proc).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionSample {
     pub session_id: i64,
     /// Of one core, since the previous beat (can exceed 100 on several cores).
     pub cpu_percent: f64,
+    /// Memory in use: the cgroup's charge (`memory.current`) where the session has one,
+    /// else the resident memory of its process group.
     pub rss_bytes: u64,
     pub threads: u32,
     pub open_files: u32,
     pub processes: u32,
+    /// The most memory the session's cgroup was ever charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_peak_bytes: Option<u64>,
+    /// Bytes read from block devices by the session's cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bytes: Option<u64>,
+    /// The size of the deployment's directory, as last measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
 
 /// `logs.session.{session_id}` from agents before batching: one line of a game server's output
@@ -157,6 +169,9 @@ mod tests {
                 threads: 40,
                 open_files: 120,
                 processes: 2,
+                memory_peak_bytes: Some(600 << 20),
+                io_read_bytes: Some(1 << 20),
+                disk_bytes: Some(3 << 30),
             }],
             capacity: Some(HostCapacity {
                 memory_total_bytes: 32 << 30,

@@ -13,6 +13,9 @@ pub struct StoredSample {
     pub threads: i32,
     pub open_files: i32,
     pub processes: i32,
+    pub memory_peak_bytes: Option<i64>,
+    pub io_read_bytes: Option<i64>,
+    pub disk_bytes: Option<i64>,
 }
 
 /// Replaces the latest sample of each session, for sessions of the reporting host only (a
@@ -44,20 +47,35 @@ pub fn store_samples(
     let files = col(|s| i64::from(s.1.open_files));
     let processes = col(|s| i64::from(s.1.processes));
     let cpu: Vec<f32> = samples.iter().map(|s| s.1.cpu_percent as f32).collect();
+    let optional = |f: fn(&crate::wire::SessionSample) -> Option<u64>| -> Vec<Option<i64>> {
+        samples
+            .iter()
+            .map(|s| f(&s.1).map(|v| v.min(i64::MAX as u64) as i64))
+            .collect()
+    };
+    let peak = optional(|s| s.memory_peak_bytes);
+    let io_read = optional(|s| s.io_read_bytes);
+    let disk = optional(|s| s.disk_bytes);
     c.execute(
         "INSERT INTO session_samples
-              (session_id, sampled_at, cpu_percent, rss_bytes, threads, open_files, processes)
-         SELECT s.id, now(), s.cpu, s.rss, s.threads, s.files, s.processes
+              (session_id, sampled_at, cpu_percent, rss_bytes, threads, open_files, processes,
+               memory_peak_bytes, io_read_bytes, disk_bytes)
+         SELECT s.id, now(), s.cpu, s.rss, s.threads, s.files, s.processes, s.peak, s.io_read,
+                s.disk
            FROM unnest($1::bigint[], $2::bigint[], $3::real[], $4::bigint[], $5::bigint[],
-                       $6::bigint[], $7::bigint[])
-                AS s (host, id, cpu, rss, threads, files, processes)
+                       $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+                AS s (host, id, cpu, rss, threads, files, processes, peak, io_read, disk)
            JOIN sessions x ON x.session_id = s.id
            JOIN server_game_configs g ON g.sgc_id = x.sgc_id AND g.server_id = s.host
          ON CONFLICT (session_id) DO UPDATE SET
               sampled_at = excluded.sampled_at, cpu_percent = excluded.cpu_percent,
               rss_bytes = excluded.rss_bytes, threads = excluded.threads,
-              open_files = excluded.open_files, processes = excluded.processes",
-        &[&hosts, &ids, &cpu, &rss, &threads, &files, &processes],
+              open_files = excluded.open_files, processes = excluded.processes,
+              memory_peak_bytes = excluded.memory_peak_bytes,
+              io_read_bytes = excluded.io_read_bytes, disk_bytes = excluded.disk_bytes",
+        &[
+            &hosts, &ids, &cpu, &rss, &threads, &files, &processes, &peak, &io_read, &disk,
+        ],
     )?;
     Ok(())
 }

@@ -32,7 +32,8 @@ pub struct SessionView {
 const VIEW: &str = "SELECT x.session_id, x.sgc_id, g.server_id, x.status, x.started_at, x.ended_at,
             x.exit_code, x.created_at, h.name, gm.name, gc.name, x.reason, x.restart_count,
             x.last_exit_code, x.last_exit_at, ss.sampled_at, ss.cpu_percent, ss.rss_bytes,
-            ss.threads, ss.open_files, ss.processes, x.last_exit_reason
+            ss.threads, ss.open_files, ss.processes, x.last_exit_reason, ss.memory_peak_bytes,
+            ss.io_read_bytes, ss.disk_bytes
        FROM sessions x
        LEFT JOIN session_samples ss ON ss.session_id = x.session_id
        JOIN server_game_configs g ON g.sgc_id = x.sgc_id
@@ -67,6 +68,9 @@ fn view(r: &postgres::Row) -> SessionView {
                 threads: r.get(18),
                 open_files: r.get(19),
                 processes: r.get(20),
+                memory_peak_bytes: r.get(22),
+                io_read_bytes: r.get(23),
+                disk_bytes: r.get(24),
             }),
     }
 }

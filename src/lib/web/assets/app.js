@@ -138,7 +138,9 @@ async function sessionPage(id) {
     state.replaceChildren(status(s.status));
     details.textContent = `${s.game}/${s.config} on ${s.host} · started ${when(s.started_at)}` +
       ` · restarts ${s.restart_count}` + (s.reason ? ` · ${s.reason}` : "") +
-      (s.sample ? ` · CPU ${s.sample.cpu_percent.toFixed(1)}% · ${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` : "");
+      (s.sample ? ` · CPU ${s.sample.cpu_percent.toFixed(1)}% · ${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` +
+        (s.sample.memory_peak_bytes ? ` (peak ${(s.sample.memory_peak_bytes / 1048576).toFixed(0)} MiB)` : "") +
+        (s.sample.disk_bytes ? ` · disk ${(s.sample.disk_bytes / 1048576).toFixed(0)} MiB` : "") : "");
   };
   const act = (label, verb, danger) => el("button", {
     class: danger ? "danger" : "", type: "button", id: `action-${verb}`,
@@ -248,6 +250,18 @@ async function sessionPage(id) {
   consoleSource.onerror = () => { $("console-state").textContent = "reconnecting…"; };
 }
 
+// A config's limits in a few words ("4 GiB · 2.5 cores · disk 20 GiB"); "-" without any.
+function limitsText(l) {
+  if (!l) return "-";
+  const gib = (b) => b >= 1073741824 ? `${(b / 1073741824).toFixed(1).replace(/\.0$/, "")} GiB` : `${Math.round(b / 1048576)} MiB`;
+  const parts = [];
+  if (l.memory_max_bytes) parts.push(gib(l.memory_max_bytes));
+  if (l.cpu_max_cores) parts.push(`${l.cpu_max_cores} cores`);
+  if (l.pids_max) parts.push(`${l.pids_max} pids`);
+  if (l.disk_max_bytes) parts.push(`disk ${gib(l.disk_max_bytes)}`);
+  return parts.length ? parts.join(" · ") : "-";
+}
+
 // Games, configs and deployments, with create forms.
 async function catalog() {
   const [games, configs, deployments] = await Promise.all([
@@ -271,13 +285,16 @@ async function catalog() {
     el("form", { id: "game-form", onsubmit: submit("/api/games", (g) => `created game ${g.game_id}`) },
       field("name", "New game", { required: "" }), el("button", { type: "submit" }, "Create")),
     el("h2", {}, "Configs"),
-    table(["ID", "Game", "Name", "Program", "Restart", "Ports"], configs.items.map((c) =>
-      [c.config_id, c.game_id, c.name, [c.program, ...c.args].join(" "), c.restart_policy, c.ports.join(", ")])),
+    table(["ID", "Game", "Name", "Program", "Restart", "Ports", "Limits"], configs.items.map((c) =>
+      [c.config_id, c.game_id, c.name, [c.program, ...c.args].join(" "), c.restart_policy, c.ports.join(", "),
+        limitsText(c.limits)])),
     el("form", { id: "config-form", onsubmit: submit("/api/configs", (c) => `created config ${c.config_id}`) },
       field("game_id", "Game id", { required: "", inputmode: "numeric" }), field("name", "Name", { required: "" }),
       field("program", "Program", { required: "" }), el("label", {}, "Args (one per line)", el("textarea", { name: "args", rows: "1" })),
       field("stop_command", "Stop command"), field("ports", "Ports (25565/tcp, …)"),
       field("ready_line", "Ready when a line matches"),
+      field("memory_max", "Memory limit (4G)"), field("cpu_max", "CPU limit (cores)"),
+      field("pids_max", "Process limit (512)"), field("disk_max", "Disk limit (20G)"),
       el("label", {}, "Restart", el("select", { name: "restart_policy" },
         el("option", { value: "never" }, "never"), el("option", { value: "on-failure" }, "on-failure"),
         el("option", { value: "always" }, "always"))),

@@ -1,0 +1,156 @@
+//! What a session's group uses, read from its own files (one read per file, whatever the
+//! number of processes), and how often the kernel's OOM killer struck inside it.
+
+use std::path::Path;
+
+use crate::group::Dir;
+use crate::Cgroup;
+
+/// One reading of a group. `None`: this host does not say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// CPU time of every process that ran in it, in microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Memory charged to it now (v2 `memory.current`, v1 `memory.usage_in_bytes`).
+    pub memory_bytes: Option<u64>,
+    /// The most it was ever charged (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
+    pub memory_peak_bytes: Option<u64>,
+    /// Processes and threads in it.
+    pub pids: Option<u64>,
+    /// Bytes read from block devices.
+    pub io_read_bytes: Option<u64>,
+    /// Times the OOM killer killed a process in it.
+    pub oom_kills: Option<u64>,
+    /// Times it went over `memory.high` and was throttled (v2).
+    pub memory_high_events: Option<u64>,
+    /// Time some of its tasks stalled on memory, in microseconds (PSI `some total`).
+    pub memory_stall_usec: Option<u64>,
+}
+
+fn number(path: &Path) -> Option<u64> {
+    crate::read(path).ok()?.parse().ok()
+}
+
+/// The value of `key` in a flat-keyed file (`key value` lines: cpu.stat, memory.events,
+/// memory.oom_control).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Sum of `rbytes=` over the devices of a v2 `io.stat`.
+pub fn io_stat_read_bytes(text: &str) -> u64 {
+    text.split_whitespace()
+        .filter_map(|f| f.strip_prefix("rbytes="))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sum of the `Read` lines of a v1 `blkio.throttle.io_service_bytes_recursive`.
+pub fn blkio_read_bytes(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_device, op, value) = (f.next()?, f.next()?, f.next()?);
+            (op == "Read").then(|| value.parse::<u64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// `total=` of the `some` line of a PSI file (`memory.pressure`).
+pub fn pressure_some_total(text: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
+impl Cgroup {
+    /// Reads what the group uses now.
+    pub fn usage(&self) -> Usage {
+        let mut u = Usage::default();
+        let unified = self.unified.as_deref();
+        u.cpu_usec = match (self.v1.get("cpuacct"), unified) {
+            (Some(d), _) => number(&d.join("cpuacct.usage")).map(|ns| ns / 1000),
+            // cpu.stat's usage_usec is there in every v2 group, controller or not.
+            (None, Some(d)) => crate::read(&d.join("cpu.stat"))
+                .ok()
+                .and_then(|t| keyed(&t, "usage_usec")),
+            (None, None) => None,
+        };
+        match self.locate("memory", "memory") {
+            Some(Dir::V1(d)) => {
+                u.memory_bytes = number(&d.join("memory.usage_in_bytes"));
+                u.memory_peak_bytes = number(&d.join("memory.max_usage_in_bytes"));
+            }
+            Some(Dir::V2(d)) => {
+                u.memory_bytes = number(&d.join("memory.current"));
+                u.memory_peak_bytes = number(&d.join("memory.peak"));
+                u.memory_high_events = crate::read(&d.join("memory.events"))
+                    .ok()
+                    .and_then(|t| keyed(&t, "high"));
+            }
+            None => {}
+        }
+        u.oom_kills = self.oom_kills();
+        u.pids = match self.locate("pids", "pids") {
+            Some(Dir::V1(d) | Dir::V2(d)) => number(&d.join("pids.current")),
+            None => None,
+        };
+        u.io_read_bytes = match self.locate("blkio", "io") {
+            Some(Dir::V1(d)) => crate::read(&d.join("blkio.throttle.io_service_bytes_recursive"))
+                .ok()
+                .map(|t| blkio_read_bytes(&t)),
+            Some(Dir::V2(d)) => crate::read(&d.join("io.stat"))
+                .ok()
+                .map(|t| io_stat_read_bytes(&t)),
+            None => None,
+        };
+        u.memory_stall_usec = unified
+            .and_then(|d| crate::read(&d.join("memory.pressure")).ok())
+            .and_then(|t| pressure_some_total(&t));
+        u
+    }
+
+    /// Times the OOM killer killed a process in the group (v2 `memory.events`, v1
+    /// `memory.oom_control`, Linux ≥ 4.13); `None` without a memory controller.
+    pub fn oom_kills(&self) -> Option<u64> {
+        match self.locate("memory", "memory")? {
+            Dir::V1(d) => keyed(
+                &crate::read(&d.join("memory.oom_control")).ok()?,
+                "oom_kill",
+            ),
+            Dir::V2(d) => keyed(&crate::read(&d.join("memory.events")).ok()?, "oom_kill"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_formats_parse() {
+        let cpu = "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n";
+        assert_eq!(keyed(cpu, "usage_usec"), Some(1_234_567));
+        assert_eq!(keyed(cpu, "usage"), None);
+        let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed(oom, "oom_kill"), Some(3));
+        let events = "low 0\nhigh 17\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(keyed(events, "high"), Some(17));
+        assert_eq!(keyed(events, "oom_kill"), Some(1));
+        let io = "8:16 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0\n\
+                  8:0 rbytes=100 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n";
+        assert_eq!(io_stat_read_bytes(io), 1_459_300);
+        let blkio = "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\n8:16 Read 100\nTotal 12388\n";
+        assert_eq!(blkio_read_bytes(blkio), 4196);
+        let psi = "some avg10=0.00 avg60=0.00 avg300=0.00 total=5721\n\
+                   full avg10=0.00 avg60=0.00 avg300=0.00 total=5000\n";
+        assert_eq!(pressure_some_total(psi), Some(5721));
+        assert_eq!(pressure_some_total(""), None);
+    }
+}
