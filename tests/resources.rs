@@ -92,12 +92,20 @@ fn a_game_past_its_memory_limit_crashes_out_of_memory_while_its_neighbour_runs()
     let neighbour = s.deploy_test_game("neighbour", manman::testkit::free_port());
     let neighbour = s.start_session(neighbour);
     s.wait_status(neighbour, "running");
-    // `tail` keeps the last "line" of /dev/zero (which has no newline) in memory: it grows
-    // until the kernel kills it at the limit.
+    // First it tries to lift its own limit (the files are the agent's, not the game's uid's),
+    // then `tail` keeps the last "line" of /dev/zero (which has no newline) in memory: it
+    // grows until the kernel kills it at the limit.
     let hog = s.deploy(
         "hog",
         "/bin/sh",
-        &["-c", "echo allocating; head -c 400M /dev/zero | tail"],
+        &[
+            "-c",
+            "v1=/sys/fs/cgroup/memory$(grep :memory: /proc/self/cgroup | cut -d: -f3); \
+             v2=/sys/fs/cgroup$(grep '^0::' /proc/self/cgroup | cut -d: -f3); \
+             (echo -1 > $v1/memory.limit_in_bytes) 2>/dev/null && echo raised v1; \
+             (echo max > $v2/memory.max) 2>/dev/null && echo raised v2; \
+             echo allocating; head -c 400M /dev/zero | tail",
+        ],
         &["--memory-max", "64M", "--start-duration-ms", "0"],
     );
     let config = s.cli_json(&["config", "show", &s.config_of(hog)]);
@@ -115,12 +123,18 @@ fn a_game_past_its_memory_limit_crashes_out_of_memory_while_its_neighbour_runs()
         "{shown}"
     );
     assert_eq!(shown["exit_code"], 128 + 9, "{shown}");
-    wait_for("the console marker", T, || {
-        console(&s, session)
+    let lines = wait_for("the console marker", T, || {
+        let lines = console(&s, session);
+        lines
             .iter()
             .any(|l| l == "[manman] out of memory: the server used its 64 MiB limit")
-            .then_some(())
+            .then_some(lines)
     });
+    assert!(lines.iter().any(|l| l == "allocating"), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("raised")),
+        "the game lifted its own limit: {lines:?}"
+    );
     assert_eq!(s.status(neighbour).0, "running", "the neighbour runs on");
     // The ended session's cgroup is removed.
     wait_for("the hog's cgroup removed", T, || {
@@ -253,6 +267,55 @@ fn what_a_game_double_forked_dies_with_it_at_stop() {
         group.dirs().iter().all(|d| !d.exists()),
         "its cgroup is removed"
     );
+}
+
+#[test]
+fn a_dead_keeper_takes_everything_its_game_started_with_it() {
+    let Some(s) = stack_with(&[]) else {
+        return;
+    };
+    let sgc = s.deploy(
+        "orphaned",
+        "/bin/sh",
+        &[
+            "-c",
+            "setsid sh -c 'sleep 600' </dev/null >/dev/null 2>&1 & echo up; exec sleep 600",
+        ],
+        &["--start-duration-ms", "0"],
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    let group = cgroup_of(&s, session);
+    let pids = wait_for("the game and its daemon in the cgroup", T, || {
+        let p = group.pids();
+        (p.len() >= 3).then_some(p)
+    });
+    // The keeper is the game leader's parent.
+    let leader = pids.iter().copied().min().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{leader}/stat")).unwrap();
+    let keeper: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        std::fs::read_to_string(format!("/proc/{keeper}/comm"))
+            .unwrap()
+            .starts_with("manman-keeper"),
+        "the leader's parent is its keeper"
+    );
+    // SAFETY: SIGKILL to the keeper this test's agent started.
+    unsafe { libc::kill(keeper, libc::SIGKILL) };
+    s.wait_status(session, "crashed");
+    wait_for("nothing the game started left", T, || {
+        pids.iter().all(|p| gone(*p)).then_some(())
+    });
+    let reason = show(&s, session)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("keeper died"), "{reason}");
 }
 
 #[test]
@@ -392,4 +455,71 @@ fn a_deployment_over_its_disk_limit_is_warned_then_refused() {
         "{reason}"
     );
     assert!(Path::new(&dir).exists(), "nothing of the world was touched");
+}
+
+#[test]
+fn limits_the_host_cannot_use_are_refused_with_the_field_named() {
+    let s = Stack::start();
+    let game = s.cli_json(&["game", "create", "limited"])["game_id"].to_string();
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "config",
+            "create",
+            "--game",
+            &game,
+            "--name",
+            "x",
+            "--program",
+            "/bin/true",
+        ];
+        args.extend_from_slice(extra);
+        s.cli(&args)
+    };
+    for (flags, field) in [
+        (&["--memory-max", "1K"][..], "memory_max"),
+        (
+            &["--memory-max", "64M", "--memory-high", "1G"][..],
+            "memory_high",
+        ),
+        (&["--cpu-max", "0"][..], "cpu_max"),
+        (&["--cpu-max", "NaN"][..], "cpu_max"),
+        (&["--cpu-weight", "0"][..], "cpu_weight"),
+        (&["--pids-max", "2"][..], "pids_max"),
+        (&["--io-weight", "20000"][..], "io_weight"),
+        (&["--disk-max", "10"][..], "disk_max"),
+    ] {
+        let (code, _, err) = create(flags);
+        assert_ne!(code, 0, "{flags:?} was accepted");
+        assert!(err.contains(field), "{flags:?}: {err}");
+    }
+    // A size the CLI cannot read never reaches the API.
+    let (code, _, err) = create(&["--memory-max", "lots"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a size"), "{err}");
+    // The same through the API directly: INVALID_ARGUMENT with the field.
+    let client = manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", s.api_port)).api_client();
+    let refused = client
+        .create_game_config_opt(
+            &manman::proto::v1::CreateGameConfigRequest {
+                config: Some(manman::proto::v1::GameConfig {
+                    game_id: game.parse().unwrap(),
+                    name: "y".into(),
+                    program: "/bin/true".into(),
+                    limits: Some(manman::proto::v1::ResourceLimits {
+                        memory_max_bytes: Some(-1),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            s.opt(),
+        )
+        .unwrap_err();
+    match refused {
+        grpcio::Error::RpcFailure(st) => {
+            assert_eq!(st.code(), grpcio::RpcStatusCode::INVALID_ARGUMENT);
+            assert!(st.message().contains("memory_max"), "{}", st.message());
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
 }

@@ -67,12 +67,12 @@ impl SessionCgroups {
         }
     }
 
-    /// Removes the groups of sessions that are not `live` (left by an agent that was killed).
-    pub fn sweep(&self, live: &[i64]) {
+    /// Removes the groups of sessions not in `keep` (left by an agent that was killed).
+    pub fn sweep(&self, keep: &[i64]) {
         let Some(tree) = &self.tree else { return };
         for name in tree.sessions() {
             match session_of(&name) {
-                Some(id) if !live.contains(&id) => self.release(id),
+                Some(id) if !keep.contains(&id) => self.release(id),
                 _ => {}
             }
         }

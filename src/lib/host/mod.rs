@@ -101,9 +101,15 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
     let (manager, recovered) =
         process_manager(&config, &out, watchers.clone(), EventSink(events_tx))?;
     recovery::settle_recovered(server_id, &manager, recovered, &out);
-    // Groups of sessions that ended while no agent was here (or that it never adopted).
-    let live: Vec<i64> = live_games(&manager).iter().map(|(id, _)| *id).collect();
-    cgroups.sweep(&live);
+    // Groups of sessions the manager does not know (their keeper died while no agent was
+    // here). Those it adopted are kept whatever their state yet: an adopted game's runner
+    // marks it running a moment later, and a group swept meanwhile would kill it.
+    let known: Vec<i64> = manager
+        .status_all("session-*")
+        .iter()
+        .filter_map(|s| sessions::session_of(&s.name))
+        .collect();
+    cgroups.sweep(&known);
     let accepted: commands::Accepted = Default::default();
     let backups = Arc::new(backup::Backups::new(
         manager.clone(),
