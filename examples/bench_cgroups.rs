@@ -121,16 +121,11 @@ fn main() {
         })
         .collect();
     let mut rates = CpuRates::default();
-    let none = Default::default();
     manman::testkit::wait_for(
         "every game's three processes",
         Duration::from_secs(20),
         || {
-            let n: u32 = rates
-                .sample(&by_proc, &none)
-                .iter()
-                .map(|s| s.processes)
-                .sum();
+            let n: u32 = rates.sample(&by_proc).iter().map(|s| s.processes).sum();
             (n >= 3 * GAMES as u32).then_some(())
         },
     );
@@ -138,7 +133,7 @@ fn main() {
         let (cpu0, wall0) = (cpu_time(), Instant::now());
         let mut seen = 0;
         for _ in 0..ROUNDS {
-            seen = rates.sample(games, &none).len();
+            seen = rates.sample(games).len();
         }
         assert_eq!(seen, GAMES);
         (

@@ -51,12 +51,11 @@ fn main() {
             cgroup: None,
         })
         .collect();
-    let no_disk = Default::default();
     // Wait until every group has its two children.
     let mut rates = CpuRates::default();
     let deadline = Instant::now() + Duration::from_secs(10);
     while rates
-        .sample(&sessions, &no_disk)
+        .sample(&sessions)
         .iter()
         .map(|s| s.processes)
         .sum::<u32>()
@@ -72,7 +71,7 @@ fn main() {
     let (cpu0, wall0) = (cpu_time(), Instant::now());
     let mut seen = 0;
     for _ in 0..ROUNDS {
-        seen = rates.sample(&sessions, &no_disk).len();
+        seen = rates.sample(&sessions).len();
     }
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
     let per_beat = cpu / ROUNDS as u32;

@@ -1107,6 +1107,7 @@ fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() 
         memory_peak_bytes: Some(rss + 1),
         io_read_bytes: None,
         disk_bytes: Some(7 << 30),
+        players: None,
     };
     manman::db::sessions::store_samples(
         &mut tx,

@@ -200,8 +200,9 @@ fn servers_with_filters_and_paging() {
     db.client()
         .execute(
             "INSERT INTO session_samples (session_id, sampled_at, cpu_percent, rss_bytes,
-                                          threads, open_files, processes)
-             VALUES ($1, now(), 12.5, 536870912, 40, 120, 2)",
+                                          threads, open_files, processes, players_online,
+                                          players_max)
+             VALUES ($1, now(), 12.5, 536870912, 40, 120, 2, 4, 16)",
             &[&running],
         )
         .unwrap();
@@ -214,6 +215,8 @@ fn servers_with_filters_and_paging() {
         .unwrap();
     assert_eq!(sampled["sample"]["rss_bytes"], 536_870_912);
     assert_eq!(sampled["sample"]["threads"], 40);
+    assert_eq!(sampled["sample"]["players_online"], 4);
+    assert_eq!(sampled["sample"]["players_max"], 16);
     assert!(sampled["sample"]["sampled_at"].is_string());
     assert!(active["servers"]
         .as_array()

@@ -48,7 +48,10 @@ pub fn session_json(s: &pb::Session) -> Value {
                    "processes": s.processes,
                    "memory_peak_bytes": Some(s.memory_peak_bytes).filter(|v| *v > 0),
                    "io_read_bytes": Some(s.io_read_bytes).filter(|v| *v > 0),
-                   "disk_bytes": Some(s.disk_bytes).filter(|v| *v > 0)})
+                   "disk_bytes": Some(s.disk_bytes).filter(|v| *v > 0),
+                   // null: unknown (no query, or it failed), never 0 for "did not answer".
+                   "players_online": s.players_online, "players_max": s.players_max,
+                   "player_names": s.player_names})
         } else {
             Value::Null
         },
@@ -86,6 +89,11 @@ pub fn config_json(c: &pb::GameConfig) -> Value {
         "max_open_files": c.max_open_files,
         "max_processes": c.max_processes,
         "limits": c.limits.as_ref().map(limits_json),
+        "players": c.players.as_ref().map(|q| match q.kind.as_str() {
+            "console" => json!({"kind": q.kind, "command": q.command, "reply_pattern": q.reply_pattern,
+                                "interval_seconds": q.interval_seconds}),
+            _ => json!({"kind": q.kind, "port": q.port, "interval_seconds": q.interval_seconds}),
+        }),
     })
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::players::PlayerCount;
 use super::probes::{LivenessProbe, ReadinessProbe};
 
 /// The longest stop timeout a config may ask for; the host agent's drain deadline (and the
@@ -263,6 +264,8 @@ pub struct GameProcess {
     pub max_processes: Option<u32>,
     /// Memory, CPU, process, IO and disk limits.
     pub limits: ResourceLimits,
+    /// How to ask the server who is playing (none: the count is unknown).
+    pub players: Option<PlayerCount>,
 }
 
 impl Default for GameProcess {
@@ -287,6 +290,7 @@ impl Default for GameProcess {
             max_open_files: None,
             max_processes: None,
             limits: ResourceLimits::default(),
+            players: None,
         }
     }
 }
@@ -397,6 +401,9 @@ impl GameProcess {
                 },
                 "must be at least 1",
             ));
+        }
+        if let Some(p) = &self.players {
+            p.validate()?;
         }
         self.limits.validate()
     }

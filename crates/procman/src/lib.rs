@@ -18,6 +18,7 @@ mod launcher;
 mod manager;
 mod output;
 mod pattern;
+pub mod players;
 mod probe;
 pub mod probes;
 mod process;

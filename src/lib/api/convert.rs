@@ -82,6 +82,7 @@ pub fn config_pb(c: ConfigRow) -> pb::GameConfig {
         max_open_files: p.max_open_files.and_then(int),
         max_processes: p.max_processes.and_then(int),
         limits: Some(p.limits.into()),
+        players: p.players.map(Into::into),
     }
 }
 
@@ -118,6 +119,72 @@ pub fn session_pb(s: SessionView) -> pb::Session {
             .unwrap_or(0),
         io_read_bytes: s.sample.as_ref().and_then(|x| x.io_read_bytes).unwrap_or(0),
         disk_bytes: s.sample.as_ref().and_then(|x| x.disk_bytes).unwrap_or(0),
+        players_online: s.sample.as_ref().and_then(|x| x.players_online),
+        players_max: s.sample.as_ref().and_then(|x| x.players_max),
+        player_names: s.sample.map(|x| x.player_names).unwrap_or_default(),
+    }
+}
+
+use crate::wire::players::{PlayerCount, PlayerQuery};
+
+impl From<PlayerCount> for pb::PlayerQuery {
+    fn from(c: PlayerCount) -> Self {
+        let interval_seconds = Some(i32::try_from(c.interval_seconds).unwrap_or(i32::MAX));
+        match c.query {
+            PlayerQuery::A2s { port } => pb::PlayerQuery {
+                kind: "a2s".into(),
+                port: port.into(),
+                interval_seconds,
+                ..Default::default()
+            },
+            PlayerQuery::Minecraft { port } => pb::PlayerQuery {
+                kind: "minecraft".into(),
+                port: port.into(),
+                interval_seconds,
+                ..Default::default()
+            },
+            PlayerQuery::Console {
+                command,
+                reply_pattern,
+            } => pb::PlayerQuery {
+                kind: "console".into(),
+                command,
+                reply_pattern,
+                interval_seconds,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// The wire query from an API message; the kind and port are checked here, the rest by
+/// `PlayerCount::validate` with the config.
+impl TryFrom<pb::PlayerQuery> for PlayerCount {
+    type Error = String;
+    fn try_from(q: pb::PlayerQuery) -> Result<Self, String> {
+        let port = || {
+            u16::try_from(q.port)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("players: port {} is not 1 to 65535", q.port))
+        };
+        let query = match q.kind.as_str() {
+            "a2s" => PlayerQuery::A2s { port: port()? },
+            "minecraft" => PlayerQuery::Minecraft { port: port()? },
+            "console" => PlayerQuery::Console {
+                command: q.command.clone(),
+                reply_pattern: q.reply_pattern.clone(),
+            },
+            other => {
+                return Err(format!(
+                    "players: unknown kind {other:?} (a2s, minecraft, console)"
+                ))
+            }
+        };
+        Ok(PlayerCount {
+            query,
+            interval_seconds: q.interval_seconds.map_or(30, |s| s.max(0) as u32),
+        })
     }
 }
 

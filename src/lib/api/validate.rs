@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use crate::db::catalog::Page;
 use crate::proto::v1 as pb;
+use crate::wire::players::PlayerCount;
 use crate::wire::probes::{LivenessProbe, ReadinessProbe};
 use crate::wire::GameProcess;
 
@@ -141,6 +142,12 @@ pub fn game_process(c: &pb::GameConfig) -> Result<GameProcess, ApiError> {
             .map(|n| unsigned("max_processes", Some(n), 0))
             .transpose()?,
         limits: c.limits.clone().map(Into::into).unwrap_or_default(),
+        players: c
+            .players
+            .clone()
+            .map(PlayerCount::try_from)
+            .transpose()
+            .map_err(ApiError::InvalidArgument)?,
     };
     process
         .validate()

@@ -272,6 +272,7 @@ impl ConfigCreate {
             max_processes: self.max_processes,
             backup: Some(self.backup.into_policy()),
             limits: Some(self.limits.into_limits()),
+            players: self.players.into_query()?,
             ..Default::default()
         };
         for (flag, list, secret) in [
@@ -404,6 +405,8 @@ pub struct ConfigCreate {
     pub max_processes: Option<i32>,
     #[command(flatten)]
     pub limits: super::limits::LimitFlags,
+    #[command(flatten)]
+    pub players: super::players::PlayerFlags,
     #[command(flatten)]
     pub backup: super::backups::BackupFlags,
 }

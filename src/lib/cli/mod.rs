@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logs;
 pub mod migrate;
 pub mod output;
+pub mod players;
 pub mod run;
 pub mod sessions;
 pub mod status;

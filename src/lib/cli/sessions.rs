@@ -200,6 +200,7 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
             s.processes,
             when(s.sampled_at_ms)
         );
+        println!("players {}", players_text(&s));
         let extra: Vec<String> = [
             ("memory peak", s.memory_peak_bytes),
             ("read from disk", s.io_read_bytes),
@@ -235,4 +236,25 @@ pub fn session_list(ctx: &Ctx, req: pb::ListSessionsRequest) -> Outcome {
         );
     }
     Ok(())
+}
+
+/// "3/20 (alice, bob, carol)", "3", or "unknown" (no query, or it failed): never 0 for a
+/// server that did not answer.
+pub fn players_text(s: &pb::Session) -> String {
+    let Some(online) = s.players_online else {
+        return "unknown".into();
+    };
+    let mut text = match s.players_max {
+        Some(max) => format!("{online}/{max}"),
+        None => online.to_string(),
+    };
+    if !s.player_names.is_empty() {
+        let names: Vec<String> = s
+            .player_names
+            .iter()
+            .map(|n| printable(n).into_owned())
+            .collect();
+        text.push_str(&format!(" ({})", names.join(", ")));
+    }
+    text
 }

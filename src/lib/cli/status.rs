@@ -55,6 +55,10 @@ pub fn status(ctx: &Ctx) -> Outcome {
                     s.restart_count.to_string(),
                     cpu,
                     memory,
+                    match s.players_online {
+                        None => "?".into(),
+                        Some(n) => s.players_max.map_or(n.to_string(), |m| format!("{n}/{m}")),
+                    },
                 ]
             })
             .collect();
@@ -67,6 +71,7 @@ pub fn status(ctx: &Ctx) -> Outcome {
             "RESTARTS",
             "CPU",
             "MEMORY",
+            "PLAYERS",
         ];
         print!("\n{}", table(&headers, &rows));
     }

@@ -142,7 +142,7 @@ const CONFIG_COLUMNS: &str =
      stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions, \
      backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness, liveness, \
      memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys, backup_policy, \
-     resource_limits";
+     resource_limits, player_query";
 
 fn config(r: &Row) -> ConfigRow {
     let unsigned = |i: usize| r.get::<_, i32>(i).max(0) as u32;
@@ -180,6 +180,9 @@ fn config(r: &Row) -> ConfigRow {
             max_processes: r.get::<_, Option<i32>>(22).map(|n| n.max(0) as u32),
             // Written from the typed limits only.
             limits: serde_json::from_value(r.get(25)).unwrap_or_default(),
+            players: r
+                .get::<_, Option<Value>>(26)
+                .and_then(|v| serde_json::from_value(v).ok()),
         },
         port_definitions: r.get(12),
         memory_estimate_mb: unsigned(19),
@@ -201,9 +204,9 @@ pub fn create_config(
              stop_command, stop_timeout_seconds, restart_policy, start_duration_ms, port_definitions,
              backoff_initial_ms, backoff_max_ms, retry_limit, reset_after_seconds, readiness,
              liveness, memory_estimate_mb, run_as, max_open_files, max_processes, secret_env_keys,
-             backup_policy, resource_limits)
+             backup_policy, resource_limits, player_query)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22, $23, $24, $25)
+                 $19, $20, $21, $22, $23, $24, $25, $26)
          ON CONFLICT (game_id, name) WHERE deleted_at IS NULL DO NOTHING",
         None,
     )
@@ -224,13 +227,13 @@ pub fn update_config(
              backoff_max_ms = $14, retry_limit = $15, reset_after_seconds = $16, readiness = $17,
              liveness = $18, memory_estimate_mb = $19, run_as = $20, max_open_files = $21,
              max_processes = $22, secret_env_keys = $23, backup_policy = $24,
-             resource_limits = $25, updated_at = now()
-          WHERE config_id = $26 AND game_id = $1 AND deleted_at IS NULL",
+             resource_limits = $25, player_query = $26, updated_at = now()
+          WHERE config_id = $27 AND game_id = $1 AND deleted_at IS NULL",
         Some(cfg.config_id),
     )
 }
 
-/// Runs an INSERT or UPDATE of a config whose parameters are $1-$25 (and $26 the id of the
+/// Runs an INSERT or UPDATE of a config whose parameters are $1-$26 (and $27 the id of the
 /// config an UPDATE replaces).
 fn write_config(
     c: &mut impl GenericClient,
@@ -259,6 +262,10 @@ fn write_config(
     let secret_keys = serde_json::to_value(&cfg.secret_env_keys).expect("serialisable");
     let backup = serde_json::to_value(&cfg.backup).expect("serialisable");
     let limits = serde_json::to_value(&p.limits).expect("serialisable");
+    let players = p
+        .players
+        .as_ref()
+        .map(|q| serde_json::to_value(q).expect("serialisable"));
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
         &cfg.game_id,
         &cfg.name,
@@ -285,6 +292,7 @@ fn write_config(
         &secret_keys,
         &backup,
         &limits,
+        &players,
     ];
     if let Some(id) = &config_id {
         params.push(id);

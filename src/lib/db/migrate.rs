@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_secret_env.sql"),
     migration!(10, "0010_backups.sql"),
     migration!(11, "0011_resource_limits.sql"),
+    migration!(12, "0012_players.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

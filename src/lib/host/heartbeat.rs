@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::cgroups::SessionCgroups;
 use super::disk::DiskUsage;
+use super::players::PlayerCounts;
 use super::publisher::Outbound;
 use super::reporting::session_stats;
 use super::sessions::live_games;
@@ -26,6 +27,7 @@ pub(super) struct Heartbeat {
     pub port_range: (u16, u16),
     pub cgroups: Arc<SessionCgroups>,
     pub disk: Arc<DiskUsage>,
+    pub players: Arc<PlayerCounts>,
 }
 
 impl Heartbeat {
@@ -35,11 +37,17 @@ impl Heartbeat {
         let (port_range_low, port_range_high) = self.port_range;
         loop {
             let games = self.cgroups.games(&live_games(&self.manager));
+            let mut sessions = cpu.sample(&games);
+            let (disk, mut players) = (self.disk.sizes(), self.players.known());
+            for s in &mut sessions {
+                s.disk_bytes = disk.get(&s.session_id).copied();
+                s.players = players.remove(&s.session_id);
+            }
             let beat = HealthUpdate {
                 server_id: self.server_id,
                 session_stats: session_stats(&self.manager),
                 sent_at_ms: Some(chrono::Utc::now().timestamp_millis()),
-                sessions: cpu.sample(&games, &self.disk.sizes()),
+                sessions,
                 capacity: stats::memory().map(|(total, available)| HostCapacity {
                     memory_total_bytes: total,
                     memory_available_bytes: available,

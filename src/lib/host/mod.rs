@@ -4,8 +4,8 @@
 //! the host and the database in agreement (recovery.rs).
 //!
 //! Threads: `commands` (request/reply, commands.rs), `events` (process history → session
-//! statuses, reporting.rs), `heartbeat` (heartbeat.rs), `disk` (disk.rs), `reconciler`
-//! (recovery.rs),
+//! statuses, reporting.rs), `heartbeat` (heartbeat.rs), `disk` (disk.rs), `players`
+//! (players/), `reconciler` (recovery.rs),
 //! `publisher` (the one outbound connection, publisher.rs), `sessions` (owns the shutdown
 //! order, shutdown.rs), `health`. [`start`] wires them, in the order written there.
 
@@ -19,6 +19,7 @@ pub mod game_users;
 mod heartbeat;
 pub mod identity;
 pub mod line_watch;
+pub mod players;
 pub mod publisher;
 pub mod recovery;
 mod reporting;
@@ -95,6 +96,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         config.cgroup_subtree.as_deref(),
     ));
     let disk_usage = Arc::new(disk::DiskUsage::default());
+    let player_counts = Arc::new(players::PlayerCounts::default());
     let (out, inbound) = publisher::channels(&config.console);
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let watchers = Arc::new(line_watch::LineWatchers::default());
@@ -116,7 +118,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         config.data_dir.clone(),
         client.clone(),
         credential.clone(),
-        watchers,
+        watchers.clone(),
     ));
     let reconciler = Reconciler {
         server_id,
@@ -141,6 +143,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         Metered {
             cgroups: cgroups.clone(),
             disk: disk_usage.clone(),
+            players: player_counts.clone(),
         },
         &connected,
         supervisor,
@@ -162,8 +165,15 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
             port_range: config.port_range,
             cgroups: cgroups.clone(),
             disk: disk_usage.clone(),
+            players: player_counts.clone(),
         };
         supervisor.spawn("heartbeat", move |shutdown| beat.run(&shutdown))?;
+    }
+    {
+        let (counts, manager, watchers) = (player_counts, manager.clone(), watchers.clone());
+        supervisor.spawn("players", move |shutdown| {
+            players::run(counts, manager, watchers, &shutdown)
+        })?;
     }
     {
         let (usage, manager, console) = (disk_usage, manager.clone(), out.console.clone());
@@ -264,6 +274,7 @@ fn process_manager(
 struct Metered {
     cgroups: Arc<cgroups::SessionCgroups>,
     disk: Arc<disk::DiskUsage>,
+    players: Arc<players::PlayerCounts>,
 }
 
 /// `/healthz`, `/readyz` (ready once the command consumer is connected) and `/metrics` (the
@@ -293,6 +304,7 @@ fn serve_health(
                     + &stats::session_metrics(&metered.cgroups.games(&live_games(&m)))
                     + &metered.cgroups.metrics()
                     + &metered.disk.metrics()
+                    + &metered.players.metrics()
             }
             None => String::new(),
         })),

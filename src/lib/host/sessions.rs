@@ -9,6 +9,7 @@ use super::game_users::{self, GameUsers};
 use super::users;
 use crate::procman::{ExitInfo, Manager, Spec};
 use crate::wire::commands::StartSession;
+use crate::wire::players::PlayerQuery;
 use manman_cgroup::Cgroup;
 
 use super::disk::{LABEL_DIR, LABEL_DISK_MAX};
@@ -146,6 +147,24 @@ pub fn spec_for(
         l.tcp_port = on_host(l.tcp_port);
         l
     });
+    if let Some(mut count) = p.players.clone() {
+        match &mut count.query {
+            PlayerQuery::A2s { port } | PlayerQuery::Minecraft { port } => {
+                // A2S answers on UDP: its binding is looked up whatever the protocol.
+                *port = cmd
+                    .ports
+                    .iter()
+                    .find(|b| b.container_port == i32::from(*port))
+                    .and_then(|b| u16::try_from(b.host_port).ok())
+                    .unwrap_or(*port);
+            }
+            PlayerQuery::Console { .. } => {}
+        }
+        spec.labels.insert(
+            super::players::LABEL.into(),
+            serde_json::to_string(&count).expect("a player query serialises"),
+        );
+    }
     spec.validate()?;
     Ok(spec)
 }

@@ -165,10 +165,10 @@ pub struct CpuRates {
 }
 
 impl CpuRates {
-    /// Samples the live games for a heartbeat, with each deployment's last measured size
-    /// (`disk`, by session). A game's first sample has no rate yet (0 %); the next ones are
-    /// CPU seconds per wall second, in percent of a core.
-    pub fn sample(&mut self, games: &[Game], disk: &HashMap<i64, u64>) -> Vec<SessionSample> {
+    /// Samples the live games for a heartbeat (what the agent knows besides, the disk size
+    /// and the players, the heartbeat adds). A game's first sample has no rate yet (0 %); the
+    /// next ones are CPU seconds per wall second, in percent of a core.
+    pub fn sample(&mut self, games: &[Game]) -> Vec<SessionSample> {
         let groups = sample_games(games);
         let now = std::time::Instant::now();
         let mut out = Vec::new();
@@ -200,7 +200,7 @@ impl CpuRates {
                 processes: small(g.processes),
                 memory_peak_bytes: g.memory_peak_bytes,
                 io_read_bytes: g.io_read_bytes,
-                disk_bytes: disk.get(&session_id).copied(),
+                ..SessionSample::default()
             });
         }
         // Ended sessions are forgotten.

@@ -19,7 +19,8 @@ macro_rules! session_select {
            x.reason, x.restart_count, x.last_exit_code, x.last_exit_at,
            (SELECT json_build_object('sampled_at', ss.sampled_at, 'cpu_percent', ss.cpu_percent,
                    'rss_bytes', ss.rss_bytes, 'threads', ss.threads, 'open_files', ss.open_files,
-                   'processes', ss.processes)
+                   'processes', ss.processes, 'players_online', ss.players_online,
+                   'players_max', ss.players_max)
               FROM session_samples ss WHERE ss.session_id = x.session_id)
       FROM sessions x
       JOIN server_game_configs g ON g.sgc_id = x.sgc_id

@@ -92,6 +92,10 @@ pub struct SessionSample {
     /// The size of the deployment's directory, as last measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
+    /// Who is playing, from the config's player query; absent: unknown (no query, or the
+    /// last one failed), never 0 for "did not answer".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub players: Option<super::players::Players>,
 }
 
 /// `logs.session.{session_id}` from agents before batching: one line of a game server's output
@@ -172,6 +176,11 @@ mod tests {
                 memory_peak_bytes: Some(600 << 20),
                 io_read_bytes: Some(1 << 20),
                 disk_bytes: Some(3 << 30),
+                players: Some(crate::wire::players::Players {
+                    online: 3,
+                    max: Some(20),
+                    names: vec!["alice".into()],
+                }),
             }],
             capacity: Some(HostCapacity {
                 memory_total_bytes: 32 << 30,

@@ -14,7 +14,7 @@ pub use game_process::{GameProcess, RestartPolicy};
 pub use host_status::HostStatus;
 pub use log_batch::{ConsoleBatch, ConsoleLine};
 /// How a game runs and how it is probed: the process manager's contract, in its crate.
-pub use manman_procman::{game_process, probes};
+pub use manman_procman::{game_process, players, probes};
 pub use messages::{
     HealthUpdate, HostCapacity, HostStatusUpdate, LogLine, SessionSample, SessionStats,
     SessionStatusUpdate,

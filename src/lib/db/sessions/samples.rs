@@ -16,6 +16,10 @@ pub struct StoredSample {
     pub memory_peak_bytes: Option<i64>,
     pub io_read_bytes: Option<i64>,
     pub disk_bytes: Option<i64>,
+    /// NULL: unknown.
+    pub players_online: Option<i32>,
+    pub players_max: Option<i32>,
+    pub player_names: Vec<String>,
 }
 
 /// Replaces the latest sample of each session, for sessions of the reporting host only (a
@@ -56,15 +60,41 @@ pub fn store_samples(
     let peak = optional(|s| s.memory_peak_bytes);
     let io_read = optional(|s| s.io_read_bytes);
     let disk = optional(|s| s.disk_bytes);
+    let small = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    let online: Vec<Option<i32>> = samples
+        .iter()
+        .map(|s| s.1.players.as_ref().map(|p| small(p.online)))
+        .collect();
+    let max: Vec<Option<i32>> = samples
+        .iter()
+        .map(|s| s.1.players.as_ref().and_then(|p| p.max).map(small))
+        .collect();
+    // At most 100 names of at most 64 characters each: a host cannot bloat the row.
+    let names: Vec<Option<serde_json::Value>> = samples
+        .iter()
+        .map(|s| {
+            s.1.players.as_ref().map(|p| {
+                serde_json::json!(p
+                    .names
+                    .iter()
+                    .take(100)
+                    .map(|n| n.chars().take(64).collect::<String>())
+                    .collect::<Vec<_>>())
+            })
+        })
+        .collect();
     c.execute(
         "INSERT INTO session_samples
               (session_id, sampled_at, cpu_percent, rss_bytes, threads, open_files, processes,
-               memory_peak_bytes, io_read_bytes, disk_bytes)
+               memory_peak_bytes, io_read_bytes, disk_bytes, players_online, players_max,
+              player_names)
          SELECT s.id, now(), s.cpu, s.rss, s.threads, s.files, s.processes, s.peak, s.io_read,
-                s.disk
+                s.disk, s.online, s.max, s.names
            FROM unnest($1::bigint[], $2::bigint[], $3::real[], $4::bigint[], $5::bigint[],
-                       $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
-                AS s (host, id, cpu, rss, threads, files, processes, peak, io_read, disk)
+                       $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                       $11::integer[], $12::integer[], $13::jsonb[])
+                AS s (host, id, cpu, rss, threads, files, processes, peak, io_read, disk,
+                      online, max, names)
            JOIN sessions x ON x.session_id = s.id
            JOIN server_game_configs g ON g.sgc_id = x.sgc_id AND g.server_id = s.host
          ON CONFLICT (session_id) DO UPDATE SET
@@ -72,9 +102,12 @@ pub fn store_samples(
               rss_bytes = excluded.rss_bytes, threads = excluded.threads,
               open_files = excluded.open_files, processes = excluded.processes,
               memory_peak_bytes = excluded.memory_peak_bytes,
-              io_read_bytes = excluded.io_read_bytes, disk_bytes = excluded.disk_bytes",
+              io_read_bytes = excluded.io_read_bytes, disk_bytes = excluded.disk_bytes,
+              players_online = excluded.players_online, players_max = excluded.players_max,
+              player_names = excluded.player_names",
         &[
             &hosts, &ids, &cpu, &rss, &threads, &files, &processes, &peak, &io_read, &disk,
+            &online, &max, &names,
         ],
     )?;
     Ok(())

@@ -33,7 +33,7 @@ const VIEW: &str = "SELECT x.session_id, x.sgc_id, g.server_id, x.status, x.star
             x.exit_code, x.created_at, h.name, gm.name, gc.name, x.reason, x.restart_count,
             x.last_exit_code, x.last_exit_at, ss.sampled_at, ss.cpu_percent, ss.rss_bytes,
             ss.threads, ss.open_files, ss.processes, x.last_exit_reason, ss.memory_peak_bytes,
-            ss.io_read_bytes, ss.disk_bytes
+            ss.io_read_bytes, ss.disk_bytes, ss.players_online, ss.players_max, ss.player_names
        FROM sessions x
        LEFT JOIN session_samples ss ON ss.session_id = x.session_id
        JOIN server_game_configs g ON g.sgc_id = x.sgc_id
@@ -71,6 +71,12 @@ fn view(r: &postgres::Row) -> SessionView {
                 memory_peak_bytes: r.get(22),
                 io_read_bytes: r.get(23),
                 disk_bytes: r.get(24),
+                players_online: r.get(25),
+                players_max: r.get(26),
+                player_names: r
+                    .get::<_, Option<serde_json::Value>>(27)
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default(),
             }),
     }
 }

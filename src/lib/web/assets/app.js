@@ -93,11 +93,11 @@ async function overview() {
       table(["Host", "Status", "Last heartbeat"], o.hosts.map((h) =>
         [link(`#/hosts/${h.server_id}`, h.name), status(h.status), when(h.last_seen)])),
       el("h2", {}, "Live sessions"),
-      o.sessions.length ? table(["Session", "Status", "Host", "Game/config", "Uptime", "CPU", "Memory"],
+      o.sessions.length ? table(["Session", "Status", "Host", "Game/config", "Uptime", "CPU", "Memory", "Players"],
         o.sessions.map((s) => [link(`#/sessions/${s.session_id}`, `#${s.session_id}`), status(s.status),
           s.host, `${s.game}/${s.config}`, uptime(s.started_at),
           s.sample ? `${s.sample.cpu_percent.toFixed(1)}%` : "-",
-          s.sample ? `${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` : "-"]))
+          s.sample ? `${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` : "-", playersText(s.sample)]))
         : el("p", { class: "hint" }, "No live session. Start one from a deployment under Games & configs."));
   };
   await draw();
@@ -140,7 +140,8 @@ async function sessionPage(id) {
       ` · restarts ${s.restart_count}` + (s.reason ? ` · ${s.reason}` : "") +
       (s.sample ? ` · CPU ${s.sample.cpu_percent.toFixed(1)}% · ${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` +
         (s.sample.memory_peak_bytes ? ` (peak ${(s.sample.memory_peak_bytes / 1048576).toFixed(0)} MiB)` : "") +
-        (s.sample.disk_bytes ? ` · disk ${(s.sample.disk_bytes / 1048576).toFixed(0)} MiB` : "") : "");
+        (s.sample.disk_bytes ? ` · disk ${(s.sample.disk_bytes / 1048576).toFixed(0)} MiB` : "") +
+        ` · players ${playersText(s.sample)}` : "");
   };
   const act = (label, verb, danger) => el("button", {
     class: danger ? "danger" : "", type: "button", id: `action-${verb}`,
@@ -248,6 +249,12 @@ async function sessionPage(id) {
     draw().catch(() => {});
   });
   consoleSource.onerror = () => { $("console-state").textContent = "reconnecting…"; };
+}
+
+// "3/20", or "unknown" when the server was not (or could not be) asked: never 0 for that.
+function playersText(sample) {
+  if (!sample || sample.players_online == null) return "unknown";
+  return sample.players_max != null ? `${sample.players_online}/${sample.players_max}` : `${sample.players_online}`;
 }
 
 // A config's limits in a few words ("4 GiB · 2.5 cores · disk 20 GiB"); "-" without any.
