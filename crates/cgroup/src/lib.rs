@@ -26,7 +26,7 @@ pub use group::{Cgroup, JoinFds};
 pub use layout::{Hierarchies, Mode};
 pub use limits::Limits;
 pub use tree::{Tree, Unavailable};
-pub use usage::Usage;
+pub use usage::{Counters, Sample, Usage};
 
 /// Reads a cgroup file, trimmed.
 pub(crate) fn read(path: &std::path::Path) -> std::io::Result<String> {

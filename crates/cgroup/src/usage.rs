@@ -1,7 +1,8 @@
 //! What a session's group uses, read from its own files (one read per file, whatever the
 //! number of processes), and how often the kernel's OOM killer struck inside it.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use crate::group::Dir;
 use crate::Cgroup;
@@ -125,6 +126,133 @@ impl Cgroup {
                 "oom_kill",
             ),
             Dir::V2(d) => keyed(&crate::read(&d.join("memory.events")).ok()?, "oom_kill"),
+        }
+    }
+}
+
+/// A group's counter files held open and read again with `pread` at offset 0 (cgroup files
+/// are regenerated on each read from the start): one system call per counter per sample
+/// instead of open, stat, read, read and close. What the heartbeat samples of every session.
+pub struct Counters {
+    cpu: Option<(File, bool)>,
+    memory: Option<File>,
+    peak: Option<File>,
+    pids: Option<File>,
+    io: Option<(File, bool)>,
+    procs: Option<File>,
+}
+
+/// What [`Counters::read`] gives: [`Usage`]'s heartbeat part and the number of processes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub cpu_usec: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub io_read_bytes: Option<u64>,
+    pub processes: Option<u64>,
+}
+
+fn open(path: PathBuf) -> Option<File> {
+    File::open(path).ok()
+}
+
+/// The file's whole content from offset 0 into `buf` (grown as needed).
+fn pread_all<'a>(file: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    use std::os::unix::fs::FileExt;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len().max(4096) * 2, 0);
+        }
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+        // A counter fits in one read; a short read with room left is the end.
+        if len < buf.len() {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+impl Counters {
+    /// Opens the group's counter files (those the host has).
+    pub fn open(group: &Cgroup) -> Counters {
+        let cpu = match (group.v1.get("cpuacct"), &group.unified) {
+            (Some(d), _) => open(d.join("cpuacct.usage")).map(|f| (f, true)),
+            (None, Some(d)) => open(d.join("cpu.stat")).map(|f| (f, false)),
+            (None, None) => None,
+        };
+        let (memory, peak) = match group.locate("memory", "memory") {
+            Some(Dir::V1(d)) => (
+                open(d.join("memory.usage_in_bytes")),
+                open(d.join("memory.max_usage_in_bytes")),
+            ),
+            Some(Dir::V2(d)) => (open(d.join("memory.current")), open(d.join("memory.peak"))),
+            None => (None, None),
+        };
+        let pids = match group.locate("pids", "pids") {
+            Some(Dir::V1(d) | Dir::V2(d)) => open(d.join("pids.current")),
+            None => None,
+        };
+        let io = match group.locate("blkio", "io") {
+            Some(Dir::V1(d)) => {
+                open(d.join("blkio.throttle.io_service_bytes_recursive")).map(|f| (f, true))
+            }
+            Some(Dir::V2(d)) => open(d.join("io.stat")).map(|f| (f, false)),
+            None => None,
+        };
+        let procs = group
+            .dirs()
+            .first()
+            .and_then(|d| open(d.join("cgroup.procs")));
+        Counters {
+            cpu,
+            memory,
+            peak,
+            pids,
+            io,
+            procs,
+        }
+    }
+
+    /// Reads every counter once.
+    pub fn read(&self, buf: &mut Vec<u8>) -> Sample {
+        let number = |f: &Option<File>, buf: &mut Vec<u8>| {
+            f.as_ref()
+                .and_then(|f| pread_all(f, buf)?.trim().parse::<u64>().ok())
+        };
+        let cpu_usec = self.cpu.as_ref().and_then(|(f, v1)| {
+            let text = pread_all(f, buf)?;
+            if *v1 {
+                text.trim().parse::<u64>().ok().map(|ns| ns / 1000)
+            } else {
+                keyed(text, "usage_usec")
+            }
+        });
+        let io_read_bytes = self.io.as_ref().and_then(|(f, v1)| {
+            let text = pread_all(f, buf)?;
+            Some(if *v1 {
+                blkio_read_bytes(text)
+            } else {
+                io_stat_read_bytes(text)
+            })
+        });
+        let processes = self
+            .procs
+            .as_ref()
+            .and_then(|f| pread_all(f, buf))
+            .map(|t| t.lines().count() as u64);
+        Sample {
+            cpu_usec,
+            memory_bytes: number(&self.memory, buf),
+            memory_peak_bytes: number(&self.peak, buf),
+            pids: number(&self.pids, buf),
+            io_read_bytes,
+            processes,
         }
     }
 }

@@ -91,6 +91,15 @@ fn a_session_group_is_limited_joined_sampled_killed_whole_and_removed() {
         assert_eq!(usage.pids, Some(3), "{usage:?}");
     }
     assert!(!group.is_empty());
+    // The heartbeat's held-open counters read the same files again with one call each.
+    let counters = manman_cgroup::Counters::open(&group);
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        let sample = counters.read(&mut buf);
+        assert_eq!(sample.processes, Some(3), "{sample:?}");
+        assert!(sample.cpu_usec.is_some_and(|c| c >= usage.cpu_usec.unwrap()), "{sample:?}");
+        assert_eq!(sample.memory_bytes.is_some(), usage.memory_bytes.is_some());
+    }
 
     group.kill_all();
     assert!(

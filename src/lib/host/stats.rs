@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use manman_cgroup::Cgroup;
+use manman_cgroup::{Cgroup, Counters};
 
 use crate::wire::SessionSample;
 
@@ -81,6 +81,19 @@ pub fn sample_games(games: &[Game]) -> HashMap<i64, GroupSample> {
     out
 }
 
+/// The leader's open descriptors: the size `stat` gives `/proc/PID/fd` (Linux ≥ 6.2, one
+/// call), else a count of its entries. 0 when the game's fds cannot be read (another uid,
+/// without CAP_SYS_PTRACE).
+fn open_files(leader: u32) -> u64 {
+    let dir = format!("/proc/{leader}/fd");
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.len() > 0 => m.len(),
+        _ => std::fs::read_dir(&dir)
+            .map(|d| d.count() as u64)
+            .unwrap_or(0),
+    }
+}
+
 /// A game's sample from its cgroup; `None` if the group does not answer (not made yet, or a
 /// host without the files), so the caller falls back to /proc.
 fn from_cgroup(group: &Cgroup, leader: u32) -> Option<GroupSample> {
@@ -93,10 +106,7 @@ fn from_cgroup(group: &Cgroup, leader: u32) -> Option<GroupSample> {
         cpu_seconds: cpu_usec as f64 / 1e6,
         rss_bytes: memory,
         threads: usage.pids.unwrap_or(pids.len() as u64),
-        // The leader's descriptors only: one directory read instead of one per process.
-        open_files: std::fs::read_dir(format!("/proc/{leader}/fd"))
-            .map(|d| d.count() as u64)
-            .unwrap_or(0),
+        open_files: open_files(leader),
         memory_peak_bytes: usage.memory_peak_bytes,
         io_read_bytes: usage.io_read_bytes,
         oom_kills: usage.oom_kills,
@@ -158,10 +168,13 @@ pub fn sample_groups(leaders: &[u32]) -> HashMap<u32, GroupSample> {
     samples
 }
 
-/// CPU use between heartbeats: each sample's CPU time against the previous one's.
+/// CPU use between heartbeats: each sample's CPU time against the previous one's. Holds
+/// each session's cgroup counter files open between heartbeats ([`Counters`]).
 #[derive(Default)]
 pub struct CpuRates {
     previous: HashMap<i64, (f64, std::time::Instant)>,
+    counters: HashMap<i64, Counters>,
+    buf: Vec<u8>,
 }
 
 impl CpuRates {
@@ -169,7 +182,7 @@ impl CpuRates {
     /// and the players, the heartbeat adds). A game's first sample has no rate yet (0 %); the
     /// next ones are CPU seconds per wall second, in percent of a core.
     pub fn sample(&mut self, games: &[Game]) -> Vec<SessionSample> {
-        let groups = sample_games(games);
+        let groups = self.sample_all(games);
         let now = std::time::Instant::now();
         let mut out = Vec::new();
         let mut seen = HashMap::new();
@@ -204,7 +217,46 @@ impl CpuRates {
             });
         }
         // Ended sessions are forgotten.
+        self.counters.retain(|id, _| seen.contains_key(id));
         self.previous = seen;
+        out
+    }
+
+    /// Each game from its cgroup's counters (opened once, read with one call each), the rest
+    /// from one pass over /proc.
+    fn sample_all(&mut self, games: &[Game]) -> HashMap<i64, GroupSample> {
+        let mut out = HashMap::new();
+        let mut by_proc = Vec::new();
+        for game in games {
+            let from_group = game.cgroup.as_ref().and_then(|group| {
+                let counters = self
+                    .counters
+                    .entry(game.session_id)
+                    .or_insert_with(|| Counters::open(group));
+                let c = counters.read(&mut self.buf);
+                Some(GroupSample {
+                    processes: c.processes?,
+                    cpu_seconds: c.cpu_usec? as f64 / 1e6,
+                    rss_bytes: c.memory_bytes?,
+                    threads: c.pids.unwrap_or(0),
+                    open_files: open_files(game.pid),
+                    memory_peak_bytes: c.memory_peak_bytes,
+                    io_read_bytes: c.io_read_bytes,
+                    ..GroupSample::default()
+                })
+            });
+            match from_group {
+                Some(sample) => {
+                    out.insert(game.session_id, sample);
+                }
+                None => {
+                    // Not made yet, or gone: opened again next time.
+                    self.counters.remove(&game.session_id);
+                    by_proc.push(game.clone());
+                }
+            }
+        }
+        out.extend(sample_games(&by_proc));
         out
     }
 }
