@@ -97,7 +97,12 @@ fn a_session_group_is_limited_joined_sampled_killed_whole_and_removed() {
     for _ in 0..2 {
         let sample = counters.read(&mut buf);
         assert_eq!(sample.processes, Some(3), "{sample:?}");
-        assert!(sample.cpu_usec.is_some_and(|c| c >= usage.cpu_usec.unwrap()), "{sample:?}");
+        assert!(
+            sample
+                .cpu_usec
+                .is_some_and(|c| c >= usage.cpu_usec.unwrap()),
+            "{sample:?}"
+        );
         assert_eq!(sample.memory_bytes.is_some(), usage.memory_bytes.is_some());
     }
 
