@@ -141,8 +141,8 @@ mod tests {
         let r = requests("127.0.0.1", 25565);
         assert_eq!(
             &r[..3],
-            &[0x14, 0x00, 0xFF],
-            "length 20, handshake, protocol -1"
+            &[0x13, 0x00, 0xFF],
+            "length 19, handshake, protocol -1"
         );
         assert_eq!(&r[r.len() - 2..], &[0x01, 0x00], "the status request");
 
