@@ -21,6 +21,8 @@ use crate::wire::players::{from_console, reply_regex, PlayerCount, PlayerQuery, 
 pub const LABEL: &str = "players";
 /// How long one query may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Queries run side by side (each on a short-lived scoped thread).
+pub const QUERIES_AT_ONCE: usize = 16;
 
 /// Runs one query now.
 pub fn ask(
@@ -94,27 +96,37 @@ impl PlayerCounts {
             running.push((id, count));
         }
         crate::sync::lock(&self.entries).retain(|id, _| running.iter().any(|(r, _)| r == id));
-        for (id, count) in running {
-            let due = crate::sync::lock(&self.entries).get(&id).is_none_or(|e| {
-                e.asked_at.elapsed() >= Duration::from_secs(count.interval_seconds.into())
-            });
-            if !due {
-                continue;
-            }
-            let players = match ask(&count, id, manager, watchers) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    log::debug!(session_id = id; "player count unknown: {e}");
-                    None
+        let due: Vec<(i64, PlayerCount)> = running
+            .into_iter()
+            .filter(|(id, count)| {
+                crate::sync::lock(&self.entries).get(id).is_none_or(|e| {
+                    e.asked_at.elapsed() >= Duration::from_secs(count.interval_seconds.into())
+                })
+            })
+            .collect();
+        // A few at a time: a server that does not answer costs its timeout, and one by one
+        // a host with many silent servers would ask the others late.
+        for batch in due.chunks(QUERIES_AT_ONCE) {
+            std::thread::scope(|scope| {
+                for (id, count) in batch {
+                    scope.spawn(move || {
+                        let players = match ask(count, *id, manager, watchers) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                log::debug!(session_id = *id; "player count unknown: {e}");
+                                None
+                            }
+                        };
+                        crate::sync::lock(&self.entries).insert(
+                            *id,
+                            Entry {
+                                players,
+                                asked_at: Instant::now(),
+                            },
+                        );
+                    });
                 }
-            };
-            crate::sync::lock(&self.entries).insert(
-                id,
-                Entry {
-                    players,
-                    asked_at: Instant::now(),
-                },
-            );
+            });
         }
     }
 
