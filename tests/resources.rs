@@ -161,7 +161,13 @@ fn a_busy_loop_gets_its_cpu_quota_and_no_more() {
     let session = s.start_session(sgc);
     s.wait_status(session, "running");
     let group = cgroup_of(&s, session);
-    let cpu = || group.usage().cpu_usec.expect("the cgroup's CPU time");
+    let cpu = || {
+        group
+            .usage()
+            .counters
+            .cpu_usec
+            .expect("the cgroup's CPU time")
+    };
     // Measured over 5 s of the kernel's own accounting of the group.
     let (before, at) = (cpu(), Instant::now());
     std::thread::sleep(Duration::from_secs(5));
@@ -216,12 +222,39 @@ fn a_fork_bomb_is_contained_and_the_host_still_starts_sessions() {
     // Stopping it ends every process of the bomb.
     let pids = group.pids();
     assert!(!pids.is_empty());
+    stop_until_gone(&s, session, &pids);
+}
+
+/// A running game that double-forked a daemon out of its process group and session (only
+/// the cgroup holds it): its session, group and the processes in it.
+fn run_forker(s: &Stack, name: &str, extra: &[&str]) -> (i64, Cgroup, Vec<u32>) {
+    let sgc = s.deploy(
+        name,
+        "/bin/sh",
+        &[
+            "-c",
+            "setsid sh -c 'sleep 600' </dev/null >/dev/null 2>&1 & echo up; exec sleep 600",
+        ],
+        extra,
+    );
+    let session = s.start_session(sgc);
+    s.wait_status(session, "running");
+    let group = cgroup_of(s, session);
+    let pids = wait_for("the game and its daemon in the cgroup", T, || {
+        let p = group.pids();
+        (p.len() >= 3).then_some(p)
+    });
+    (session, group, pids)
+}
+
+/// Stops a session and waits until it has ended and every one of `pids` is gone.
+fn stop_until_gone(s: &Stack, session: i64, pids: &[u32]) {
     s.cli_json(&["session", "stop", &session.to_string()]);
-    wait_for("the bomb stopped", T, || {
+    wait_for("the session ended", T, || {
         let status = s.status(session).0;
         (status == "stopped" || status == "crashed").then_some(())
     });
-    wait_for("every process of the bomb gone", T, || {
+    wait_for("every process of the session gone", T, || {
         pids.iter().all(|p| gone(*p)).then_some(())
     });
 }
@@ -231,23 +264,11 @@ fn what_a_game_double_forked_dies_with_it_at_stop() {
     let Some(s) = stack_with(&[]) else {
         return;
     };
-    // The daemon leaves the game's process group and session: only the cgroup holds it.
-    let sgc = s.deploy(
+    let (session, group, pids) = run_forker(
+        &s,
         "forker",
-        "/bin/sh",
-        &[
-            "-c",
-            "setsid sh -c 'sleep 600' </dev/null >/dev/null 2>&1 & echo up; exec sleep 600",
-        ],
         &["--start-duration-ms", "0", "--stop-timeout", "2"],
     );
-    let session = s.start_session(sgc);
-    s.wait_status(session, "running");
-    let group = cgroup_of(&s, session);
-    let pids = wait_for("the game and its daemon in the cgroup", T, || {
-        let p = group.pids();
-        (p.len() >= 3).then_some(p)
-    });
     // The daemon's own process group is not the game's: a group signal would miss it.
     let pgid = |pid: u32| unsafe { libc::getpgid(pid as i32) };
     let leader = pids.iter().copied().min().unwrap();
@@ -255,14 +276,7 @@ fn what_a_game_double_forked_dies_with_it_at_stop() {
         pids.iter().any(|p| pgid(*p) != pgid(leader)),
         "a process left the game's process group: {pids:?}"
     );
-    s.cli_json(&["session", "stop", &session.to_string()]);
-    wait_for("the session ended", T, || {
-        let status = s.status(session).0;
-        (status == "stopped" || status == "crashed").then_some(())
-    });
-    wait_for("nothing of the game left", T, || {
-        pids.iter().all(|p| gone(*p)).then_some(())
-    });
+    stop_until_gone(&s, session, &pids);
     assert!(
         group.dirs().iter().all(|d| !d.exists()),
         "its cgroup is removed"
@@ -274,22 +288,7 @@ fn a_dead_keeper_takes_everything_its_game_started_with_it() {
     let Some(s) = stack_with(&[]) else {
         return;
     };
-    let sgc = s.deploy(
-        "orphaned",
-        "/bin/sh",
-        &[
-            "-c",
-            "setsid sh -c 'sleep 600' </dev/null >/dev/null 2>&1 & echo up; exec sleep 600",
-        ],
-        &["--start-duration-ms", "0"],
-    );
-    let session = s.start_session(sgc);
-    s.wait_status(session, "running");
-    let group = cgroup_of(&s, session);
-    let pids = wait_for("the game and its daemon in the cgroup", T, || {
-        let p = group.pids();
-        (p.len() >= 3).then_some(p)
-    });
+    let (session, _, pids) = run_forker(&s, "orphaned", &["--start-duration-ms", "0"]);
     // The keeper is the game leader's parent.
     let leader = pids.iter().copied().min().unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{leader}/stat")).unwrap();
@@ -389,32 +388,18 @@ fn a_deployment_over_its_disk_limit_is_warned_then_refused() {
     let Some(s) = stack_with(&[]) else {
         return;
     };
-    let port = manman::testkit::free_port().to_string();
-    let sgc = s.deploy_test_game("world-eater", port.parse().unwrap());
+    let port = manman::testkit::free_port();
+    let sgc = s.deploy_test_game("world-eater", port);
     // The same deployment with a 2 MiB soft limit: its config replaced, as an operator would.
     let config = s.config_of(sgc);
     let game = s.cli_json(&["config", "show", &config])["game_id"].to_string();
-    let (code, _, err) = s.cli(&[
-        "config",
-        "update",
-        &config,
-        "--game",
-        &game,
-        "--name",
-        "default",
-        "--program",
-        &game_script(),
-        "--stop-command",
-        "stop",
-        "--stop-timeout",
-        "5",
-        "--start-duration-ms",
-        "200",
-        "--port",
-        &port,
-        "--disk-max",
-        "2M",
-    ]);
+    let flags = Stack::test_game_flags(port);
+    let mut update = vec![
+        "config", "update", &config, "--game", &game, "--name", "default",
+    ];
+    update.extend(flags.iter().map(String::as_str));
+    update.extend(["--disk-max", "2M"]);
+    let (code, _, err) = s.cli(&update);
     assert_eq!(code, 0, "{err}");
     let dir = s.data_dir.join(format!("sgc-{sgc}"));
     std::fs::create_dir_all(&dir).unwrap();

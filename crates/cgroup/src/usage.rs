@@ -2,34 +2,22 @@
 //! number of processes), and how often the kernel's OOM killer struck inside it.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::group::Dir;
 use crate::Cgroup;
 
-/// One reading of a group. `None`: this host does not say.
+/// One reading of a group for `/metrics`: the heartbeat's counters and what only the scrape
+/// wants. `None`: this host does not say.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
-    /// CPU time of every process that ran in it, in microseconds.
-    pub cpu_usec: Option<u64>,
-    /// Memory charged to it now (v2 `memory.current`, v1 `memory.usage_in_bytes`).
-    pub memory_bytes: Option<u64>,
-    /// The most it was ever charged (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
-    pub memory_peak_bytes: Option<u64>,
-    /// Processes and threads in it.
-    pub pids: Option<u64>,
-    /// Bytes read from block devices.
-    pub io_read_bytes: Option<u64>,
+    pub counters: Sample,
     /// Times the OOM killer killed a process in it.
     pub oom_kills: Option<u64>,
     /// Times it went over `memory.high` and was throttled (v2).
     pub memory_high_events: Option<u64>,
     /// Time some of its tasks stalled on memory, in microseconds (PSI `some total`).
     pub memory_stall_usec: Option<u64>,
-}
-
-fn number(path: &Path) -> Option<u64> {
-    crate::read(path).ok()?.parse().ok()
 }
 
 /// The value of `key` in a flat-keyed file (`key value` lines: cpu.stat, memory.events,
@@ -73,48 +61,25 @@ pub fn pressure_some_total(text: &str) -> Option<u64> {
 impl Cgroup {
     /// Reads what the group uses now.
     pub fn usage(&self) -> Usage {
-        let mut u = Usage::default();
-        let unified = self.unified.as_deref();
-        u.cpu_usec = match (self.v1.get("cpuacct"), unified) {
-            (Some(d), _) => number(&d.join("cpuacct.usage")).map(|ns| ns / 1000),
-            // cpu.stat's usage_usec is there in every v2 group, controller or not.
-            (None, Some(d)) => crate::read(&d.join("cpu.stat"))
+        // The counters the heartbeat reads, opened for this one reading; then what only
+        // `/metrics` wants.
+        let counters = Counters::open(self).read(&mut Vec::new());
+        let memory_high_events = match self.locate("memory", "memory") {
+            Some(Dir::V2(d)) => crate::read(&d.join("memory.events"))
                 .ok()
-                .and_then(|t| keyed(&t, "usage_usec")),
-            (None, None) => None,
+                .and_then(|t| keyed(&t, "high")),
+            _ => None,
         };
-        match self.locate("memory", "memory") {
-            Some(Dir::V1(d)) => {
-                u.memory_bytes = number(&d.join("memory.usage_in_bytes"));
-                u.memory_peak_bytes = number(&d.join("memory.max_usage_in_bytes"));
-            }
-            Some(Dir::V2(d)) => {
-                u.memory_bytes = number(&d.join("memory.current"));
-                u.memory_peak_bytes = number(&d.join("memory.peak"));
-                u.memory_high_events = crate::read(&d.join("memory.events"))
-                    .ok()
-                    .and_then(|t| keyed(&t, "high"));
-            }
-            None => {}
+        Usage {
+            counters,
+            oom_kills: self.oom_kills(),
+            memory_high_events,
+            memory_stall_usec: self
+                .unified
+                .as_ref()
+                .and_then(|d| crate::read(&d.join("memory.pressure")).ok())
+                .and_then(|t| pressure_some_total(&t)),
         }
-        u.oom_kills = self.oom_kills();
-        u.pids = match self.locate("pids", "pids") {
-            Some(Dir::V1(d) | Dir::V2(d)) => number(&d.join("pids.current")),
-            None => None,
-        };
-        u.io_read_bytes = match self.locate("blkio", "io") {
-            Some(Dir::V1(d)) => crate::read(&d.join("blkio.throttle.io_service_bytes_recursive"))
-                .ok()
-                .map(|t| blkio_read_bytes(&t)),
-            Some(Dir::V2(d)) => crate::read(&d.join("io.stat"))
-                .ok()
-                .map(|t| io_stat_read_bytes(&t)),
-            None => None,
-        };
-        u.memory_stall_usec = unified
-            .and_then(|d| crate::read(&d.join("memory.pressure")).ok())
-            .and_then(|t| pressure_some_total(&t));
-        u
     }
 
     /// Times the OOM killer killed a process in the group (v2 `memory.events`, v1
@@ -142,14 +107,21 @@ pub struct Counters {
     procs: Option<File>,
 }
 
-/// What [`Counters::read`] gives: [`Usage`]'s heartbeat part and the number of processes.
+/// What [`Counters::read`] gives (the heartbeat's reading of a group). `None`: this host
+/// does not say.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
+    /// CPU time of every process that ran in it, in microseconds.
     pub cpu_usec: Option<u64>,
+    /// Memory charged to it now (v2 `memory.current`, v1 `memory.usage_in_bytes`).
     pub memory_bytes: Option<u64>,
+    /// The most it was ever charged (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
     pub memory_peak_bytes: Option<u64>,
+    /// Processes and threads in it.
     pub pids: Option<u64>,
+    /// Bytes read from block devices.
     pub io_read_bytes: Option<u64>,
+    /// Processes in it.
     pub processes: Option<u64>,
 }
 

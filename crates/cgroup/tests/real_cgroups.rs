@@ -82,13 +82,16 @@ fn a_session_group_is_limited_joined_sampled_killed_whole_and_removed() {
     });
     assert!(pids.contains(&child.id()), "{pids:?}");
     let usage = group.usage();
-    assert!(usage.cpu_usec.is_some(), "{usage:?}");
+    assert!(usage.counters.cpu_usec.is_some(), "{usage:?}");
     if group.locate("memory", "memory").is_some() {
-        assert!(usage.memory_bytes.is_some_and(|m| m > 0), "{usage:?}");
+        assert!(
+            usage.counters.memory_bytes.is_some_and(|m| m > 0),
+            "{usage:?}"
+        );
         assert_eq!(usage.oom_kills, Some(0));
     }
     if group.locate("pids", "pids").is_some() {
-        assert_eq!(usage.pids, Some(3), "{usage:?}");
+        assert_eq!(usage.counters.pids, Some(3), "{usage:?}");
     }
     assert!(!group.is_empty());
     // The heartbeat's held-open counters read the same files again with one call each.
@@ -100,10 +103,13 @@ fn a_session_group_is_limited_joined_sampled_killed_whole_and_removed() {
         assert!(
             sample
                 .cpu_usec
-                .is_some_and(|c| c >= usage.cpu_usec.unwrap()),
+                .is_some_and(|c| c >= usage.counters.cpu_usec.unwrap()),
             "{sample:?}"
         );
-        assert_eq!(sample.memory_bytes.is_some(), usage.memory_bytes.is_some());
+        assert_eq!(
+            sample.memory_bytes.is_some(),
+            usage.counters.memory_bytes.is_some()
+        );
     }
 
     group.kill_all();

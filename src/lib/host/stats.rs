@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use manman_cgroup::{Cgroup, Counters};
+use manman_cgroup::{Cgroup, Counters, Sample};
 
 use crate::wire::SessionSample;
 
@@ -94,24 +94,31 @@ fn open_files(leader: u32) -> u64 {
     }
 }
 
-/// A game's sample from its cgroup; `None` if the group does not answer (not made yet, or a
-/// host without the files), so the caller falls back to /proc.
+/// A game's sample from its cgroup's counters; `None` if the group does not answer (not made
+/// yet, or a host without the files), so the caller falls back to /proc.
+fn from_counters(c: &Sample, leader: u32) -> Option<GroupSample> {
+    let processes = c.processes?;
+    Some(GroupSample {
+        processes,
+        cpu_seconds: c.cpu_usec? as f64 / 1e6,
+        rss_bytes: c.memory_bytes?,
+        threads: c.pids.unwrap_or(processes),
+        open_files: open_files(leader),
+        memory_peak_bytes: c.memory_peak_bytes,
+        io_read_bytes: c.io_read_bytes,
+        ..GroupSample::default()
+    })
+}
+
+/// A game's sample from its cgroup, with what only `/metrics` shows (OOM kills, throttling,
+/// pressure).
 fn from_cgroup(group: &Cgroup, leader: u32) -> Option<GroupSample> {
     let usage = group.usage();
-    let cpu_usec = usage.cpu_usec?;
-    let memory = usage.memory_bytes?;
-    let pids = group.pids();
     Some(GroupSample {
-        processes: pids.len() as u64,
-        cpu_seconds: cpu_usec as f64 / 1e6,
-        rss_bytes: memory,
-        threads: usage.pids.unwrap_or(pids.len() as u64),
-        open_files: open_files(leader),
-        memory_peak_bytes: usage.memory_peak_bytes,
-        io_read_bytes: usage.io_read_bytes,
         oom_kills: usage.oom_kills,
         memory_high_events: usage.memory_high_events,
         memory_stall_seconds: usage.memory_stall_usec.map(|u| u as f64 / 1e6),
+        ..from_counters(&usage.counters, leader)?
     })
 }
 
@@ -233,26 +240,19 @@ impl CpuRates {
                     .counters
                     .entry(game.session_id)
                     .or_insert_with(|| Counters::open(group));
-                let c = counters.read(&mut self.buf);
-                Some(GroupSample {
-                    processes: c.processes?,
-                    cpu_seconds: c.cpu_usec? as f64 / 1e6,
-                    rss_bytes: c.memory_bytes?,
-                    threads: c.pids.unwrap_or(0),
-                    open_files: open_files(game.pid),
-                    memory_peak_bytes: c.memory_peak_bytes,
-                    io_read_bytes: c.io_read_bytes,
-                    ..GroupSample::default()
-                })
+                from_counters(&counters.read(&mut self.buf), game.pid)
             });
             match from_group {
                 Some(sample) => {
                     out.insert(game.session_id, sample);
                 }
                 None => {
-                    // Not made yet, or gone: opened again next time.
+                    // Not made yet, or gone: opened again next time, /proc meanwhile.
                     self.counters.remove(&game.session_id);
-                    by_proc.push(game.clone());
+                    by_proc.push(Game {
+                        cgroup: None,
+                        ..game.clone()
+                    });
                 }
             }
         }
