@@ -11,28 +11,13 @@
 use std::time::{Duration, Instant};
 
 use manman::host::stats::{CpuRates, Game};
+use manman::testkit::{cpu_time, percentile};
 use manman_cgroup::{Limits, Tree};
 use manman_child::{ChildIo, Launch, LocalChild};
 
 const STARTS: usize = 300;
 const GAMES: usize = 200;
 const ROUNDS: usize = 50;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// CPU time (user + system) this process has used so far.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 /// Runs `launch` to its end, as a supervisor would (spawn, wait for the exit, finish).
 fn run(launch: &Launch) {
@@ -130,14 +115,14 @@ fn main() {
         },
     );
     let mut per_beat = |games: &[Game]| {
-        let (cpu0, wall0) = (cpu_time(), Instant::now());
+        let (cpu0, wall0) = (cpu_time(libc::RUSAGE_SELF), Instant::now());
         let mut seen = 0;
         for _ in 0..ROUNDS {
             seen = rates.sample(games).len();
         }
         assert_eq!(seen, GAMES);
         (
-            (cpu_time() - cpu0) / ROUNDS as u32,
+            (cpu_time(libc::RUSAGE_SELF) - cpu0) / ROUNDS as u32,
             wall0.elapsed() / ROUNDS as u32,
         )
     };

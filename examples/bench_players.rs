@@ -8,22 +8,11 @@ use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use manman::host::players::{a2s, minecraft};
+use manman::testkit::cpu_time;
 
 const SERVERS: usize = 200;
 const ROUNDS: usize = 20;
 const INTERVAL: Duration = Duration::from_secs(30);
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
 
 /// An A2S server: challenge first, then info (12 of 64 players) and five names.
 fn a2s_server() -> u16 {
@@ -91,13 +80,13 @@ fn measure(name: &str, ports: &[u16], ask: impl Fn(u16) -> Result<u32, String>) 
     for &p in ports {
         ask(p).expect("the stand-in answers");
     }
-    let (cpu0, wall0) = (thread_cpu(), Instant::now());
+    let (cpu0, wall0) = (cpu_time(libc::RUSAGE_THREAD), Instant::now());
     for _ in 0..ROUNDS {
         for &p in ports {
             ask(p).expect("the stand-in answers");
         }
     }
-    let per_round = (thread_cpu() - cpu0) / ROUNDS as u32;
+    let per_round = (cpu_time(libc::RUSAGE_THREAD) - cpu0) / ROUNDS as u32;
     let wall = wall0.elapsed() / ROUNDS as u32;
     println!(
         "{name}: {SERVERS} servers per round, CPU {:.2} ms (wall {:.1} ms); at a {} s interval {:.3} % of one core (goal < 1 %)",

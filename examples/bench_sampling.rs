@@ -8,22 +8,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use manman::host::stats::{CpuRates, Game};
+use manman::testkit::cpu_time;
 
 const GAMES: usize = 200;
 const ROUNDS: usize = 50;
 const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// CPU time (user + system) this process has used so far.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 fn main() {
     // Each game leads its own process group with two children, as a server with helpers would.
@@ -68,12 +57,12 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    let (cpu0, wall0) = (cpu_time(libc::RUSAGE_SELF), Instant::now());
     let mut seen = 0;
     for _ in 0..ROUNDS {
         seen = rates.sample(&sessions).len();
     }
-    let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
+    let (cpu, wall) = (cpu_time(libc::RUSAGE_SELF) - cpu0, wall0.elapsed());
     let per_beat = cpu / ROUNDS as u32;
     println!(
         "host agent sampling — {GAMES} games ({} processes), {ROUNDS} heartbeats' worth",

@@ -20,11 +20,7 @@ use manman::host::{self, HostConfig};
 use manman::lifecycle::Supervisor;
 use manman::processor::{self, ProcessorConfig};
 use manman::proto::v1 as pb;
-use manman::testkit::{unique_name, wait_for, ScratchDb, ScratchVhost};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use manman::testkit::{percentile, unique_name, wait_for, ScratchDb, ScratchVhost};
 
 fn wait_running(db: &mut postgres::Client, session: i64) {
     wait_status(db, session, "running")

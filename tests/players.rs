@@ -28,47 +28,11 @@ fn query_flags(kind: &str, port: u16) -> Vec<String> {
 /// The test game with `env`, counted by `kind`, its config port on the same host port;
 /// returns the running session.
 fn run_counted(s: &Stack, name: &str, env: &str, kind: &str) -> i64 {
-    let port = free_port().to_string();
-    let game = s.cli_json(&["game", "create", name])["game_id"].to_string();
-    let program = game_script();
-    let mut args: Vec<String> = [
-        "config",
-        "create",
-        "--game",
-        &game,
-        "--name",
-        "default",
-        "--program",
-        &program,
-        "--stop-command",
-        "stop",
-        "--stop-timeout",
-        "5",
-        "--start-duration-ms",
-        "200",
-        "--port",
-        &port,
-        "--players-interval",
-        "5",
-        "--env",
-        env,
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(query_flags(kind, port.parse().unwrap()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let config = s.cli_json(&args)["config_id"].to_string();
-    let sgc = s.cli_json(&[
-        "deploy",
-        "--server",
-        &s.server_id().to_string(),
-        "--config",
-        &config,
-        "--port",
-        &port,
-    ])["sgc_id"]
-        .as_i64()
-        .unwrap();
+    let port = free_port();
+    let query = query_flags(kind, port);
+    let mut extra = vec!["--players-interval", "5", "--env", env];
+    extra.extend(query.iter().map(String::as_str));
+    let sgc = s.deploy_test_game_with(name, port, &extra);
     let session = s.start_session(sgc);
     s.wait_status(session, "running");
     session

@@ -228,6 +228,24 @@ pub fn dashboard_login(port: u16, token: &str) -> (String, String) {
     (cookie, me["csrf"].as_str().unwrap_or_default().to_string())
 }
 
+/// The `p` quantile (0–1) of sorted figures, for benchmarks.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// CPU time (user + system) used so far by `who`: `libc::RUSAGE_SELF` (this process) or
+/// `libc::RUSAGE_THREAD` (the calling thread), for benchmarks.
+pub fn cpu_time(who: libc::c_int) -> std::time::Duration {
+    // SAFETY: getrusage writes into the struct we pass.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// `len` pseudo-random bytes (xorshift, the same for the same seed): what zstd cannot shrink,
 /// as a game's already-compressed region files.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -270,17 +270,10 @@ impl Stack {
             .unwrap_or_else(|e| panic!("manman {args:?}: not JSON ({e}): {out}"))
     }
 
-    /// A game, a config running the test game, and a deployment with `port`. Returns sgc_id.
-    pub fn deploy_test_game(&self, name: &str, port: u16) -> i64 {
-        let game = self.cli_json(&["game", "create", name]);
-        let game_id = game["game_id"].as_i64().unwrap().to_string();
-        let config = self.cli_json(&[
-            "config",
-            "create",
-            "--game",
-            &game_id,
-            "--name",
-            "default",
+    /// The `config create|update` flags of the test game on config port `port` (after
+    /// `--game` and `--name`).
+    pub fn test_game_flags(port: u16) -> Vec<String> {
+        [
             "--program",
             &game_script(),
             "--stop-command",
@@ -291,7 +284,25 @@ impl Stack {
             "200",
             "--port",
             &port.to_string(),
-        ]);
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// A game, a config running the test game, and a deployment with `port`. Returns sgc_id.
+    pub fn deploy_test_game(&self, name: &str, port: u16) -> i64 {
+        self.deploy_test_game_with(name, port, &[])
+    }
+
+    /// [`deploy_test_game`](Self::deploy_test_game) with `extra` config flags.
+    pub fn deploy_test_game_with(&self, name: &str, port: u16, extra: &[&str]) -> i64 {
+        let game = self.cli_json(&["game", "create", name]);
+        let game_id = game["game_id"].as_i64().unwrap().to_string();
+        let flags = Self::test_game_flags(port);
+        let mut args = vec!["config", "create", "--game", &game_id, "--name", "default"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        let config = self.cli_json(&args);
         let config_id = config["config_id"].as_i64().unwrap().to_string();
         let d = self.cli_json(&[
             "deploy",
