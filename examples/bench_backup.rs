@@ -135,7 +135,17 @@ fn main() {
         .enrollment_secret;
 
     // A real agent process, whose memory is its own.
-    let data_dir = std::env::temp_dir().join(unique_name("mmbench-backup"));
+    // BENCH_SNAPSHOT=1: the agent's data on an XFS filesystem (reflinks), where backups read
+    // a copy-on-write snapshot and the game's saves pause only while it is taken.
+    let reflink_fs = std::env::var("BENCH_SNAPSHOT")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            manman::testkit::ReflinkFs::sized((world_mb << 20) * 4).expect("an XFS filesystem")
+        });
+    let data_dir = match &reflink_fs {
+        Some(fs) => fs.mount.join("mmbench-backup"),
+        None => std::env::temp_dir().join(unique_name("mmbench-backup")),
+    };
     std::fs::create_dir_all(&data_dir).unwrap();
     let mut agent = Command::new(manman::testkit::sibling_binary("manman-host"))
         .env("RABBITMQ_URL", vhost.url())
@@ -345,8 +355,13 @@ fn main() {
         growth >> 10
     );
     println!(
-        "game saves paused {:.1} s (save-off → save-on; the files are read, the last parts still upload)",
-        backup.paused_ms as f64 / 1000.0
+        "game saves paused {:.3} s (save-off → save-on), {}",
+        backup.paused_ms as f64 / 1000.0,
+        if backup.snapshot {
+            "while a copy-on-write snapshot was taken (the files are read from it after)"
+        } else {
+            "while the files were read (the last parts still upload)"
+        }
     );
 
     // A restore into another deployment (no session there): download, verify, swap.

@@ -112,6 +112,11 @@ ensure_browser() {
   apt_install chromium chromium-driver
 }
 
+# mkfs.xfs: the backup tests make a small XFS image (reflinks) to take copy-on-write snapshots on.
+ensure_xfs_tools() {
+  command -v mkfs.xfs >/dev/null || apt_install xfsprogs
+}
+
 ensure_demo_tools() {
   command -v curl >/dev/null || apt_install curl
   command -v openssl >/dev/null || apt_install openssl   # the demo's throwaway CA

@@ -605,25 +605,8 @@ fn a_server_moves_to_another_host_by_restore() {
     let backup = s.cli_json(&["backup", "create", &sgc.to_string()]);
     assert_eq!(backup["status"], "completed", "{backup}");
 
-    // A second host, enrolled as an operator would (`manman host add`).
-    let enrollment = s.cli_json(&["host", "add", "second-host"])["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let second_dir = std::env::temp_dir().join(unique_name("mmhost2"));
-    let mut config = s.host_config();
-    config.server_name = "second-host".into();
-    config.enrollment_secret = Some(enrollment);
-    config.data_dir = second_dir.clone();
-    let mut sup = manman::lifecycle::Supervisor::new();
-    let second = manman::host::start(config, &mut sup).unwrap();
-    let _second = Daemon::run(sup);
-    wait_for("the second host consumes commands", T, || {
-        second
-            .commands_connected
-            .load(std::sync::atomic::Ordering::SeqCst)
-            .then_some(())
-    });
+    let (second, _second) = s.start_another_host("second-host", &second_dir);
     // The second host's own credential cannot report on (forge the end of) the first host's
     // backup, nor ask for its upload URLs.
     let forged = manman::host::identity::credential_file(&second_dir);

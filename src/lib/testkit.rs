@@ -329,3 +329,83 @@ pub fn make_test_ca(dir: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A small XFS filesystem (reflinks on) in a sparse image, loop-mounted for one test and
+/// unmounted on drop: where copy-on-write snapshots can be taken (the machine's own disk is
+/// ext4, which has none). `None`, with why, where it cannot be had (not root, no mkfs.xfs, no
+/// loop devices).
+pub struct ReflinkFs {
+    pub mount: std::path::PathBuf,
+    image: std::path::PathBuf,
+}
+
+impl ReflinkFs {
+    /// 320 MiB: mkfs.xfs's smallest.
+    pub fn new() -> Result<ReflinkFs, String> {
+        Self::sized(320 << 20)
+    }
+
+    /// `bytes` of filesystem (at least 320 MiB); sparse, so it takes only what is written.
+    pub fn sized(bytes: u64) -> Result<ReflinkFs, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("mounting a filesystem needs root".into());
+        }
+        let base = std::env::temp_dir().join(unique_name("mmxfs"));
+        let (image, mount) = (base.with_extension("img"), base.with_extension("mnt"));
+        let run = |program: &str, args: &[&std::ffi::OsStr]| -> Result<(), String> {
+            let out = Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("{program}: {e} (scripts/test installs xfsprogs)"))?;
+            out.status.success().then_some(()).ok_or_else(|| {
+                format!("{program}: {}", String::from_utf8_lossy(&out.stderr).trim())
+            })
+        };
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(bytes.max(320 << 20)))
+            .map_err(|e| format!("{}: {e}", image.display()))?;
+        std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
+        let made = run(
+            "mkfs.xfs",
+            &[
+                "-q".as_ref(),
+                "-m".as_ref(),
+                "reflink=1".as_ref(),
+                image.as_os_str(),
+            ],
+        )
+        .and_then(|()| {
+            run(
+                "mount",
+                &[
+                    "-o".as_ref(),
+                    "loop".as_ref(),
+                    image.as_os_str(),
+                    mount.as_os_str(),
+                ],
+            )
+        });
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&image);
+            let _ = std::fs::remove_dir(&mount);
+            return Err(e);
+        }
+        Ok(ReflinkFs { mount, image })
+    }
+}
+
+impl Drop for ReflinkFs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.mount)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Still busy (a process of the test's lingers): detached now, gone once it ends.
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+        let _ = std::fs::remove_dir(&self.mount);
+        let _ = std::fs::remove_file(&self.image);
+    }
+}

@@ -121,6 +121,7 @@ pub fn backup_json(b: &pb::Backup) -> Value {
         "size_bytes": b.size_bytes, "file_count": b.file_count, "sha256": opt(&b.sha256),
         "reason": opt(&b.reason), "s3_key": b.s3_key,
         "paused_ms": if b.paused_ms > 0 { json!(b.paused_ms) } else { Value::Null },
+        "snapshot": b.snapshot,
         "created_at": json_time(b.created_at_ms), "started_at": json_time(b.started_at_ms),
         "ended_at": json_time(b.ended_at_ms),
         "duration_ms": if b.ended_at_ms > 0 && b.started_at_ms > 0 { json!(b.ended_at_ms - b.started_at_ms) } else { Value::Null },

@@ -228,6 +228,33 @@ impl Stack {
         self.server_id
     }
 
+    /// Another in-process host, enrolled as an operator would (`manman host add NAME`), keeping
+    /// its files in `data_dir`; it runs until the returned daemon is dropped.
+    pub fn start_another_host(
+        &self,
+        name: &str,
+        data_dir: &std::path::Path,
+    ) -> (RunningHost, Daemon) {
+        let enrollment = self.cli_json(&["host", "add", name])["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut config = self.host_config();
+        config.server_name = name.into();
+        config.enrollment_secret = Some(enrollment);
+        config.data_dir = data_dir.to_path_buf();
+        let mut sup = Supervisor::new();
+        let running = host::start(config, &mut sup).unwrap();
+        let daemon = Daemon::run(sup);
+        wait_for("the other host consumes commands", T, || {
+            running
+                .commands_connected
+                .load(Ordering::SeqCst)
+                .then_some(())
+        });
+        (running, daemon)
+    }
+
     /// The in-process host runs exactly one game (its own /metrics says so).
     pub fn assert_one_game_running(&self) {
         let (host, _) = self.host.as_ref().unwrap();

@@ -41,9 +41,9 @@ pub trait ArchiveHooks {
 
 impl ArchiveHooks for () {}
 
-struct Planned {
-    relative: PathBuf,
-    meta: Metadata,
+pub(crate) struct Planned {
+    pub(crate) relative: PathBuf,
+    pub(crate) meta: Metadata,
 }
 
 /// Writes the archive of `root`'s selected entries to `out` and returns `out` (flushed, the
@@ -158,7 +158,7 @@ pub fn write_archive<W: Write>(
 }
 
 /// Every entry to archive, parents before children, sorted by name within a directory.
-fn walk(
+pub(crate) fn walk(
     root: &Path,
     root_dir: &File,
     selection: &Selection,
@@ -220,7 +220,7 @@ fn walk(
 
 /// The file at `relative` if it is (still) a regular file beneath the root, opened without
 /// passing through a link and without blocking on a FIFO.
-fn open_regular(root_dir: &File, relative: &Path) -> Option<(File, Metadata)> {
+pub(crate) fn open_regular(root_dir: &File, relative: &Path) -> Option<(File, Metadata)> {
     let file = open_beneath(root_dir, relative, libc::O_NONBLOCK).ok()?;
     let meta = file.metadata().ok()?;
     meta.is_file().then_some((file, meta))

@@ -1,7 +1,8 @@
-//! A deployment's files as a backup archive: selected (paths and exclude globs), written as a
-//! zstd-compressed tar stream with a manifest of every file's SHA-256, cut into parts for a
-//! multipart upload while later files are still being read, and restored into a fresh
-//! directory with every byte checked against the manifest. No network and no database here:
+//! A deployment's files as a backup archive: selected (paths and exclude globs), snapshotted
+//! copy-on-write where the filesystem has reflinks, written as a zstd-compressed tar stream
+//! with a manifest of every file's SHA-256, cut into parts for a multipart upload while later
+//! files are still being read, and restored into a fresh directory with every byte checked
+//! against the manifest. No network and no database here:
 //! the agent moves the parts, the control plane keeps the records.
 
 mod archive;
@@ -9,12 +10,14 @@ mod extract;
 mod manifest;
 mod parts;
 mod select;
+mod snapshot;
 
 pub use archive::{write_archive, ArchiveHooks, ArchiveSummary};
 pub use extract::{extract_verified, previous_of, swap_into_place, ExtractSummary};
 pub use manifest::{EntryKind, Manifest, ManifestEntry};
-pub use parts::{Part, PartWriter, Written};
+pub use parts::{Part, PartWriter, PartsDigest, Written};
 pub use select::Selection;
+pub use snapshot::{remove_tree, take_snapshot, Snapshot, Snapshotted};
 
 /// Why an archive could not be written or restored.
 #[derive(Debug, thiserror::Error)]

@@ -1,11 +1,15 @@
-//! The archive stream cut into upload parts: each full part goes to the uploader through a
+//! The archive stream cut into upload parts: each full part goes to the uploaders through a
 //! bounded channel, so a slow upload makes the archive writer wait instead of piling parts up
-//! in memory (memory is bounded by part size × (channel capacity + uploaders + 1)). The uploader
-//! hands each sent part's buffer back, so the same few buffers carry the whole stream.
+//! in memory (memory is bounded by part size × (channel capacity + uploaders + 1)). The
+//! uploaders hand each sent part's buffer back, so the same few buffers carry the whole stream,
+//! and hash the parts in their order through one [`PartsDigest`] while they send them side by
+//! side.
 
 use std::io::{self, Write};
+use std::sync::{Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
+use sha2::{Digest, Sha256};
 
 /// One part of a multipart upload (numbered from 1, as S3 numbers them).
 #[derive(Debug)]
@@ -110,6 +114,42 @@ impl Write for PartWriter {
     }
 }
 
+/// The archive's SHA-256 over parts that several uploaders take from one channel: each part is
+/// added in its number's turn. A part is added as soon as it is taken (before anything that
+/// can fail), so a turn never waits on an upload, only on another uploader's hashing.
+pub struct PartsDigest {
+    state: Mutex<(u32, Sha256)>,
+    turn: Condvar,
+}
+
+impl Default for PartsDigest {
+    fn default() -> Self {
+        PartsDigest {
+            state: Mutex::new((1, Sha256::new())),
+            turn: Condvar::new(),
+        }
+    }
+}
+
+impl PartsDigest {
+    /// Adds part `number` once every part before it is in.
+    pub fn add(&self, part: &Part) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.0 != part.number {
+            state = self.turn.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.1.update(&part.bytes);
+        state.0 += 1;
+        self.turn.notify_all();
+    }
+
+    /// The SHA-256 of every part added, in hex.
+    pub fn finish(self) -> String {
+        let (_, hasher) = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        hex::encode(hasher.finalize())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +177,31 @@ mod tests {
             io::ErrorKind::BrokenPipe
         );
     }
+    #[test]
+    fn parts_hashed_by_several_threads_give_the_stream_s_digest() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let stream: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let digest = std::sync::Arc::new(PartsDigest::default());
+        let takers: Vec<_> = (0..3)
+            .map(|_| {
+                let (rx, digest) = (rx.clone(), digest.clone());
+                std::thread::spawn(move || {
+                    for part in rx {
+                        digest.add(&part);
+                    }
+                })
+            })
+            .collect();
+        let mut w = PartWriter::new(7, tx);
+        w.write_all(&stream).unwrap();
+        w.finish().unwrap();
+        for t in takers {
+            t.join().unwrap();
+        }
+        let digest = std::sync::Arc::into_inner(digest).unwrap().finish();
+        assert_eq!(digest, hex::encode(Sha256::digest(&stream)));
+    }
+
     #[test]
     fn parts_grow_every_thousand() {
         let (tx, rx) = crossbeam_channel::unbounded();

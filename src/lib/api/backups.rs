@@ -93,6 +93,7 @@ pub fn backup_pb(b: BackupRow) -> pb::Backup {
         ended_at_ms: millis(b.ended_at),
         s3_key: b.s3_key,
         paused_ms: b.paused_ms.unwrap_or(0),
+        snapshot: b.snapshot,
     }
 }
 
@@ -414,6 +415,7 @@ impl ApiService {
             sha256: req.sha256,
             bytes_total: req.bytes_total,
             paused_ms: req.paused_ms.max(0),
+            snapshot: req.snapshot,
         };
         let mut db = self.db()?;
         let mut tx = db.transaction()?;

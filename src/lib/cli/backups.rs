@@ -210,10 +210,17 @@ fn show(ctx: &Ctx, b: &pb::Backup) {
         );
     }
     if b.paused_ms > 0 {
+        let read_from = if b.snapshot {
+            "while a copy-on-write snapshot was taken"
+        } else {
+            "while the files were read"
+        };
         println!(
-            "  game saves paused {:.1} s (pre actions → post actions)",
+            "  game saves paused {:.1} s, {read_from}",
             b.paused_ms as f64 / 1000.0
         );
+    } else if b.snapshot {
+        println!("  read from a copy-on-write snapshot");
     }
     if b.pinned {
         println!("  pinned: retention keeps it");

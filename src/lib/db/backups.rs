@@ -28,11 +28,12 @@ pub struct BackupRow {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub paused_ms: Option<i64>,
+    pub snapshot: bool,
 }
 
 const COLUMNS: &str = "backup_id, sgc_id, server_id, status, note, pinned, s3_key, manifest_key, \
      upload_id, part_size, bytes_done, bytes_total, size_bytes, file_count, sha256, reason, \
-     created_at, started_at, ended_at, paused_ms";
+     created_at, started_at, ended_at, paused_ms, snapshot";
 
 fn backup(r: &Row) -> BackupRow {
     BackupRow {
@@ -60,6 +61,7 @@ fn backup(r: &Row) -> BackupRow {
         started_at: r.get(17),
         ended_at: r.get(18),
         paused_ms: r.get(19),
+        snapshot: r.get(20),
     }
 }
 
@@ -173,6 +175,7 @@ pub struct Outcome {
     pub sha256: String,
     pub bytes_total: i64,
     pub paused_ms: i64,
+    pub snapshot: bool,
 }
 
 /// Ends an active backup `completed` with the host's figures; `None` if it was no longer
@@ -186,7 +189,7 @@ pub fn complete(
         &format!(
             "UPDATE backups SET status = 'completed', ended_at = now(), upload_id = NULL,
                     size_bytes = $2, file_count = $3, sha256 = $4, bytes_total = $5,
-                    bytes_done = $5, paused_ms = $6
+                    bytes_done = $5, paused_ms = $6, snapshot = $7
               WHERE backup_id = $1 AND status IN ('pending', 'running')
               RETURNING {COLUMNS}"
         ),
@@ -197,6 +200,7 @@ pub fn complete(
             &outcome.sha256,
             &outcome.bytes_total,
             &outcome.paused_ms,
+            &outcome.snapshot,
         ],
     )?
     .map(|r| backup(&r)))

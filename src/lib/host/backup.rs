@@ -1,21 +1,22 @@
 //! The agent's backups and restores, each in a thread of its own. A backup sends the config's
 //! pre actions to the running game (waiting for their lines), streams the deployment's files
-//! as a zstd tar straight into the multipart upload the API opened (one uploader thread PUTs
-//! each part to its pre-signed URL while the next is written; nothing is staged on disk),
+//! as a zstd tar straight into the multipart upload the API opened (two uploader threads PUT
+//! parts to their pre-signed URLs while the next is written; nothing is staged on disk),
 //! sends the post actions (always, also after a failure), uploads the manifest and reports
 //! the result. A restore downloads the manifest and streams the archive into a fresh directory
 //! beside the deployment's, verified file by file, and swaps it in.
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use manman_backup::{
-    extract_verified, swap_into_place, write_archive, ArchiveHooks, Manifest, Part, PartWriter,
-    Selection,
+    extract_verified, remove_tree, swap_into_place, take_snapshot, write_archive, ArchiveHooks,
+    Manifest, Part, PartWriter, PartsDigest, Selection, Snapshot, Snapshotted,
 };
 use regex::Regex;
 
@@ -26,15 +27,21 @@ use crate::proto::v1 as pb;
 use crate::retry::Backoff;
 use crate::wire::backup::{ConsoleAction, CreateBackup, RestoreBackup};
 
-/// Parts waiting for the uploader: memory holds this + 3 parts (one being written, one being
-/// sent, one handed back), 32 MiB with the default 8 MiB parts, for any archive up to 8 GiB.
+/// Parts waiting for an uploader: memory holds this + UPLOADERS + 2 parts (one being written,
+/// one being sent by each uploader, one handed back), 40 MiB with the default 8 MiB parts, for
+/// any archive up to 8 GiB.
 const QUEUED_PARTS: usize = 1;
+/// Parts sent side by side: one request's latency (S3 answers each part only once it has it
+/// all) no longer idles the link between parts.
+const UPLOADERS: usize = 2;
 /// Part URLs asked for at a time once the command's run out.
 const MORE_URLS: i32 = 64;
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// A manifest larger than this is refused (20,000 files take about 4 MiB).
 const MAX_MANIFEST: u64 = 512 << 20;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
+/// A deployment's snapshot is `sgc-N.snapshot` beside its directory `sgc-N`.
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
 
 /// Tries for each request that may simply be repeated (a part, a report).
 fn requests() -> Backoff {
@@ -192,20 +199,44 @@ impl Backups {
             }
         }
         let paused = Instant::now();
-        let reading = match failure {
-            Some(f) => Err(f),
-            None => self.read_into_upload(&cmd, session),
+        let live_dir = self.deployment_dir(cmd.sgc_id);
+        // A running game's files are snapshotted where the filesystem can (its saves resume
+        // as soon as the snapshot is taken); else they are read live with the saves paused.
+        let snapshot = match (&failure, session) {
+            (None, Some(_)) => self.snapshot(&cmd, &live_dir),
+            _ => None,
         };
-        // The post actions go as soon as the files are read (the game saves again while the
-        // last parts upload), also when the copy or a pre action failed.
-        let paused_ms = paused.elapsed().as_millis() as i64;
-        if let Some(session_id) = session.filter(|s| self.is_live(*s)) {
-            for (i, action) in cmd.policy.post.iter().enumerate() {
-                if let Err(e) = self.act(session_id, action) {
-                    log::warn!(backup_id = id; "post action {} ({:?}): {e}", i + 1, action.command);
+        let mut paused_ms = 0;
+        let post_actions = |paused_ms: &mut i64| {
+            *paused_ms = paused.elapsed().as_millis() as i64;
+            if let Some(session_id) = session.filter(|s| self.is_live(*s)) {
+                for (i, action) in cmd.policy.post.iter().enumerate() {
+                    if let Err(e) = self.act(session_id, action) {
+                        log::warn!(backup_id = id; "post action {} ({:?}): {e}", i + 1, action.command);
+                    }
                 }
             }
-        }
+        };
+        let reading = match (failure, &snapshot) {
+            (Some(f), _) => {
+                post_actions(&mut paused_ms);
+                Err(f)
+            }
+            (None, Some(snapshot)) => {
+                post_actions(&mut paused_ms);
+                // The snapshot does not change when the game stops: nothing to stop for.
+                self.read_into_upload(&cmd, None, snapshot.dir())
+            }
+            (None, None) => {
+                let reading = self.read_into_upload(&cmd, session, &live_dir);
+                // The post actions go as soon as the files are read (the game saves again
+                // while the last parts upload), also when the copy failed.
+                post_actions(&mut paused_ms);
+                reading
+            }
+        };
+        let snapshot_taken = snapshot.is_some();
+        drop(snapshot);
         let copied = reading.and_then(|reading| self.finish_upload(&cmd, reading));
         let request = match copied {
             Ok(done) => pb::FinishBackupRequest {
@@ -215,6 +246,7 @@ impl Backups {
                 } else {
                     0
                 },
+                snapshot: snapshot_taken,
                 ..done
             },
             Err(reason) => {
@@ -230,6 +262,55 @@ impl Backups {
         match requests().retry(10, |_| self.api.finish_backup_opt(&request, self.call())) {
             Ok(_) => log::info!(backup_id = id, ok = request.ok; "backup reported"),
             Err(e) => log::warn!(backup_id = id; "backup result not reported: {e}"),
+        }
+    }
+
+    /// A copy-on-write snapshot of the deployment's selected files beside its directory, or
+    /// None where the filesystem cannot take one (the reason is logged once per backup).
+    fn snapshot(&self, cmd: &CreateBackup, live_dir: &Path) -> Option<Snapshot> {
+        let dir = self.snapshot_dir(cmd.sgc_id);
+        let taken = Selection::new(&cmd.policy.paths, &cmd.policy.excludes)
+            .map_err(|e| crate::errors::chain(&e))
+            .and_then(|selection| {
+                remove_tree(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+                take_snapshot(live_dir, &selection, &dir).map_err(|e| crate::errors::chain(&e))
+            });
+        match taken {
+            Ok(Snapshotted::Taken(snapshot)) => {
+                log::info!(backup_id = cmd.backup_id, files = snapshot.files(); "snapshot taken");
+                Some(snapshot)
+            }
+            Ok(Snapshotted::Unsupported(why)) => {
+                log::info!(backup_id = cmd.backup_id; "no snapshot ({why}): the saves stay paused while the files are read");
+                None
+            }
+            Err(why) => {
+                log::warn!(backup_id = cmd.backup_id; "no snapshot ({why}): the saves stay paused while the files are read");
+                let _ = remove_tree(&dir);
+                None
+            }
+        }
+    }
+
+    fn snapshot_dir(&self, sgc_id: i64) -> PathBuf {
+        self.data_dir.join(format!("sgc-{sgc_id}{SNAPSHOT_SUFFIX}"))
+    }
+
+    /// Removes the snapshots an earlier agent left (killed during a backup): at start, before
+    /// any backup runs.
+    pub fn remove_left_snapshots(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("sgc-") && name.ends_with(SNAPSHOT_SUFFIX) {
+                match remove_tree(&entry.path()) {
+                    Ok(()) => log::info!("removed the snapshot {name} an earlier agent left"),
+                    Err(e) => log::warn!("snapshot {name} not removed: {e}"),
+                }
+            }
         }
     }
 
@@ -277,9 +358,9 @@ impl Backups {
         &self,
         cmd: &CreateBackup,
         session: Option<i64>,
+        root: &Path,
     ) -> Result<Reading, Failure> {
         let started = Instant::now();
-        let root = self.deployment_dir(cmd.sgc_id);
         if !root.is_dir() {
             return Err(format!(
                 "deployment {} has no directory on this host ({}): nothing to back up",
@@ -291,18 +372,28 @@ impl Backups {
             .map_err(|e| crate::errors::chain(&e))?;
         let (parts_tx, parts_rx) = crossbeam_channel::bounded::<Part>(QUEUED_PARTS);
         let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUED_PARTS + 1);
-        let uploader = {
-            let urls = cmd.part_urls.clone();
-            let (http, api, call, id) = (
-                self.http.clone(),
-                self.api.clone(),
-                self.call(),
-                cmd.backup_id,
-            );
-            std::thread::Builder::new()
-                .name(format!("upload-{id}"))
-                .spawn(move || upload_parts(&http, &api, &call, id, urls, parts_rx, recycle_tx))
-                .map_err(|e| format!("cannot start the uploader: {e}"))?
+        let shared = Arc::new(Uploaders {
+            http: self.http.clone(),
+            api: self.api.clone(),
+            call: self.call(),
+            backup_id: cmd.backup_id,
+            urls: Mutex::new(cmd.part_urls.clone()),
+            digest: PartsDigest::default(),
+            failed: AtomicBool::new(false),
+        });
+        let mut uploaders = Vec::with_capacity(UPLOADERS);
+        for i in 0..UPLOADERS {
+            let (me, parts, recycle) = (shared.clone(), parts_rx.clone(), recycle_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("upload-{}-{i}", cmd.backup_id))
+                .spawn(move || me.upload(parts, recycle))
+                .map_err(|e| format!("cannot start an uploader: {e}"))?;
+            uploaders.push(thread);
+        }
+        drop(parts_rx);
+        let uploader = UploadThreads {
+            shared,
+            threads: uploaders,
         };
         let mut hooks = Progress {
             backups: self,
@@ -313,7 +404,7 @@ impl Backups {
             ended_by_api: false,
         };
         let writer = PartWriter::new(cmd.part_size as usize, parts_tx).recycling(recycle_rx);
-        let archived = write_archive(&root, &selection, writer, &mut hooks)
+        let archived = write_archive(root, &selection, writer, &mut hooks)
             .map_err(|e| crate::errors::chain(&e))
             .and_then(|(writer, summary)| {
                 let written = writer
@@ -334,11 +425,8 @@ impl Backups {
         cmd: &CreateBackup,
         reading: Reading,
     ) -> Result<pb::FinishBackupRequest, Failure> {
-        // The writer (and with it the channel) is gone: the uploader ends either way.
-        let uploaded = reading
-            .uploader
-            .join()
-            .unwrap_or_else(|_| Err("the uploader panicked".into()));
+        // The writer (and with it the channel) is gone: the uploaders end either way.
+        let uploaded = reading.uploader.join();
         let ((written, summary), (parts, sha256)) = match (reading.archived, uploaded) {
             (Ok(a), Ok(uploaded)) => (a, uploaded),
             // An upload failure shows in the archive only as a closed pipe: its own reason
@@ -380,6 +468,7 @@ impl Backups {
             sha256,
             bytes_total: summary.manifest.content_bytes() as i64,
             paused_ms: 0,
+            snapshot: false,
         })
     }
 
@@ -414,11 +503,41 @@ impl Backups {
 struct Reading {
     started: Instant,
     archived: Result<(manman_backup::Written, manman_backup::ArchiveSummary), Failure>,
-    uploader: std::thread::JoinHandle<Result<Uploaded, Failure>>,
+    uploader: UploadThreads,
 }
 
-/// What the uploader sent: each part's number and ETag, and the archive's SHA-256.
-type Uploaded = (Vec<(u32, String)>, String);
+/// Each part's number and ETag, for the API to join.
+type SentParts = Vec<(u32, String)>;
+/// What the uploaders sent: each part's number and ETag in order, and the archive's SHA-256.
+type Uploaded = (SentParts, String);
+
+/// The uploader threads of one backup.
+struct UploadThreads {
+    shared: Arc<Uploaders>,
+    threads: Vec<std::thread::JoinHandle<Result<SentParts, Failure>>>,
+}
+
+impl UploadThreads {
+    /// Waits for every uploader: the parts in order and the digest, or the first failure.
+    fn join(self) -> Result<Uploaded, Failure> {
+        let mut parts = Vec::new();
+        let mut failure = None;
+        for thread in self.threads {
+            match thread.join() {
+                Ok(Ok(sent)) => parts.extend(sent),
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some("an uploader panicked".into())),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        parts.sort_unstable_by_key(|p| p.0);
+        let shared = Arc::into_inner(self.shared)
+            .ok_or_else(|| Failure::from("the uploaders' state is still shared"))?;
+        Ok((parts, shared.digest.finish()))
+    }
+}
 
 /// A running archive's hooks: progress to the API every few seconds, and the reasons to stop
 /// (the session ended under the backup, or the API ended the backup).
@@ -482,47 +601,73 @@ impl ArchiveHooks for Progress<'_> {
     }
 }
 
-/// The uploader thread: each part PUT to its pre-signed URL (more URLs asked of the API as
-/// needed), each tried a few times, hashed on the way (the archive's SHA-256, here beside the
-/// writer's thread rather than in it), and its buffer handed back to the writer. Returns the
-/// parts' numbers and ETags, for the API to join, and the archive's SHA-256.
-fn upload_parts(
-    http: &ureq::Agent,
-    api: &pb::ManManApiClient,
-    call: &grpcio::CallOption,
+/// What the uploaders share: the part URLs (more asked of the API as needed), the archive's
+/// digest taken in part order, and whether one of them has failed (the others stop then).
+struct Uploaders {
+    http: ureq::Agent,
+    api: pb::ManManApiClient,
+    call: grpcio::CallOption,
     backup_id: i64,
-    mut urls: Vec<String>,
-    parts: Receiver<Part>,
-    recycle: crossbeam_channel::Sender<Vec<u8>>,
-) -> Result<Uploaded, Failure> {
-    use sha2::Digest;
-    let mut archive = sha2::Sha256::new();
-    let mut done = Vec::new();
-    for part in parts {
-        archive.update(&part.bytes);
-        while urls.len() < part.number as usize {
+    urls: Mutex<Vec<String>>,
+    digest: PartsDigest,
+    failed: AtomicBool,
+}
+
+impl Uploaders {
+    /// The URL of part `number`, asking the API for more once the command's have run out.
+    fn url(&self, number: u32) -> Result<String, Failure> {
+        let mut urls = crate::sync::lock(&self.urls);
+        while urls.len() < number as usize {
             let request = pb::PresignBackupPartsRequest {
-                backup_id,
+                backup_id: self.backup_id,
                 first_part: urls.len() as i32 + 1,
                 count: MORE_URLS,
             };
             let more = requests()
-                .retry(5, |_| api.presign_backup_parts_opt(&request, call.clone()))
+                .retry(5, |_| {
+                    self.api
+                        .presign_backup_parts_opt(&request, self.call.clone())
+                })
                 .map_err(|e| format!("no more part URLs from the API: {e}"))?;
             if more.urls.is_empty() {
                 return Err("the API gave no more part URLs".into());
             }
             urls.extend(more.urls);
         }
-        let url = &urls[part.number as usize - 1];
-        let response = self::http(|| http.put(url), Some(&part.bytes))
-            .map_err(|e| format!("uploading part {}: {e}", part.number))?;
-        let etag = response
-            .header("ETag")
-            .ok_or_else(|| format!("S3 gave part {} no ETag", part.number))?
-            .to_string();
-        done.push((part.number, etag));
-        let _ = recycle.try_send(part.bytes);
+        Ok(urls[number as usize - 1].clone())
     }
-    Ok((done, hex::encode(archive.finalize())))
+
+    /// One uploader thread: each part it takes hashed in its turn, PUT to its pre-signed URL
+    /// (tried a few times) and its buffer handed back to the writer. Returns the parts' numbers
+    /// and ETags, for the API to join.
+    fn upload(
+        &self,
+        parts: Receiver<Part>,
+        recycle: crossbeam_channel::Sender<Vec<u8>>,
+    ) -> Result<SentParts, Failure> {
+        let mut done = Vec::new();
+        for part in parts {
+            self.digest.add(&part);
+            if self.failed.load(Ordering::Relaxed) {
+                return Ok(done);
+            }
+            let sent = self.url(part.number).and_then(|url| {
+                let response = http(|| self.http.put(&url), Some(&part.bytes))
+                    .map_err(|e| format!("uploading part {}: {e}", part.number))?;
+                response
+                    .header("ETag")
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("S3 gave part {} no ETag", part.number))
+            });
+            match sent {
+                Ok(etag) => done.push((part.number, etag)),
+                Err(e) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            let _ = recycle.try_send(part.bytes);
+        }
+        Ok(done)
+    }
 }

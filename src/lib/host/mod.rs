@@ -120,6 +120,7 @@ pub fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<RunningH
         credential.clone(),
         watchers.clone(),
     ));
+    backups.remove_left_snapshots();
     let reconciler = Reconciler {
         server_id,
         manager: manager.clone(),
