@@ -117,6 +117,7 @@ fn main() {
             },
             archive: None,
             backups: Default::default(),
+            ..ApiConfig::embedded(vhost.url(), db.config.clone())
         },
         &mut sup,
     )

@@ -149,3 +149,19 @@ fn backup_policy_json(b: &pb::BackupPolicy) -> Value {
         "keep_last": b.keep_last, "keep_days": b.keep_days,
     })
 }
+
+/// A maintenance waiting for the players (or how it ended).
+pub fn maintenance_json(m: &pb::Maintenance) -> Value {
+    let opt = |s: &str| if s.is_empty() { Value::Null } else { json!(s) };
+    json!({
+        "maintenance_id": m.maintenance_id, "session_id": m.session_id, "action": m.action,
+        "status": m.status, "deadline": json_time(m.deadline_ms),
+        "warn_command": opt(&m.warn_command), "warn_at_seconds": m.warn_at_seconds,
+        "warned_seconds": m.warned_seconds,
+        "players_seen": if m.players_known { json!(m.players_seen) } else { Value::Null },
+        "reason": opt(&m.reason),
+        "new_session_id": if m.new_session_id > 0 { json!(m.new_session_id) } else { Value::Null },
+        "created_by": m.created_by, "created_at": json_time(m.created_at_ms),
+        "acted_at": json_time(m.acted_at_ms), "ended_at": json_time(m.ended_at_ms),
+    })
+}

@@ -21,9 +21,12 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "stream_historical_logs"
         | "list_backups"
         | "get_backup"
-        | "get_restore" => Role::Viewer,
+        | "get_restore"
+        | "get_maintenance" => Role::Viewer,
         "start_session" | "stop_session" | "send_input" | "drain_server" | "create_backup"
-        | "restore_backup" | "pin_backup" => Role::Operator,
+        | "restore_backup" | "pin_backup" | "schedule_maintenance" | "cancel_maintenance" => {
+            Role::Operator
+        }
         // The host running a backup or restore (checked against the backup's server).
         "presign_backup_parts" | "report_backup_progress" | "finish_backup" | "finish_restore" => {
             Role::Host

@@ -10,6 +10,7 @@ mod error;
 pub mod history;
 mod host_commands;
 mod hosts;
+pub mod maintenance;
 mod metrics;
 mod restores;
 mod service;
@@ -54,6 +55,9 @@ pub struct ApiConfig {
     /// without `S3_BUCKET`.
     pub archive: Option<S3Config>,
     pub backups: BackupSettings,
+    /// How often each replica tends maintenance waiting for the players
+    /// (`MAINTENANCE_TICK_SECONDS`, default 5).
+    pub maintenance_tick: Duration,
 }
 
 impl ApiConfig {
@@ -79,6 +83,7 @@ impl ApiConfig {
                 None => None,
             },
             backups: BackupSettings::from_env(env)?,
+            maintenance_tick: env.seconds("MAINTENANCE_TICK_SECONDS", 5)?,
         })
     }
 
@@ -96,6 +101,7 @@ impl ApiConfig {
             pool: PoolSettings::default(),
             archive: None,
             backups: BackupSettings::default(),
+            maintenance_tick: Duration::from_secs(1),
         }
     }
 }
@@ -143,6 +149,13 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
         };
         supervisor
             .spawn("backup-deadlines", move |shutdown| deadlines.run(&shutdown))
+            .map_err(|e| e.to_string())?;
+        let tender = maintenance::MaintenanceTender {
+            service: service.clone(),
+            every: config.maintenance_tick,
+        };
+        supervisor
+            .spawn("maintenance", move |shutdown| tender.run(&shutdown))
             .map_err(|e| e.to_string())?;
     }
     let health = {

@@ -240,4 +240,7 @@ rpc! {
     report_backup_progress(pb::ReportBackupProgressRequest) -> pb::ReportBackupProgressResponse => |s, r, c| s.report_backup_progress(r, c);
     finish_backup(pb::FinishBackupRequest) -> pb::FinishBackupResponse => |s, r, c| s.finish_backup(r, c);
     finish_restore(pb::FinishRestoreRequest) -> pb::FinishRestoreResponse => |s, r, c| s.finish_restore(r, c);
+    schedule_maintenance(pb::ScheduleMaintenanceRequest) -> pb::ScheduleMaintenanceResponse => |s, r, c| s.schedule_maintenance(r, c);
+    cancel_maintenance(pb::CancelMaintenanceRequest) -> pb::CancelMaintenanceResponse => |s, r, c| s.cancel_maintenance(r, c);
+    get_maintenance(pb::GetMaintenanceRequest) -> pb::GetMaintenanceResponse => |s, r, _c| s.get_maintenance(r);
 }

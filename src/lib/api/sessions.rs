@@ -74,7 +74,7 @@ impl ApiService {
         })
     }
 
-    fn session(&self, id: i64) -> Result<SessionView, ApiError> {
+    pub(super) fn session(&self, id: i64) -> Result<SessionView, ApiError> {
         let id = positive_id("session_id", id)?;
         sessions::get_view(&mut *self.db()?, id)?
             .ok_or_else(|| ApiError::NotFound(format!("no session with id {id}")))

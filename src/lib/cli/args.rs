@@ -448,8 +448,10 @@ pub enum SessionCmd {
         kill: bool,
         /// End the session (`lost`) now even if its host does not answer (a host that is
         /// gone); the host stops the game if it comes back.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "when_empty")]
         force: bool,
+        #[command(flatten)]
+        when: super::maintenance::WhenEmptyArgs,
     },
     /// Stop a live session the usual way (console stop command, its stop timeout), wait
     /// until it has ended, and start a new session of the same deployment, with its config
@@ -459,7 +461,11 @@ pub enum SessionCmd {
         /// Give up (exit 1) if the session has not ended after this many seconds.
         #[arg(long, default_value_t = 330)]
         timeout: u64,
+        #[command(flatten)]
+        when: super::maintenance::WhenEmptyArgs,
     },
+    /// Cancel a session's pending `--when-empty` restart or stop.
+    CancelMaintenance { id: i64 },
     /// List sessions, newest first.
     List(SessionListArgs),
     /// Show one session.

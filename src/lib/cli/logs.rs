@@ -45,21 +45,10 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_millis());
     }
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: i64 = number.parse().map_err(|_| {
+    let ago = super::spans::parse_span_ms(text).map_err(|_| {
         format!("bad time {text:?}: use RFC 3339 (2026-11-23T18:00:00Z) or an age like 10m")
     })?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("bad time {text:?}: the unit must be s, m, h or d")),
-    };
-    Ok(now_ms - n * unit_ms)
+    Ok(now_ms - ago)
 }
 
 /// Writes console lines to stdout: escaped for a terminal unless `--raw`, JSON with `--json`.

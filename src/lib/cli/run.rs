@@ -110,11 +110,21 @@ pub fn run() -> i32 {
         Command::Session(SessionCmd::Start { deployment, force }) => {
             sessions::session_start(&ctx, deployment, force)
         }
-        Command::Session(SessionCmd::Stop { id, kill, force }) => {
-            sessions::session_stop(&ctx, id, kill, force)
-        }
-        Command::Session(SessionCmd::Restart { id, timeout }) => {
-            sessions::session_restart(&ctx, id, Duration::from_secs(timeout))
+        Command::Session(SessionCmd::Stop {
+            id,
+            kill,
+            force,
+            when,
+        }) => match when.when_empty {
+            true => super::maintenance::schedule(&ctx, id, "stop", &when),
+            false => sessions::session_stop(&ctx, id, kill, force),
+        },
+        Command::Session(SessionCmd::Restart { id, timeout, when }) => match when.when_empty {
+            true => super::maintenance::schedule(&ctx, id, "restart", &when),
+            false => sessions::session_restart(&ctx, id, Duration::from_secs(timeout)),
+        },
+        Command::Session(SessionCmd::CancelMaintenance { id }) => {
+            super::maintenance::cancel(&ctx, id)
         }
         Command::Session(SessionCmd::List(args)) => {
             sessions::session_list(&ctx, args.into_request())

@@ -172,8 +172,14 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
         .client
         .get_session_opt(&pb::GetSessionRequest { session_id: id }, ctx.opt())?;
     let s = r.session.unwrap_or_default();
+    let maintenance = super::maintenance::latest(ctx, id)?;
     if ctx.json {
-        println!("{}", session_json(&s));
+        let mut shown = session_json(&s);
+        shown["maintenance"] = maintenance
+            .as_ref()
+            .map(crate::views::maintenance_json)
+            .unwrap_or_default();
+        println!("{shown}");
         return Ok(());
     }
     print!("{}", table(&SESSION_HEADERS, &[session_row(&s)]));
@@ -189,6 +195,9 @@ pub fn session_show(ctx: &Ctx, id: i64) -> Outcome {
     println!("\nrestarts: {}   last exit: {last_exit}", s.restart_count);
     if !s.reason.is_empty() {
         println!("reason: {}", printable(&s.reason));
+    }
+    if let Some(m) = &maintenance {
+        println!("{}", super::maintenance::describe(m));
     }
     if s.sampled_at_ms > 0 {
         println!(

@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_resource_limits.sql"),
     migration!(12, "0012_players.sql"),
     migration!(13, "0013_backup_snapshots.sql"),
+    migration!(14, "0014_maintenance.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

@@ -5,6 +5,7 @@ pub mod backups;
 pub mod catalog;
 pub mod inbox;
 pub mod log_references;
+pub mod maintenance;
 pub mod migrate;
 pub mod outbox;
 pub mod placement;
