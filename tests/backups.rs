@@ -100,21 +100,6 @@ fn no_open_uploads(s: &Stack) {
     assert!(open.is_empty(), "multipart uploads left open: {open:?}");
 }
 
-/// Console lines of `session` that the test game echoed back (`echo: …`), in order.
-fn echoed(logs: &Collector, session: i64, until: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    wait_for(&format!("console line {until:?}"), T, || {
-        while let Some(l) = logs.next(Duration::from_millis(200)) {
-            let text = l.body["message"].as_str().unwrap_or_default().to_string();
-            if l.body["session_id"] == session && text.starts_with("echo: ") {
-                seen.push(text);
-            }
-        }
-        seen.iter().any(|l| l == until).then_some(())
-    });
-    seen
-}
-
 #[test]
 fn a_running_world_is_backed_up_while_it_changes_and_restored_exactly() {
     // Small parts and one URL in the command: the archive takes several parts and the host
@@ -181,7 +166,7 @@ fn a_running_world_is_backed_up_while_it_changes_and_restored_exactly() {
 
     // The pre and post actions reached the game in order.
     assert_eq!(
-        echoed(&logs, session, "echo: save-on"),
+        logs.echoed_until(session, "echo: save-on"),
         ["echo: save-off", "echo: save-all flush", "echo: save-on"]
     );
     // The archive holds the world byte for byte (logs excluded).
@@ -269,7 +254,7 @@ fn a_pre_action_that_never_sees_its_line_fails_the_backup_and_the_post_actions_s
         "{reason}"
     );
     assert_eq!(
-        echoed(&logs, session, "echo: save-on"),
+        logs.echoed_until(session, "echo: save-on"),
         ["echo: save-all flush", "echo: save-on"]
     );
     no_open_uploads(&s);
@@ -405,7 +390,7 @@ fn an_agent_killed_mid_backup_leaves_a_failed_backup_and_no_open_upload() {
     std::fs::write(deployment_dir(s, sgc).join("level.dat"), "world").unwrap();
     let first = s.cli_json(&["backup", "create", &sgc.to_string(), "--no-wait"]);
     // The agent is inside the backup (waiting for its pre action's line) when it dies.
-    echoed(&logs, session, "echo: save-all flush");
+    logs.echoed_until(session, "echo: save-all flush");
     agent.kill();
     let id = first["backup_id"].to_string();
     let failed = wait_for("the backup failed by its deadline", T, || {
@@ -425,7 +410,7 @@ fn an_agent_killed_mid_backup_leaves_a_failed_backup_and_no_open_upload() {
         let (code, out, _) = s.cli(&["--json", "backup", "create", &sgc.to_string(), "--no-wait"]);
         (code == 0).then(|| serde_json::from_str::<serde_json::Value>(&out).unwrap())
     });
-    echoed(&logs, session, "echo: save-all flush");
+    logs.echoed_until(session, "echo: save-all flush");
     assert_eq!(
         s.cli(&["session", "input", &session.to_string(), "Saved the game"])
             .0,
@@ -461,7 +446,7 @@ fn a_stop_during_a_backup_wins() {
     let session = s.start_session(sgc);
     s.wait_status(session, "running");
     let backup = s.cli_json(&["backup", "create", &sgc.to_string(), "--no-wait"]);
-    echoed(&logs, session, "echo: save-all flush");
+    logs.echoed_until(session, "echo: save-all flush");
     let asked = std::time::Instant::now();
     assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
     s.wait_status(session, "stopped");

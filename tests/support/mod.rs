@@ -281,6 +281,26 @@ impl Collector {
             .unwrap_or_else(|| panic!("no message arrived: expected {what}"))
     }
 
+    /// Console lines of `session` that the test game echoed back (`echo: …`), in order, up to
+    /// and with `until` (from a [`console_lines`](Self::console_lines) collector).
+    pub fn echoed_until(&self, session: i64, until: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        wait_for(
+            &format!("console line {until:?}"),
+            Duration::from_secs(30),
+            || {
+                while let Some(l) = self.next(Duration::from_millis(200)) {
+                    let text = l.body["message"].as_str().unwrap_or_default().to_string();
+                    if l.body["session_id"] == session && text.starts_with("echo: ") {
+                        seen.push(text);
+                    }
+                }
+                seen.iter().any(|l| l == until).then_some(())
+            },
+        );
+        seen
+    }
+
     /// Everything that arrives within `quiet` of the previous message.
     pub fn drain(&self, quiet: Duration) -> Vec<Received> {
         let mut all = Vec::new();

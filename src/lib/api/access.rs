@@ -23,10 +23,15 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "get_backup"
         | "get_restore"
         | "get_maintenance" => Role::Viewer,
-        "start_session" | "stop_session" | "send_input" | "drain_server" | "create_backup"
-        | "restore_backup" | "pin_backup" | "schedule_maintenance" | "cancel_maintenance" => {
-            Role::Operator
-        }
+        "start_session"
+        | "stop_session"
+        | "send_input"
+        | "drain_server"
+        | "create_backup"
+        | "restore_backup"
+        | "pin_backup"
+        | "schedule_maintenance"
+        | "cancel_maintenance" => Role::Operator,
         // The host running a backup or restore (checked against the backup's server).
         "presign_backup_parts" | "report_backup_progress" | "finish_backup" | "finish_restore" => {
             Role::Host

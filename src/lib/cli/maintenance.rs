@@ -32,7 +32,11 @@ pub struct WhenEmptyArgs {
 }
 
 impl WhenEmptyArgs {
-    fn request(&self, session_id: i64, action: &str) -> Result<pb::ScheduleMaintenanceRequest, Failure> {
+    fn request(
+        &self,
+        session_id: i64,
+        action: &str,
+    ) -> Result<pb::ScheduleMaintenanceRequest, Failure> {
         let usage = |e: String| Failure::new(Exit::InvalidArgument, e);
         let wait = parse_span_seconds(&self.deadline).map_err(usage)?;
         let marks = match (&self.warn, &self.warn_at) {
@@ -96,7 +100,11 @@ pub fn describe(m: &pb::Maintenance) -> String {
     match m.status.as_str() {
         "waiting" => {
             let players = if m.players_known {
-                format!("{} player{}", m.players_seen, if m.players_seen == 1 { "" } else { "s" })
+                format!(
+                    "{} player{}",
+                    m.players_seen,
+                    if m.players_seen == 1 { "" } else { "s" }
+                )
             } else {
                 "the first player count".into()
             };

@@ -63,8 +63,12 @@ impl ApiService {
                 req.action
             )));
         }
-        policy::validate(req.deadline_seconds, &req.warn_command, &req.warn_at_seconds)
-            .map_err(ApiError::InvalidArgument)?;
+        policy::validate(
+            req.deadline_seconds,
+            &req.warn_command,
+            &req.warn_at_seconds,
+        )
+        .map_err(ApiError::InvalidArgument)?;
         let s = self.session(req.session_id)?;
         let status: SessionStatus = s.status.parse().map_err(ApiError::Internal)?;
         if !matches!(status, SessionStatus::Starting | SessionStatus::Running) {

@@ -91,11 +91,7 @@ pub fn warn_line(template: &str, seconds_left: i64) -> String {
 
 /// Checks a request's plan: the wait, the marks (within the wait, at most [`MAX_MARKS`]) and
 /// the warning line (one line, no control characters).
-pub fn validate(
-    wait_seconds: i64,
-    warn_command: &str,
-    warn_at: &[i32],
-) -> Result<(), String> {
+pub fn validate(wait_seconds: i64, warn_command: &str, warn_at: &[i32]) -> Result<(), String> {
     if !(1..=MAX_WAIT_SECONDS).contains(&wait_seconds) {
         return Err(format!(
             "the deadline must be 1 s to {} days away",
