@@ -171,7 +171,7 @@ impl ApiService {
         &self,
         tx: &mut postgres::Transaction,
         due: &Due,
-    ) -> Result<Option<(&'static str, String, Option<i64>)>, ApiError> {
+    ) -> Result<Option<Step>, ApiError> {
         let m = &due.row;
         let ended = due
             .session_status
@@ -255,6 +255,9 @@ impl ApiService {
         }))
     }
 }
+
+/// A maintenance's next status, the reason, and the session started after a restart.
+type Step = (&'static str, String, Option<i64>);
 
 /// Who asked (a token's name), for the record.
 fn caller_name(caller: Option<Caller>) -> String {
