@@ -2199,6 +2199,22 @@ fn an_operator_runs_a_session_from_the_dashboard_in_a_real_browser() {
     );
     browser.screenshot(&screenshot_path("console.png"));
 
+    // The usage charts fill in from the session's history, a point per heartbeat here.
+    wait_for("two points in the memory chart", T, || {
+        let points = browser
+            .run("return document.querySelector('#chart-memory')?.getAttribute('data-points')");
+        let n: usize = points.as_str().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (n >= 2).then_some(())
+    });
+    let line = browser
+        .run("return document.querySelector('#chart-memory polyline').getAttribute('points')");
+    assert!(
+        line.as_str().unwrap().split(' ').count() >= 2,
+        "a line through the points: {line}"
+    );
+    browser.run("document.getElementById('charts').scrollIntoView({block: 'center'}); return 1");
+    browser.screenshot(&screenshot_path("usage.png"));
+
     // Stop it (the page asks for confirmation) and see the state change.
     browser.run("window.confirm = () => true; return true");
     browser.click("#action-stop");

@@ -1112,6 +1112,7 @@ fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() 
     manman::db::sessions::store_samples(
         &mut tx,
         &[(host, sample(300 << 20)), (host, sample(400 << 20))],
+        60,
     )
     .unwrap();
     tx.commit().unwrap();

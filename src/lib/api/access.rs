@@ -22,7 +22,9 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "list_backups"
         | "get_backup"
         | "get_restore"
-        | "get_maintenance" => Role::Viewer,
+        | "get_maintenance"
+        | "get_session_history"
+        | "get_server_history" => Role::Viewer,
         "start_session"
         | "stop_session"
         | "send_input"

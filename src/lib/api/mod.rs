@@ -16,6 +16,7 @@ mod restores;
 mod service;
 mod sessions;
 mod tokens;
+mod usage;
 mod validate;
 
 use std::sync::Arc;

@@ -243,4 +243,6 @@ rpc! {
     schedule_maintenance(pb::ScheduleMaintenanceRequest) -> pb::ScheduleMaintenanceResponse => |s, r, c| s.schedule_maintenance(r, c);
     cancel_maintenance(pb::CancelMaintenanceRequest) -> pb::CancelMaintenanceResponse => |s, r, c| s.cancel_maintenance(r, c);
     get_maintenance(pb::GetMaintenanceRequest) -> pb::GetMaintenanceResponse => |s, r, _c| s.get_maintenance(r);
+    get_session_history(pb::GetSessionHistoryRequest) -> pb::GetSessionHistoryResponse => |s, r, _c| s.get_session_history(r);
+    get_server_history(pb::GetServerHistoryRequest) -> pb::GetServerHistoryResponse => |s, r, _c| s.get_server_history(r);
 }

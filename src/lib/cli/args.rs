@@ -174,6 +174,12 @@ pub enum HostCmd {
         #[arg(long, default_value_t = 330)]
         timeout: u64,
     },
+    /// A host's CPU, memory and players over time, summed over its sessions.
+    History {
+        id: i64,
+        #[command(flatten)]
+        window: super::usage::WindowArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -466,6 +472,12 @@ pub enum SessionCmd {
     },
     /// Cancel a session's pending `--when-empty` restart or stop.
     CancelMaintenance { id: i64 },
+    /// A session's CPU, memory and players over time (one row a minute).
+    History {
+        id: i64,
+        #[command(flatten)]
+        window: super::usage::WindowArgs,
+    },
     /// List sessions, newest first.
     List(SessionListArgs),
     /// Show one session.

@@ -21,3 +21,4 @@ pub mod sessions;
 pub mod spans;
 pub mod status;
 pub mod tokens;
+pub mod usage;

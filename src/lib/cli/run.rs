@@ -126,6 +126,12 @@ pub fn run() -> i32 {
         Command::Session(SessionCmd::CancelMaintenance { id }) => {
             super::maintenance::cancel(&ctx, id)
         }
+        Command::Session(SessionCmd::History { id, window }) => {
+            super::usage::session_history(&ctx, id, &window)
+        }
+        Command::Host(HostCmd::History { id, window }) => {
+            super::usage::host_history(&ctx, id, &window)
+        }
         Command::Session(SessionCmd::List(args)) => {
             sessions::session_list(&ctx, args.into_request())
         }

@@ -107,11 +107,14 @@ impl HandlerRegistry {
     }
 
     /// The processor's handlers for the contract's routing keys.
-    pub fn standard(senders: SenderCheck) -> Self {
+    pub fn standard(senders: SenderCheck, history_bucket_seconds: i32) -> Self {
         let mut registry = HandlerRegistry::default();
         registry.register(
             &["status.host.*", "health.host.*"],
-            HostEventsHandler { senders },
+            HostEventsHandler {
+                senders,
+                history_bucket_seconds,
+            },
         );
         registry.register(&["status.session.*"], SessionStatusHandler { senders });
         registry
@@ -170,6 +173,8 @@ fn parse_all<T: DeserializeOwned>(
 /// refresh `last_seen`, bring an offline host back online). Announces status changes only.
 pub struct HostEventsHandler {
     pub senders: SenderCheck,
+    /// One history point per session per this many seconds (`SAMPLE_HISTORY_RESOLUTION_SECONDS`).
+    pub history_bucket_seconds: i32,
 }
 
 impl EventHandler for HostEventsHandler {
@@ -254,7 +259,7 @@ impl EventHandler for HostEventsHandler {
             t.status = hosts[&t.server_id].status;
         }
         servers::apply_statuses(tx, &touched)?;
-        sessions::store_samples(tx, &samples)?;
+        sessions::store_samples(tx, &samples, self.history_bucket_seconds)?;
         Ok(results
             .into_iter()
             .map(|r| r.expect("every event decided"))
@@ -426,7 +431,7 @@ mod tests {
 
     #[test]
     fn registry_routes_by_pattern() {
-        let registry = HandlerRegistry::standard(SenderCheck::default());
+        let registry = HandlerRegistry::standard(SenderCheck::default(), 60);
         let host = registry.route("status.host.1").unwrap();
         assert_eq!(
             registry.route("health.host.1"),

@@ -41,6 +41,10 @@ pub struct ProcessorConfig {
     /// a session's events are then accepted only when signed (AMQP `user_id`, checked by the
     /// broker) by the user of the host they concern, `manman-host-{server_id}`.
     pub require_host_users: bool,
+    /// Usage history: one point per session per `history_resolution`
+    /// (`SAMPLE_HISTORY_RESOLUTION_SECONDS`, 60), kept `history_keep` (`SAMPLE_HISTORY_DAYS`, 7).
+    pub history_resolution: Duration,
+    pub history_keep: Duration,
 }
 
 impl ProcessorConfig {
@@ -61,6 +65,9 @@ impl ProcessorConfig {
             max_batch: 200,
             pool: PoolSettings::default(),
             require_host_users: false,
+            // A point per heartbeat: tests see a series in seconds, not minutes.
+            history_resolution: Duration::from_secs(1),
+            history_keep: Duration::from_secs(7 * 86_400),
         }
     }
 
@@ -77,6 +84,11 @@ impl ProcessorConfig {
             max_batch: env.parse("PROCESSOR_MAX_BATCH", 200)?,
             pool: PoolSettings::default(),
             require_host_users: env.flag("REQUIRE_HOST_BROKER_USERS", false)?,
+            history_resolution: env.seconds("SAMPLE_HISTORY_RESOLUTION_SECONDS", 60)?,
+            history_keep: match env.parse::<u64>("SAMPLE_HISTORY_DAYS", 7)? {
+                days @ 1..=3650 => Duration::from_secs(86_400 * days),
+                _ => return Err(ConfigError::new("SAMPLE_HISTORY_DAYS", "must be 1 to 3650")),
+            },
         })
     }
 }
@@ -133,6 +145,7 @@ pub fn start(
         handlers::SenderCheck {
             require_host_users: config.require_host_users,
         },
+        i32::try_from(config.history_resolution.as_secs()).unwrap_or(i32::MAX),
     );
     spawn_consumer(
         supervisor,
@@ -156,6 +169,7 @@ pub fn start(
         threshold: config.stale_threshold,
         interval: config.stale_interval,
         host_lost_after: config.host_lost_after,
+        history_keep: config.history_keep,
         started: std::time::Instant::now(),
         relay_wakeup: wake_tx,
         metrics: metrics.clone(),

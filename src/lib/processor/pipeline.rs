@@ -67,9 +67,10 @@ impl EventPipeline {
         metrics: Arc<ProcessorMetrics>,
         relay_wakeup: Sender<()>,
         senders: SenderCheck,
+        history_bucket_seconds: i32,
     ) -> Self {
         EventPipeline {
-            registry: HandlerRegistry::standard(senders),
+            registry: HandlerRegistry::standard(senders, history_bucket_seconds),
             pool,
             conn: None,
             metrics,

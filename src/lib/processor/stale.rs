@@ -24,6 +24,8 @@ pub struct StaleHostChecker {
     pub threshold: Duration,
     pub interval: Duration,
     pub host_lost_after: Duration,
+    /// Usage history older than this is pruned at each pass.
+    pub history_keep: Duration,
     /// When the checker began: hosts get a full threshold after it to be heard from.
     pub started: Instant,
     pub relay_wakeup: Sender<()>,
@@ -65,6 +67,11 @@ impl StaleHostChecker {
         }
         if let Err(e) = inbox::prune(&mut *client, INBOX_RETENTION.as_secs_f64()) {
             log::warn!("cannot prune processed message ids: {e}");
+        }
+        match sessions::prune_history(&mut *client, self.history_keep) {
+            Ok(0) => {}
+            Ok(n) => log::debug!("{n} history point(s) past SAMPLE_HISTORY_DAYS pruned"),
+            Err(e) => log::warn!("cannot prune usage history: {e}"),
         }
         Ok(stale)
     }

@@ -15,6 +15,7 @@ mod logins;
 mod routes;
 mod sessions;
 mod transport;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use tiny_http::{Method, Request, Response};
 use super::auth::{csrf_checked, me, same_origin_json};
 use super::logins::{cookie_value, Login, Logins, COOKIE};
 use super::transport::{last_event_id, respond, Answer, Call, Failure, Reply};
-use super::{archive, assets, backups, catalog, console, hosts, sessions, WebConfig};
+use super::{archive, assets, backups, catalog, console, hosts, sessions, usage, WebConfig};
 use crate::http::{self, header, query_params, JsonResponse};
 use crate::proto::v1 as pb;
 use crate::slots::Slots;
@@ -186,6 +186,8 @@ fn route(method: &Method, path: &[&str]) -> Option<Handler> {
         (Method::Post, ["sessions", _, "stop" | "kill"]) => sessions::stop,
         (Method::Post, ["sessions", _, "input"]) => sessions::input,
         (Method::Get, ["sessions", _, "archive"]) => archive::archive,
+        (Method::Get, ["sessions", _, "history"]) => usage::session,
+        (Method::Get, ["hosts", _, "history"]) => usage::host,
         (Method::Post, ["deployments", _, "start"]) => sessions::start,
         (Method::Get, ["deployments", _, "backups"]) => backups::list,
         (Method::Post, ["deployments", _, "backups"]) => backups::create,
@@ -215,6 +217,8 @@ mod tests {
             (Method::Post, "sessions/1/kill"),
             (Method::Post, "sessions/1/input"),
             (Method::Get, "sessions/1/archive"),
+            (Method::Get, "sessions/1/history"),
+            (Method::Get, "hosts/1/history"),
             (Method::Post, "deployments/1/start"),
             (Method::Get, "deployments/1/backups"),
             (Method::Post, "deployments/1/backups"),

@@ -167,11 +167,7 @@ impl ApiService {
 
     /// What one active maintenance does now: `None` to wait, or its next status, the reason
     /// and the session started after a restart.
-    fn tend(
-        &self,
-        tx: &mut postgres::Transaction,
-        due: &Due,
-    ) -> Result<Option<Step>, ApiError> {
+    fn tend(&self, tx: &mut postgres::Transaction, due: &Due) -> Result<Option<Step>, ApiError> {
         let m = &due.row;
         let ended = due
             .session_status

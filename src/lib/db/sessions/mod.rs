@@ -8,7 +8,9 @@ mod transitions;
 mod views;
 
 pub use lost::{end_lost, end_sessions_of_lost_hosts, LostScope};
-pub use samples::{store_samples, StoredSample};
+pub use samples::{
+    prune_history, server_history, session_history, store_samples, HistoryPoint, StoredSample,
+};
 pub use start::{create_pending, live_of_deployment, StartConflict};
 pub use transitions::{
     apply_changes, lock_many, AppliedChange, LockedSession, Restart, SessionChange,

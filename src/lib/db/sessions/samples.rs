@@ -1,4 +1,5 @@
-//! The latest resource sample of each session, from its host's heartbeats.
+//! The latest resource sample of each session, from its host's heartbeats, and the history
+//! kept beside it: one point per session per bucket (a minute), pruned after some days.
 
 use std::collections::HashMap;
 
@@ -23,10 +24,12 @@ pub struct StoredSample {
 }
 
 /// Replaces the latest sample of each session, for sessions of the reporting host only (a
-/// host cannot write another host's numbers; unknown sessions are skipped).
+/// host cannot write another host's numbers; unknown sessions are skipped), and adds it to the
+/// session's history if its bucket (`bucket_seconds` wide) has no point yet: one statement.
 pub fn store_samples(
     c: &mut crate::db::Tx<'_>,
     samples: &[(i64, crate::wire::SessionSample)],
+    bucket_seconds: i32,
 ) -> Result<(), postgres::Error> {
     if samples.is_empty() {
         return Ok(());
@@ -84,7 +87,8 @@ pub fn store_samples(
         })
         .collect();
     c.execute(
-        "INSERT INTO session_samples
+        "WITH latest AS (
+         INSERT INTO session_samples
               (session_id, sampled_at, cpu_percent, rss_bytes, threads, open_files, processes,
                memory_peak_bytes, io_read_bytes, disk_bytes, players_online, players_max,
               player_names)
@@ -104,11 +108,92 @@ pub fn store_samples(
               memory_peak_bytes = excluded.memory_peak_bytes,
               io_read_bytes = excluded.io_read_bytes, disk_bytes = excluded.disk_bytes,
               players_online = excluded.players_online, players_max = excluded.players_max,
-              player_names = excluded.player_names",
+              player_names = excluded.player_names
+         RETURNING session_id, sampled_at, cpu_percent, rss_bytes, players_online)
+         INSERT INTO session_history (session_id, bucket, cpu_percent, rss_bytes, players_online)
+         SELECT session_id,
+                to_timestamp(floor(extract(epoch FROM sampled_at)::float8 / $14::float8) * $14::float8),
+                cpu_percent, rss_bytes, players_online
+           FROM latest
+         ON CONFLICT (session_id, bucket) DO NOTHING",
         &[
             &hosts, &ids, &cpu, &rss, &threads, &files, &processes, &peak, &io_read, &disk,
-            &online, &max, &names,
+            &online, &max, &names, &f64::from(bucket_seconds.max(1)),
         ],
     )?;
     Ok(())
+}
+
+/// One point of a session's (or a host's, summed over its sessions) history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPoint {
+    pub at: DateTime<Utc>,
+    pub cpu_percent: f64,
+    pub rss_bytes: i64,
+    /// None: unknown (for a host: no session of it had a count).
+    pub players_online: Option<i64>,
+}
+
+fn point(r: &postgres::Row) -> HistoryPoint {
+    HistoryPoint {
+        at: r.get(0),
+        cpu_percent: r.get(1),
+        rss_bytes: r.get(2),
+        players_online: r.get(3),
+    }
+}
+
+/// A session's points in `[since, until)`, oldest first, at most `limit`.
+pub fn session_history(
+    c: &mut impl postgres::GenericClient,
+    session_id: i64,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<HistoryPoint>, postgres::Error> {
+    Ok(c.query(
+        "SELECT bucket, cpu_percent::float8, rss_bytes, players_online::bigint
+           FROM session_history
+          WHERE session_id = $1 AND bucket >= $2 AND bucket < $3
+          ORDER BY bucket LIMIT $4",
+        &[&session_id, &since, &until, &limit],
+    )?
+    .iter()
+    .map(point)
+    .collect())
+}
+
+/// A host's points: each bucket summed over the host's sessions.
+pub fn server_history(
+    c: &mut impl postgres::GenericClient,
+    server_id: i64,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<HistoryPoint>, postgres::Error> {
+    Ok(c.query(
+        "SELECT h.bucket, sum(h.cpu_percent)::float8, sum(h.rss_bytes)::bigint,
+                sum(h.players_online)::bigint
+           FROM session_history h
+           JOIN sessions s ON s.session_id = h.session_id
+           JOIN server_game_configs g ON g.sgc_id = s.sgc_id
+          WHERE g.server_id = $1 AND h.bucket >= $2 AND h.bucket < $3
+          GROUP BY h.bucket ORDER BY h.bucket LIMIT $4",
+        &[&server_id, &since, &until, &limit],
+    )?
+    .iter()
+    .map(point)
+    .collect())
+}
+
+/// Deletes the points older than `keep`; how many.
+pub fn prune_history(
+    c: &mut impl postgres::GenericClient,
+    keep: std::time::Duration,
+) -> Result<u64, postgres::Error> {
+    let keep_seconds = keep.as_secs_f64();
+    c.execute(
+        "DELETE FROM session_history WHERE bucket < now() - make_interval(secs => $1)",
+        &[&keep_seconds],
+    )
 }

@@ -105,8 +105,10 @@ async function overview() {
 }
 
 async function hostPage(id) {
+  const usage = usageCharts(`/api/hosts/${id}/history`);
   const draw = async () => {
     const h = await api("GET", `/api/hosts/${id}`);
+    await usage.draw().catch(() => {});
     view(
       el("h1", {}, `Host ${h.host.name}`),
       el("p", {}, status(h.host.status), ` · last heartbeat ${when(h.host.last_seen)}`),
@@ -114,6 +116,7 @@ async function hostPage(id) {
         `memory ${(h.host.memory.available_bytes / 1073741824).toFixed(1)} GiB available of ` +
         `${(h.host.memory.total_bytes / 1073741824).toFixed(1)} GiB · ports for new deployments ` +
         `${h.host.port_range[0]}-${h.host.port_range[1]}`) : null,
+      el("h2", {}, "Usage (all sessions)"), usage.node,
       el("h2", {}, "Sessions"),
       table(["Session", "Status", "Game/config", "Started", "Ended", "Exit"], h.sessions.map((s) =>
         [link(`#/sessions/${s.session_id}`, `#${s.session_id}`), status(s.status), `${s.game}/${s.config}`,
@@ -221,10 +224,12 @@ async function sessionPage(id) {
     catch (e) { result.textContent = `backup failed: ${e.message}`; }
   } }, "Back up now");
 
+  const usage = usageCharts(`/api/sessions/${id}/history`);
   view(
     el("h1", {}, `Session #${id} `, state), details,
     el("div", { class: "actions" }, act("Start again", "start"), act("Stop", "stop"), act("Kill", "kill", true)),
     result,
+    el("h2", {}, "Usage"), usage.node,
     el("h2", {}, "Console"),
     el("div", { class: "console-bar" }, el("span", { id: "console-state" }, "connecting…"), paused),
     out, form,
@@ -232,7 +237,8 @@ async function sessionPage(id) {
     el("h2", {}, "Backups"), el("div", { class: "actions" }, backupNow), backups);
   await draw();
   await drawBackups().catch((e) => { backups.textContent = `backups: ${e.message}`; });
-  refresh = setInterval(() => { draw().then(drawBackups).catch(() => {}); }, 3000);
+  await usage.draw().catch(() => {});
+  refresh = setInterval(() => { draw().then(drawBackups).then(usage.draw).catch(() => {}); }, 3000);
 
   // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
   consoleSource = new EventSource(`/api/sessions/${id}/console`);
@@ -249,6 +255,49 @@ async function sessionPage(id) {
     draw().catch(() => {});
   });
   consoleSource.onerror = () => { $("console-state").textContent = "reconnecting…"; };
+}
+
+// Usage charts (CPU, memory, players) of the last hour or day from `path`, as inline SVG built
+// node by node: a line per measure, its latest value and its peak in the title.
+function usageCharts(path) {
+  const box = el("div", { class: "charts", id: "charts" });
+  let span = "hour";
+  const svgEl = (tag, attrs) => {
+    const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    return e;
+  };
+  const chart = (id, label, points, value, unit) => {
+    const W = 240, H = 60;
+    const known = points.filter((p) => value(p) !== null && value(p) !== undefined);
+    const svg = svgEl("svg", { id: `chart-${id}`, viewBox: `0 0 ${W} ${H}`, width: W, height: H,
+      role: "img", "aria-label": label, "data-points": known.length });
+    svg.append(svgEl("rect", { x: 0, y: 0, width: W, height: H, class: "chart-bg" }));
+    if (known.length > 0) {
+      const t0 = known[0].at_ms, t1 = Math.max(known[known.length - 1].at_ms, t0 + 1);
+      const peak = Math.max(...known.map(value), 1e-9);
+      const xy = known.map((p) => `${((p.at_ms - t0) / (t1 - t0) * (W - 4) + 2).toFixed(1)},` +
+        `${(H - 2 - value(p) / peak * (H - 8)).toFixed(1)}`);
+      svg.append(svgEl("polyline", { points: xy.join(" "), class: "chart-line", fill: "none" }));
+    }
+    const last = known.length ? value(known[known.length - 1]) : null;
+    const peak = known.length ? Math.max(...known.map(value)) : null;
+    const fmt = (v) => v === null ? "-" : `${Number.isInteger(v) ? v : v.toFixed(1)}${unit}`;
+    return el("figure", { class: "chart" }, svg,
+      el("figcaption", {}, `${label}: ${fmt(last)} (peak ${fmt(peak)})`));
+  };
+  const draw = async () => {
+    const h = await api("GET", `${path}?window=${span}`);
+    const mib = (p) => p.rss_bytes / 1048576;
+    box.replaceChildren(
+      chart("cpu", "CPU", h.items, (p) => p.cpu_percent, "%"),
+      chart("memory", "Memory", h.items, mib, " MiB"),
+      chart("players", "Players", h.items, (p) => p.players_online, ""));
+  };
+  const pick = (w) => el("button", { type: "button", id: `chart-window-${w}`, onclick: () => {
+    span = w; draw().catch((e) => { box.textContent = `history: ${e.message}`; });
+  } }, w === "hour" ? "Last hour" : "Last day");
+  return { node: el("div", {}, el("div", { class: "actions" }, pick("hour"), pick("day")), box), draw };
 }
 
 // "3/20", or "unknown" when the server was not (or could not be) asked: never 0 for that.
