@@ -68,9 +68,9 @@ pub fn write_archive<W: Write>(
     // One worker: compression runs beside this thread's reading and hashing (the output is
     // the same zstd format; `tar --zstd` and every zstd reader take it).
     encoder.multithread(1).map_err(BackupError::Write)?;
-    // Jobs of 4 MiB (half the default at this level) keep the worker's buffers small.
+    // Jobs of 2 MiB (a quarter of the default at this level) keep the worker's buffers small.
     encoder
-        .set_parameter(zstd::stream::raw::CParameter::JobSize(4 << 20))
+        .set_parameter(zstd::stream::raw::CParameter::JobSize(2 << 20))
         .map_err(BackupError::Write)?;
     let mut tar = tar::Builder::new(encoder);
     tar.follow_symlinks(false);

@@ -30,7 +30,7 @@ use crate::wire::backup::{ConsoleAction, CreateBackup, RestoreBackup};
 /// Parts waiting for an uploader: memory holds this + UPLOADERS + 2 parts (one being written,
 /// one being sent by each uploader, one handed back), 40 MiB with the default 8 MiB parts, for
 /// any archive up to 8 GiB.
-const QUEUED_PARTS: usize = 1;
+const QUEUED_PARTS: usize = 0;
 /// Parts sent side by side: one request's latency (S3 answers each part only once it has it
 /// all) no longer idles the link between parts.
 const UPLOADERS: usize = 2;
