@@ -27,9 +27,9 @@ use crate::proto::v1 as pb;
 use crate::retry::Backoff;
 use crate::wire::backup::{ConsoleAction, CreateBackup, RestoreBackup};
 
-/// Parts waiting for an uploader: memory holds this + UPLOADERS + 2 parts (one being written,
-/// one being sent by each uploader, one handed back), 40 MiB with the default 8 MiB parts, for
-/// any archive up to 8 GiB.
+/// Parts waiting for an uploader: none (the writer hands its full part to a free uploader), so
+/// memory holds UPLOADERS + 2 parts (one being written, one being sent by each uploader, one
+/// handed back), 32 MiB with the default 8 MiB parts, for any archive up to 8 GiB.
 const QUEUED_PARTS: usize = 0;
 /// Parts sent side by side: one request's latency (S3 answers each part only once it has it
 /// all) no longer idles the link between parts.
