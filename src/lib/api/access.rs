@@ -24,7 +24,9 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "get_restore"
         | "get_maintenance"
         | "get_session_history"
-        | "get_server_history" => Role::Viewer,
+        | "get_server_history"
+        | "list_schedules"
+        | "get_schedule" => Role::Viewer,
         "start_session"
         | "stop_session"
         | "send_input"
@@ -33,6 +35,10 @@ pub fn needed_role(rpc: &str) -> Option<Role> {
         | "restore_backup"
         | "pin_backup"
         | "schedule_maintenance"
+        | "create_schedule"
+        | "pause_schedule"
+        | "delete_schedule"
+        | "run_schedule_now"
         | "cancel_maintenance" => Role::Operator,
         // The host running a backup or restore (checked against the backup's server).
         "presign_backup_parts" | "report_backup_progress" | "finish_backup" | "finish_restore" => {

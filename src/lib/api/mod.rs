@@ -13,6 +13,7 @@ mod hosts;
 pub mod maintenance;
 mod metrics;
 mod restores;
+pub mod schedules;
 mod service;
 mod sessions;
 mod tokens;
@@ -56,9 +57,12 @@ pub struct ApiConfig {
     /// without `S3_BUCKET`.
     pub archive: Option<S3Config>,
     pub backups: BackupSettings,
-    /// How often each replica tends maintenance waiting for the players
+    /// How often each replica tends maintenance waiting for the players and schedules
     /// (`MAINTENANCE_TICK_SECONDS`, default 5).
     pub maintenance_tick: Duration,
+    /// A schedule's firing later than this (no API was running) is skipped, not run
+    /// (`SCHEDULE_GRACE_SECONDS`, default 300).
+    pub schedule_grace: Duration,
 }
 
 impl ApiConfig {
@@ -85,6 +89,7 @@ impl ApiConfig {
             },
             backups: BackupSettings::from_env(env)?,
             maintenance_tick: env.seconds("MAINTENANCE_TICK_SECONDS", 5)?,
+            schedule_grace: env.seconds("SCHEDULE_GRACE_SECONDS", 300)?,
         })
     }
 
@@ -103,6 +108,7 @@ impl ApiConfig {
             archive: None,
             backups: BackupSettings::default(),
             maintenance_tick: Duration::from_secs(1),
+            schedule_grace: Duration::from_secs(300),
         }
     }
 }
@@ -157,6 +163,14 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
         };
         supervisor
             .spawn("maintenance", move |shutdown| tender.run(&shutdown))
+            .map_err(|e| e.to_string())?;
+        let runner = schedules::ScheduleRunner {
+            service: service.clone(),
+            every: config.maintenance_tick,
+            grace: config.schedule_grace,
+        };
+        supervisor
+            .spawn("schedules", move |shutdown| runner.run(&shutdown))
             .map_err(|e| e.to_string())?;
     }
     let health = {

@@ -245,4 +245,10 @@ rpc! {
     get_maintenance(pb::GetMaintenanceRequest) -> pb::GetMaintenanceResponse => |s, r, _c| s.get_maintenance(r);
     get_session_history(pb::GetSessionHistoryRequest) -> pb::GetSessionHistoryResponse => |s, r, _c| s.get_session_history(r);
     get_server_history(pb::GetServerHistoryRequest) -> pb::GetServerHistoryResponse => |s, r, _c| s.get_server_history(r);
+    create_schedule(pb::CreateScheduleRequest) -> pb::CreateScheduleResponse => |s, r, c| s.create_schedule(r, c);
+    list_schedules(pb::ListSchedulesRequest) -> pb::ListSchedulesResponse => |s, r, _c| s.list_schedules(r);
+    get_schedule(pb::GetScheduleRequest) -> pb::GetScheduleResponse => |s, r, _c| s.get_schedule(r);
+    pause_schedule(pb::PauseScheduleRequest) -> pb::PauseScheduleResponse => |s, r, _c| s.pause_schedule(r);
+    delete_schedule(pb::DeleteScheduleRequest) -> pb::DeleteScheduleResponse => |s, r, _c| s.delete_schedule(r);
+    run_schedule_now(pb::RunScheduleNowRequest) -> pb::RunScheduleNowResponse => |s, r, _c| s.run_schedule_now(r);
 }

@@ -122,6 +122,9 @@ pub enum Command {
     /// Backups of deployments' files to S3, and restores.
     #[command(subcommand)]
     Backup(super::backups::BackupCmd),
+    /// A deployment's chores on a cron expression: restarts, backups, console commands.
+    #[command(subcommand)]
+    Schedule(super::schedules::ScheduleCmd),
     /// Hosts and live sessions at a glance.
     Status,
 }

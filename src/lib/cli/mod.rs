@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod output;
 pub mod players;
 pub mod run;
+pub mod schedules;
 pub mod sessions;
 pub mod spans;
 pub mod status;

@@ -164,6 +164,7 @@ pub fn run() -> i32 {
             },
         ),
         Command::Backup(cmd) => super::backups::run(&ctx, cmd),
+        Command::Schedule(cmd) => super::schedules::run(&ctx, cmd),
         Command::Status => status::status(&ctx),
     };
     let code = match result {

@@ -204,3 +204,14 @@ pub fn advance(
     )?;
     Ok(())
 }
+
+pub fn get(
+    c: &mut impl GenericClient,
+    maintenance_id: i64,
+) -> Result<Option<MaintenanceRow>, postgres::Error> {
+    Ok(c.query_opt(
+        &format!("SELECT {COLUMNS} FROM maintenance m WHERE maintenance_id = $1"),
+        &[&maintenance_id],
+    )?
+    .map(|r| maintenance(&r)))
+}

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_backup_snapshots.sql"),
     migration!(14, "0014_maintenance.sql"),
     migration!(15, "0015_session_history.sql"),
+    migration!(16, "0016_schedules.sql"),
 ];
 
 const LOCK_KEY: i64 = 0x6d616e6d616e; // "manman"

@@ -9,6 +9,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod outbox;
 pub mod placement;
+pub mod schedules;
 pub mod servers;
 pub mod sessions;
 pub mod statements;

@@ -51,6 +51,18 @@ pub struct BackupEnded {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// `manman.schedule.failed`: a schedule's run ended on a failed step (or could not start),
+/// announced by the API in the transaction that records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleFailed {
+    pub schedule_id: i64,
+    pub run_id: i64,
+    pub sgc_id: i64,
+    pub name: String,
+    pub reason: String,
+    pub scheduled_for: DateTime<Utc>,
+}
+
 /// The fields only the processor sets, removed from a host's report before it is announced.
 pub const PROCESSOR_FIELDS: [&str; 2] = ["name", "previous_status"];
 

@@ -8,6 +8,7 @@ pub mod log_batch;
 pub mod messages;
 pub mod ports;
 pub mod routing;
+pub mod schedule;
 pub mod session_status;
 
 pub use game_process::{GameProcess, RestartPolicy};

@@ -256,7 +256,7 @@ impl ApiService {
 type Step = (&'static str, String, Option<i64>);
 
 /// Who asked (a token's name), for the record.
-fn caller_name(caller: Option<Caller>) -> String {
+pub(super) fn caller_name(caller: Option<Caller>) -> String {
     caller.map(|c| c.name).unwrap_or_else(|| "?".into())
 }
 

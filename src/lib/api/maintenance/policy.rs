@@ -36,7 +36,7 @@ impl Trigger {
             Trigger::Deadline(Some(n)) => {
                 format!("the deadline passed with {n} player{}", plural(n))
             }
-            Trigger::Deadline(None) => "the deadline passed (player count unknown)".into(),
+            Trigger::Deadline(None) => "the deadline came (player count unknown)".into(),
         }
     }
 }
