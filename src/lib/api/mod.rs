@@ -166,7 +166,7 @@ pub fn start(config: ApiConfig, supervisor: &mut Supervisor) -> Result<RunningAp
             .map_err(|e| e.to_string())?;
         let runner = schedules::ScheduleRunner {
             service: service.clone(),
-            every: config.maintenance_tick,
+            every: schedules::SCHEDULE_TICK,
             grace: config.schedule_grace,
         };
         supervisor

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,8 @@ impl When {
     /// The first time strictly after `after` it fires, in real time: a time the spring-forward
     /// gap skips fires once just after it, a time the fall-back overlap repeats fires once.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.zone);
+        // Whole seconds: croner keeps the fraction it is given, and a firing is on the minute.
+        let local = after.trunc_subsecs(0).with_timezone(&self.zone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()
@@ -202,6 +203,12 @@ mod tests {
     #[test]
     fn utc_is_the_default_and_bad_expressions_are_named() {
         let when = When::parse("0 4 * * *", "UTC").unwrap();
+        let late = utc(2026, 12, 5, 4, 0) + chrono::TimeDelta::milliseconds(1_250);
+        assert_eq!(
+            when.next_after(late),
+            Some(utc(2026, 12, 6, 4, 0)),
+            "on the minute"
+        );
         assert_eq!(
             when.next_after(utc(2026, 12, 5, 4, 0)),
             Some(utc(2026, 12, 6, 4, 0))

@@ -16,7 +16,7 @@ use crate::db::schedules::{self, NewSchedule, RunRow, ScheduleRow};
 use crate::proto::v1 as pb;
 use crate::wire::schedule::{kind, validate_steps, Step, StepAction, When};
 
-pub use runner::ScheduleRunner;
+pub use runner::{ScheduleRunner, SCHEDULE_TICK};
 
 /// Runs `GetSchedule` shows.
 const SHOWN_RUNS: i64 = 20;
