@@ -2215,6 +2215,25 @@ fn an_operator_runs_a_session_from_the_dashboard_in_a_real_browser() {
     browser.run("document.getElementById('charts').scrollIntoView({block: 'center'}); return 1");
     browser.screenshot(&screenshot_path("usage.png"));
 
+    // A schedule from the page, run now: its command reaches the game, its run is shown.
+    browser.type_into("#schedule-cron", "0 4 * * *");
+    browser.type_into("#schedule-timezone", "Europe/Berlin");
+    browser.run("document.getElementById('schedule-action').value = 'command'; return 1");
+    browser.type_into("#schedule-command", "say scheduled");
+    browser.click("#schedule-create");
+    browser.wait_text("#schedules", "the new schedule listed", |t| {
+        t.contains("0 4 * * * Europe/Berlin")
+    });
+    browser.click("#schedules button[id$='-run']");
+    browser.wait_text("#console", "the scheduled command at the game", |t| {
+        t.contains("echo: say scheduled")
+    });
+    browser.wait_text("#schedules", "the run shown completed", |t| {
+        t.contains("completed")
+    });
+    browser.run("document.getElementById('schedules').scrollIntoView({block: 'center'}); return 1");
+    browser.screenshot(&screenshot_path("schedules.png"));
+
     // Stop it (the page asks for confirmation) and see the state change.
     browser.run("window.confirm = () => true; return true");
     browser.click("#action-stop");

@@ -8,7 +8,7 @@ use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print, printable, table, when};
 use super::spans::parse_span_seconds;
 use crate::proto::v1 as pb;
-use crate::views::json_time;
+use crate::views::{run_json, schedule_json};
 
 #[derive(Subcommand)]
 pub enum ScheduleCmd {
@@ -93,29 +93,6 @@ fn step(text: &str) -> Result<pb::ScheduleStep, Failure> {
         }
     }
     Ok(s)
-}
-
-fn schedule_json(s: &pb::Schedule) -> Value {
-    json!({
-        "schedule_id": s.schedule_id, "sgc_id": s.sgc_id, "name": s.name, "cron": s.cron,
-        "timezone": s.timezone, "only_when_running": s.only_when_running, "paused": s.paused,
-        "next_run_at": json_time(s.next_run_at_ms), "created_by": s.created_by,
-        "created_at": json_time(s.created_at_ms),
-        "steps": s.steps.iter().map(|st| json!({"action": st.action,
-            "command": if st.command.is_empty() { Value::Null } else { json!(st.command) },
-            "seconds": if st.seconds > 0 { json!(st.seconds) } else { Value::Null },
-            "continue_on_failure": st.continue_on_failure})).collect::<Vec<_>>(),
-    })
-}
-
-fn run_json(r: &pb::ScheduleRun) -> Value {
-    json!({
-        "run_id": r.run_id, "schedule_id": r.schedule_id,
-        "scheduled_for": json_time(r.scheduled_for_ms), "status": r.status,
-        "results": serde_json::from_str::<Value>(&r.results_json).unwrap_or(Value::Null),
-        "reason": if r.reason.is_empty() { Value::Null } else { json!(r.reason) },
-        "started_at": json_time(r.started_at_ms), "ended_at": json_time(r.ended_at_ms),
-    })
 }
 
 fn steps_text(s: &pb::Schedule) -> String {

@@ -13,6 +13,7 @@ mod forms;
 mod hosts;
 mod logins;
 mod routes;
+mod schedules;
 mod sessions;
 mod transport;
 mod usage;

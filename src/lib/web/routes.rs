@@ -12,7 +12,9 @@ use tiny_http::{Method, Request, Response};
 use super::auth::{csrf_checked, me, same_origin_json};
 use super::logins::{cookie_value, Login, Logins, COOKIE};
 use super::transport::{last_event_id, respond, Answer, Call, Failure, Reply};
-use super::{archive, assets, backups, catalog, console, hosts, sessions, usage, WebConfig};
+use super::{
+    archive, assets, backups, catalog, console, hosts, schedules, sessions, usage, WebConfig,
+};
 use crate::http::{self, header, query_params, JsonResponse};
 use crate::proto::v1 as pb;
 use crate::slots::Slots;
@@ -192,6 +194,10 @@ fn route(method: &Method, path: &[&str]) -> Option<Handler> {
         (Method::Get, ["deployments", _, "backups"]) => backups::list,
         (Method::Post, ["deployments", _, "backups"]) => backups::create,
         (Method::Post, ["backups", _, "restore"]) => backups::restore,
+        (Method::Get, ["deployments", _, "schedules"]) => schedules::list,
+        (Method::Post, ["deployments", _, "schedules"]) => schedules::create,
+        (Method::Post, ["schedules", _, "run"]) => schedules::run_now,
+        (Method::Post, ["schedules", _, "pause" | "resume"]) => schedules::pause,
         (Method::Get, ["games"]) => catalog::games,
         (Method::Post, ["games"]) => catalog::create_game,
         (Method::Get, ["configs"]) => catalog::configs,
@@ -223,6 +229,11 @@ mod tests {
             (Method::Get, "deployments/1/backups"),
             (Method::Post, "deployments/1/backups"),
             (Method::Post, "backups/1/restore"),
+            (Method::Get, "deployments/1/schedules"),
+            (Method::Post, "deployments/1/schedules"),
+            (Method::Post, "schedules/1/run"),
+            (Method::Post, "schedules/1/pause"),
+            (Method::Post, "schedules/1/resume"),
             (Method::Get, "games"),
             (Method::Post, "games"),
             (Method::Get, "configs"),

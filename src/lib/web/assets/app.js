@@ -224,6 +224,46 @@ async function sessionPage(id) {
     catch (e) { result.textContent = `backup failed: ${e.message}`; }
   } }, "Back up now");
 
+  // Schedules of this session's deployment: their newest run, Run now, Pause/Resume, and a
+  // form for a one-step schedule (multi-step ones come from `manman schedule create --step`).
+  const schedulesBox = el("div", { id: "schedules" });
+  const drawSchedules = async () => {
+    if (sgc === null) return;
+    const list = await api("GET", `/api/deployments/${sgc}/schedules`);
+    const steps = (s) => s.steps.map((st) => st.action === "command" ? `command "${st.command}"`
+      : st.action === "wait" ? `wait ${st.seconds} s` : st.action).join(" → ");
+    const lastRun = (s) => !s.last_run ? "-" : el("span", {}, status(s.last_run.status),
+      ` ${when(s.last_run.scheduled_for)}`, s.last_run.reason ? ` · ${s.last_run.reason}` : "");
+    const button = (label, path, cls) => el("button", { type: "button", class: cls || "plain",
+      id: path.replaceAll("/", "-").slice(1), onclick: async () => {
+        try { await api("POST", `/api${path}`, {}); await drawSchedules(); }
+        catch (e) { result.textContent = `${label} failed: ${e.message}`; }
+      } }, label);
+    schedulesBox.replaceChildren(list.items.length === 0 ? el("p", { class: "hint" }, "no schedules") :
+      table(["Schedule", "Cron", "Next", "Steps", "Last run", ""], list.items.map((s) => [
+        `#${s.schedule_id} ${s.name}`, `${s.cron} ${s.timezone}`, s.paused ? "paused" : when(s.next_run_at),
+        steps(s), lastRun(s),
+        el("span", {}, button("Run now", `/schedules/${s.schedule_id}/run`),
+          s.paused ? button("Resume", `/schedules/${s.schedule_id}/resume`)
+            : button("Pause", `/schedules/${s.schedule_id}/pause`))])));
+  };
+  const cron = el("input", { id: "schedule-cron", placeholder: "0 4 * * *", required: "" });
+  const zone = el("input", { id: "schedule-timezone", placeholder: "UTC" });
+  const action = el("select", { id: "schedule-action" },
+    ...["restart", "backup", "command", "stop", "start"].map((a) => el("option", { value: a }, a)));
+  const command = el("input", { id: "schedule-command", placeholder: "for command: say hello" });
+  const scheduleForm = el("form", { id: "schedule-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const s = await api("POST", `/api/deployments/${sgc}/schedules`,
+        { cron: cron.value, timezone: zone.value, action: action.value, command: command.value });
+      result.textContent = `schedule ${s.schedule_id} created: next ${when(s.next_run_at)}`;
+      await drawSchedules();
+    } catch (e) { result.textContent = `schedule: ${e.message}`; }
+  } }, el("label", {}, "Cron", cron), el("label", {}, "Time zone", zone),
+    el("label", {}, "Action", action), el("label", {}, "Command", command),
+    el("button", { type: "submit", id: "schedule-create" }, "Add schedule"));
+
   const usage = usageCharts(`/api/sessions/${id}/history`);
   view(
     el("h1", {}, `Session #${id} `, state), details,
@@ -234,11 +274,15 @@ async function sessionPage(id) {
     el("div", { class: "console-bar" }, el("span", { id: "console-state" }, "connecting…"), paused),
     out, form,
     el("h2", {}, "Archive"), archiveForm, archived,
-    el("h2", {}, "Backups"), el("div", { class: "actions" }, backupNow), backups);
+    el("h2", {}, "Backups"), el("div", { class: "actions" }, backupNow), backups,
+    el("h2", {}, "Schedules"), schedulesBox, scheduleForm);
   await draw();
   await drawBackups().catch((e) => { backups.textContent = `backups: ${e.message}`; });
+  await drawSchedules().catch((e) => { schedulesBox.textContent = `schedules: ${e.message}`; });
   await usage.draw().catch(() => {});
-  refresh = setInterval(() => { draw().then(drawBackups).then(usage.draw).catch(() => {}); }, 3000);
+  refresh = setInterval(() => {
+    draw().then(drawBackups).then(usage.draw).then(drawSchedules).catch(() => {});
+  }, 3000);
 
   // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
   consoleSource = new EventSource(`/api/sessions/${id}/console`);
