@@ -184,3 +184,86 @@ fn cancel_ends_it_and_bad_requests_are_refused() {
         s.wait_status(session, "stopped");
     }
 }
+
+#[test]
+fn a_schedule_step_waits_for_the_players_as_when_empty_does() {
+    let s = Stack::start();
+    let logs = Collector::console_lines(&s.vhost);
+    let session = run_with_players(&s, "scheduled", 1);
+    let sgc = s.cli_json(&["session", "show", &session.to_string()])["sgc_id"]
+        .as_i64()
+        .unwrap();
+    let schedule = s.cli_json(&[
+        "schedule",
+        "create",
+        "--deployment",
+        &sgc.to_string(),
+        "--cron",
+        "0 4 * * *",
+        "--step",
+        "restart-when-empty:5m",
+        "--warn",
+        "say Restarting in {minutes} minutes",
+    ]);
+    let step = &schedule["steps"][0];
+    assert_eq!(step["action"], "restart", "{schedule}");
+    let id = schedule["schedule_id"].to_string();
+    s.cli_json(&["schedule", "run-now", &id]);
+    // The default marks within 5 minutes: the 5-minute one is now.
+    logs.echoed_until(session, "echo: say Restarting in 5 minutes");
+    let waiting = maintenance_when(&s, session, |m| m["players_seen"] == 1);
+    assert_eq!(waiting["status"], "waiting");
+    assert_eq!(waiting["created_by"], format!("schedule {id}"));
+    assert_eq!(waiting["warn_at_seconds"], serde_json::json!([300, 60]));
+
+    assert_eq!(
+        s.cli(&["session", "input", &session.to_string(), "players 0"])
+            .0,
+        0
+    );
+    let run = wait_for("the run", std::time::Duration::from_secs(60), || {
+        let runs = s.cli_json(&["schedule", "show", &id])["runs"].clone();
+        let run = runs[0].clone();
+        (run["status"] != "running").then_some(run)
+    });
+    assert_eq!(run["status"], "completed", "{run}");
+    let detail = run["results"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("the server was empty; restarted as session"),
+        "{detail}"
+    );
+    let restarted: i64 = detail.rsplit(' ').next().unwrap().parse().unwrap();
+    s.wait_status(restarted, "running");
+
+    // A deployment nobody can count: the step fails with the reason.
+    let uncounted = s.deploy_test_game("uncounted", free_port());
+    let other = s.start_session(uncounted);
+    s.wait_status(other, "running");
+    let strict = s.cli_json(&[
+        "schedule",
+        "create",
+        "--deployment",
+        &uncounted.to_string(),
+        "--cron",
+        "0 4 * * *",
+        "--step",
+        "stop-when-empty:5m",
+    ]);
+    s.cli_json(&["schedule", "run-now", &strict["schedule_id"].to_string()]);
+    let failed = wait_for("the failed run", T, || {
+        let run = s.cli_json(&["schedule", "show", &strict["schedule_id"].to_string()])["runs"][0]
+            .clone();
+        (run["status"] == "failed").then_some(run)
+    });
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no player count"),
+        "{failed}"
+    );
+    for session in [restarted, other] {
+        assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
+        s.wait_status(session, "stopped");
+    }
+}

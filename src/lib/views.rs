@@ -176,7 +176,10 @@ pub fn schedule_json(s: &pb::Schedule) -> Value {
         "steps": s.steps.iter().map(|st| json!({"action": st.action,
             "command": if st.command.is_empty() { Value::Null } else { json!(st.command) },
             "seconds": if st.seconds > 0 { json!(st.seconds) } else { Value::Null },
-            "continue_on_failure": st.continue_on_failure})).collect::<Vec<_>>(),
+            "continue_on_failure": st.continue_on_failure,
+            "when_empty": if st.when_empty { json!({"deadline_seconds": st.deadline_seconds,
+                "warn_command": st.warn_command, "warn_at_seconds": st.warn_at_seconds}) } else { Value::Null },
+        })).collect::<Vec<_>>(),
     })
 }
 

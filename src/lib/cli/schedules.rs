@@ -1,12 +1,12 @@
 //! `manman schedule create|list|show|pause|resume|delete|run-now`: a deployment's chores on a
 //! cron expression, kept and run by the API.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print, printable, table, when};
-use super::spans::parse_span_seconds;
+use super::spans::{parse_span_list, parse_span_seconds};
 use crate::proto::v1 as pb;
 use crate::views::{run_json, schedule_json};
 
@@ -15,33 +15,7 @@ pub enum ScheduleCmd {
     /// Create a schedule: one --action, or several --step run in order (e.g. --step 'command:say
     /// Restarting in 10 minutes' --step wait:9m --step 'command:say 1 minute' --step wait:1m
     /// --step restart).
-    Create {
-        #[arg(long)]
-        deployment: i64,
-        /// Five fields: minute hour day-of-month month day-of-week ('0 4 * * *'), or @daily.
-        #[arg(long)]
-        cron: String,
-        /// An IANA time zone (Europe/Berlin); its DST changes are followed.
-        #[arg(long, default_value = "UTC")]
-        timezone: String,
-        /// One step: restart, backup, command, stop or start.
-        #[arg(long, conflicts_with = "step")]
-        action: Option<String>,
-        /// With --action command: the console line.
-        #[arg(long, requires = "action")]
-        command: Option<String>,
-        /// KIND[:ARG]: command:LINE, wait:SPAN (90s, 9m), restart, stop, start, backup.
-        #[arg(long)]
-        step: Vec<String>,
-        /// Step numbers (from 1) whose failure does not end the run: 1,3.
-        #[arg(long, value_delimiter = ',')]
-        continue_on_failure: Vec<usize>,
-        /// Skip (and record) a firing when the deployment has no running session.
-        #[arg(long)]
-        only_when_running: bool,
-        #[arg(long)]
-        name: Option<String>,
-    },
+    Create(Box<CreateArgs>),
     /// List schedules (of one deployment with --deployment).
     List {
         #[arg(long)]
@@ -68,8 +42,47 @@ pub enum ScheduleCmd {
     },
 }
 
-/// `KIND[:ARG]` as a step.
-fn step(text: &str) -> Result<pb::ScheduleStep, Failure> {
+/// `manman schedule create`'s flags.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Deployment id (see `manman deploy list`).
+    #[arg(long)]
+    pub deployment: i64,
+    /// Five fields: minute hour day-of-month month day-of-week ('0 4 * * *'), or @daily.
+    #[arg(long)]
+    pub cron: String,
+    /// An IANA time zone (Europe/Berlin); its DST changes are followed.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// One step: restart, backup, command, stop or start.
+    #[arg(long, conflicts_with = "step")]
+    pub action: Option<String>,
+    /// With --action command: the console line.
+    #[arg(long, requires = "action")]
+    pub command: Option<String>,
+    /// KIND[:ARG]: command:LINE, wait:SPAN (90s, 9m), restart, stop, start, backup, or
+    /// restart-when-empty:DEADLINE / stop-when-empty:DEADLINE (wait for the players, as
+    /// `session restart --when-empty`).
+    #[arg(long)]
+    pub step: Vec<String>,
+    /// For the -when-empty steps: a console line warning the players ({minutes} left).
+    #[arg(long)]
+    pub warn: Option<String>,
+    /// For the -when-empty steps: when to warn before the deadline (10m,5m,1m).
+    #[arg(long, requires = "warn")]
+    pub warn_at: Option<String>,
+    /// Step numbers (from 1) whose failure does not end the run: 1,3.
+    #[arg(long, value_delimiter = ',')]
+    pub continue_on_failure: Vec<usize>,
+    /// Skip (and record) a firing when the deployment has no running session.
+    #[arg(long)]
+    pub only_when_running: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `KIND[:ARG]` as a step; `warn` goes with the -when-empty kinds.
+fn step(text: &str, warn: &(String, Option<Vec<i32>>)) -> Result<pb::ScheduleStep, Failure> {
     let bad = |m: String| Failure::new(Exit::InvalidArgument, m);
     let (kind, arg) = match text.split_once(':') {
         Some((k, a)) => (k.trim(), Some(a)),
@@ -86,9 +99,25 @@ fn step(text: &str) -> Result<pb::ScheduleStep, Failure> {
                 .map_err(|_| bad(format!("step {text:?}: too long a wait")))?
         }
         ("restart" | "stop" | "start" | "backup", None) => {}
+        ("restart-when-empty" | "stop-when-empty", Some(span)) => {
+            s.action = kind.trim_end_matches("-when-empty").into();
+            s.when_empty = true;
+            s.deadline_seconds = parse_span_seconds(span).map_err(bad)?;
+            s.warn_command = warn.0.clone();
+            s.warn_at_seconds = match &warn.1 {
+                Some(marks) => marks.clone(),
+                // The default marks that fall within this step's deadline.
+                None if !warn.0.is_empty() => [600, 300, 60]
+                    .into_iter()
+                    .filter(|m| i64::from(*m) <= s.deadline_seconds)
+                    .collect(),
+                None => Vec::new(),
+            };
+        }
         _ => {
             return Err(bad(format!(
-                "step {text:?}: command:LINE, wait:SPAN, restart, stop, start or backup"
+                "step {text:?}: command:LINE, wait:SPAN, restart, stop, start, backup, \
+                 restart-when-empty:DEADLINE or stop-when-empty:DEADLINE"
             )))
         }
     }
@@ -101,6 +130,7 @@ fn steps_text(s: &pb::Schedule) -> String {
         .map(|st| match st.action.as_str() {
             "command" => format!("command {:?}", st.command),
             "wait" => format!("wait {} s", st.seconds),
+            other if st.when_empty => format!("{other} when empty (≤ {} s)", st.deadline_seconds),
             other => other.to_string(),
         })
         .collect::<Vec<_>>()
@@ -134,23 +164,39 @@ fn show_one(ctx: &Ctx, s: &pb::Schedule) {
 
 pub fn run(ctx: &Ctx, cmd: ScheduleCmd) -> Outcome {
     match cmd {
-        ScheduleCmd::Create {
-            deployment,
-            cron,
-            timezone,
-            action,
-            command,
-            step: steps,
-            continue_on_failure,
-            only_when_running,
-            name,
-        } => {
+        ScheduleCmd::Create(args) => {
+            let CreateArgs {
+                deployment,
+                cron,
+                timezone,
+                action,
+                command,
+                step: steps,
+                warn,
+                warn_at,
+                continue_on_failure,
+                only_when_running,
+                name,
+            } = *args;
+            let marks = match warn_at {
+                Some(list) => Some(
+                    parse_span_list(&list).map_err(|e| Failure::new(Exit::InvalidArgument, e))?,
+                ),
+                None => None,
+            };
+            let warn = (warn.unwrap_or_default(), marks);
             let mut steps: Vec<pb::ScheduleStep> = match action {
-                Some(a) => vec![step(&match command {
-                    Some(c) => format!("{a}:{c}"),
-                    None => a,
-                })?],
-                None => steps.iter().map(|s| step(s)).collect::<Result<_, _>>()?,
+                Some(a) => vec![step(
+                    &match command {
+                        Some(c) => format!("{a}:{c}"),
+                        None => a,
+                    },
+                    &warn,
+                )?],
+                None => steps
+                    .iter()
+                    .map(|s| step(s, &warn))
+                    .collect::<Result<_, _>>()?,
             };
             if steps.is_empty() {
                 return Err(Failure::new(

@@ -41,11 +41,32 @@ pub struct Step {
     /// A failure of this step does not end the run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continue_on_failure: bool,
+    /// A restart or stop that waits for the players (as `session restart --when-empty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_empty: Option<WhenEmpty>,
+}
+
+/// Maintenance that waits for the players, as a step: act once the count is 0, or at the
+/// deadline, warning at the marks (checked by the API as `--when-empty` is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhenEmpty {
+    pub deadline_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warn_at_seconds: Vec<i32>,
 }
 
 impl Step {
     /// `command:say hi`, `wait:540`, `restart`, `stop`, `start`, `backup`.
     pub fn describe(&self) -> String {
+        if let Some(w) = &self.when_empty {
+            return format!(
+                "{} when empty (deadline {} s)",
+                kind(&self.action),
+                w.deadline_seconds
+            );
+        }
         match &self.action {
             StepAction::Command { command } => format!("command {command:?}"),
             StepAction::Wait { seconds } => format!("wait {seconds} s"),
@@ -93,6 +114,14 @@ pub fn validate_steps(steps: &[Step]) -> Result<(), String> {
                 ));
             }
             _ => {}
+        }
+        if step.when_empty.is_some()
+            && !matches!(step.action, StepAction::Restart | StepAction::Stop)
+        {
+            return Err(format!(
+                "step {}: only a restart or a stop waits for the players",
+                i + 1
+            ));
         }
     }
     if steps
@@ -227,6 +256,7 @@ mod tests {
         let step = |action| Step {
             action,
             continue_on_failure: false,
+            when_empty: None,
         };
         assert!(validate_steps(&[step(StepAction::Restart)]).is_ok());
         assert!(validate_steps(&[]).is_err());

@@ -78,18 +78,7 @@ impl ApiService {
             )));
         }
         let mut db = self.db()?;
-        let counted = crate::db::catalog::get_deployment(&mut *db, s.sgc_id)?
-            .map(|d| crate::db::catalog::get_config(&mut *db, d.config_id))
-            .transpose()?
-            .flatten()
-            .is_some_and(|c| c.process.players.is_some());
-        if !counted {
-            return Err(ApiError::FailedPrecondition(format!(
-                "session {}'s config has no player count (config update --players ...): \
-                 --when-empty cannot know when its server is empty",
-                s.session_id
-            )));
-        }
+        self.check_counted(&mut *db, s.sgc_id)?;
         let by = caller_name(caller);
         let mut marks = req.warn_at_seconds.clone();
         marks.sort_unstable_by(|a, b| b.cmp(a));
@@ -119,6 +108,26 @@ impl ApiService {
                 s.session_id, s.session_id
             ))),
         }
+    }
+
+    /// Refuses a deployment whose config has no player query: nothing could say it is empty.
+    pub(super) fn check_counted(
+        &self,
+        c: &mut impl postgres::GenericClient,
+        sgc_id: i64,
+    ) -> Result<(), ApiError> {
+        let counted = crate::db::catalog::get_deployment(&mut *c, sgc_id)?
+            .map(|d| crate::db::catalog::get_config(&mut *c, d.config_id))
+            .transpose()?
+            .flatten()
+            .is_some_and(|c| c.process.players.is_some());
+        if counted {
+            return Ok(());
+        }
+        Err(ApiError::FailedPrecondition(format!(
+            "deployment {sgc_id}'s config has no player count (config update --players ...): \
+             --when-empty cannot know when its server is empty"
+        )))
     }
 
     pub fn cancel_maintenance(

@@ -14,7 +14,7 @@ use super::ApiService;
 use crate::auth::Caller;
 use crate::db::schedules::{self, NewSchedule, RunRow, ScheduleRow};
 use crate::proto::v1 as pb;
-use crate::wire::schedule::{kind, validate_steps, Step, StepAction, When};
+use crate::wire::schedule::{kind, validate_steps, Step, StepAction, When, WhenEmpty};
 
 pub use runner::{ScheduleRunner, SCHEDULE_TICK};
 
@@ -41,9 +41,29 @@ fn step_of(s: &pb::ScheduleStep) -> Result<Step, ApiError> {
             )))
         }
     };
+    let when_empty = if s.when_empty {
+        super::maintenance::policy::validate(
+            s.deadline_seconds,
+            &s.warn_command,
+            &s.warn_at_seconds,
+        )
+        .map_err(ApiError::InvalidArgument)?;
+        let warn = s.warn_command.trim();
+        let mut marks = s.warn_at_seconds.clone();
+        marks.sort_unstable_by(|a, b| b.cmp(a));
+        marks.dedup();
+        Some(WhenEmpty {
+            deadline_seconds: s.deadline_seconds,
+            warn_command: (!warn.is_empty()).then(|| warn.to_string()),
+            warn_at_seconds: marks,
+        })
+    } else {
+        None
+    };
     Ok(Step {
         action,
         continue_on_failure: s.continue_on_failure,
+        when_empty,
     })
 }
 
@@ -53,11 +73,19 @@ fn step_pb(s: &Step) -> pb::ScheduleStep {
         StepAction::Wait { seconds } => (String::new(), *seconds as i32),
         _ => (String::new(), 0),
     };
+    let w = s.when_empty.clone();
     pb::ScheduleStep {
         action: kind(&s.action).into(),
         command,
         seconds,
         continue_on_failure: s.continue_on_failure,
+        when_empty: w.is_some(),
+        deadline_seconds: w.as_ref().map(|w| w.deadline_seconds).unwrap_or(0),
+        warn_command: w
+            .as_ref()
+            .and_then(|w| w.warn_command.clone())
+            .unwrap_or_default(),
+        warn_at_seconds: w.map(|w| w.warn_at_seconds).unwrap_or_default(),
     }
 }
 

@@ -304,16 +304,30 @@ impl ApiService {
                         Err(e) => failed(e),
                     };
                 };
-                // Maintenance due now: the usual stop at its next tick, then the start.
+                // Maintenance: due now (the usual stop at its next tick, then the start), or
+                // waiting for the players up to its deadline.
+                if step.when_empty.is_some() {
+                    if let Err(e) = self.check_counted(&mut *tx, sgc_id) {
+                        return failed(e);
+                    }
+                }
+                let (wait, warn, marks) = match &step.when_empty {
+                    Some(w) => (
+                        w.deadline_seconds,
+                        w.warn_command.as_deref(),
+                        &w.warn_at_seconds[..],
+                    ),
+                    None => (0, None, &[][..]),
+                };
                 let by = format!("schedule {}", schedule.schedule_id);
                 let created = maintenance::create(
                     &mut *tx,
                     &NewMaintenance {
                         session_id,
                         action: if restart { "restart" } else { "stop" },
-                        deadline: Utc::now(),
-                        warn_command: None,
-                        warn_at_seconds: &[],
+                        deadline: Utc::now() + TimeDelta::seconds(wait),
+                        warn_command: warn,
+                        warn_at_seconds: marks,
                         created_by: &by,
                     },
                 );
