@@ -87,6 +87,16 @@ fn a_restart_when_empty_warns_waits_for_the_players_and_restarts_once_they_leave
         "{shown}"
     );
     assert_eq!(s.status(session).0, "running");
+    // The dashboard's session call carries it too.
+    let (port, _web) = s.start_web();
+    let (cookie, _) = manman::testkit::dashboard_login(port, &s.admin_token);
+    let page: serde_json::Value = ureq::get(&format!("http://127.0.0.1:{port}/api/sessions/{id}"))
+        .set("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(page["maintenance"]["status"], "waiting", "{page}");
 
     // They leave: the restart goes ahead, a new session of the deployment runs.
     assert_eq!(s.cli(&["session", "input", &id, "players 0"]).0, 0);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::forms::console_line;
 use super::transport::{Answer, Call};
 use crate::proto::v1 as pb;
-use crate::views::session_json;
+use crate::views::{maintenance_json, session_json};
 
 type Api = pb::ManManApiClient;
 
@@ -15,15 +15,20 @@ fn session(s: Option<&pb::Session>) -> Answer {
     Ok(s.map(session_json).unwrap_or(Value::Null).into())
 }
 
-/// `GET /api/sessions/{id}`.
+/// `GET /api/sessions/{id}`, with its newest maintenance (`--when-empty`) if it has one.
 pub(super) fn show(api: &Api, call: &Call<'_>, opt: &dyn Fn() -> CallOption) -> Answer {
-    let r = api.get_session_opt(
-        &pb::GetSessionRequest {
-            session_id: call.id(2)?,
-        },
-        opt(),
-    )?;
-    session(r.session.as_ref())
+    let session_id = call.id(2)?;
+    let r = api.get_session_opt(&pb::GetSessionRequest { session_id }, opt())?;
+    let m = api.get_maintenance_opt(&pb::GetMaintenanceRequest { session_id }, opt())?;
+    let mut shown = r.session.as_ref().map(session_json).unwrap_or(Value::Null);
+    if shown.is_object() {
+        shown["maintenance"] = m
+            .maintenance
+            .as_ref()
+            .map(maintenance_json)
+            .unwrap_or(Value::Null);
+    }
+    Ok(shown.into())
 }
 
 /// `POST /api/sessions/{id}/stop` (console stop command first) or `…/kill`.

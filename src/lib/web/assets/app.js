@@ -144,7 +144,7 @@ async function sessionPage(id) {
       (s.sample ? ` · CPU ${s.sample.cpu_percent.toFixed(1)}% · ${(s.sample.rss_bytes / 1048576).toFixed(0)} MiB` +
         (s.sample.memory_peak_bytes ? ` (peak ${(s.sample.memory_peak_bytes / 1048576).toFixed(0)} MiB)` : "") +
         (s.sample.disk_bytes ? ` · disk ${(s.sample.disk_bytes / 1048576).toFixed(0)} MiB` : "") +
-        ` · players ${playersText(s.sample)}` : "");
+        ` · players ${playersText(s.sample)}` : "") + maintenanceText(s.maintenance);
   };
   const act = (label, verb, danger) => el("button", {
     class: danger ? "danger" : "", type: "button", id: `action-${verb}`,
@@ -342,6 +342,15 @@ function usageCharts(path) {
     span = w; draw().catch((e) => { box.textContent = `history: ${e.message}`; });
   } }, w === "hour" ? "Last hour" : "Last day");
   return { node: el("div", {}, el("div", { class: "actions" }, pick("hour"), pick("day")), box), draw };
+}
+
+// A pending `--when-empty` restart or stop, as `session show` tells it.
+function maintenanceText(m) {
+  if (!m || (m.status !== "waiting" && m.status !== "stopping")) return "";
+  const who = m.players_seen === null ? "the first player count" : `${m.players_seen} player(s)`;
+  return m.status === "waiting"
+    ? ` · ${m.action} pending: waiting for ${who}, deadline ${when(m.deadline)}`
+    : ` · ${m.action} under way`;
 }
 
 // "3/20", or "unknown" when the server was not (or could not be) asked: never 0 for that.
