@@ -7,8 +7,6 @@ mod support;
 
 use std::time::Duration;
 
-use manman::api::{self, ApiConfig};
-use manman::lifecycle::Supervisor;
 use support::stack::*;
 use support::*;
 
@@ -37,16 +35,27 @@ fn count_echoes(logs: &Collector, session: i64, line: &str, quiet: Duration) -> 
 }
 
 #[test]
-fn a_firing_runs_once_with_two_api_replicas_and_once_after_one_is_gone() {
+fn a_firing_runs_once_with_two_api_replicas_and_once_after_one_is_killed() {
     let s = Stack::start();
-    // A second API replica on the same database and broker, tending schedules too.
-    let mut sup = Supervisor::new();
-    api::start(
-        ApiConfig::embedded(s.vhost.url(), s.db.config.clone()),
-        &mut sup,
-    )
-    .unwrap();
-    let mut second = Daemon::run(sup);
+    // A second API replica, a process of its own on the same database and broker.
+    let health = manman::testkit::free_port();
+    // Ended with the test whatever happens (the guard the agent processes use).
+    let mut second = Agent(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_manman-api"))
+            .env("DATABASE_URL", s.db.url())
+            .env("RABBITMQ_URL", s.vhost.url())
+            .env("GRPC_PORT", manman::testkit::free_port().to_string())
+            .env("HEALTH_PORT", health.to_string())
+            .env("MAINTENANCE_TICK_SECONDS", "1")
+            .env("LOG_LEVEL", "warn")
+            .spawn()
+            .unwrap(),
+    ));
+    wait_for("the second replica ready", T, || {
+        manman::testkit::http_get(health, "/readyz")
+            .starts_with("HTTP/1.1 200")
+            .then_some(())
+    });
     let logs = Collector::console_lines(&s.vhost);
     let (sgc, session) = running_game(&s, "ticking");
     let schedule = s.cli_json(&[
@@ -75,8 +84,10 @@ fn a_firing_runs_once_with_two_api_replicas_and_once_after_one_is_gone() {
     assert_eq!(runs(&s, &schedule).len(), 1, "one run for the minute");
     assert_eq!(first["results"][0]["ok"], true, "{first}");
 
-    // One replica gone; the next firing (made due now) still runs once.
-    second.shutdown();
+    // One replica killed (no shutdown of its own); the next firing, made due now, runs once.
+    let alive = second.0.as_mut().unwrap().try_wait().unwrap().is_none();
+    assert!(alive, "the second replica ran all along");
+    second.kill();
     s.db.client()
         .execute(
             "UPDATE schedules SET next_run_at = now() - interval '1 second' WHERE schedule_id = $1",
