@@ -156,6 +156,17 @@ fn steps_run_in_order_with_their_waits_and_a_restart() {
     // The restart: the old session stopped the usual way, a new one runs.
     assert_eq!(s.status(session).0, "stopped");
     let detail = results[3]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "schedule {id} (due at once); restarted as session"
+        )),
+        "{detail}"
+    );
+    let listed = s.cli_json(&["schedule", "list", "--deployment", &sgc.to_string()]);
+    assert_eq!(
+        listed["items"][0]["last_run"]["status"], "completed",
+        "{listed}"
+    );
     let restarted: i64 = detail
         .rsplit(' ')
         .next()

@@ -180,6 +180,7 @@ pub fn schedule_json(s: &pb::Schedule) -> Value {
             "when_empty": if st.when_empty { json!({"deadline_seconds": st.deadline_seconds,
                 "warn_command": st.warn_command, "warn_at_seconds": st.warn_at_seconds}) } else { Value::Null },
         })).collect::<Vec<_>>(),
+        "last_run": s.last_run.as_ref().map(run_json).unwrap_or(Value::Null),
     })
 }
 

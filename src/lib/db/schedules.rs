@@ -294,6 +294,23 @@ pub fn save_run(c: &mut impl GenericClient, r: &RunRow) -> Result<(), postgres::
     Ok(())
 }
 
+/// The newest run of each of `schedule_ids`.
+pub fn latest_runs(
+    c: &mut impl GenericClient,
+    schedule_ids: &[i64],
+) -> Result<Vec<RunRow>, postgres::Error> {
+    Ok(c.query(
+        &format!(
+            "SELECT DISTINCT ON (schedule_id) {RUN_COLUMNS} FROM schedule_runs
+              WHERE schedule_id = ANY($1) ORDER BY schedule_id, scheduled_for DESC"
+        ),
+        &[&schedule_ids],
+    )?
+    .iter()
+    .map(run)
+    .collect())
+}
+
 /// A schedule's newest runs, newest first.
 pub fn runs_of(
     c: &mut impl GenericClient,

@@ -10,7 +10,7 @@ use crate::views::{run_json, schedule_json};
 
 type Api = pb::ManManApiClient;
 
-/// `GET /api/deployments/{id}/schedules`: each with its newest run.
+/// `GET /api/deployments/{id}/schedules`: each with its newest run (`last_run`).
 pub(super) fn list(api: &Api, call: &Call<'_>, opt: &dyn Fn() -> CallOption) -> Answer {
     let r = api.list_schedules_opt(
         &pb::ListSchedulesRequest {
@@ -18,18 +18,7 @@ pub(super) fn list(api: &Api, call: &Call<'_>, opt: &dyn Fn() -> CallOption) -> 
         },
         opt(),
     )?;
-    let mut items = Vec::with_capacity(r.schedules.len());
-    for s in &r.schedules {
-        let runs = api.get_schedule_opt(
-            &pb::GetScheduleRequest {
-                schedule_id: s.schedule_id,
-            },
-            opt(),
-        )?;
-        let mut shown = schedule_json(s);
-        shown["last_run"] = runs.runs.first().map(run_json).unwrap_or(Value::Null);
-        items.push(shown);
-    }
+    let items: Vec<Value> = r.schedules.iter().map(schedule_json).collect();
     Ok(json!({ "items": items }).into())
 }
 

@@ -253,7 +253,12 @@ impl ApiService {
         if let Err(e) = stopped {
             return retry_until(m.deadline.min(Utc::now()), e);
         }
-        let reason = trigger.describe();
+        // A schedule's plain restart or stop is maintenance due at once: no players waited for.
+        let reason = if m.deadline <= m.created_at + chrono::TimeDelta::seconds(1) {
+            format!("{} (due at once)", m.created_by)
+        } else {
+            trigger.describe()
+        };
         Ok(Some(match m.action.as_str() {
             "restart" => ("stopping", reason, None),
             _ => ("done", format!("{reason}; stopped"), None),

@@ -108,6 +108,7 @@ pub fn schedule_pb(row: ScheduleRow) -> pb::Schedule {
         next_run_at_ms: millis(row.next_run_at),
         created_by: row.created_by,
         created_at_ms: row.created_at.timestamp_millis(),
+        last_run: None,
     }
 }
 
@@ -192,9 +193,23 @@ impl ApiService {
                 "sgc_id must not be negative".into(),
             ));
         }
-        let rows = schedules::list(&mut *self.db()?, (req.sgc_id > 0).then_some(req.sgc_id))?;
+        let mut db = self.db()?;
+        let rows = schedules::list(&mut *db, (req.sgc_id > 0).then_some(req.sgc_id))?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.schedule_id).collect();
+        let mut last = schedules::latest_runs(&mut *db, &ids)?;
         Ok(pb::ListSchedulesResponse {
-            schedules: rows.into_iter().map(schedule_pb).collect(),
+            schedules: rows
+                .into_iter()
+                .map(|row| {
+                    let id = row.schedule_id;
+                    let mut s = schedule_pb(row);
+                    s.last_run = last
+                        .iter()
+                        .position(|r| r.schedule_id == id)
+                        .map(|i| run_pb(last.swap_remove(i)));
+                    s
+                })
+                .collect(),
         })
     }
 
