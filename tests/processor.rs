@@ -1130,3 +1130,23 @@ fn heartbeat_samples_are_kept_per_session_and_only_for_the_hosts_own_sessions() 
     assert_eq!(extra.get::<_, Option<i64>>(1), None);
     assert_eq!(extra.get::<_, Option<i64>>(2), Some(7 << 30));
 }
+
+#[test]
+fn a_dead_broker_node_first_in_the_list_is_passed_over() {
+    // RABBITMQ_URL as a cluster's node list, its first node down (nothing listens there).
+    let dead = format!(
+        "amqp://guest:guest@127.0.0.1:{}/",
+        manman::testkit::free_port()
+    );
+    let h = Harness::start_with(|c, _| c.rabbitmq_url = format!("{dead},{}", c.rabbitmq_url));
+    let host = add_host(&mut h.client(), HostStatus::Offline);
+    h.host_status(host, "online");
+    wait_for("the event applied through the live node", T, || {
+        let status: String = h
+            .client()
+            .query_one("SELECT status FROM servers WHERE server_id = $1", &[&host])
+            .unwrap()
+            .get(0);
+        (status == "online").then_some(())
+    });
+}

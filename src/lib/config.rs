@@ -109,12 +109,19 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// `RABBITMQ_URL`: one broker URL, or a cluster's nodes as several, comma-separated, tried in
+/// order at each (re)connect.
 pub fn rabbitmq_url(env: &Env) -> Result<String, ConfigError> {
     let url = env.string("RABBITMQ_URL", DEFAULT_RABBITMQ_URL);
-    if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+    let nodes = url_list(&url);
+    if nodes.is_empty()
+        || nodes
+            .iter()
+            .any(|u| !u.starts_with("amqp://") && !u.starts_with("amqps://"))
+    {
         return Err(ConfigError::new(
             "RABBITMQ_URL",
-            "must start with amqp:// or amqps:// (TLS)",
+            "must be amqp:// or amqps:// (TLS) URLs, several separated by commas",
         ));
     }
     Ok(url)
@@ -156,10 +163,45 @@ pub fn database_config(env: &Env) -> Result<postgres::Config, ConfigError> {
     })
 }
 
+/// The URLs of a list such as a broker cluster's nodes (`amqp://a/vh,amqp://b/vh`): split only
+/// where a comma starts the next URL (`,amqp://`, `,amqps://`), so a comma inside a password
+/// never cuts it in two (nor shows half of it in a log line).
+pub fn url_list(urls: &str) -> Vec<&str> {
+    let starts_url = |s: &str| {
+        let s = s.trim_start();
+        s.starts_with("amqp://") || s.starts_with("amqps://")
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, _) in urls.match_indices(',') {
+        if starts_url(&urls[i + 1..]) {
+            out.push(urls[start..i].trim());
+            start = i + 1;
+        }
+    }
+    out.push(urls[start..].trim());
+    out.retain(|u| !u.is_empty());
+    out
+}
+
+/// A URL (or a list of them, see [`url_list`]) with each password replaced, fit for a log
+/// line.
+pub fn redact_url(url: &str) -> String {
+    let nodes = url_list(url);
+    if nodes.len() > 1 {
+        return nodes
+            .iter()
+            .map(|u| redact_one_url(u))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_one_url(url)
+}
+
 /// A URL with its password replaced, fit for a log line. The userinfo ends at the last `@`
 /// (a password may hold `/`, `@` or `:` unencoded; a host never holds `@`), and everything
 /// after the user name's `:` is hidden.
-pub fn redact_url(url: &str) -> String {
+fn redact_one_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -268,6 +310,22 @@ pub fn describe_database(config: &postgres::Config) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_broker_list_splits_between_urls_never_inside_a_password() {
+        use super::{redact_url, url_list};
+        let two = "amqp://a:p,w@n1:5672/vh, amqps://b:q@n2/vh";
+        assert_eq!(
+            url_list(two),
+            ["amqp://a:p,w@n1:5672/vh", "amqps://b:q@n2/vh"]
+        );
+        assert_eq!(
+            redact_url(two),
+            "amqp://a:***@n1:5672/vh,amqps://b:***@n2/vh"
+        );
+        assert_eq!(url_list("amqp://guest:guest@h/"), ["amqp://guest:guest@h/"]);
+        assert!(url_list(" , ").len() == 1 && url_list("").is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -21,7 +21,7 @@ pub fn connect(url: &str, shutdown: &ShutdownSignal, who: &str) -> Result<Connec
         if shutdown.is_triggered() {
             return Err(BusError::Shutdown);
         }
-        match open(url) {
+        match open_first(url, who) {
             Ok(conn) => {
                 if attempt > 0 {
                     log::info!(who = who; "connected to broker after {attempt} retries");
@@ -87,6 +87,33 @@ pub fn stay_connected(
             }
         }
     }
+}
+
+/// Opens a connection to the first node of `urls` (one or several, comma-separated) that
+/// answers, in their order: a dead node costs one connect timeout, not the daemon. The error
+/// is the last node's.
+pub fn open_first(urls: &str, who: &str) -> Result<Connection, BusError> {
+    let mut last = BusError::InvalidUrl("no broker address".into());
+    let nodes = crate::config::url_list(urls);
+    for (i, url) in nodes.iter().enumerate() {
+        match open(url) {
+            Ok(conn) => {
+                if i > 0 {
+                    log::info!(who = who, url = redact_url(url).as_str();
+                        "connected to broker node {} of {}", i + 1, nodes.len());
+                }
+                return Ok(conn);
+            }
+            Err(e) => {
+                if nodes.len() > 1 {
+                    log::warn!(who = who, url = redact_url(url).as_str();
+                        "broker node unreachable: {}", crate::errors::chain(&e));
+                }
+                last = e;
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Opens one connection to an `amqp://user:pass@host:port/vhost?heartbeat=N` URL, or

@@ -103,7 +103,7 @@ fn run(url: &str, calls: &Receiver<Call>) {
 }
 
 fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
-    let mut conn = connection::open(url)?;
+    let mut conn = connection::open_first(url, "rpc")?;
     let channel = conn.open_channel(None)?;
     let queue = channel.queue_declare(
         "",
