@@ -175,9 +175,11 @@ impl ConfirmedPublisher {
     }
 }
 
-/// The user name in an `amqp(s)://user:password@…` URL (percent-decoded); `None` without one.
+/// The user name in an `amqp(s)://user:password@…` URL (percent-decoded; of a node list, the
+/// first node's: every node of a cluster knows the same users); `None` without one.
 pub fn broker_user(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
+    let first = crate::config::url_list(url).into_iter().next()?;
+    let parsed = url::Url::parse(first).ok()?;
     let user = percent_encoding::percent_decode_str(parsed.username())
         .decode_utf8_lossy()
         .into_owned();
