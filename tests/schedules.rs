@@ -18,6 +18,17 @@ fn runs(s: &Stack, schedule: &serde_json::Value) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// Makes `schedule_id` due `ago` (an SQL interval) ago, as if its time had come (or passed
+/// while no API ran).
+fn make_due(s: &Stack, schedule_id: i64, ago: &str) {
+    s.db.client()
+        .execute(
+            "UPDATE schedules SET next_run_at = now() - $2::text::interval WHERE schedule_id = $1",
+            &[&schedule_id, &ago],
+        )
+        .unwrap();
+}
+
 fn running_game(s: &Stack, name: &str) -> (i64, i64) {
     let sgc = s.deploy_test_game(name, manman::testkit::free_port());
     let session = s.start_session(sgc);
@@ -88,12 +99,7 @@ fn a_firing_runs_once_with_two_api_replicas_and_once_after_one_is_killed() {
     let alive = second.0.as_mut().unwrap().try_wait().unwrap().is_none();
     assert!(alive, "the second replica ran all along");
     second.kill();
-    s.db.client()
-        .execute(
-            "UPDATE schedules SET next_run_at = now() - interval '1 second' WHERE schedule_id = $1",
-            &[&schedule["schedule_id"].as_i64().unwrap()],
-        )
-        .unwrap();
+    make_due(&s, schedule["schedule_id"].as_i64().unwrap(), "1 second");
     wait_for("the second firing", T, || {
         (runs(&s, &schedule)
             .iter()
@@ -272,12 +278,7 @@ fn missed_firings_are_skipped_once_and_bad_schedules_are_refused() {
     ]);
     let id = schedule["schedule_id"].as_i64().unwrap();
     // The control plane was down for ten minutes past a firing.
-    s.db.client()
-        .execute(
-            "UPDATE schedules SET next_run_at = now() - interval '10 minutes' WHERE schedule_id = $1",
-            &[&id],
-        )
-        .unwrap();
+    make_due(&s, id, "10 minutes");
     let skipped = wait_for("the missed firing recorded", T, || {
         runs(&s, &schedule)
             .into_iter()
@@ -309,12 +310,7 @@ fn missed_firings_are_skipped_once_and_bad_schedules_are_refused() {
         "restart",
         "--only-when-running",
     ]);
-    s.db.client()
-        .execute(
-            "UPDATE schedules SET next_run_at = now() WHERE schedule_id = $1",
-            &[&only["schedule_id"].as_i64().unwrap()],
-        )
-        .unwrap();
+    make_due(&s, only["schedule_id"].as_i64().unwrap(), "0 seconds");
     let skipped = wait_for("the skipped firing", T, || {
         runs(&s, &only)
             .into_iter()

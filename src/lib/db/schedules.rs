@@ -25,18 +25,23 @@ const COLUMNS: &str = "schedule_id, sgc_id, name, cron, timezone, steps, only_wh
      paused, next_run_at, created_by, created_at";
 
 fn schedule(r: &Row) -> ScheduleRow {
+    schedule_at(r, 0)
+}
+
+/// A schedule whose columns start at `at` (after a run's, in [`claim_due_runs`]).
+fn schedule_at(r: &Row, at: usize) -> ScheduleRow {
     ScheduleRow {
-        schedule_id: r.get(0),
-        sgc_id: r.get(1),
-        name: r.get(2),
-        cron: r.get(3),
-        timezone: r.get(4),
-        steps: r.get(5),
-        only_when_running: r.get(6),
-        paused: r.get(7),
-        next_run_at: r.get(8),
-        created_by: r.get(9),
-        created_at: r.get(10),
+        schedule_id: r.get(at),
+        sgc_id: r.get(at + 1),
+        name: r.get(at + 2),
+        cron: r.get(at + 3),
+        timezone: r.get(at + 4),
+        steps: r.get(at + 5),
+        only_when_running: r.get(at + 6),
+        paused: r.get(at + 7),
+        next_run_at: r.get(at + 8),
+        created_by: r.get(at + 9),
+        created_at: r.get(at + 10),
     }
 }
 
@@ -251,24 +256,9 @@ pub fn claim_due_runs(
         &[&now, &limit],
     )?
     .iter()
-    .map(|r| {
-        let n = RUN_COLUMNS.split(", ").count();
-        DueRun {
-            run: run(r),
-            schedule: ScheduleRow {
-                schedule_id: r.get(n),
-                sgc_id: r.get(n + 1),
-                name: r.get(n + 2),
-                cron: r.get(n + 3),
-                timezone: r.get(n + 4),
-                steps: r.get(n + 5),
-                only_when_running: r.get(n + 6),
-                paused: r.get(n + 7),
-                next_run_at: r.get(n + 8),
-                created_by: r.get(n + 9),
-                created_at: r.get(n + 10),
-            },
-        }
+    .map(|r| DueRun {
+        run: run(r),
+        schedule: schedule_at(r, RUN_COLUMNS.split(", ").count()),
     })
     .collect())
 }
