@@ -120,6 +120,31 @@ fn a_growing_game_shows_a_rising_series_and_old_points_are_pruned() {
         "soon",
     ]);
     assert_eq!(code, 65, "{err}");
+
+    // The dashboard's history call takes an hour or a day, nothing else.
+    let (port, _web) = s.start_web();
+    let (cookie, _) = manman::testkit::dashboard_login(port, &s.admin_token);
+    let get = |path: &str| match ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+        .set("Cookie", &cookie)
+        .call()
+    {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    let (code, body) = get(&format!("/api/sessions/{session}/history?window=day"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("rss_bytes"), "{body}");
+    for bad in ["window=week", "window=%00", "window=hour%0d%0a"] {
+        let (code, body) = get(&format!("/api/sessions/{session}/history?{bad}"));
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    // An oversized query is cut at the request head, before any route sees it.
+    let long = format!("window={}", "h".repeat(10_000));
+    let (code, _) = get(&format!("/api/sessions/{session}/history?{long}"));
+    assert_eq!(code, 431);
+    let (code, _) = get("/api/hosts/999999/history");
+    assert_eq!(code, 404);
     assert_eq!(s.cli(&["session", "stop", &session.to_string()]).0, 0);
     s.wait_status(session, "stopped");
 }

@@ -334,6 +334,7 @@ fn missed_firings_are_skipped_once_and_bad_schedules_are_refused() {
 
     // Refused, each with its reason.
     let deployment = sgc.to_string();
+    let oversized = format!("command:say {}", "x".repeat(2_000));
     for (args, expected) in [
         (vec!["--cron", "0 4 * *", "--action", "restart"], "cron"),
         (
@@ -361,6 +362,10 @@ fn missed_firings_are_skipped_once_and_bad_schedules_are_refused() {
             "one line",
         ),
         (vec!["--cron", "0 4 * * *"], "--action or"),
+        (
+            vec!["--cron", "0 4 * * *", "--step", &oversized],
+            "1 to 1000 bytes",
+        ),
     ] {
         let mut cmd = vec!["schedule", "create", "--deployment", &deployment];
         cmd.extend(args);
