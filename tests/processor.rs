@@ -1150,3 +1150,141 @@ fn a_dead_broker_node_first_in_the_list_is_passed_over() {
         (status == "online").then_some(())
     });
 }
+
+/// Declares `processor-events` as the daemons before quorum queues did: a classic queue with a
+/// single active consumer, dead-lettering into a classic DLQ, bound to the host event keys.
+fn declare_classic_processor_queue(vhost: &TestVhost) {
+    use amiquip::{AmqpValue, FieldTable, QueueDeclareOptions};
+    let mut conn = vhost.connect();
+    let ch = conn.open_channel(None).unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("processor-events-dlq", durable.clone())
+        .unwrap();
+    let mut args = FieldTable::new();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AmqpValue::LongString(String::new()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AmqpValue::LongString("processor-events-dlq".into()),
+    );
+    args.insert("x-single-active-consumer".into(), AmqpValue::Boolean(true));
+    let q = ch
+        .queue_declare(
+            "processor-events",
+            QueueDeclareOptions {
+                arguments: args,
+                ..durable
+            },
+        )
+        .unwrap();
+    let manman = declare_topic(&ch, wire::routing::MANMAN_EXCHANGE);
+    for key in wire::routing::PROCESSOR_BINDINGS {
+        q.bind(&manman, key, FieldTable::new()).unwrap();
+    }
+    let _ = conn.close();
+}
+
+fn queue_exists(vhost: &TestVhost, name: &str) -> bool {
+    let mut conn = vhost.connect();
+    let ch = conn.open_channel(None).unwrap();
+    let exists = ch.queue_declare_passive(name).is_ok();
+    let _ = conn.close();
+    exists
+}
+
+#[test]
+fn a_classic_processor_queue_becomes_a_quorum_queue_losing_nothing_in_flight() {
+    let db = TestDb::new();
+    let vhost = TestVhost::new();
+    declare_classic_processor_queue(&vhost);
+    let dlq = Collector::queue(&vhost, "processor-events-dlq");
+    let mut c = db.client();
+    let host = add_host(&mut c, HostStatus::Online);
+    let sessions: Vec<i64> = (0..300)
+        .map(|_| add_session(&mut c, host, SessionStatus::Pending, &[]).1)
+        .collect();
+    let publish = |statuses: &[&str], pace: Duration| {
+        let publisher = TestPublisher::new(&vhost);
+        for status in statuses {
+            for (i, &s) in sessions.iter().enumerate() {
+                if i % 10 == 0 {
+                    std::thread::sleep(pace); // a steady stream, not a burst
+                }
+                // With message ids, as agents send them: a copy routed to both queues in the
+                // instant both are bound is taken once.
+                publisher.publish(
+                    &wire::routing::session_status(s),
+                    &json!({"session_id": s, "status": status, "exit_code": 0}).to_string(),
+                    Some(&format!("m-{s}-{status}")),
+                );
+            }
+        }
+    };
+    // Half of each session's events wait in the classic queue (an upgrade with a backlog)...
+    publish(&["starting", "running"], Duration::ZERO);
+    let mut processor = spawn_processor(&db, &vhost, &[("PROCESSOR_MAX_BATCH", "20")]);
+    // ... and the other half arrive while it is being moved.
+    std::thread::scope(|scope| {
+        scope.spawn(|| publish(&["stopping", "stopped"], Duration::from_millis(25)));
+    });
+    wait_for("every session stopped", Duration::from_secs(60), || {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM sessions WHERE status = 'stopped'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (n == 300).then_some(())
+    });
+    wait_for("the migrating queue gone", T, || {
+        (!queue_exists(&vhost, "processor-events-migrating")).then_some(())
+    });
+    let applied: i64 = c
+        .query_one("SELECT count(*) FROM processed_messages", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 1200, "every event applied once");
+    assert!(
+        dlq.next(Duration::from_millis(300)).is_none(),
+        "an event out of order or applied twice would have been dead-lettered"
+    );
+    // It is a quorum queue now: declaring it with the quorum arguments is accepted as it is.
+    let spec = manman::bus::topology::processor_queue();
+    let mut conn = vhost.connect();
+    let ch = conn.open_channel(None).unwrap();
+    ch.queue_declare(
+        "processor-events",
+        amiquip::QueueDeclareOptions {
+            durable: true,
+            arguments: spec.quorum_arguments(true),
+            ..Default::default()
+        },
+    )
+    .expect("processor-events is the quorum queue");
+    let _ = conn.close();
+    // And a restart finds nothing left to move.
+    let _ = processor.kill();
+    let _ = processor.wait();
+    let mut again = spawn_processor(&db, &vhost, &[]);
+    let publisher = TestPublisher::new(&vhost);
+    let spare = add_session(&mut c, host, SessionStatus::Pending, &[]).1;
+    publisher.publish_json(
+        &wire::routing::session_status(spare),
+        json!({"session_id": spare, "status": "starting"}),
+    );
+    wait_session_status_in(&mut c, spare, "starting");
+    let _ = again.kill();
+    let _ = again.wait();
+}
+
+fn wait_session_status_in(c: &mut postgres::Client, id: i64, status: &str) {
+    wait_for(&format!("session {id} to be {status}"), T, || {
+        (session_row(c, id).status == status).then_some(())
+    });
+}

@@ -143,23 +143,37 @@ pub fn database_config(env: &Env) -> Result<postgres::Config, ConfigError> {
         }
         return Ok(config);
     }
-    let url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
+    parse_database_url(
+        "DATABASE_URL",
+        &env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
+    )
+}
+
+/// A database for reads only when `var` names one (`STATUS_DATABASE_URL`: a streaming
+/// replica), else the one [`database_config`] gives.
+pub fn read_database_config(env: &Env, var: &str) -> Result<postgres::Config, ConfigError> {
+    match env.get(var) {
+        Some(url) => parse_database_url(var, url),
+        None => database_config(env),
+    }
+}
+
+/// Parses a PostgreSQL URL from `var`; several hosts (`postgres://a:5432,b:5432/manman`) are
+/// tried in order, and `target_session_attrs=read-write` passes over a standby.
+fn parse_database_url(var: &str, url: &str) -> Result<postgres::Config, ConfigError> {
     // libpq's `verify-full` is what `require` does here (see db::tls_for); the parser knows
     // only disable, prefer and require.
     let url = url.replace("sslmode=verify-full", "sslmode=require");
     if url.contains("sslmode=verify-ca") {
         return Err(ConfigError::new(
-            "DATABASE_URL",
+            var,
             "sslmode=verify-ca is not supported: use sslmode=require (verifies the certificate \
              and the host name, as verify-full)",
         ));
     }
     url.parse::<postgres::Config>().map_err(|e| {
         // The parser's message never includes the password, but the URL might: do not echo it.
-        ConfigError::new(
-            "DATABASE_URL",
-            format!("is not a valid PostgreSQL URL: {e}"),
-        )
+        ConfigError::new(var, format!("is not a valid PostgreSQL URL: {e}"))
     })
 }
 

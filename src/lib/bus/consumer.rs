@@ -10,6 +10,7 @@ use std::time::Duration;
 use amiquip::{Channel, Connection, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
 use crossbeam_channel::select;
 
+use super::durable_queue::{DurableQueue, Stage};
 use super::{stay_connected, BusError, ConfirmedPublisher};
 use crate::lifecycle::{ShutdownSignal, SpawnError, Supervisor};
 
@@ -42,6 +43,12 @@ impl BatchContext<'_> {
 pub trait BatchHandler {
     /// Declares the topology the consumer needs (run on every (re)connect).
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError>;
+    /// The queue it reads when that is a [`DurableQueue`] (declared after `declare`, as a
+    /// quorum queue, moved over from a classic one by this consumer); `None` for a queue
+    /// `declare` made itself (`ConsumerSettings::queue`).
+    fn durable_queue(&self) -> Option<DurableQueue> {
+        None
+    }
     /// Handles deliveries in order and acknowledges them. Returning an error reconnects; what
     /// was not acknowledged is redelivered.
     fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError>;
@@ -86,16 +93,69 @@ fn consume_session(
 ) -> Result<(), BusError> {
     let channel = conn.open_channel(None)?;
     handler.declare(&channel)?;
+    let durable = handler.durable_queue();
+    let stages = match &durable {
+        Some(queue) => queue.prepare(conn)?,
+        None => vec![Stage::Consume(settings.queue.clone())],
+    };
     channel.qos(0, settings.prefetch, false)?;
     let mut publisher = ConfirmedPublisher::new(conn.open_channel(None)?)?;
-    let consumer = channel.basic_consume(settings.queue.clone(), ConsumerOptions::default())?;
+    let mut stages = std::collections::VecDeque::from(stages);
+    while let Some(stage) = stages.pop_front() {
+        let ended = consume_stage(
+            &channel,
+            &mut publisher,
+            &stage,
+            settings,
+            handler,
+            shutdown,
+            connected,
+        )?;
+        if !ended {
+            return Ok(()); // shutdown
+        }
+        if let Some(durable) = &durable {
+            if !durable.finish_drained(conn, stage.queue())? {
+                // Messages came back while it was being deleted: drain it again.
+                stages.push_front(stage);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Consumes one stage's queue; for a [`Stage::Drain`], returns `true` once it is empty and
+/// every delivery taken from it is handled (its consumer cancelled). `false`: shutdown.
+fn consume_stage(
+    channel: &Channel,
+    publisher: &mut ConfirmedPublisher,
+    stage: &Stage,
+    settings: &ConsumerSettings,
+    handler: &mut dyn BatchHandler,
+    shutdown: &ShutdownSignal,
+    connected: &AtomicBool,
+) -> Result<bool, BusError> {
+    let queue = stage.queue();
+    let consumer = channel.basic_consume(queue, ConsumerOptions::default())?;
     connected.store(true, Ordering::SeqCst);
-    log::info!(who = settings.who, queue = settings.queue.as_str(); "consuming");
+    log::info!(who = settings.who, queue = queue; "consuming");
+    let draining = matches!(stage, Stage::Drain(_));
+    let mut cancelled = false;
     loop {
         let first = select! {
             recv(consumer.receiver()) -> msg => msg.map_err(|_| BusError::ConsumerEnded("its channel closed".into()))?,
-            recv(shutdown.receiver()) -> _ => return Ok(()),
-            default(Duration::from_secs(1)) => continue,
+            recv(shutdown.receiver()) -> _ => return Ok(false),
+            default(Duration::from_secs(1)) => {
+                if cancelled {
+                    return Ok(true);
+                }
+                if draining && channel.queue_declare_passive(queue)?.declared_message_count() == Some(0) {
+                    // Deliveries already on their way still come before the cancel's answer.
+                    consumer.cancel()?;
+                    cancelled = true;
+                }
+                continue;
+            }
         };
         let mut batch = Vec::new();
         let mut ended = into_delivery(first, &mut batch);
@@ -107,15 +167,17 @@ fn consume_session(
         }
         if !batch.is_empty() {
             let mut ctx = BatchContext {
-                channel: &channel,
+                channel,
                 consumer: &consumer,
-                publisher: &mut publisher,
+                publisher,
                 shutdown,
             };
             handler.handle(&mut ctx, batch)?;
         }
-        if let Some(end) = ended {
-            return Err(end);
+        match ended {
+            Some(BusError::ConsumerEnded(_)) if cancelled => return Ok(true),
+            Some(end) => return Err(end),
+            None => {}
         }
     }
 }

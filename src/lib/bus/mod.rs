@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod consumer;
+pub mod durable_queue;
 pub mod publisher;
 pub mod rpc;
 pub mod topic;

@@ -5,6 +5,7 @@ use amiquip::{
     QueueDeclareOptions,
 };
 
+use super::durable_queue::DurableQueue;
 use crate::wire::routing;
 
 fn durable_topic<'a>(channel: &'a Channel, name: &str) -> amiquip::Result<Exchange<'a>> {
@@ -31,47 +32,19 @@ pub fn declare_external_exchange<'a>(
     durable_topic(channel, name)
 }
 
-/// A durable queue and its durable dead-letter queue: the broker's own dead-lettering points
-/// at the DLQ too, as a safety net for anything rejected without our reason header. The
-/// queue has a single active consumer: a second consumer (a second processor, a cloned
-/// agent) waits as a hot standby instead of taking half the messages out of order.
-pub fn declare_queue_with_dlq<'a>(
-    channel: &'a Channel,
-    queue: &str,
-    dlq: &str,
-) -> amiquip::Result<Queue<'a>> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel.queue_declare(dlq, durable.clone())?;
-    let mut args = FieldTable::new();
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AmqpValue::LongString(String::new()),
-    );
-    args.insert(
-        "x-dead-letter-routing-key".into(),
-        AmqpValue::LongString(dlq.into()),
-    );
-    args.insert("x-single-active-consumer".into(), AmqpValue::Boolean(true));
-    channel.queue_declare(
-        queue,
-        QueueDeclareOptions {
-            arguments: args,
-            ..durable
-        },
-    )
-}
-
-/// `processor-events` (bound to the host event keys) and its dead-letter queue.
-pub fn declare_processor_queues(channel: &Channel) -> amiquip::Result<()> {
-    let exchange = declare_manman_exchange(channel)?;
-    let queue = declare_queue_with_dlq(channel, routing::PROCESSOR_QUEUE, routing::PROCESSOR_DLQ)?;
-    for key in routing::PROCESSOR_BINDINGS {
-        queue.bind(&exchange, key, FieldTable::new())?;
+/// `processor-events` (bound to the host event keys; one active consumer, so events apply in
+/// order) and its dead-letter queue.
+pub fn processor_queue() -> DurableQueue {
+    DurableQueue {
+        name: routing::PROCESSOR_QUEUE.into(),
+        dead_letters_to: routing::PROCESSOR_DLQ.into(),
+        declare_dead_letter_queue: true,
+        single_active_consumer: true,
+        bindings: routing::PROCESSOR_BINDINGS
+            .iter()
+            .map(|key| (routing::MANMAN_EXCHANGE.to_string(), key.to_string()))
+            .collect(),
     }
-    Ok(())
 }
 
 /// The `manman` exchange, which must exist already (the processor and the API declare it):
@@ -80,26 +53,23 @@ pub fn manman_exchange_exists(channel: &Channel) -> amiquip::Result<Exchange<'_>
     channel.exchange_declare_passive(routing::MANMAN_EXCHANGE)
 }
 
-/// A host's durable command queue `host-{id}-commands`, bound to `command.host.{id}.#`, with a
-/// single active consumer (commands of one session must run in order: start before stop).
-pub fn declare_host_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
-    let exchange = manman_exchange_exists(channel)?;
-    let mut args = FieldTable::new();
-    args.insert("x-single-active-consumer".into(), AmqpValue::Boolean(true));
-    let queue = channel.queue_declare(
-        routing::host_commands_queue(server_id),
-        QueueDeclareOptions {
-            durable: true,
-            arguments: args,
-            ..QueueDeclareOptions::default()
-        },
-    )?;
-    queue.bind(
-        &exchange,
-        format!("command.host.{server_id}.#"),
-        FieldTable::new(),
-    )?;
-    Ok(())
+/// A host's command queue `host-{id}-commands`, bound to `command.host.{id}.#`, with a single
+/// active consumer (commands of one session must run in order: start before stop). What the
+/// broker dead-letters (a command that crashed the agent [`DELIVERY_LIMIT`] times) joins the
+/// refused commands, whose queue the agent declares first.
+///
+/// [`DELIVERY_LIMIT`]: super::durable_queue::DELIVERY_LIMIT
+pub fn host_commands_queue(server_id: i64) -> DurableQueue {
+    DurableQueue {
+        name: routing::host_commands_queue(server_id),
+        dead_letters_to: routing::host_refused_commands_queue(server_id),
+        declare_dead_letter_queue: false,
+        single_active_consumer: true,
+        bindings: vec![(
+            routing::MANMAN_EXCHANGE.to_string(),
+            format!("command.host.{server_id}.#"),
+        )],
+    }
 }
 
 /// A durable queue that keeps at most `max_length` messages (the oldest go first): for what

@@ -125,6 +125,9 @@ pub fn classify(err: &postgres::Error) -> FailureKind {
     match err.code().map(|c| c.code()) {
         Some(code) if code.starts_with("08") || code.starts_with("57P") => FailureKind::Outage,
         Some(code) if code.starts_with("53") => FailureKind::Outage,
+        // A standby (a failover under way, or a URL without target_session_attrs=read-write
+        // that reached the replica): the work is fine once a primary is back.
+        Some("25006") => FailureKind::Outage,
         Some("40001" | "40P01" | "55P03") => FailureKind::Retryable,
         Some(_) => FailureKind::Permanent,
         // No SQLSTATE: an I/O or protocol error on the socket.

@@ -16,6 +16,7 @@ use super::game_users::GameUsers;
 use super::publisher::Outbound;
 use super::reporting::{status_message, Report};
 use super::sessions::{process_name, spec_for};
+use crate::bus::durable_queue::DurableQueue;
 use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
 use crate::procman::{Manager, ProcError};
 use crate::wire::commands::{
@@ -172,9 +173,13 @@ impl CommandHandler {
 
 impl BatchHandler for CommandHandler {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
-        topology::declare_host_commands_queue(channel, self.server_id)?;
+        topology::manman_exchange_exists(channel)?;
         topology::declare_refused_commands_queue(channel, self.server_id)?;
         Ok(())
+    }
+
+    fn durable_queue(&self) -> Option<DurableQueue> {
+        Some(topology::host_commands_queue(self.server_id))
     }
 
     fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError> {

@@ -8,9 +8,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amiquip::{Channel, Delivery, FieldTable};
+use amiquip::{Channel, Delivery};
 use serde_json::{json, Value};
 
+use crate::bus::durable_queue::DurableQueue;
 use crate::bus::{
     spawn_consumer, topic_matches, topology, BatchContext, BatchHandler, BusError,
     ConsumerSettings, OutgoingMessage,
@@ -212,11 +213,18 @@ impl Notifier {
 
 impl BatchHandler for Notifier {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
-        let exchange =
-            topology::declare_external_exchange(channel, &self.config.external_exchange)?;
-        let queue = topology::declare_queue_with_dlq(channel, QUEUE, DLQ)?;
-        queue.bind(&exchange, "manman.#", FieldTable::new())?;
+        topology::declare_external_exchange(channel, &self.config.external_exchange)?;
         Ok(())
+    }
+
+    fn durable_queue(&self) -> Option<DurableQueue> {
+        Some(DurableQueue {
+            name: QUEUE.into(),
+            dead_letters_to: DLQ.into(),
+            declare_dead_letter_queue: true,
+            single_active_consumer: true,
+            bindings: vec![(self.config.external_exchange.clone(), "manman.#".into())],
+        })
     }
 
     fn handle(&mut self, ctx: &mut BatchContext<'_>, batch: Vec<Delivery>) -> Result<(), BusError> {

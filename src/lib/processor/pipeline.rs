@@ -17,6 +17,7 @@ use crossbeam_channel::Sender;
 
 use super::handlers::{Envelope, Handled, HandlerRegistry, SenderCheck};
 use super::metrics::ProcessorMetrics;
+use crate::bus::durable_queue::DurableQueue;
 use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
 use crate::db::outbox::OutboxEvent;
 use crate::db::{inbox, outbox, CachedConnection, DbPool, FailureKind};
@@ -229,7 +230,12 @@ impl EventPipeline {
 
 impl BatchHandler for EventPipeline {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
-        Ok(topology::declare_processor_queues(channel)?)
+        topology::declare_manman_exchange(channel)?;
+        Ok(())
+    }
+
+    fn durable_queue(&self) -> Option<DurableQueue> {
+        Some(topology::processor_queue())
     }
 
     fn handle(

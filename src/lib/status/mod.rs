@@ -3,6 +3,7 @@
 
 mod cache;
 mod queries;
+mod replica;
 mod routes;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub use routes::{route, Route, StatusApi};
 
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
+    /// `STATUS_DATABASE_URL` (a streaming replica, to keep a busy dashboard off the primary),
+    /// else `DATABASE_URL`.
     pub database: postgres::Config,
     /// `{STATUS_BIND}:{STATUS_PORT}`, loopback by default; anywhere else every request needs a
     /// viewer token, and (plain HTTP) the `MANMAN_ALLOW_INSECURE_NETWORK` opt-out or, better,
@@ -69,7 +72,7 @@ impl StatusConfig {
             .filter(|h| !h.is_empty())
             .collect();
         Ok(StatusConfig {
-            database: config::database_config(env)?,
+            database: config::read_database_config(env, "STATUS_DATABASE_URL")?,
             listen,
             require_token,
             allowed_hosts,
@@ -113,6 +116,11 @@ pub fn start(
     } else {
         api
     });
+    let measuring = api.clone();
+    supervisor.spawn("replica-lag", move |shutdown| {
+        measuring.keep_measuring_lag(&shutdown);
+        Ok(())
+    })?;
     for i in 0..config.workers {
         let (server, api) = (server.clone(), api.clone());
         supervisor.spawn(&format!("http-{i}"), move |shutdown| {

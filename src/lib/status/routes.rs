@@ -9,6 +9,7 @@ use tiny_http::{Method, Request};
 
 use super::cache::TtlCache;
 use super::queries::{self, Page, SessionFilter};
+use super::replica::ReplicaLag;
 use crate::auth::authenticator::bearer_value;
 use crate::auth::{AuthError, Authenticator, Role, TokenBackend};
 use crate::db::{CachedConnection, DbPool};
@@ -187,6 +188,7 @@ pub struct StatusApi {
     totals: TtlCache<String, i64>,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: Histogram,
+    replica: ReplicaLag,
 }
 
 impl StatusApi {
@@ -200,7 +202,13 @@ impl StatusApi {
             totals: TtlCache::new(system_cache_ttl),
             requests: Mutex::new(BTreeMap::new()),
             latency: Histogram::default(),
+            replica: ReplicaLag::default(),
         }
+    }
+
+    /// Measures the lag of the database it reads until shutdown (a thread of its own).
+    pub fn keep_measuring_lag(&self, shutdown: &crate::lifecycle::ShutdownSignal) {
+        self.replica.keep_measuring(&self.pool, shutdown);
     }
 
     /// Requires a viewer token on every request from now on.
@@ -360,9 +368,13 @@ impl StatusApi {
                 })?);
                 Ok(page)
             }
-            Route::System => self.system.get_or((), || {
-                self.with_db(conn, |c| queries::system(c, self.stale_secs))
-            }),
+            Route::System => {
+                let mut system = self.system.get_or((), || {
+                    self.with_db(conn, |c| queries::system(c, self.stale_secs))
+                })?;
+                system["database"] = self.replica.describe();
+                Ok(system)
+            }
         }
     }
 
@@ -386,6 +398,7 @@ impl StatusApi {
             "manman_status_request_seconds",
             "Time to answer one request.",
         );
+        self.replica.render(&mut out);
         out
     }
 }

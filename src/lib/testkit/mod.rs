@@ -5,6 +5,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod postgres_pair;
+pub mod rabbit_cluster;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call: `prefix_<pid>_<n>_<nanos>`.
