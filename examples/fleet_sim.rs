@@ -444,7 +444,7 @@ fn probe_status(port: u16, stop: Arc<AtomicBool>) -> Vec<f64> {
     let mut times = Vec::new();
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let path = if i % 2 == 0 {
+        let path = if i.is_multiple_of(2) {
             "/status/workers?limit=50".to_string()
         } else {
             "/status/servers/active?limit=50".to_string()

@@ -145,3 +145,60 @@ fn the_processor_loses_nothing_when_the_node_leading_its_queue_stops() {
         0
     );
 }
+
+#[test]
+fn an_agent_whose_broker_node_dies_keeps_its_game_and_takes_commands_through_another() {
+    let mut cluster = cluster();
+    // Every daemon lists node 1 first, so node 1 carries their connections and leads the
+    // queues they declared.
+    let mut s = support::stack::Stack::start_on_broker(cluster.url_list(&[0, 1, 2]));
+    let data_dir = std::env::temp_dir().join(unique_name("mmhost-cluster"));
+    let sgc = s.deploy_test_game("clustered", 26300);
+    let mut agent = s.agent_process(&data_dir, true);
+    let session = s.start_session_retrying(sgc);
+    s.wait_status(session, "running");
+    let game = wait_for("game pid", T, || {
+        support::stack::stored_pid(&data_dir, session)
+    });
+    assert_eq!(cluster.leader_of("processor-events"), Some(0));
+
+    let killed_db: chrono::DateTime<chrono::Utc> =
+        s.db.client().query_one("SELECT now()", &[]).unwrap().get(0);
+    cluster.nodes[0].kill().expect("node 1's VM killed");
+    // The agent reconnects through node 2 or 3: its heartbeats reach the processor again
+    // (itself reconnected), and a stop reaches the agent there.
+    wait_for("a heartbeat through another node", T, || {
+        let seen: Option<chrono::DateTime<chrono::Utc>> =
+            s.db.client()
+                .query_one(
+                    "SELECT last_seen FROM servers WHERE name = 'test-host'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+        (seen? > killed_db).then_some(())
+    });
+    assert!(
+        alive(game),
+        "the game kept running while the broker node was away"
+    );
+    // The API's publish may still be refused (nack, exit 69 "unavailable") in the second a
+    // queue's leader is being elected: an operator tries again, as the message says.
+    wait_for("the stop accepted", T, || {
+        let (code, out, err) = s.cli(&["session", "stop", &session.to_string()]);
+        match code {
+            0 => Some(()),
+            69 => None,
+            other => panic!("exit {other}: {out}{err}"),
+        }
+    });
+    s.wait_status(session, "stopped");
+    wait_for("the game stopped", T, || (!alive(game)).then_some(()));
+    assert!(agent.terminate().success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 checks only that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}

@@ -20,10 +20,11 @@ const T: Duration = Duration::from_secs(20);
 fn spec() -> DurableQueue {
     DurableQueue {
         name: "work".into(),
-        dead_letters_to: "work-dlq".into(),
+        dead_letters_to: Some("work-dlq".into()),
         declare_dead_letter_queue: true,
         single_active_consumer: true,
         bindings: vec![("jobs".into(), "job.#".into())],
+        arguments: FieldTable::new(),
     }
 }
 

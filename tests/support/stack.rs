@@ -49,6 +49,9 @@ pub struct Stack {
     /// The one-time secret the in-process host enrolls with (`manman host add test-host`).
     pub enrollment: String,
     pub vhost: TestVhost,
+    /// What every daemon of the stack connects to: the vhost's URL, or a cluster's node list
+    /// ([`Stack::start_on_broker`]).
+    pub broker_url: String,
     pub api_port: u16,
     pub api_health_port: u16,
     pub processor_health_port: u16,
@@ -101,6 +104,21 @@ impl Stack {
         tweak_api: impl FnOnce(&mut ApiConfig),
         bucket: Option<manman::testkit::ScratchBucket>,
     ) -> Stack {
+        Self::start_inner(tweak, tweak_api, bucket, None)
+    }
+
+    /// A stack whose daemons all connect to `broker_url` (a cluster's nodes, comma-separated)
+    /// instead of a vhost of the machine's broker.
+    pub fn start_on_broker(broker_url: String) -> Stack {
+        Self::start_inner(|_| {}, |_| {}, None, Some(broker_url))
+    }
+
+    fn start_inner(
+        tweak: impl FnOnce(&mut ProcessorConfig),
+        tweak_api: impl FnOnce(&mut ApiConfig),
+        bucket: Option<manman::testkit::ScratchBucket>,
+        broker: Option<String>,
+    ) -> Stack {
         let db = TestDb::new();
         // Host ids of this run's own: a test that gives its host a broker user
         // (`manman-host-{id}`, broker-wide) must not touch a user of anything else.
@@ -114,8 +132,9 @@ impl Stack {
             ))
             .unwrap();
         let vhost = TestVhost::new();
+        let broker_url = broker.unwrap_or_else(|| vhost.url());
         let mut sup = Supervisor::new();
-        let mut config = ProcessorConfig::embedded(vhost.url(), db.config.clone());
+        let mut config = ProcessorConfig::embedded(broker_url.clone(), db.config.clone());
         tweak(&mut config);
         let running = processor::start(config, &mut sup).unwrap();
         wait_for("processor connected", T, || {
@@ -129,7 +148,7 @@ impl Stack {
         let mut sup = Supervisor::new();
         let mut api_config = ApiConfig {
             archive: bucket.as_ref().map(|b| b.config.clone()),
-            ..ApiConfig::embedded(vhost.url(), db.config.clone())
+            ..ApiConfig::embedded(broker_url.clone(), db.config.clone())
         };
         tweak_api(&mut api_config);
         let api = api::start(api_config, &mut sup).unwrap();
@@ -152,7 +171,7 @@ impl Stack {
         let logs = logs::start(
             LogsConfig {
                 archive: bucket.as_ref().map(|b| b.config.clone()),
-                ..LogsConfig::embedded(vhost.url(), Some(db.config.clone()))
+                ..LogsConfig::embedded(broker_url.clone(), Some(db.config.clone()))
             },
             &mut sup,
         )
@@ -164,6 +183,7 @@ impl Stack {
             admin_token,
             enrollment,
             vhost,
+            broker_url,
             api_port,
             api_health_port,
             processor_health_port,
@@ -183,7 +203,7 @@ impl Stack {
 
     pub fn host_config(&self) -> HostConfig {
         HostConfig {
-            rabbitmq_url: self.vhost.url(),
+            rabbitmq_url: self.broker_url.clone(),
             api: manman::grpc::Endpoint::plain(&format!("127.0.0.1:{}", self.api_port)),
             server_name: "test-host".into(),
             // Used once: later starts find the credential in the data dir.
@@ -381,7 +401,7 @@ impl Stack {
     /// id), which a test can SIGKILL, SIGSTOP or SIGTERM. `stop_games`: whether its shutdown
     /// stops the games (HOST_STOP_SESSIONS_ON_SHUTDOWN).
     pub fn agent_process(&mut self, data_dir: &std::path::Path, stop_games: bool) -> Agent {
-        let url = self.vhost.url();
+        let url = self.broker_url.clone();
         self.agent_process_as(data_dir, stop_games, &url)
     }
 

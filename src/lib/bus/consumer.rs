@@ -10,7 +10,7 @@ use std::time::Duration;
 use amiquip::{Channel, Connection, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
 use crossbeam_channel::select;
 
-use super::durable_queue::{DurableQueue, Stage};
+use super::durable_queue::{declare_unconsumed, DurableQueue, SideQueue, Stage};
 use super::{stay_connected, BusError, ConfirmedPublisher};
 use crate::lifecycle::{ShutdownSignal, SpawnError, Supervisor};
 
@@ -48,6 +48,10 @@ pub trait BatchHandler {
     /// `declare` made itself (`ConsumerSettings::queue`).
     fn durable_queue(&self) -> Option<DurableQueue> {
         None
+    }
+    /// Queues nobody consumes that `handle` may publish to, declared with each session.
+    fn side_queues(&self) -> Vec<SideQueue> {
+        Vec::new()
     }
     /// Handles deliveries in order and acknowledges them. Returning an error reconnects; what
     /// was not acknowledged is redelivered.
@@ -93,6 +97,9 @@ fn consume_session(
 ) -> Result<(), BusError> {
     let channel = conn.open_channel(None)?;
     handler.declare(&channel)?;
+    for queue in handler.side_queues() {
+        declare_unconsumed(conn, &queue)?;
+    }
     let durable = handler.durable_queue();
     let stages = match &durable {
         Some(queue) => queue.prepare(conn)?,

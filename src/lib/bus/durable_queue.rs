@@ -30,11 +30,12 @@ use super::BusError;
 pub const DELIVERY_LIMIT: i64 = 20;
 
 /// What a consumed durable queue is: its name, where its dead letters go, and its bindings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DurableQueue {
     pub name: String,
-    /// Queue (through the default exchange) that gets what the broker dead-letters.
-    pub dead_letters_to: String,
+    /// Queue (through the default exchange) that gets what the broker dead-letters; `None`:
+    /// dropped (console lines: what overflows is dropped by design, not kept twice).
+    pub dead_letters_to: Option<String>,
     /// Whether that queue is this one's own (declared with it, as a quorum queue) rather than
     /// one declared elsewhere.
     pub declare_dead_letter_queue: bool,
@@ -42,6 +43,8 @@ pub struct DurableQueue {
     pub single_active_consumer: bool,
     /// (exchange, routing key) pairs; the exchanges must exist.
     pub bindings: Vec<(String, String)>,
+    /// More queue arguments (limits, TTLs), the same for the migrating queue.
+    pub arguments: FieldTable,
 }
 
 /// Which queue a consumer reads next, and whether it moves on once that queue is empty.
@@ -69,19 +72,21 @@ impl DurableQueue {
 
     /// The arguments of its quorum queue (the migrating one has no single active consumer).
     pub fn quorum_arguments(&self, single_active_consumer: bool) -> FieldTable {
-        let mut args = FieldTable::new();
+        let mut args = self.arguments.clone();
         args.insert(
             "x-queue-type".into(),
             AmqpValue::LongString("quorum".into()),
         );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AmqpValue::LongString(String::new()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AmqpValue::LongString(self.dead_letters_to.clone()),
-        );
+        if let Some(dlq) = &self.dead_letters_to {
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AmqpValue::LongString(String::new()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AmqpValue::LongString(dlq.clone()),
+            );
+        }
         args.insert(
             "x-delivery-limit".into(),
             AmqpValue::LongLongInt(DELIVERY_LIMIT),
@@ -95,8 +100,18 @@ impl DurableQueue {
     /// Declares the queue (quorum, or going on with a move from classic) and returns the
     /// stages its consumer reads, in order.
     pub fn prepare(&self, conn: &mut Connection) -> Result<Vec<Stage>, BusError> {
-        if self.declare_dead_letter_queue {
-            declare_unconsumed(conn, &self.dead_letters_to)?;
+        if let Some(dlq) = self
+            .dead_letters_to
+            .as_ref()
+            .filter(|_| self.declare_dead_letter_queue)
+        {
+            declare_unconsumed(
+                conn,
+                &SideQueue {
+                    name: dlq.clone(),
+                    max_length: None,
+                },
+            )?;
         }
         let migrating = self.migrating_name();
         if self.declare_quorum(conn, &self.name)? {
@@ -225,17 +240,35 @@ impl DurableQueue {
     }
 }
 
-/// Declares a queue nobody consumes (a dead-letter queue) as a quorum queue, or leaves it as
-/// it is when it exists already as a classic one (see the module's note), saying so.
-pub fn declare_unconsumed(conn: &mut Connection, name: &str) -> Result<(), BusError> {
+/// A queue nobody consumes that a consumer's messages may be put in (a dead-letter queue, the
+/// refused commands), declared with its consumer's session ([`declare_unconsumed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideQueue {
+    pub name: String,
+    /// Keeps at most this many messages, the oldest dropped first: for what a misbehaving or
+    /// hostile publisher sends, which must not fill the broker's disk.
+    pub max_length: Option<u32>,
+}
+
+/// Declares a queue nobody consumes as a quorum queue, or leaves it as it is when it exists
+/// already as a classic one (see the module's note), saying so. A classic one whose node is
+/// down is passed over with a warning too: the consumer it serves must not wait for it.
+pub fn declare_unconsumed(conn: &mut Connection, queue: &SideQueue) -> Result<(), BusError> {
     let channel = conn.open_channel(None)?;
     let mut args = FieldTable::new();
     args.insert(
         "x-queue-type".into(),
         AmqpValue::LongString("quorum".into()),
     );
+    if let Some(max) = queue.max_length {
+        args.insert("x-max-length".into(), AmqpValue::LongUInt(max));
+        args.insert(
+            "x-overflow".into(),
+            AmqpValue::LongString("drop-head".into()),
+        );
+    }
     let declared = channel.queue_declare(
-        name,
+        queue.name.as_str(),
         QueueDeclareOptions {
             durable: true,
             arguments: args,
@@ -248,8 +281,13 @@ pub fn declare_unconsumed(conn: &mut Connection, name: &str) -> Result<(), BusEr
             Ok(())
         }
         Err(e) if closed_with(&e, 406) => {
-            log::warn!(queue = name;
+            log::warn!(queue = queue.name.as_str();
                 "kept as a classic queue: once its messages are dealt with, delete it and the next start declares it as a quorum queue");
+            Ok(())
+        }
+        Err(e) if closed_with(&e, 404) => {
+            log::warn!(queue = queue.name.as_str();
+                "unavailable (a classic queue whose node is down): {e}");
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -281,10 +319,11 @@ mod tests {
     fn spec() -> DurableQueue {
         DurableQueue {
             name: "processor-events".into(),
-            dead_letters_to: "processor-events-dlq".into(),
+            dead_letters_to: Some("processor-events-dlq".into()),
             declare_dead_letter_queue: true,
             single_active_consumer: true,
             bindings: vec![("manman".into(), "status.#".into())],
+            arguments: FieldTable::new(),
         }
     }
 

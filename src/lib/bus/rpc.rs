@@ -25,6 +25,8 @@ type ReplySender = Sender<Result<Vec<u8>, RpcError>>;
 struct Call {
     message: OutgoingMessage,
     reply: ReplySender,
+    /// Connections that failed it (see `run`).
+    tries: u32,
 }
 
 /// A cheap handle; the thread behind it ends when every handle is dropped.
@@ -68,7 +70,11 @@ impl RpcClient {
         message.correlation_id = Some(id);
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.calls
-            .send(Call { message, reply })
+            .send(Call {
+                message,
+                reply,
+                tries: 0,
+            })
             .map_err(|_| RpcError::Unavailable("rpc client stopped".into()))?;
         rx.recv_timeout(timeout)
             .unwrap_or(Err(RpcError::Timeout(timeout)))
@@ -78,11 +84,22 @@ impl RpcClient {
 fn run(url: &str, calls: &Receiver<Call>) {
     let backoff = Backoff::reconnect();
     let mut failures = 0;
+    // A call whose publish failed: sent first on the next connection, failed if that one
+    // fails too.
+    let mut carried: Option<Call> = None;
     loop {
-        match session(url, calls) {
+        match session(url, calls, &mut carried) {
             Ok(()) => return, // every client handle dropped
             Err(e) => {
                 log::warn!("rpc client lost the broker: {}", crate::errors::chain(&e));
+                if let Some(call) = carried.as_mut() {
+                    call.tries += 1;
+                }
+                if let Some(call) = carried.take_if(|c| c.tries >= 2) {
+                    let _ = call
+                        .reply
+                        .send(Err(RpcError::Unavailable(crate::errors::chain(&e))));
+                }
                 let until = Instant::now() + backoff.delay(failures);
                 failures += 1;
                 // While disconnected, fail calls at once rather than let them time out.
@@ -102,7 +119,7 @@ fn run(url: &str, calls: &Receiver<Call>) {
     }
 }
 
-fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
+fn session(url: &str, calls: &Receiver<Call>, carried: &mut Option<Call>) -> Result<(), BusError> {
     let mut conn = connection::open_first(url, "rpc")?;
     let channel = conn.open_channel(None)?;
     let queue = channel.queue_declare(
@@ -122,6 +139,17 @@ fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
     let mut publisher =
         ConfirmedPublisher::new(conn.open_channel(None)?)?.signed_as(super::broker_user(url));
     let mut pending: HashMap<String, (ReplySender, Instant)> = HashMap::new();
+    if let Some(mut call) = carried.take() {
+        call.message.reply_to = Some(reply_to.clone());
+        let id = call.message.correlation_id.clone().unwrap_or_default();
+        if let Err(e) =
+            publisher.publish_all(std::slice::from_ref(&call.message), Duration::from_secs(5))
+        {
+            *carried = Some(call);
+            return Err(e);
+        }
+        pending.insert(id, (call.reply, Instant::now()));
+    }
     loop {
         select! {
             recv(calls) -> call => {
@@ -132,7 +160,9 @@ fn session(url: &str, calls: &Receiver<Call>) -> Result<(), BusError> {
                 call.message.reply_to = Some(reply_to.clone());
                 let id = call.message.correlation_id.clone().unwrap_or_default();
                 if let Err(e) = publisher.publish_all(std::slice::from_ref(&call.message), Duration::from_secs(5)) {
-                    let _ = call.reply.send(Err(RpcError::Unavailable(crate::errors::chain(&e))));
+                    // Tried once more on the next connection (a nack while a queue's
+                    // leader is elected after a node's loss, a connection that died).
+                    *carried = Some(call);
                     return Err(e);
                 }
                 pending.insert(id, (call.reply, Instant::now()));

@@ -1,11 +1,8 @@
 //! Declaring the exchanges and queues of the RabbitMQ contract (idempotent).
 
-use amiquip::{
-    AmqpValue, Channel, Exchange, ExchangeDeclareOptions, ExchangeType, FieldTable, Queue,
-    QueueDeclareOptions,
-};
+use amiquip::{Channel, Exchange, ExchangeDeclareOptions, ExchangeType, FieldTable};
 
-use super::durable_queue::DurableQueue;
+use super::durable_queue::{DurableQueue, SideQueue};
 use crate::wire::routing;
 
 fn durable_topic<'a>(channel: &'a Channel, name: &str) -> amiquip::Result<Exchange<'a>> {
@@ -37,13 +34,14 @@ pub fn declare_external_exchange<'a>(
 pub fn processor_queue() -> DurableQueue {
     DurableQueue {
         name: routing::PROCESSOR_QUEUE.into(),
-        dead_letters_to: routing::PROCESSOR_DLQ.into(),
+        dead_letters_to: Some(routing::PROCESSOR_DLQ.into()),
         declare_dead_letter_queue: true,
         single_active_consumer: true,
         bindings: routing::PROCESSOR_BINDINGS
             .iter()
             .map(|key| (routing::MANMAN_EXCHANGE.to_string(), key.to_string()))
             .collect(),
+        arguments: FieldTable::new(),
     }
 }
 
@@ -62,46 +60,30 @@ pub fn manman_exchange_exists(channel: &Channel) -> amiquip::Result<Exchange<'_>
 pub fn host_commands_queue(server_id: i64) -> DurableQueue {
     DurableQueue {
         name: routing::host_commands_queue(server_id),
-        dead_letters_to: routing::host_refused_commands_queue(server_id),
+        dead_letters_to: Some(routing::host_refused_commands_queue(server_id)),
         declare_dead_letter_queue: false,
         single_active_consumer: true,
         bindings: vec![(
             routing::MANMAN_EXCHANGE.to_string(),
             format!("command.host.{server_id}.#"),
         )],
+        arguments: FieldTable::new(),
     }
 }
 
-/// A durable queue that keeps at most `max_length` messages (the oldest go first): for what
-/// a misbehaving or hostile publisher sends, which must not fill the broker's disk.
-fn declare_bounded_queue(
-    channel: &Channel,
-    name: String,
-    max_length: u32,
-) -> amiquip::Result<Queue<'_>> {
-    let mut table = FieldTable::new();
-    table.insert("x-max-length".into(), AmqpValue::LongUInt(max_length));
-    channel.queue_declare(
-        name,
-        QueueDeclareOptions {
-            durable: true,
-            arguments: table,
-            ..QueueDeclareOptions::default()
-        },
-    )
-}
-
-/// Where a host keeps the commands it refused as not the API's.
-pub fn declare_refused_commands_queue(channel: &Channel, server_id: i64) -> amiquip::Result<()> {
-    declare_bounded_queue(
-        channel,
-        routing::host_refused_commands_queue(server_id),
-        1_000,
-    )
-    .map(drop)
+/// Where a host keeps the commands it refused as not the API's (and those the broker
+/// dead-lettered past the delivery limit).
+pub fn refused_commands_queue(server_id: i64) -> SideQueue {
+    SideQueue {
+        name: routing::host_refused_commands_queue(server_id),
+        max_length: Some(1_000),
+    }
 }
 
 /// Where unreadable log messages go.
-pub fn declare_log_dlq(channel: &Channel) -> amiquip::Result<Queue<'_>> {
-    declare_bounded_queue(channel, routing::LOG_DLQ.to_string(), 10_000)
+pub fn log_dlq() -> SideQueue {
+    SideQueue {
+        name: routing::LOG_DLQ.to_string(),
+        max_length: Some(10_000),
+    }
 }

@@ -16,7 +16,7 @@ use super::game_users::GameUsers;
 use super::publisher::Outbound;
 use super::reporting::{status_message, Report};
 use super::sessions::{process_name, spec_for};
-use crate::bus::durable_queue::DurableQueue;
+use crate::bus::durable_queue::{DurableQueue, SideQueue};
 use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
 use crate::procman::{Manager, ProcError};
 use crate::wire::commands::{
@@ -174,8 +174,11 @@ impl CommandHandler {
 impl BatchHandler for CommandHandler {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
         topology::manman_exchange_exists(channel)?;
-        topology::declare_refused_commands_queue(channel, self.server_id)?;
         Ok(())
+    }
+
+    fn side_queues(&self) -> Vec<SideQueue> {
+        vec![topology::refused_commands_queue(self.server_id)]
     }
 
     fn durable_queue(&self) -> Option<DurableQueue> {

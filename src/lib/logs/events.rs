@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use amiquip::{AmqpValue, Channel, Delivery, FieldTable, QueueDeclareOptions};
+use amiquip::{AmqpValue, Channel, Delivery, FieldTable};
 
 use super::registry::Registry;
+use crate::bus::durable_queue::DurableQueue;
 use crate::bus::{topology, BatchContext, BatchHandler, BusError};
-use crate::wire::SessionStatus;
+use crate::wire::{routing, SessionStatus};
 
 pub struct SessionEventsHandler {
     pub registry: Arc<Registry>,
@@ -33,22 +34,27 @@ pub fn session_event(routing_key: &str, body: &[u8]) -> Option<(i64, SessionStat
 
 impl BatchHandler for SessionEventsHandler {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
-        let manman = topology::declare_manman_exchange(channel)?;
-        let external = topology::declare_external_exchange(channel, &self.external_exchange)?;
-        // Durable and kept a day when unused, so a restart misses no session start.
+        topology::declare_manman_exchange(channel)?;
+        topology::declare_external_exchange(channel, &self.external_exchange)?;
+        Ok(())
+    }
+
+    /// Durable and kept a day when unused, so a restart misses no session start; a quorum
+    /// queue, so a broker node's loss neither stops it nor fails the publishes routed to it.
+    fn durable_queue(&self) -> Option<DurableQueue> {
         let mut args = FieldTable::new();
         args.insert("x-expires".into(), AmqpValue::LongUInt(86_400_000));
-        let queue = channel.queue_declare(
-            self.queue.as_str(),
-            QueueDeclareOptions {
-                durable: true,
-                arguments: args,
-                ..QueueDeclareOptions::default()
-            },
-        )?;
-        queue.bind(&manman, "status.session.*", FieldTable::new())?;
-        queue.bind(&external, "manman.session.*", FieldTable::new())?;
-        Ok(())
+        Some(DurableQueue {
+            name: self.queue.clone(),
+            dead_letters_to: None,
+            declare_dead_letter_queue: false,
+            single_active_consumer: false,
+            bindings: vec![
+                (routing::MANMAN_EXCHANGE.into(), "status.session.*".into()),
+                (self.external_exchange.clone(), "manman.session.*".into()),
+            ],
+            arguments: args,
+        })
     }
 
     fn handle(

@@ -13,12 +13,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amiquip::{AmqpValue, Channel, Delivery, FieldTable, QueueDeclareOptions};
+use amiquip::{AmqpValue, Channel, Delivery, FieldTable};
 use crossbeam_channel::Sender;
 
 use super::archiver::ArchiveItem;
 use super::metrics::LogMetrics;
 use super::registry::Registry;
+use crate::bus::durable_queue::{DurableQueue, SideQueue};
 use crate::bus::{topology, BatchContext, BatchHandler, BusError, OutgoingMessage};
 use crate::logstore::ArchivedLine;
 use crate::wire::{routing, ConsoleBatch};
@@ -161,8 +162,13 @@ impl IngestHandler {
 
 impl BatchHandler for IngestHandler {
     fn declare(&mut self, channel: &Channel) -> Result<(), BusError> {
-        let exchange = topology::declare_manman_exchange(channel)?;
-        topology::declare_log_dlq(channel)?;
+        topology::declare_manman_exchange(channel)?;
+        Ok(())
+    }
+
+    /// A quorum queue, so that no broker node's loss stops the lines (a classic queue on a
+    /// dead node would also make every agent's console publish fail until that node is back).
+    fn durable_queue(&self) -> Option<DurableQueue> {
         let mut table = FieldTable::new();
         table.insert(
             "x-message-ttl".into(),
@@ -180,16 +186,21 @@ impl BatchHandler for IngestHandler {
             "x-expires".into(),
             AmqpValue::LongUInt(self.args.expires_ms),
         );
-        let queue = channel.queue_declare(
-            self.queue.as_str(),
-            QueueDeclareOptions {
-                durable: true,
-                arguments: table,
-                ..QueueDeclareOptions::default()
-            },
-        )?;
-        queue.bind(&exchange, routing::SESSION_LOGS_PATTERN, FieldTable::new())?;
-        Ok(())
+        Some(DurableQueue {
+            name: self.queue.clone(),
+            dead_letters_to: None,
+            declare_dead_letter_queue: false,
+            single_active_consumer: false,
+            bindings: vec![(
+                routing::MANMAN_EXCHANGE.into(),
+                routing::SESSION_LOGS_PATTERN.into(),
+            )],
+            arguments: table,
+        })
+    }
+
+    fn side_queues(&self) -> Vec<SideQueue> {
+        vec![topology::log_dlq()]
     }
 
     fn handle(

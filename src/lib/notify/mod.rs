@@ -220,10 +220,11 @@ impl BatchHandler for Notifier {
     fn durable_queue(&self) -> Option<DurableQueue> {
         Some(DurableQueue {
             name: QUEUE.into(),
-            dead_letters_to: DLQ.into(),
+            dead_letters_to: Some(DLQ.into()),
             declare_dead_letter_queue: true,
             single_active_consumer: true,
             bindings: vec![(self.config.external_exchange.clone(), "manman.#".into())],
+            arguments: Default::default(),
         })
     }
 
