@@ -5,7 +5,8 @@
 //!
 //! A simulated host does what an agent does on the wire: a heartbeat every
 //! `FLEET_HEARTBEAT_SECONDS` (5) with a sample for each of its sessions and its capacity, and
-//! console batches at `FLEET_LINES_PER_SESSION_MINUTE` (6) per session. Hosts are spread evenly
+//! console batches at `FLEET_LINES_PER_SESSION_MINUTE` (2) per session (an idle server's
+//! chatter; each line its own message, as an agent flushes a quiet console). Hosts are spread evenly
 //! over the period, as agents that started at different times are. Per fleet size it reports:
 //! processor CPU (and its PostgreSQL backends') per host per heartbeat, the events/s offered
 //! and the processor's headroom, rows and WAL bytes written per host per day, API start →
@@ -59,7 +60,7 @@ impl Settings {
             sessions: env_or("FLEET_SESSIONS", 10),
             heartbeat: Duration::from_secs(env_or("FLEET_HEARTBEAT_SECONDS", 5)),
             window: Duration::from_secs(env_or("FLEET_SECONDS", 60)),
-            lines_per_session_minute: env_or("FLEET_LINES_PER_SESSION_MINUTE", 6.0),
+            lines_per_session_minute: env_or("FLEET_LINES_PER_SESSION_MINUTE", 2.0),
             starts: env_or("FLEET_STARTS", 100),
         }
     }
@@ -493,7 +494,7 @@ fn run(n: i64, s: &Settings) {
     }
     wait_for("the processor ready", Duration::from_secs(60), || {
         http_get(processor_health, "/readyz")
-            .contains("ok")
+            .starts_with("HTTP/1.1 200")
             .then_some(())
     });
     let real = real_host(&db, &vhost);
