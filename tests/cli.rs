@@ -114,3 +114,194 @@ fn unreachable_database_fails_the_processor_fast_and_clearly() {
     assert!(stderr.contains("database is not reachable"), "{stderr}");
     assert!(!stderr.contains("s3cret"));
 }
+
+/// `manman` with nothing in the environment but PATH, HOME, the config file and `extra`.
+fn manman_in_shell(
+    config: &std::path::Path,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", config.parent().unwrap())
+        .env("MANMAN_CONFIG", config)
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn contexts_pick_the_control_plane_and_the_environment_overrides_them() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let stack = support::stack::Stack::start();
+    let dir = std::env::temp_dir().join(manman::testkit::unique_name("mmctx"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("manman/config.toml");
+    let token_file = dir.join("admin.token");
+    manman::secret::write_file(&token_file, &stack.admin_token).unwrap();
+    let api = format!("127.0.0.1:{}", stack.api_port);
+    let dead = format!("127.0.0.1:{}", manman::testkit::free_port());
+    let run = |args: &[&str], extra: &[(&str, &str)]| manman_in_shell(&config, args, extra);
+
+    let (code, out, err) = run(
+        &[
+            "context",
+            "add",
+            "prod",
+            "--api",
+            &api,
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("(current)"),
+        "the first context becomes current: {out}"
+    );
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The second context, with the token kept in the file (read from stdin, never an argument).
+    let mut add = Command::new(env!("CARGO_BIN_EXE_manman"))
+        .args(["context", "add", "staging", "--api", &dead, "--token-stdin"])
+        .env("MANMAN_CONFIG", &config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"mm_tok_staging\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let (code, _, _) = run(&["context", "add", "prod", "--api", &dead], &[]);
+    assert_eq!(
+        code, 5,
+        "an existing name is not overwritten without --replace"
+    );
+
+    // The current context (prod) reaches the API with its token.
+    let (code, out, err) = run(&["--json", "game", "list"], &[]);
+    assert_eq!(code, 0, "through the current context: {err}");
+    assert!(out.contains("\"items\""), "{out}");
+    // --context picks another: nothing listens there.
+    let (code, _, err) = run(&["--context", "staging", "game", "list"], &[]);
+    assert_eq!(code, 69, "staging's API is down: {err}");
+    let (code, _, err) = run(&["--context", "nope", "game", "list"], &[]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("no context \"nope\""), "{err}");
+
+    // `use` switches; the environment overrides the context's address and token.
+    let (code, _, _) = run(&["context", "use", "staging"], &[]);
+    assert_eq!(code, 0);
+    let (code, _, _) = run(&["game", "list"], &[]);
+    assert_eq!(code, 69);
+    let (code, _, err) = run(
+        &["game", "list"],
+        &[("API_ADDRESS", &api), ("MANMAN_TOKEN", &stack.admin_token)],
+    );
+    assert_eq!(code, 0, "the environment wins: {err}");
+    // staging's own token is refused by the real API once the address is right.
+    let (code, _, _) = run(&["game", "list"], &[("API_ADDRESS", &api)]);
+    assert_eq!(code, 77, "the context's token, not prod's");
+
+    let (code, out, _) = run(&["--json", "context", "show"], &[("API_ADDRESS", &api)]);
+    assert_eq!(code, 0);
+    let show: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(show["context"], "staging", "{show}");
+    assert_eq!(show["api"]["value"], api.as_str(), "{show}");
+    assert_eq!(show["api"]["from"], "environment (API_ADDRESS)", "{show}");
+    assert_eq!(show["token"]["from"], "context", "{show}");
+    assert!(
+        !out.contains("mm_tok_staging"),
+        "a token is never shown: {out}"
+    );
+    let (_, list, _) = run(&["context", "list"], &[]);
+    assert!(!list.contains("mm_tok_staging"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with('*') && l.contains("staging")),
+        "{list}"
+    );
+
+    // A config file others may read (it can hold a token) is refused with the fix.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&["game", "list"], &[]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let (code, _, _) = run(&["context", "remove", "staging"], &[]);
+    assert_eq!(code, 0);
+    let (code, out, _) = run(&["--json", "context", "list"], &[]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(
+        list["items"][0]["current"], false,
+        "the removed one was current: {list}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef manman"),
+        ("fish", "complete -c manman"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("token-stdin"),
+            "{shell} completes context add's flags"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let dir = std::env::temp_dir().join(manman::testkit::unique_name("mmman"));
+    let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+        .args(["man-pages", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(dir.join("manman-context-add.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    assert!(page.contains("token\\-stdin"), "{page}");
+    assert!(dir.join("manman.1").exists() && dir.join("manman-session-start.1").exists());
+    assert!(
+        !dir.join("manman-man-pages.1").exists(),
+        "the hidden command has no page"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -65,6 +65,11 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
         ("DEMO_RUN_DIR", run_dir.display().to_string()),
         ("DEMO_HOST_DATA_DIR", host_data.display().to_string()),
         ("MANMAN_BIN_DIR", bin_dir.display().to_string()),
+        // The demo context goes here, not into the home directory of whoever runs the tests.
+        (
+            "MANMAN_CONFIG",
+            run_dir.join("config.toml").display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -138,4 +143,157 @@ fn the_demo_script_runs_a_session_and_shows_its_live_console() {
     assert_eq!(overview["hosts"][0]["name"], "demo-host", "{overview}");
     assert_eq!(overview["hosts"][0]["status"], "online", "{overview}");
     assert_eq!(overview["live_total"], 1, "{overview}");
+
+    // A new shell: no address, CA or token exported; the demo context is current.
+    let config = run_dir.join("config.toml");
+    let status = Command::new(env!("CARGO_BIN_EXE_manman"))
+        .args(["status", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &run_dir)
+        .env("MANMAN_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "manman status through the demo context: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status.to_string().contains("demo-host"), "{status}");
+
+    doctor_names_each_broken_link(&run_dir, &config);
+}
+
+/// `manman doctor` in a new shell through the demo context: every link ok, then each fault
+/// injected in turn is named with its fix.
+fn doctor_names_each_broken_link(run_dir: &Path, config: &Path) {
+    let doctor = |extra: &[(&str, &str)]| -> (i32, serde_json::Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+            .args(["doctor", "--json"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", run_dir)
+            .env("MANMAN_CONFIG", config)
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        let report = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap_or(-1), report)
+    };
+    let check = |report: &serde_json::Value, name: &str| -> serde_json::Value {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check: {report}"))
+    };
+    let (code, report) = doctor(&[]);
+    assert_eq!(code, 0, "{report}");
+    for c in report["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "ok", "{report}");
+    }
+    assert!(check(&report, "token")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("role admin"));
+
+    // A CA that did not sign the API's certificate.
+    let other_ca = run_dir.join("other-ca");
+    assert!(Command::new("scripts/make-test-ca")
+        .arg(&other_ca)
+        .status()
+        .unwrap()
+        .success());
+    let (code, report) = doctor(&[("GRPC_TLS_CA", other_ca.join("ca.pem").to_str().unwrap())]);
+    assert_eq!(code, 1, "{report}");
+    let api = check(&report, "api");
+    assert_eq!(api["status"], "fail", "{report}");
+    assert!(
+        api["fix"].as_str().unwrap().contains("signed by the CA"),
+        "{report}"
+    );
+
+    // A token file others can read.
+    let loose = run_dir.join("loose.token");
+    std::fs::copy(run_dir.join("admin.token"), &loose).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, report) = doctor(&[("MANMAN_TOKEN_FILE", loose.to_str().unwrap())]);
+    assert_eq!(code, 1);
+    assert!(
+        check(&report, "token")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("chmod 600"),
+        "{report}"
+    );
+
+    // A revoked token.
+    let manman = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+            .args(args)
+            .env("MANMAN_CONFIG", config)
+            .env_remove("API_ADDRESS")
+            .env_remove("MANMAN_TOKEN")
+            .env_remove("MANMAN_TOKEN_FILE")
+            .env_remove("GRPC_TLS_CA")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "manman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let revoked = run_dir.join("revoked.token");
+    manman(&[
+        "token",
+        "create",
+        "doctor-test",
+        "--role",
+        "viewer",
+        "--output",
+        revoked.to_str().unwrap(),
+    ]);
+    manman(&["token", "revoke", "doctor-test"]);
+    let (code, report) = doctor(&[("MANMAN_TOKEN_FILE", revoked.to_str().unwrap())]);
+    assert_eq!(code, 1);
+    let token = check(&report, "token");
+    assert!(
+        token["detail"].as_str().unwrap().contains("refused"),
+        "{report}"
+    );
+    assert!(
+        token["fix"].as_str().unwrap().contains("revoked"),
+        "{report}"
+    );
+
+    // The API stopped (by the pid the demo recorded).
+    let pid: i32 = std::fs::read_to_string(run_dir.join("manman-api.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    manman::testkit::wait_for(
+        "the API to stop",
+        std::time::Duration::from_secs(30),
+        || (unsafe { libc::kill(pid, 0) } != 0).then_some(()),
+    );
+    let (code, report) = doctor(&[]);
+    assert_eq!(code, 1);
+    let api = check(&report, "api");
+    assert!(
+        api["detail"].as_str().unwrap().contains("cannot connect"),
+        "{report}"
+    );
+    assert!(
+        api["fix"].as_str().unwrap().contains("manman-api"),
+        "{report}"
+    );
+    assert_eq!(check(&report, "log processor")["status"], "ok", "{report}");
 }

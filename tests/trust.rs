@@ -15,6 +15,7 @@ use manman::db::PoolSettings;
 use manman::grpc::{call_option, Endpoint, ServerTls};
 use manman::lifecycle::Supervisor;
 use manman::proto::v1 as pb;
+use manman::testkit::KillOnDrop;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -525,15 +526,6 @@ fn a_daemon_connects_over_amqps_and_to_postgresql_with_sslmode_require() {
     });
     assert!(refusal.contains("verify failed"), "{refusal}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A log processor without a database checks stream tokens with the API (`WhoAmI`) and looks

@@ -43,6 +43,14 @@ impl Env {
         }
     }
 
+    /// Sets `var` to `value` unless it is set already (a lower layer of settings: the CLI's
+    /// context under the environment).
+    pub fn set_default(&mut self, var: &str, value: &str) {
+        if self.get(var).is_none() {
+            self.vars.insert(var.to_string(), value.to_string());
+        }
+    }
+
     /// The value of `var`, treating an empty value as unset.
     pub fn get(&self, var: &str) -> Option<&str> {
         self.vars

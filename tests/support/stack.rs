@@ -299,6 +299,8 @@ impl Stack {
                 "LOG_PROCESSOR_ADDRESS",
                 format!("127.0.0.1:{}", self.logs.grpc_port),
             )
+            // Whatever contexts the machine's user has are not this test's.
+            .env("MANMAN_CONFIG", "/nonexistent/manman/config.toml")
             .output()
             .unwrap();
         (

@@ -24,8 +24,10 @@ use crate::proto::v1 as pb;
                   manman session input 1 'say hello'\n  \
                   manman logs 1 -f\n  \
                   manman session stop 1\n\n\
-                  Configuration comes from the environment: API_ADDRESS (default 127.0.0.1:50051) \
-                  for everything but migrate; the API token from MANMAN_TOKEN, or the file \
+                  Where to connect comes from a context (`manman context add`, kept in \
+                  ~/.config/manman/config.toml or MANMAN_CONFIG; --context or MANMAN_CONTEXT \
+                  picks one, else the current one), and the environment overrides it: \
+                  API_ADDRESS (default 127.0.0.1:50051) for everything but migrate; the API token from MANMAN_TOKEN, or the file \
                   MANMAN_TOKEN_FILE (mode 0600; default ~/.config/manman/token); GRPC_TLS_CA, \
                   the CA of the API's and log processor's certificates when they serve TLS; \
                   DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME) for migrate and \
@@ -40,14 +42,12 @@ pub struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// The API to talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "API_ADDRESS",
-        default_value = "127.0.0.1:50051"
-    )]
-    pub api: String,
+    /// The API to talk to [default: the context's, else 127.0.0.1:50051].
+    #[arg(long, global = true, env = "API_ADDRESS")]
+    pub api: Option<String>,
+    /// The context to use (see `manman context list`) instead of the current one.
+    #[arg(long, global = true, env = "MANMAN_CONTEXT")]
+    pub context: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,9 +111,9 @@ pub enum Command {
         /// Most archived lines to print (0: every line in the range).
         #[arg(long, default_value_t = 10_000)]
         limit: i64,
-        /// The log processor serving live lines.
-        #[arg(long, env = "LOG_PROCESSOR_ADDRESS", default_value = "127.0.0.1:50053")]
-        log_processor: String,
+        /// The log processor serving live lines [default: the context's, else 127.0.0.1:50053].
+        #[arg(long, env = "LOG_PROCESSOR_ADDRESS")]
+        log_processor: Option<String>,
         /// Print control characters as the game sent them (by default they are escaped when
         /// writing to a terminal, so a game cannot drive your terminal).
         #[arg(long)]
@@ -127,6 +127,59 @@ pub enum Command {
     Schedule(super::schedules::ScheduleCmd),
     /// Hosts and live sessions at a glance.
     Status,
+    /// Named control planes (addresses, CA, token) in ~/.config/manman/config.toml.
+    #[command(subcommand)]
+    Context(ContextCmd),
+    /// Check the chain to the control plane (context, CA, API, its certificate, token, log
+    /// processor) one link at a time and say what to fix. Exit 1 when a link fails.
+    Doctor,
+    /// Print a shell completion script: `source <(manman completions bash)`, or save it where
+    /// your shell loads completions (the Debian package installs them).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (manman.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum ContextCmd {
+    /// Every context; `*` marks the current one.
+    List,
+    /// Make NAME the current context (used when --context and MANMAN_CONTEXT are unset).
+    Use { name: String },
+    /// Save a context (the first one saved becomes current).
+    Add {
+        name: String,
+        /// The API's address, HOST:PORT.
+        #[arg(long)]
+        api: String,
+        /// The log processor's address, HOST:PORT.
+        #[arg(long)]
+        log_processor: Option<String>,
+        /// The CA file of the API's and log processor's certificates (TLS when given).
+        #[arg(long)]
+        ca: Option<std::path::PathBuf>,
+        /// A file holding the API token (mode 0600).
+        #[arg(long, conflicts_with = "token_stdin")]
+        token_file: Option<std::path::PathBuf>,
+        /// Read the API token from stdin and keep it in the config file (0600).
+        #[arg(long)]
+        token_stdin: bool,
+        /// Make it the current context.
+        #[arg(long = "use")]
+        make_current: bool,
+        /// Overwrite a context of that name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Forget a context.
+    Remove { name: String },
+    /// The settings a command would use now (the chosen context, or NAME), and where each
+    /// comes from: flag, environment, context or default.
+    Show { name: Option<String> },
 }
 
 #[derive(Subcommand)]

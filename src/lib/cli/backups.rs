@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
-use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print, printable, when};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use crate::proto::v1 as pb;
 use crate::views::{backup_json, restore_json};
 

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::context::{all_pages, Ctx, Outcome};
 use super::output::{print, table};
+use super::shared::{all_pages, Ctx, Outcome};
 use crate::proto::v1 as pb;
 use crate::views::config_json;
 

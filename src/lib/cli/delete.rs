@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::context::{Ctx, Outcome};
+use super::shared::{Ctx, Outcome};
 use crate::proto::v1 as pb;
 
 /// What `delete` removes.

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use super::context::{all_pages, Ctx, Failure, Outcome};
 use super::output::print;
+use super::shared::{all_pages, Ctx, Failure, Outcome};
 use crate::proto::v1 as pb;
 use crate::views::deployment_json;
 use crate::wire::ports::{parse_binding, PortRequest};

@@ -1,7 +1,7 @@
 //! `manman game create|list|rename`.
 
-use super::context::{all_pages, Ctx, Outcome};
 use super::output::print;
+use super::shared::{all_pages, Ctx, Outcome};
 use crate::proto::v1 as pb;
 use crate::views::game_json;
 

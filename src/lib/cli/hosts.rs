@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::context::{all_pages, Ctx, Exit, Failure, Outcome};
 use super::deployments::{deployment_row, deployments, DEPLOYMENT_HEADERS};
 use super::output::{print, table, when};
 use super::sessions::{session_row, SESSION_HEADERS};
+use super::shared::{all_pages, Ctx, Exit, Failure, Outcome};
 use crate::proto::v1 as pb;
 use crate::views::{deployment_json, host_json, session_json};
 

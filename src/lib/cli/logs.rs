@@ -7,7 +7,7 @@ use std::time::Duration;
 use grpcio::RpcStatusCode;
 use serde_json::json;
 
-use super::context::{Ctx, Exit, Failure, Outcome};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 use crate::retry::Backoff;

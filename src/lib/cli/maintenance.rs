@@ -3,8 +3,8 @@
 
 use clap::Args;
 
-use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{printable, when};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use super::spans::{parse_span_list, parse_span_seconds};
 use crate::proto::v1 as pb;
 use crate::views::maintenance_json;

@@ -3,8 +3,8 @@
 use crate::config::{self, Env};
 use crate::db::migrate;
 
-use super::context::Exit;
 use super::output;
+use super::shared::Exit;
 
 /// `manman migrate --status` exits with this when a migration is pending, so scripts can check.
 pub const MIGRATIONS_PENDING: i32 = 3;

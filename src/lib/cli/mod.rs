@@ -1,13 +1,16 @@
-//! The `manman` operator CLI: its arguments (args), its entry and dispatch (run), what every
-//! subcommand shares (context: the API client, typed failures and exit codes; output: tables
+//! The `manman` operator CLI: its arguments (args), its entry and dispatch (run), where it
+//! connects (contexts: named sets of addresses, CA and token in the config file), what every
+//! subcommand shares (shared: the API client, typed failures and exit codes; output: tables
 //! and JSON), and one file per noun.
 
 pub mod args;
 pub mod backups;
 pub mod configs;
-pub mod context;
+pub mod contexts;
 pub mod delete;
 pub mod deployments;
+pub mod docs;
+pub mod doctor;
 pub mod games;
 pub mod hosts;
 pub mod limits;
@@ -19,6 +22,7 @@ pub mod players;
 pub mod run;
 pub mod schedules;
 pub mod sessions;
+pub mod shared;
 pub mod spans;
 pub mod status;
 pub mod tokens;

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::context::Ctx;
+use super::shared::Ctx;
 
 /// Renders rows as an aligned plain-text table with a header line.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::args::*;
-use super::context::{Ctx, Exit, Failure};
 use super::delete::{delete, Deletable};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use super::{configs, deployments, games, hosts, sessions, status, tokens};
 use crate::grpc::Endpoint;
 
@@ -23,21 +23,54 @@ pub fn run() -> i32 {
     if let Command::Migrate { status } = cli.command {
         return super::migrate::run(status, cli.json);
     }
-    let env = crate::config::Env::from_process();
-    // clap has read API_ADDRESS into `cli.api` already.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return finish(cli.json, super::docs::completions(*shell));
+        }
+        Command::ManPages { dir } => return finish(cli.json, super::docs::man_pages(dir)),
+        _ => {}
+    }
+    if let Command::Context(cmd) = cli.command {
+        return finish(cli.json, run_context(cmd, cli.context.as_deref(), cli.json));
+    }
+    // The chosen context under the environment; clap has read API_ADDRESS into `cli.api`.
+    let (env, context) = match super::contexts::resolve(cli.context.as_deref()) {
+        Ok(resolved) => resolved,
+        Err(e) => return finish(cli.json, Err(e.into())),
+    };
+    let api_address = cli
+        .api
+        .clone()
+        .or_else(|| env.get("API_ADDRESS").map(str::to_string))
+        .unwrap_or_else(|| DEFAULT_API.to_string());
+    if let Command::Doctor = cli.command {
+        let config_file = super::contexts::config_path(&env)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "no config file".into());
+        let log_processor = env.string("LOG_PROCESSOR_ADDRESS", DEFAULT_LOG_PROCESSOR);
+        let checks = super::doctor::diagnose(&super::doctor::Target {
+            env: &env,
+            context: context.as_deref(),
+            config_file: &config_file,
+            api: &api_address,
+            log_processor: &log_processor,
+        });
+        return finish(cli.json, super::doctor::report(&checks, cli.json));
+    }
     let connection = crate::grpc::client_token(&env)
-        .and_then(|token| Ok((token, Endpoint::at(&cli.api, &env)?)));
+        .and_then(|token| Ok((token, Endpoint::at(&api_address, &env)?)));
     let (token, api) = match connection {
         Ok(c) => c,
-        Err(e) => {
-            report_error(cli.json, &e.to_string(), Exit::Config.code());
-            return Exit::Config.code();
-        }
+        Err(e) => return finish(cli.json, Err(Failure::new(Exit::Config, e.to_string()))),
     };
     let json = cli.json;
     let ctx = Ctx::new(&api, token, json);
     let result = match cli.command {
-        Command::Migrate { .. } => unreachable!(),
+        Command::Migrate { .. }
+        | Command::Context(_)
+        | Command::Completions { .. }
+        | Command::ManPages { .. }
+        | Command::Doctor => unreachable!(),
         Command::Host(HostCmd::List) => hosts::host_list(&ctx),
         Command::Host(HostCmd::Show { id }) => hosts::host_show(&ctx, id),
         Command::Host(HostCmd::Add {
@@ -150,7 +183,9 @@ pub fn run() -> i32 {
         } => super::logs::run(
             &ctx,
             &Endpoint {
-                address: log_processor,
+                address: log_processor
+                    .or_else(|| env.get("LOG_PROCESSOR_ADDRESS").map(str::to_string))
+                    .unwrap_or_else(|| DEFAULT_LOG_PROCESSOR.to_string()),
                 ..api.clone()
             },
             &super::logs::LogsRequest {
@@ -167,6 +202,44 @@ pub fn run() -> i32 {
         Command::Schedule(cmd) => super::schedules::run(&ctx, cmd),
         Command::Status => status::status(&ctx),
     };
+    finish(json, result)
+}
+
+const DEFAULT_API: &str = "127.0.0.1:50051";
+const DEFAULT_LOG_PROCESSOR: &str = "127.0.0.1:50053";
+
+/// `manman context …`: the config file only, no connection.
+fn run_context(cmd: ContextCmd, chosen: Option<&str>, json: bool) -> Outcome {
+    use super::contexts::{commands, ContextAdd};
+    match cmd {
+        ContextCmd::List => commands::list(json),
+        ContextCmd::Use { name } => commands::use_context(&name),
+        ContextCmd::Remove { name } => commands::remove(&name),
+        ContextCmd::Show { name } => commands::show(name.as_deref().or(chosen), json),
+        ContextCmd::Add {
+            name,
+            api,
+            log_processor,
+            ca,
+            token_file,
+            token_stdin,
+            make_current,
+            replace,
+        } => commands::add(&ContextAdd {
+            name: &name,
+            api: &api,
+            log_processor: log_processor.as_deref(),
+            ca: ca.as_deref(),
+            token_file: token_file.as_deref(),
+            token_stdin,
+            make_current,
+            replace,
+        }),
+    }
+}
+
+/// Reports a failure and returns the exit code.
+fn finish(json: bool, result: Outcome) -> i32 {
     let code = match result {
         Ok(()) => 0,
         Err(f) => {

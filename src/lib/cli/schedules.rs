@@ -4,8 +4,8 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print, printable, table, when};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use super::spans::{parse_span_list, parse_span_seconds};
 use crate::proto::v1 as pb;
 use crate::views::{run_json, schedule_json};

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print_page, printable, table, when};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use crate::proto::v1 as pb;
 use crate::views::session_json;
 use crate::wire::game_process::human_bytes;

@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use super::context::{Ctx, Outcome};
 use super::hosts::{host_row, hosts, live_sessions, HOST_HEADERS};
 use super::output::{table, when};
+use super::shared::{Ctx, Outcome};
 use crate::views::{host_json, session_json};
 
 /// Hosts and live sessions at a glance.

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{print, when};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use crate::auth::issue::{issue_token, IssueError};
 use crate::auth::{secret, Role};
 use crate::config::{self, Env};

@@ -3,8 +3,8 @@
 use clap::Args;
 use serde_json::json;
 
-use super::context::{Ctx, Exit, Failure, Outcome};
 use super::output::{json_list, table, when};
+use super::shared::{Ctx, Exit, Failure, Outcome};
 use super::spans::parse_span_ms;
 use crate::proto::v1 as pb;
 use crate::views::json_time;

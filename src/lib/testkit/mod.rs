@@ -412,3 +412,22 @@ impl Drop for ReflinkFs {
         let _ = std::fs::remove_file(&self.image);
     }
 }
+
+/// A daemon a test spawned, SIGKILLed and reaped when dropped: a test that fails half-way
+/// leaves no process behind (one that did kept reconnecting to its deleted vhost, and held the
+/// test's stdout open for whoever read it through a pipe).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// SIGKILL now (as a crash would) and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

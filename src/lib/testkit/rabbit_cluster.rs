@@ -1,8 +1,10 @@
 //! A RabbitMQ cluster of our own on this machine: N nodes with their own names, ports, data
 //! directories and Erlang cookie, joined with `rabbitmqctl join_cluster`, for failover tests.
-//! Nodes are stopped through `rabbitmqctl -n` (or by the pid we started) and their
-//! directories removed on drop; the machine's own broker is never touched.
+//! Nodes are stopped through `rabbitmqctl -n` (or, failing that, by the process group each
+//! node's start script was given) and their directories removed on drop; the machine's own
+//! broker is never touched.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -142,6 +144,11 @@ impl RabbitNode {
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            // A crashing node writes MnesiaCore/erl_crash.dump into its working directory.
+            .current_dir(&dir)
+            // Its own group: the start script, the Erlang VM and its helpers end together even
+            // when the node never came up far enough for `rabbitmqctl stop`.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -163,17 +170,15 @@ impl RabbitNode {
         ctl(&self.home, &self.name, args)
     }
 
-    /// Stops the node (`rabbitmqctl stop`, then the pid we started if it lingers) and waits
-    /// for its process to end.
+    /// Stops the node (`rabbitmqctl stop`, then its whole process group if it lingers) and
+    /// waits for its start script to end.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = self.ctl(&["stop"]);
-        let ended = wait_for_exit(&mut child, Duration::from_secs(20));
-        if !ended {
-            let _ = child.kill();
-            let _ = child.wait();
+        let stopped = self.ctl(&["stop"]).is_ok();
+        if !(stopped && wait_for_exit(&mut child, Duration::from_secs(20))) {
+            kill_group(&mut child);
         }
     }
 
@@ -192,8 +197,7 @@ impl RabbitNode {
         if let Some(mut child) = self.child.take() {
             // The start script waits for the VM; it ends with it.
             if !wait_for_exit(&mut child, Duration::from_secs(20)) {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
             }
         }
         Ok(())
@@ -202,6 +206,13 @@ impl RabbitNode {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+}
+
+/// SIGKILLs the process group the node was started in (its pgid is the start script's pid).
+fn kill_group(child: &mut Child) {
+    // SAFETY: killpg(2) on the group created for this node's start script.
+    unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
 }
 
 fn wait_for_exit(child: &mut Child, timeout: Duration) -> bool {
