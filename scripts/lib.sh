@@ -103,7 +103,23 @@ ensure_rust_build_deps() {
   command -v protoc >/dev/null || missing+=(protobuf-compiler)
   command -v pkg-config >/dev/null || missing+=(pkg-config)   # openssl-sys: TLS for gRPC, PostgreSQL, AMQP, S3
   [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  command -v ccache >/dev/null || missing+=(ccache)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  use_ccache
+}
+
+# gRPC's C core is compiled through ccache: cargo builds it once per profile, feature set and
+# check/build mode (a new OUT_DIR each time: `cargo clippy`, the tests, the demo's release
+# build and the benchmarks' each had their own 15-20 minute build). Cargo.toml gives
+# grpcio-sys the same optimisation in every profile, so every one of those builds compiles the
+# same commands, and all but the first are answered from the cache. Paths are made relative
+# (CCACHE_BASEDIR, no cwd in the hash) because each build runs in a directory of its own.
+use_ccache() {
+  command -v ccache >/dev/null || return 0
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  export CCACHE_DIR="${CCACHE_DIR:-$MANMAN_HOME/ccache}" CCACHE_BASEDIR="$HOME" CCACHE_NOHASHDIR=1
+  export CCACHE_SLOPPINESS=include_file_mtime,include_file_ctime,time_macros,file_macro
+  export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 }
 
 # Debian's Chromium and its WebDriver, for the dashboard's browser test.

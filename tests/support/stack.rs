@@ -56,6 +56,8 @@ pub struct Stack {
     pub api_health_port: u16,
     pub processor_health_port: u16,
     pub logs: RunningLogProcessor,
+    /// How it was started (its instance name: a restart takes up its ingest queue).
+    pub logs_config: LogsConfig,
     pub server_id: i64,
     pub data_dir: std::path::PathBuf,
     // Dropped in reverse order of start: host first, then API and processor.
@@ -168,14 +170,11 @@ impl Stack {
             .unwrap()
             .enrollment_secret;
         let mut sup = Supervisor::new();
-        let logs = logs::start(
-            LogsConfig {
-                archive: bucket.as_ref().map(|b| b.config.clone()),
-                ..LogsConfig::embedded(broker_url.clone(), Some(db.config.clone()))
-            },
-            &mut sup,
-        )
-        .unwrap();
+        let logs_config = LogsConfig {
+            archive: bucket.as_ref().map(|b| b.config.clone()),
+            ..LogsConfig::embedded(broker_url.clone(), Some(db.config.clone()))
+        };
+        let logs = logs::start(logs_config.clone(), &mut sup).unwrap();
         let logs_daemon = Daemon::run(sup);
         let data_dir = std::env::temp_dir().join(unique_name("mmhost"));
         let mut stack = Stack {
@@ -188,6 +187,7 @@ impl Stack {
             api_health_port,
             processor_health_port,
             logs,
+            logs_config,
             server_id: 0,
             data_dir,
             host: None,
@@ -283,6 +283,19 @@ impl Stack {
             metrics.contains("manman_host_processes{state=\"running\"} 1"),
             "{metrics}"
         );
+    }
+
+    /// Stops the log processor and starts it again on the same port and ingest queue (a
+    /// restart, as systemd would do it): clients must resume.
+    pub fn restart_log_processor(&mut self) {
+        self._logs.shutdown();
+        let mut sup = Supervisor::new();
+        let config = LogsConfig {
+            listen: format!("127.0.0.1:{}", self.logs.grpc_port),
+            ..self.logs_config.clone()
+        };
+        self.logs = logs::start(config, &mut sup).unwrap();
+        self._logs = Daemon::run(sup);
     }
 
     /// Call options with the admin token.

@@ -178,7 +178,7 @@ pub enum ContextCmd {
     /// Forget a context.
     Remove { name: String },
     /// The settings a command would use now (the chosen context, or NAME), and where each
-    /// comes from: flag, environment, context or default.
+    /// comes from: environment, context or default (a flag given with a command beats all three).
     Show { name: Option<String> },
 }
 
@@ -540,6 +540,16 @@ pub enum SessionCmd {
     Show { id: i64 },
     /// Send a line to the game server's console (stdin).
     Input { id: i64, text: String },
+    /// Watch and type into a session's console: the recent lines, then live ones (stderr and
+    /// the host's lines marked), an input line with history (arrow keys), a status line;
+    /// Ctrl-] detaches. Line by line when stdin or stdout is not a terminal (each stdin line
+    /// is sent).
+    Attach {
+        id: i64,
+        /// The log processor serving live lines [default: the context's, else 127.0.0.1:50053].
+        #[arg(long, env = "LOG_PROCESSOR_ADDRESS")]
+        log_processor: Option<String>,
+    },
 }
 
 /// `manman session list`'s filters and paging.

@@ -163,19 +163,78 @@ fn history(ctx: &Ctx, req: &LogsRequest) -> Outcome {
 }
 
 fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
+    // Line by line: a followed console shows each line as it comes.
+    let mut printer = LinePrinter::new(std::io::stdout(), req);
+    let mut printed = 0u64;
+    let followed = follow_console(ctx, endpoint, req.session_id, req.follow, &mut |event| {
+        match event {
+            ConsoleEvent::Line(m) => {
+                written(printer.print(m))?;
+                printed += 1;
+            }
+            ConsoleEvent::Interrupted { why, retry_in } => {
+                eprintln!("-- log stream interrupted ({why}); reconnecting in {retry_in:?} --");
+            }
+        }
+        Ok(())
+    })?;
+    if followed == Followed::Stopped {
+        return Ok(()); // the reader closed the pipe
+    }
+    if followed == Followed::Ended {
+        eprintln!("-- session {} ended --", req.session_id);
+    } else if printed == 0 && !req.json {
+        eprintln!(
+            "(no lines in session {id}'s live buffer: it holds the newest lines while the session runs and for LOG_BUFFER_TTL after; archived lines: manman logs {id} --since 1h)",
+            id = req.session_id
+        );
+    }
+    Ok(())
+}
+
+/// What [`follow_console`] hands its caller.
+pub(crate) enum ConsoleEvent<'a> {
+    Line(&'a pb::LogMessage),
+    /// The stream broke (log processor restarted, network blip); it resumes after the last
+    /// line seen, so no line is shown twice.
+    Interrupted {
+        why: String,
+        retry_in: Duration,
+    },
+}
+
+/// How [`follow_console`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Followed {
+    /// The session ended (its stream closed while following).
+    Ended,
+    /// Without `follow`: the buffered lines were read.
+    BacklogRead,
+    /// The caller's handler said stop (a closed pipe, a detach).
+    Stopped,
+}
+
+/// Streams a session's live console from the log processor: the buffered lines, then (with
+/// `follow`) new ones as they come, reconnecting with backoff and resuming after the last
+/// sequence number seen. `on` returns `Err(Ok(()))` to stop quietly, `Err(Err(f))` to fail.
+pub(crate) fn follow_console(
+    ctx: &Ctx,
+    endpoint: &Endpoint,
+    session_id: i64,
+    follow: bool,
+    on: &mut dyn FnMut(ConsoleEvent<'_>) -> Result<(), Outcome>,
+) -> Result<Followed, Failure> {
     let address = &endpoint.address;
     let client = pb::LogProcessorClient::new(endpoint.channel());
     let backoff = Backoff::reconnect();
-    // Line by line: a followed console shows each line as it comes.
-    let mut printer = LinePrinter::new(std::io::stdout(), req);
     let mut after = 0;
-    let mut printed = 0u64;
     let mut failures = 0;
+    let stop = |outcome: Outcome| outcome.map(|()| Followed::Stopped);
     loop {
         let request = pb::StreamSessionLogsRequest {
-            session_id: req.session_id,
+            session_id,
             after_sequence_number: after,
-            backlog_only: !req.follow,
+            backlog_only: !follow,
         };
         // A stream has no deadline: it lasts as long as the session.
         let option = crate::grpc::authorized(ctx.token.as_deref());
@@ -187,10 +246,9 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
                         Ok(m) => {
                             failures = 0;
                             after = m.sequence_number;
-                            if let Err(done) = written(printer.print(&m)) {
-                                return done;
+                            if let Err(outcome) = on(ConsoleEvent::Line(&m)) {
+                                return stop(outcome);
                             }
-                            printed += 1;
                         }
                         Err(e) => {
                             failure = Some(e);
@@ -199,19 +257,8 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
                     }
                 }
                 match failure {
-                    None if req.follow => {
-                        eprintln!("-- session {} ended --", req.session_id);
-                        return Ok(());
-                    }
-                    None => {
-                        if printed == 0 && !req.json {
-                            eprintln!(
-                                "(no lines in session {id}'s live buffer: it holds the newest lines while the session runs and for LOG_BUFFER_TTL after; archived lines: manman logs {id} --since 1h)",
-                                id = req.session_id
-                            );
-                        }
-                        return Ok(());
-                    }
+                    None if follow => return Ok(Followed::Ended),
+                    None => return Ok(Followed::BacklogRead),
                     Some(e) => e,
                 }
             }
@@ -226,7 +273,7 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
             ),
             _ => true,
         };
-        if !req.follow || !retryable {
+        if !follow || !retryable {
             let f = Failure::from(failure);
             return Err(Failure::new(
                 f.exit,
@@ -235,7 +282,12 @@ fn live(ctx: &Ctx, endpoint: &Endpoint, req: &LogsRequest) -> Outcome {
         }
         let delay = backoff.delay(failures);
         failures += 1;
-        eprintln!("-- log stream interrupted ({failure}); reconnecting in {delay:?} --");
+        if let Err(outcome) = on(ConsoleEvent::Interrupted {
+            why: failure.to_string(),
+            retry_in: delay,
+        }) {
+            return stop(outcome);
+        }
         std::thread::sleep(delay);
     }
 }

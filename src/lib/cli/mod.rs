@@ -4,6 +4,7 @@
 //! and JSON), and one file per noun.
 
 pub mod args;
+pub mod attach;
 pub mod backups;
 pub mod configs;
 pub mod contexts;

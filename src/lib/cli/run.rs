@@ -65,6 +65,14 @@ pub fn run() -> i32 {
     };
     let json = cli.json;
     let ctx = Ctx::new(&api, token, json);
+    // The log processor: a flag (or LOG_PROCESSOR_ADDRESS), the context's, the default; TLS
+    // as for the API.
+    let log_endpoint = |flag: Option<String>| Endpoint {
+        address: flag
+            .or_else(|| env.get("LOG_PROCESSOR_ADDRESS").map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_LOG_PROCESSOR.to_string()),
+        ..api.clone()
+    };
     let result = match cli.command {
         Command::Migrate { .. }
         | Command::Context(_)
@@ -169,6 +177,9 @@ pub fn run() -> i32 {
             sessions::session_list(&ctx, args.into_request())
         }
         Command::Session(SessionCmd::Show { id }) => sessions::session_show(&ctx, id),
+        Command::Session(SessionCmd::Attach { id, log_processor }) => {
+            super::attach::attach(&ctx, &log_endpoint(log_processor), id)
+        }
         Command::Session(SessionCmd::Input { id, text }) => {
             sessions::session_input(&ctx, id, &text)
         }
@@ -182,12 +193,7 @@ pub fn run() -> i32 {
             raw,
         } => super::logs::run(
             &ctx,
-            &Endpoint {
-                address: log_processor
-                    .or_else(|| env.get("LOG_PROCESSOR_ADDRESS").map(str::to_string))
-                    .unwrap_or_else(|| DEFAULT_LOG_PROCESSOR.to_string()),
-                ..api.clone()
-            },
+            &log_endpoint(log_processor),
             &super::logs::LogsRequest {
                 session_id: session,
                 follow,
