@@ -80,10 +80,17 @@ impl Screen {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
+    /// Waits for `what` on the terminal; on a timeout the panic shows what the terminal has.
     fn wait_for(&self, what: &str) {
-        wait_for(&format!("{what:?} on the terminal"), T, || {
-            self.text().contains(what).then_some(())
-        });
+        let start = std::time::Instant::now();
+        while !self.text().contains(what) {
+            assert!(
+                start.elapsed() < T,
+                "{what:?} not on the terminal within {T:?}; it shows:\n{}",
+                self.text().escape_debug()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

@@ -2602,3 +2602,129 @@ fn a_revoked_host_is_refused_and_its_agent_exits_saying_how_to_come_back() {
     assert_eq!(code, 4, "{err}");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// `manman-host --check`: a healthy host is all ok; each fault names its fix.
+#[test]
+fn host_check_names_what_is_wrong_and_how_to_fix_it() {
+    let mut s = Stack::start();
+    let data_dir = std::env::temp_dir().join(unique_name("mmcheck"));
+    let check = |s: &mut Stack, dir: &std::path::Path, extra: &[(&str, &str)]| {
+        let out = s
+            .agent_command(dir, false, &s.broker_url.clone())
+            .args(["--check", "--json"])
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let find = |report: &serde_json::Value, name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check: {report}"))
+    };
+    let (code, report) = check(&mut s, &data_dir, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    for name in [
+        "config",
+        "data dir",
+        "credential",
+        "broker",
+        "api",
+        "keeper",
+    ] {
+        assert_eq!(find(&report, name)["status"], "ok", "{name}: {report}");
+    }
+    assert!(find(&report, "credential")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("enrolled"));
+
+    // The credential readable by others.
+    let credential = manman::host::identity::credential_file(&data_dir);
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, report) = check(&mut s, &data_dir, &[]);
+    assert_eq!(code, Some(1));
+    let c = find(&report, "credential");
+    assert_eq!(c["status"], "fail", "{report}");
+    assert!(c["fix"].as_str().unwrap().contains("chmod 600"), "{report}");
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A data directory others may write to.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, report) = check(&mut s, &data_dir, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        find(&report, "data dir")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("chmod go-w"),
+        "{report}"
+    );
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+
+    // A wrong broker password, an API nobody listens on.
+    let bad_broker = s.broker_url.replacen("guest:guest", "guest:wrong", 1);
+    let dead_api = format!("127.0.0.1:{}", manman::testkit::free_port());
+    let (code, report) = check(
+        &mut s,
+        &data_dir,
+        &[
+            ("RABBITMQ_URL", bad_broker.as_str()),
+            ("API_ADDRESS", dead_api.as_str()),
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(find(&report, "broker")["status"], "fail", "{report}");
+    assert!(
+        !report.to_string().contains("wrong"),
+        "no password in the report: {report}"
+    );
+    assert!(find(&report, "api")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect"));
+    // A setting the agent would refuse at start is the one failure, naming the variable.
+    let (code, report) = check(
+        &mut s,
+        &data_dir,
+        &[("HOST_KEEPER", "/nonexistent/manman-keeper")],
+    );
+    assert_eq!(code, Some(1));
+    let config = find(&report, "config");
+    assert!(
+        config["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("HOST_KEEPER"),
+        "{report}"
+    );
+
+    // Never enrolled, and no secret to enroll with.
+    let fresh = std::env::temp_dir().join(unique_name("mmcheck-fresh"));
+    std::fs::create_dir_all(&fresh).unwrap();
+    let mut cmd = s.agent_command(&fresh, false, &s.broker_url.clone());
+    std::fs::remove_file(manman::host::identity::credential_file(&fresh)).unwrap();
+    let out = cmd
+        .args(["--check", "--json"])
+        .env_remove("HOST_ENROLLMENT_SECRET")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = find(&report, "credential");
+    assert_eq!(c["status"], "fail", "{report}");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("manman host add test-host"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

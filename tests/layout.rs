@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("errors", 0),
+    ("diagnosis", 0),
     ("retry", 0),
     ("sync", 0),
     ("metrics", 0),

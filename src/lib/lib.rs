@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 /// PostgreSQL: pool, migrations, repositories.
 pub mod db;
+/// Checks that name what is wrong and its fix (`manman doctor`, `manman-host --check`).
+pub mod diagnosis;
 /// Errors with their sources on one line, for the edges where people read them.
 pub mod errors;
 /// gRPC serving and client channels.

@@ -2,65 +2,13 @@
 //! time (config, CA, API address, its certificate, the token, the log processor) and says
 //! what to fix, so an operator does not decode each command's own failure.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
-
-use serde_json::json;
 
 use super::shared::{Exit, Failure, Outcome};
 use crate::config::Env;
+use crate::diagnosis::{is_loopback, reach, read_ca, report_all, Ca, Check, Verdict};
 use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Ok,
-    Warn,
-    Fail,
-}
-
-impl Verdict {
-    fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Warn => "warn",
-            Verdict::Fail => "fail",
-        }
-    }
-}
-
-/// One link of the chain: what was found, and for a warning or failure what fixes it.
-#[derive(Debug)]
-pub struct Check {
-    pub name: &'static str,
-    pub verdict: Verdict,
-    pub detail: String,
-    pub fix: Option<String>,
-}
-
-impl Check {
-    fn ok(name: &'static str, detail: impl Into<String>) -> Check {
-        Check {
-            name,
-            verdict: Verdict::Ok,
-            detail: detail.into(),
-            fix: None,
-        }
-    }
-    fn bad(
-        name: &'static str,
-        verdict: Verdict,
-        detail: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Check {
-        Check {
-            name,
-            verdict,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
-    }
-}
 
 /// Where the CLI would connect, as `run` resolved it.
 pub struct Target<'a> {
@@ -70,8 +18,6 @@ pub struct Target<'a> {
     pub api: &'a str,
     pub log_processor: &'a str,
 }
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs every check (a later link is skipped, as a failure, when the one it needs failed).
 pub fn diagnose(target: &Target<'_>) -> Vec<Check> {
@@ -135,100 +81,6 @@ pub fn diagnose(target: &Target<'_>) -> Vec<Check> {
     checks
 }
 
-fn is_loopback(address: &str) -> bool {
-    let host = host_of(address);
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
-}
-
-fn host_of(address: &str) -> &str {
-    address.rsplit_once(':').map_or(address, |(h, _)| h)
-}
-
-/// The CA file's PEM (for gRPC) and the certificate it holds (for the handshake check).
-struct Ca {
-    pem: Vec<u8>,
-    cert: native_tls::Certificate,
-}
-
-fn read_ca(path: &str) -> Result<Ca, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let cert = native_tls::Certificate::from_pem(&pem)
-        .map_err(|e| format!("{path} is not a PEM certificate: {e}"))?;
-    Ok(Ca { pem, cert })
-}
-
-/// TCP to `address`, then (with a CA) a TLS handshake that checks the certificate against the
-/// CA and the address's host name. Pushes one check; `true` when the link holds.
-fn reach(
-    checks: &mut Vec<Check>,
-    name: &'static str,
-    address: &str,
-    ca: Option<&Ca>,
-    daemon: &str,
-) -> bool {
-    let tcp = address
-        .to_socket_addrs()
-        .map_err(|e| format!("{address}: {e}"))
-        .and_then(|mut addrs| addrs.next().ok_or_else(|| format!("{address}: no address")))
-        .and_then(|addr| {
-            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-                .map_err(|e| format!("cannot connect to {address}: {e}"))
-        });
-    let stream = match tcp {
-        Ok(s) => s,
-        Err(e) => {
-            checks.push(Check::bad(
-                name,
-                Verdict::Fail,
-                e,
-                format!("is {daemon} running and listening there? (systemctl status {daemon}; the context's address)"),
-            ));
-            return false;
-        }
-    };
-    let Some(ca) = ca else {
-        checks.push(Check::ok(name, format!("{address} answers (plaintext)")));
-        return true;
-    };
-    let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(CONNECT_TIMEOUT));
-    let connector = native_tls::TlsConnector::builder()
-        .add_root_certificate(ca.cert.clone())
-        .disable_built_in_roots(true)
-        .request_alpns(&["h2"])
-        .build();
-    let host = host_of(address)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    match connector.map(|c| c.connect(host, stream)) {
-        Ok(Ok(_)) => {
-            checks.push(Check::ok(
-                name,
-                format!("{address} answers with a certificate the CA signed for {host}"),
-            ));
-            true
-        }
-        Ok(Err(e)) => {
-            checks.push(Check::bad(
-                name,
-                Verdict::Fail,
-                format!("TLS with {address}: {e}"),
-                format!("the certificate must be signed by the CA and name {host} (subjectAltName); or the CA is the wrong one"),
-            ));
-            false
-        }
-        Err(e) => {
-            checks.push(Check::bad(
-                name,
-                Verdict::Fail,
-                format!("TLS: {e}"),
-                "check the CA file",
-            ));
-            false
-        }
-    }
-}
-
 fn check_token(target: &Target<'_>, ca: Option<&Ca>) -> Check {
     let token = match crate::grpc::client_token(target.env) {
         Ok(Some(token)) => token,
@@ -278,30 +130,9 @@ fn check_token(target: &Target<'_>, ca: Option<&Ca>) -> Check {
     }
 }
 
-/// Prints the checks (a line each, the fix under it; or JSON) and fails when any link failed.
+/// Prints the checks and fails (exit 1) when any link failed.
 pub fn report(checks: &[Check], json: bool) -> Outcome {
-    let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
-    if json {
-        let items: Vec<_> = checks
-            .iter()
-            .map(|c| json!({"check": c.name, "status": c.verdict.as_str(), "detail": c.detail, "fix": c.fix}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"checks": items, "ok": failed == 0}))
-                .expect("json")
-        );
-    } else {
-        for c in checks {
-            println!("{:<5} {:<14} {}", c.verdict.as_str(), c.name, c.detail);
-            if let Some(fix) = &c.fix {
-                if c.verdict != Verdict::Ok {
-                    println!("{:<20} fix: {fix}", "");
-                }
-            }
-        }
-    }
-    match failed {
+    match report_all(checks, json) {
         0 => Ok(()),
         n => Err(Failure::new(Exit::Failed, format!("{n} check(s) failed"))),
     }

@@ -11,6 +11,7 @@
 
 mod backup;
 pub mod cgroups;
+pub mod check;
 mod commands;
 mod config;
 pub mod console;

@@ -238,11 +238,7 @@ fn serve_client<T: Send + 'static>(
             }
         }
         if shared.shutdown.is_triggered() {
-            let status = RpcStatus::with_message(
-                RpcStatusCode::UNAVAILABLE,
-                "the log processor is shutting down; resume with the last sequence number".into(),
-            );
-            let _ = futures::executor::block_on(sink.fail(status));
+            let _ = futures::executor::block_on(sink.fail(shutting_down()));
             return;
         }
         if req.backlog_only && cursor >= backlog_end {
@@ -268,6 +264,12 @@ fn serve_client<T: Send + 'static>(
             batch.push(message(log.session_id, l));
         }
         if batch.is_empty() {
+            // Shutdown closes every ring once its lines are out: that is not the session's
+            // end, and a follower must reconnect and resume (it once took it for the end).
+            if read.closed && !req.backlog_only && shared.shutdown.is_triggered() {
+                let _ = futures::executor::block_on(sink.fail(shutting_down()));
+                return;
+            }
             // An empty buffer, or only lines newer than the backlog: a backlog read is done.
             if read.closed || req.backlog_only {
                 break;
@@ -284,4 +286,12 @@ fn serve_client<T: Send + 'static>(
         shared.metrics.lines_out.add(sent);
     }
     let _ = futures::executor::block_on(sink.close());
+}
+
+/// What a follower gets when this instance stops: retry elsewhere or later, from its cursor.
+fn shutting_down() -> RpcStatus {
+    RpcStatus::with_message(
+        RpcStatusCode::UNAVAILABLE,
+        "the log processor is shutting down; resume with the last sequence number".into(),
+    )
 }
