@@ -137,6 +137,11 @@ fn attach_shows_the_console_takes_typed_lines_survives_a_log_processor_restart_a
         (screen.text().matches("echo: say two").count() == 2).then_some(())
     });
 
+    // A line longer than the terminal is wide (120 columns) scrolls sideways and is sent whole.
+    let long = format!("say {}", "x".repeat(150));
+    typing.write_all(format!("{long}\r").as_bytes()).unwrap();
+    screen.wait_for(&format!("echo: {long}"));
+
     // Ctrl-] detaches; the session keeps running.
     typing.write_all(&[0x1d]).unwrap();
     let status = wait_for("attach to exit", T, || child.try_wait().unwrap());

@@ -391,10 +391,13 @@ impl Terminal {
             self.clear_bottom();
         }
         let width = terminal::size().map(|(w, _)| w as usize).unwrap_or(80);
-        let mut status = format!("{}   Ctrl-] detach", self.status);
-        status.truncate(width.saturating_sub(1));
-        let input: String = self.input.iter().collect();
-        let before: usize = self.input[..self.cursor].len();
+        // Neither line may wrap: the redraw moves up exactly one line.
+        let status: String = format!("{}   Ctrl-] detach", self.status)
+            .chars()
+            .take(width.saturating_sub(1))
+            .collect();
+        let (start, end) = visible_window(self.input.len(), self.cursor, width.saturating_sub(3));
+        let input: String = self.input[start..end].iter().collect();
         let _ = queue!(
             self.out,
             style::SetAttribute(style::Attribute::Reverse),
@@ -403,8 +406,42 @@ impl Terminal {
             style::Print("\r\n"),
             style::Print("> "),
             style::Print(escape_controls(&input)),
-            cursor::MoveToColumn((2 + before) as u16)
+            cursor::MoveToColumn((2 + self.cursor - start) as u16)
         );
         let _ = self.out.flush();
+    }
+}
+
+/// The part of an input line of `len` characters shown in `room` columns: all of it when it
+/// fits, else a window that keeps the cursor in view (the line scrolls sideways, as readline's
+/// does, instead of wrapping).
+fn visible_window(len: usize, cursor: usize, room: usize) -> (usize, usize) {
+    let room = room.max(1);
+    if len < room {
+        return (0, len);
+    }
+    let start = (cursor + 1).saturating_sub(room);
+    (start, (start + room).min(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible_window;
+
+    #[test]
+    fn a_long_input_line_scrolls_sideways_keeping_the_cursor_in_view() {
+        assert_eq!(visible_window(5, 5, 80), (0, 5));
+        // 100 characters in 10 columns, cursor at the end: the last 9 and the cursor's cell.
+        assert_eq!(visible_window(100, 100, 10), (91, 100));
+        // The cursor moved back to the start: the window follows it.
+        assert_eq!(visible_window(100, 0, 10), (0, 10));
+        assert_eq!(visible_window(100, 50, 10), (41, 51));
+        for cursor in 0..=100 {
+            let (start, end) = visible_window(100, cursor, 10);
+            assert!(
+                start <= cursor && cursor - start < 10 && end - start <= 10,
+                "{cursor}"
+            );
+        }
     }
 }
