@@ -43,16 +43,8 @@ fn open_pty() -> (std::fs::File, OwnedFd) {
 }
 
 fn attach_command(s: &Stack, session: i64) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manman"));
-    cmd.args(["session", "attach", &session.to_string()])
-        .env("API_ADDRESS", format!("127.0.0.1:{}", s.api_port))
-        .env("MANMAN_TOKEN", &s.admin_token)
-        .env(
-            "LOG_PROCESSOR_ADDRESS",
-            format!("127.0.0.1:{}", s.logs.grpc_port),
-        )
-        .env("MANMAN_CONFIG", "/nonexistent/manman/config.toml")
-        .env("TERM", "xterm");
+    let mut cmd = s.cli_command(&["session", "attach", &session.to_string()]);
+    cmd.env("TERM", "xterm");
     cmd
 }
 

@@ -182,15 +182,7 @@ fn doctor_names_each_broken_link(run_dir: &Path, config: &Path) {
             .unwrap_or_else(|e| panic!("doctor: {e}: {}", String::from_utf8_lossy(&out.stderr)));
         (out.status.code().unwrap_or(-1), report)
     };
-    let check = |report: &serde_json::Value, name: &str| -> serde_json::Value {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} check: {report}"))
-    };
+    let check = check_named;
     let (code, report) = doctor(&[]);
     assert_eq!(code, 0, "{report}");
     for c in report["checks"].as_array().unwrap() {

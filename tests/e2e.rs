@@ -2619,15 +2619,7 @@ fn host_check_names_what_is_wrong_and_how_to_fix_it() {
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
         (out.status.code(), report)
     };
-    let find = |report: &serde_json::Value, name: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} check: {report}"))
-    };
+    let find = check_named;
     let (code, report) = check(&mut s, &data_dir, &[]);
     assert_eq!(code, Some(0), "{report}");
     for name in [

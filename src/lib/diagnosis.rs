@@ -77,9 +77,16 @@ pub struct Ca {
 
 pub fn read_ca(path: &str) -> Result<Ca, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let cert = native_tls::Certificate::from_pem(&pem)
-        .map_err(|e| format!("{path} is not a PEM certificate: {e}"))?;
-    Ok(Ca { pem, cert })
+    Ca::from_pem(pem).map_err(|e| format!("{path} {e}"))
+}
+
+impl Ca {
+    /// A CA already read (an `Endpoint`'s `tls_ca`).
+    pub fn from_pem(pem: Vec<u8>) -> Result<Ca, String> {
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("is not a PEM certificate: {e}"))?;
+        Ok(Ca { pem, cert })
+    }
 }
 
 /// TCP to `address`, then (with a CA) a TLS handshake that checks the certificate against the

@@ -521,3 +521,14 @@ impl Drop for HostBrokerUser {
             .output();
     }
 }
+
+/// The check called `name` in a `--json` report of `manman doctor` or `manman-host --check`.
+pub fn check_named(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} check: {report}"))
+}

@@ -303,8 +303,11 @@ impl Stack {
         manman::grpc::call_option(Some(&self.admin_token), T)
     }
 
-    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_manman"))
+    /// `manman args…` pointed at this stack (API, admin token, log processor) and at no one's
+    /// contexts.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_manman"));
+        command
             .args(args)
             .env("API_ADDRESS", format!("127.0.0.1:{}", self.api_port))
             .env("MANMAN_TOKEN", &self.admin_token)
@@ -313,9 +316,12 @@ impl Stack {
                 format!("127.0.0.1:{}", self.logs.grpc_port),
             )
             // Whatever contexts the machine's user has are not this test's.
-            .env("MANMAN_CONFIG", "/nonexistent/manman/config.toml")
-            .output()
-            .unwrap();
+            .env("MANMAN_CONFIG", "/nonexistent/manman/config.toml");
+        command
+    }
+
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli_command(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

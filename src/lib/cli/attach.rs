@@ -36,7 +36,7 @@ pub fn attach(ctx: &Ctx, log_processor: &Endpoint, session_id: i64) -> Outcome {
     let (tx, rx) = unbounded();
     // Detached threads with their own clients: a quiet console or a slow status call must not
     // hold a detach up (the process exits with the main thread).
-    let console = (own(ctx), log_processor.clone(), tx.clone());
+    let console = (ctx.clone(), log_processor.clone(), tx.clone());
     std::thread::spawn(move || {
         let (ctx, endpoint, tx) = console;
         let result = follow_console(&ctx, &endpoint, session_id, true, &mut |event| {
@@ -50,7 +50,7 @@ pub fn attach(ctx: &Ctx, log_processor: &Endpoint, session_id: i64) -> Outcome {
         });
         let _ = tx.send(Update::Over(result));
     });
-    let status = (own(ctx), tx.clone());
+    let status = (ctx.clone(), tx.clone());
     std::thread::spawn(move || {
         let (ctx, tx) = status;
         loop {
@@ -67,15 +67,6 @@ pub fn attach(ctx: &Ctx, log_processor: &Endpoint, session_id: i64) -> Outcome {
     } else {
         std::thread::spawn(move || read_stdin_lines(tx));
         plain(ctx, session_id, &rx)
-    }
-}
-
-/// A `Ctx` a thread can own (the gRPC client is a handle on the same channel).
-fn own(ctx: &Ctx) -> Ctx {
-    Ctx {
-        client: ctx.client.clone(),
-        json: ctx.json,
-        token: ctx.token.clone(),
     }
 }
 

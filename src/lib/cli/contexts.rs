@@ -19,6 +19,10 @@ use super::shared::{Exit, Failure, Outcome};
 use crate::config::Env;
 use crate::secret::{self, SecretFileError};
 
+/// The bottom layer: where the CLI connects when nothing says otherwise.
+pub const DEFAULT_API: &str = "127.0.0.1:50051";
+pub const DEFAULT_LOG_PROCESSOR: &str = "127.0.0.1:50053";
+
 /// The file's shape: which context is current, and each by name.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,14 +368,14 @@ pub mod commands {
         let rows = vec![
             (
                 "api",
-                setting("API_ADDRESS", from_context(&context.api), "127.0.0.1:50051"),
+                setting("API_ADDRESS", from_context(&context.api), DEFAULT_API),
             ),
             (
                 "log_processor",
                 setting(
                     "LOG_PROCESSOR_ADDRESS",
                     from_context(&context.log_processor),
-                    "127.0.0.1:50053",
+                    DEFAULT_LOG_PROCESSOR,
                 ),
             ),
             (

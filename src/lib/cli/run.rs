@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::args::*;
+use super::contexts::{DEFAULT_API, DEFAULT_LOG_PROCESSOR};
 use super::delete::{delete, Deletable};
 use super::shared::{Ctx, Exit, Failure, Outcome};
 use super::{configs, deployments, games, hosts, sessions, status, tokens};
@@ -210,9 +211,6 @@ pub fn run() -> i32 {
     };
     finish(json, result)
 }
-
-const DEFAULT_API: &str = "127.0.0.1:50051";
-const DEFAULT_LOG_PROCESSOR: &str = "127.0.0.1:50053";
 
 /// `manman context …`: the config file only, no connection.
 fn run_context(cmd: ContextCmd, chosen: Option<&str>, json: bool) -> Outcome {

@@ -8,6 +8,9 @@ use grpcio::{CallOption, RpcStatusCode};
 use crate::grpc::Endpoint;
 use crate::proto::v1 as pb;
 
+/// Cloned by commands that call from several threads (the gRPC client is a handle on one
+/// channel).
+#[derive(Clone)]
 pub struct Ctx {
     pub client: pb::ManManApiClient,
     pub json: bool,

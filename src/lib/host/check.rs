@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::HostConfig;
 use crate::config::Env;
-use crate::diagnosis::{reach, read_ca, Check, Verdict};
+use crate::diagnosis::{reach, Ca, Check, Verdict};
 
 /// Every check; a configuration that does not load is the one failure reported.
 pub fn diagnose(env: &Env) -> Vec<Check> {
@@ -35,27 +35,23 @@ pub fn diagnose(env: &Env) -> Vec<Check> {
     checks.push(data_dir(&config.data_dir));
     checks.push(credential(&config));
     checks.push(broker(&config.rabbitmq_url));
-    let ca = match env.get("GRPC_TLS_CA").map(read_ca) {
-        Some(Err(e)) => {
-            checks.push(Check::bad(
+    // The config has read and checked GRPC_TLS_CA already.
+    match config.api.tls_ca.clone().map(Ca::from_pem).transpose() {
+        Ok(ca) => {
+            reach(
+                &mut checks,
                 "api",
-                Verdict::Fail,
-                e,
-                "point GRPC_TLS_CA at the CA that signed the API's certificate",
-            ));
-            None
+                &config.api.address,
+                ca.as_ref(),
+                "manman-api",
+            );
         }
-        Some(Ok(ca)) => Some(ca),
-        None => None,
-    };
-    if env.get("GRPC_TLS_CA").is_none() || ca.is_some() {
-        reach(
-            &mut checks,
+        Err(e) => checks.push(Check::bad(
             "api",
-            &config.api.address,
-            ca.as_ref(),
-            "manman-api",
-        );
+            Verdict::Fail,
+            format!("GRPC_TLS_CA {e}"),
+            "point GRPC_TLS_CA at the CA that signed the API's certificate",
+        )),
     }
     checks.push(keeper(config.keeper.as_deref()));
     checks.push(cgroups(config.cgroup_subtree.as_deref()));
